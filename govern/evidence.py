@@ -1,0 +1,265 @@
+"""Evidence: what each stage proved, as typed models that together form one JSON document.
+
+The policy engine sees only ``Evidence.model_dump(mode="json")`` (custom CEL rules address it as
+``evidence.<stage>.<field>``), the lineage DB stores each stage's part, and reports render it. So the
+field names here are a public contract: rename one and policies written by users break.
+
+Evidence never holds raw record text or PII values: ids, counts, digests, locations and keyed hashes
+only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EvidenceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------- data
+class FileRecord(EvidenceModel):
+    role: str = Field(description="train, eval, or another name for standalone scans.")
+    path: str
+    format: Literal["jsonl", "csv", "parquet"]
+    sha256: str = Field(description="Digest of the file's bytes.")
+    size_bytes: int
+    rows: int
+    columns: list[str]
+    fingerprint: str = Field(description="sha256 over a canonical serialisation of the records (format-independent).")
+
+
+class LeakageEvidence(EvidenceModel):
+    """Train/eval overlap: eval records whose (normalised) text also occurs in train."""
+
+    exact_duplicates: int
+    exact_fraction: float = Field(description="Of eval records.")
+    near_duplicates: int = Field(description="Eval records with a MinHash-estimated Jaccard ≥ threshold to a train record.")
+    near_fraction: float
+    threshold: float
+    method: str = "minhash-lsh"
+    num_perm: int = 128
+    example_pairs: list[tuple[str, str]] = Field(
+        default_factory=list, description="Up to 20 (eval id, train id) pairs; ids only, never text."
+    )
+
+
+class DataEvidence(EvidenceModel):
+    files: list[FileRecord]
+    train_rows: int
+    eval_rows: int
+    text_column: str
+    label_column: str | None = None
+    labels: dict[str, int] = Field(default_factory=dict, description="Train label counts.")
+    sensitive_columns: list[str] = Field(default_factory=list)
+    leakage: LeakageEvidence
+
+
+# ---------------------------------------------------------------------------------------------- pii
+class PIICount(EvidenceModel):
+    dataset: str = Field(description="train / eval / a file name for standalone scans.")
+    field: str
+    entity_type: str
+    count: int
+    records: int = Field(description="Records with at least one finding of this type in this field.")
+    action: Literal["block", "redact", "allow"]
+
+
+class PIIEvidence(EvidenceModel):
+    engine: str
+    engine_version: str
+    entities: list[str]
+    min_score: float
+    records_total: int
+    records_scanned: int
+    sampled: bool = False
+    counts: list[PIICount] = Field(default_factory=list)
+    by_entity: dict[str, int] = Field(default_factory=dict)
+    records_affected: int = 0
+    blocked: dict[str, int] = Field(default_factory=dict, description="Entity → findings whose action is block.")
+    redacted: bool = False
+    redaction_mode: str | None = None
+    redacted_files: dict[str, str] = Field(default_factory=dict, description="role → sha256 of the redacted copy.")
+    duration_s: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------- training
+class TrainingPoint(EvidenceModel):
+    step: int
+    loss: float
+    epsilon: float | None = None
+
+
+class TrainingEvidence(EvidenceModel):
+    dp_enabled: bool
+    non_private: bool = Field(description="True when trained without DP (only a policy that allows it passes).")
+    accountant: str | None = Field(default=None, description="The accountant Opacus tracked during training.")
+    epsilon: dict[str, float] = Field(
+        default_factory=dict,
+        description="ε per accountant: rdp, prv (Opacus), dp_accounting_rdp, dp_accounting_pld.",
+    )
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    steps: int
+    epochs: float
+    max_grad_norm: float | None = None
+    n_train: int
+    batch_size: int
+    method: str
+    trainable_params: int
+    total_params: int
+    base_model: dict[str, Any] = Field(default_factory=dict, description="name, path, digest.")
+    curve: list[TrainingPoint] = Field(default_factory=list)
+    device: str
+    world_size: int = 1
+    duration_s: float
+    seed: int
+    versions: dict[str, str] = Field(default_factory=dict)
+    resumed_from_step: int | None = None
+
+
+# --------------------------------------------------------------------------------------- evaluation
+class EvaluationEvidence(EvidenceModel):
+    task: str
+    n: int
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    confusion_matrix: list[list[int]] = Field(default_factory=list)
+    ece: float | None = None
+    ece_bins: int | None = None
+    reliability: list[dict[str, float]] = Field(default_factory=list)
+    loss: float | None = None
+    perplexity: float | None = None
+
+
+# ---------------------------------------------------------------------------------------- fairness
+class MetricValue(EvidenceModel):
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class GroupMetrics(EvidenceModel):
+    attribute: str = Field(description="A sensitive column, or 'a&b' for an intersection.")
+    group: str
+    n: int
+    insufficient_data: bool = False
+    metrics: dict[str, MetricValue] = Field(default_factory=dict)
+
+
+class Disparity(EvidenceModel):
+    attribute: str
+    metric: str = Field(description="e.g. demographic_parity_difference, equalized_odds_difference.")
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class FairnessEvidence(EvidenceModel):
+    sensitive_columns: list[str]
+    intersections: bool
+    bootstrap: int
+    seed: int
+    min_group_size: int
+    positive_label: str | None = None
+    groups: list[GroupMetrics] = Field(default_factory=list)
+    disparities: list[Disparity] = Field(default_factory=list)
+    insufficient_groups: list[str] = Field(default_factory=list)
+
+
+# -------------------------------------------------------------------------------------- membership
+class TprAtFpr(EvidenceModel):
+    fpr: float
+    tpr: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class AttackResult(EvidenceModel):
+    name: str
+    auc: float
+    auc_ci_low: float | None = None
+    auc_ci_high: float | None = None
+    tpr_at_fpr: list[TprAtFpr] = Field(default_factory=list)
+    roc: list[tuple[float, float]] = Field(default_factory=list, description="Downsampled (fpr, tpr) points.")
+
+
+class CanaryAudit(EvidenceModel):
+    pool_size: int
+    inserted: int
+    guesses: int
+    correct: int
+    confidence: float
+    epsilon_lower_bound: float
+    exposure: list[float] = Field(default_factory=list)
+
+
+class MembershipEvidence(EvidenceModel):
+    n_members: int
+    n_nonmembers: int
+    seed: int
+    attacks: list[AttackResult]
+    max_auc: float
+    canaries: CanaryAudit | None = None
+
+
+# ----------------------------------------------------------------------------------------- signing
+class SigningEvidence(EvidenceModel):
+    method: str
+    signed: bool
+    bundle: str | None = None
+    signer: str | None = Field(default=None, description="Public-key fingerprint or certificate identity.")
+    files: int = 0
+    manifest_digest: str | None = None
+    provenance_bundles: list[str] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ ledger
+class LedgerEntry(EvidenceModel):
+    dataset_fingerprint: str
+    runs: int
+    total_epsilon: float
+    accountant: str
+
+
+class RunEvidence(EvidenceModel):
+    run_id: str
+    name: str
+    task: str
+    config_digest: str
+
+
+class Evidence(EvidenceModel):
+    """The evidence document. A stage that did not run leaves its key ``None``."""
+
+    run: RunEvidence | None = None
+    data: DataEvidence | None = None
+    pii: PIIEvidence | None = None
+    training: TrainingEvidence | None = None
+    evaluation: EvaluationEvidence | None = None
+    membership: MembershipEvidence | None = None
+    fairness: FairnessEvidence | None = None
+    signing: SigningEvidence | None = None
+    ledger: list[LedgerEntry] | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document the policy engine and CEL rules see."""
+        return self.model_dump(mode="json")
+
+
+#: Evidence key → model, used to rebuild stored evidence from the lineage DB.
+EVIDENCE_MODELS: dict[str, type[EvidenceModel]] = {
+    "run": RunEvidence,
+    "data": DataEvidence,
+    "pii": PIIEvidence,
+    "training": TrainingEvidence,
+    "evaluation": EvaluationEvidence,
+    "membership": MembershipEvidence,
+    "fairness": FairnessEvidence,
+    "signing": SigningEvidence,
+}

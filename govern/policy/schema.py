@@ -1,0 +1,212 @@
+"""The policy file format (``apiVersion: govern.dev/v1``, ``kind: Policy``).
+
+One section per concern holds the thresholds the built-in rules check; ``rules`` holds custom rules in
+CEL. A section that is omitted keeps the defaults below, which are permissive where a check needs a
+number the organisation must choose (e.g. no fairness limit unless one is set). ``govern policy schema``
+prints this as JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Severity = Literal["block", "warn", "info"]
+PIIAction = Literal["block", "redact", "allow"]
+
+API_VERSION = "govern.dev/v1"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metadata(Section):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1, description="The policy's own version, e.g. 1.2.0.")
+    description: str | None = None
+    owner: str | None = None
+
+
+class DataPolicy(Section):
+    severity: Severity = "block"
+    min_train_rows: int = Field(default=1, ge=0)
+    min_eval_rows: int = Field(default=1, ge=0)
+    max_exact_leakage: int | None = Field(default=0, ge=0, description="Eval records also in train (exact, normalised).")
+    max_near_duplicate_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
+class PatternSpec(Section):
+    regex: str
+    score: float = Field(default=0.8, gt=0, le=1)
+    name: str | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+
+class CustomRecognizer(Section):
+    """A regex or deny-list recognizer added without code (employee ids, patient numbers...)."""
+
+    name: str
+    entity: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    patterns: list[PatternSpec] = Field(default_factory=list)
+    deny_list: list[str] = Field(default_factory=list)
+    context: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_something(self) -> CustomRecognizer:
+        if not self.patterns and not self.deny_list:
+            raise ValueError("a custom recognizer needs patterns or deny_list")
+        return self
+
+
+class SampleSpec(Section):
+    fraction: float | None = Field(default=None, gt=0, le=1)
+    max_records: int | None = Field(default=None, ge=1)
+    seed: int = 0
+
+
+class PIIPolicy(Section):
+    engine: Literal["patterns", "spacy"] = "patterns"
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    entities: dict[str, PIIAction] = Field(
+        default_factory=lambda: {
+            "CREDIT_CARD": "redact",
+            "US_SSN": "redact",
+            "IBAN_CODE": "redact",
+            "EMAIL_ADDRESS": "redact",
+            "PHONE_NUMBER": "redact",
+            "IP_ADDRESS": "redact",
+        },
+        description="Entity type → action. Only these types are scanned.",
+    )
+    context_words: dict[str, list[str]] = Field(default_factory=dict)
+    custom_recognizers: list[CustomRecognizer] = Field(default_factory=list)
+    redaction: Literal["entity_type", "pseudonym"] = "entity_type"
+    sample: SampleSpec | None = None
+    severity: Severity = "block"
+
+
+class PrivacyPolicy(Section):
+    require_dp: bool = True
+    max_epsilon: float | None = Field(default=8.0, gt=0)
+    max_delta: float | None = Field(default=1e-5, gt=0, lt=1)
+    delta_below_inverse_n: bool = Field(default=True, description="Require δ < 1/n (n = training records).")
+    accountant: Literal["rdp", "prv", "dp_accounting_rdp", "dp_accounting_pld"] = "rdp"
+    max_total_epsilon_per_dataset: float | None = Field(default=None, gt=0)
+    severity: Severity = "block"
+
+
+class TprLimit(Section):
+    fpr: float = Field(gt=0, lt=1)
+    max_tpr: float = Field(gt=0, le=1)
+
+
+class CanaryPolicy(Section):
+    enabled: bool = False
+    pool_size: int = Field(default=200, ge=2)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    repetitions: int = Field(default=1, ge=1)
+    ship_canaried_model: bool = Field(
+        default=False, description="If false, canaries are an audit-only run: the signed model must not contain them."
+    )
+
+
+class LiraPolicy(Section):
+    enabled: bool = False
+    reference_models: int = Field(default=4, ge=1)
+
+
+class MembershipPolicy(Section):
+    attacks: list[Literal["loss", "reference", "min_k", "zlib"]] = Field(default_factory=lambda: ["loss", "reference"])
+    max_auc: float | None = Field(default=None, ge=0.5, le=1)
+    max_tpr_at_fpr: list[TprLimit] = Field(default_factory=list)
+    canaries: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    lira: LiraPolicy = Field(default_factory=LiraPolicy)
+    severity: Severity = "block"
+
+
+FairnessMetric = Literal[
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "accuracy_difference",
+    "true_positive_rate_difference",
+    "false_positive_rate_difference",
+    "perplexity_difference",
+]
+FairnessRatio = Literal["demographic_parity_ratio", "equalized_odds_ratio"]
+
+
+class FairnessPolicy(Section):
+    min_group_size: int = Field(default=30, ge=1)
+    gate_on: Literal["point", "ci"] = Field(
+        default="point", description="point: the estimate; ci: the CI bound least favourable to passing."
+    )
+    max_difference: dict[FairnessMetric, float] = Field(default_factory=dict)
+    min_ratio: dict[FairnessRatio, float] = Field(default_factory=dict)
+    min_worst_group_accuracy: float | None = Field(default=None, ge=0, le=1)
+    insufficient_data: Severity = "warn"
+    severity: Severity = "block"
+
+
+class EvaluationPolicy(Section):
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_macro_f1: float | None = Field(default=None, ge=0, le=1)
+    max_ece: float | None = Field(default=None, ge=0, le=1)
+    max_perplexity: float | None = Field(default=None, gt=0)
+    severity: Severity = "block"
+
+
+class SigningPolicy(Section):
+    required: bool = False
+    methods: list[Literal["key", "certificate", "sigstore"]] = Field(
+        default_factory=lambda: ["key", "certificate", "sigstore"]
+    )
+    severity: Severity = "block"
+
+
+class CustomRule(Section):
+    """A rule in CEL. ``expression`` must evaluate to true for the rule to pass (as in Kubernetes
+    ValidatingAdmissionPolicy); the evidence document is bound to ``evidence``."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str | None = None
+    severity: Severity = "block"
+    expression: str
+    message: str = Field(description="Shown when the expression is false.")
+    requires: list[str] = Field(
+        default_factory=list,
+        description="Evidence keys that must exist before the rule is evaluated (e.g. [training]).",
+    )
+
+
+class Policy(Section):
+    apiVersion: Literal["govern.dev/v1"]  # noqa: N815 (the file format's key)
+    kind: Literal["Policy"]
+    metadata: Metadata
+    data: DataPolicy = Field(default_factory=DataPolicy)
+    pii: PIIPolicy = Field(default_factory=PIIPolicy)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    membership: MembershipPolicy = Field(default_factory=MembershipPolicy)
+    fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
+    evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
+    signing: SigningPolicy = Field(default_factory=SigningPolicy)
+    rules: list[CustomRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_rule_ids(self) -> Policy:
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.id in seen:
+                raise ValueError(f"duplicate rule id '{r.id}'")
+            seen.add(r.id)
+        return self

@@ -1,0 +1,174 @@
+"""The contract between the pipeline and its stages.
+
+A stage is a thin adapter over a domain module (``govern.pii``, ``govern.training`` ...): it reads its
+inputs from the config and from earlier stages' ``outputs``, writes files only under ``ctx.run_dir``,
+and returns a :class:`StageResult`. It never prints, exits, or writes SQL — the pipeline records what it
+returns in the lineage DB, and the policy engine gates on its evidence.
+
+Adding a stage = one module with a class satisfying :class:`Stage` + one line in
+``govern.pipeline.STAGES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from govern.config import RunConfig, canonical_json
+from govern.evidence import Evidence, EvidenceModel
+
+if TYPE_CHECKING:
+    from govern.policy.schema import Policy
+
+
+ArtifactKind = Literal["dataset", "model", "adapter", "tokenizer", "checkpoint", "predictions", "bundle",
+                       "provenance", "report", "file"]
+
+
+class ArtifactOut(BaseModel):
+    """A file or folder a stage produced (or consumed), with its digest, for the lineage DB."""
+
+    name: str
+    kind: ArtifactKind
+    path: str
+    sha256: str
+    size_bytes: int
+    role: Literal["input", "output"] = "output"
+    dataset_fingerprint: str | None = Field(default=None, description="Set for data sets (links the ledger).")
+    rows: int | None = None
+
+
+class PIIFindingRow(BaseModel):
+    """One PII finding as stored: location, type, score, keyed hash. Never the matched text."""
+
+    dataset: str
+    file: str
+    record_id: str | None
+    line: int | None
+    field: str
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    recognizer: str
+    value_hmac: str
+    action: Literal["block", "redact", "allow"]
+
+
+class ProgressTask(Protocol):
+    def advance(self, n: float = 1) -> None: ...
+    def close(self) -> None: ...
+
+
+class Progress(Protocol):
+    """Where long work reports progress. The CLI renders it with rich; the API default is silent."""
+
+    def task(self, description: str, total: float | None = None, unit: str = "") -> ProgressTask: ...
+
+
+class _NullTask:
+    def advance(self, n: float = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class NullProgress:
+    def task(self, description: str, total: float | None = None, unit: str = "") -> ProgressTask:
+        return _NullTask()
+
+
+@dataclass
+class StageContext:
+    run_id: str
+    config: RunConfig
+    run_dir: Path
+    policy: Policy
+    evidence: Evidence
+    #: stage name → that stage's ``StageResult.outputs`` (JSON values, e.g. paths of files it wrote)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    db_url: str = ""
+    progress: Progress = field(default_factory=NullProgress)
+
+    def stage_dir(self, name: str) -> Path:
+        d = self.run_dir / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+@dataclass
+class StageResult:
+    evidence: EvidenceModel
+    artifacts: list[ArtifactOut] = field(default_factory=list)
+    #: JSON-serialisable values later stages read (e.g. ``{"train_path": ".../train.redacted.jsonl"}``)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    pii_findings: list[PIIFindingRow] = field(default_factory=list)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    #: Also the evidence key (``Evidence.<name>``) and the name shown to users.
+    name: str
+
+    def enabled(self, ctx: StageContext) -> bool:
+        """False when the config switches the stage off (it is then recorded as skipped)."""
+        ...
+
+    def input_digest(self, ctx: StageContext) -> str:
+        """Digest of everything that determines this stage's result; ``--resume`` reuses a completed
+        execution only when it is unchanged."""
+        ...
+
+    def run(self, ctx: StageContext) -> StageResult: ...
+
+
+def digest_of(*parts: Any) -> str:
+    """sha256 over the canonical JSON of ``parts`` (for input digests)."""
+    return "sha256:" + hashlib.sha256(canonical_json([_jsonable(p) for p in parts]).encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(root: Path) -> str:
+    """Digest of a folder: sha256 over sorted (relative path, file sha256) pairs."""
+    if root.is_file():
+        return file_sha256(root)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(root).as_posix()}\0{file_sha256(p)}\n".encode())
+    return h.hexdigest()
+
+
+def artifact_for(path: Path, name: str, kind: ArtifactKind, role: Literal["input", "output"] = "output",
+                 **extra: Any) -> ArtifactOut:
+    """Build an :class:`ArtifactOut` for a file or folder, computing digest and size."""
+    if path.is_dir():
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    else:
+        size = path.stat().st_size
+    return ArtifactOut(name=name, kind=kind, path=str(path), sha256=tree_sha256(path), size_bytes=size,
+                       role=role, **extra)

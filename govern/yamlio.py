@@ -1,0 +1,94 @@
+"""YAML loading that keeps line numbers, so validation errors can point at ``file:line``.
+
+PyYAML's safe loader drops positions; we compose the node tree once to map a pydantic error location
+(``("training", "dp", "target_epsilon")``) back to the line a user must edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from govern.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: Path, error_type: type[ConfigError] = ConfigError) -> tuple[Any, yaml.Node | None]:
+    """Parse ``path``; return the plain data and the composed node tree (for line lookups)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error_type(path, ["file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise error_type(path, [f"not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise error_type(path, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error_type(path, [f"{where}YAML syntax error: {problem}"]) from None
+    return data, node
+
+
+def line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest node that exists along ``loc``."""
+    line: int | None = node.start_mark.line + 1 if node is not None else None
+    current = node
+    for key in loc:
+        if isinstance(current, yaml.MappingNode):
+            nxt = None
+            for k, v in current.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(key):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+            if nxt is None:
+                return line
+            current = nxt
+        elif isinstance(current, yaml.SequenceNode) and isinstance(key, int) and key < len(current.value):
+            current = current.value[key]
+            line = current.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def validation_problems(exc: ValidationError, node: yaml.Node | None) -> list[str]:
+    """Turn a pydantic error into lines like ``line 12, training.dp.target_epsilon: must be > 0``."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        line = line_of(node, loc)
+        where = f"line {line}, " if line is not None else ""
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see `govern config schema`)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{where}{path}: {msg}")
+    return problems
+
+
+def load_model(
+    path: Path, model: type[M], error_type: type[ConfigError] = ConfigError, context: dict[str, Any] | None = None
+) -> M:
+    """Read a YAML file into a pydantic model with file/line/field error messages."""
+    data, node = read_yaml(path, error_type)
+    if data is None:
+        raise error_type(path, ["file is empty"])
+    if not isinstance(data, dict):
+        raise error_type(path, ["expected a mapping at the top level"])
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise error_type(path, validation_problems(exc, node)) from None

@@ -1,0 +1,49 @@
+"""Shared test set-up: offline hub, a private working directory and lineage DB per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No hub is reachable: any accidental download must fail fast instead of hanging.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+def require_fixture(relative: str) -> Path:
+    """Path of a ../shared/fixtures file; skip (CI: fail, via GOVERN_REQUIRE_ALL) when it is absent."""
+    path = FIXTURES / relative
+    if not path.exists():
+        reason = f"needs ../shared/fixtures/{relative} (not present on this machine)"
+        if os.environ.get("GOVERN_REQUIRE_ALL") == "1":
+            pytest.fail(reason + " and GOVERN_REQUIRE_ALL=1 forbids skipping")
+        pytest.skip(reason)
+    return path
+
+
+def require_tool(name: str, why: str) -> None:
+    """Skip when an external tool is missing; CI sets GOVERN_REQUIRE_ALL=1 to make that a failure."""
+    import shutil
+
+    if shutil.which(name) is None and not Path(name).exists():
+        reason = f"needs `{name}` ({why})"
+        if os.environ.get("GOVERN_REQUIRE_ALL") == "1":
+            pytest.fail(reason + " and GOVERN_REQUIRE_ALL=1 forbids skipping")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with its own SQLite lineage DB (via GOVERN_DB_URL)."""
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / ".govern" / "lineage.db"
+    monkeypatch.setenv("GOVERN_DB_URL", f"sqlite:///{db}")
+    return tmp_path
