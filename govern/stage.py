@@ -95,6 +95,15 @@ class StageContext:
     db_url: str = ""
     progress: Progress = field(default_factory=NullProgress)
 
+    def data_paths(self) -> dict[str, Any]:
+        """The data set later stages must read: the PII stage's redacted copy when it made one,
+        else the data stage's validated files. Keys: train_path, eval_path, format."""
+        for stage in ("pii", "data"):
+            out = self.outputs.get(stage) or {}
+            if "train_path" in out:
+                return out
+        raise KeyError("no data stage output yet")
+
     def stage_dir(self, name: str) -> Path:
         d = self.run_dir / name
         d.mkdir(parents=True, exist_ok=True)
