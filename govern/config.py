@@ -118,6 +118,9 @@ class MembershipAuditConfig(Strict):
     enabled: bool = True
     max_records: int = Field(default=500, ge=10, description="Members and non-members each (balanced).")
     seed: int = 0
+    batch_size: int = Field(default=32, ge=1, description="Records per forward pass when scoring.")
+    bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
+    min_k_fraction: float = Field(default=0.2, gt=0, le=1, description="causal-lm: k of Min-K% probability.")
 
 
 class FairnessAuditConfig(Strict):

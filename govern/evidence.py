@@ -174,10 +174,21 @@ class FairnessEvidence(EvidenceModel):
 
 # -------------------------------------------------------------------------------------- membership
 class TprAtFpr(EvidenceModel):
+    """The attack's true-positive rate at a false-positive-rate budget (Carlini et al. 2022).
+
+    ``tpr`` is measured at the ROC point with the largest empirical FPR that is still ≤ ``fpr``. With
+    ``n`` non-members the smallest non-zero FPR is 1/n, so a budget below that allows no false positive
+    at all (``resolvable`` false): the number is then the TPR at zero false positives, not at ``fpr``.
+    """
+
     fpr: float
     tpr: float
     ci_low: float | None = None
     ci_high: float | None = None
+    achieved_fpr: float | None = Field(default=None, description="Empirical FPR of the chosen operating point.")
+    max_false_positives: int | None = Field(default=None, description="floor(fpr · n_nonmembers).")
+    resolvable: bool = Field(default=True, description="False when fpr · n_nonmembers < 1 (no false positive allowed).")
+    ci_method: str = "clopper-pearson"
 
 
 class AttackResult(EvidenceModel):
@@ -187,6 +198,9 @@ class AttackResult(EvidenceModel):
     auc_ci_high: float | None = None
     tpr_at_fpr: list[TprAtFpr] = Field(default_factory=list)
     roc: list[tuple[float, float]] = Field(default_factory=list, description="Downsampled (fpr, tpr) points.")
+    description: str = ""
+    n_members: int | None = None
+    n_nonmembers: int | None = None
 
 
 class CanaryAudit(EvidenceModel):
@@ -197,6 +211,19 @@ class CanaryAudit(EvidenceModel):
     confidence: float
     epsilon_lower_bound: float
     exposure: list[float] = Field(default_factory=list)
+    attack: str = Field(default="loss", description="The attack whose scores ranked the canary pool (fixed in advance).")
+    delta: float = Field(default=0.0, description="δ the lower bound holds for (the training δ; 0 for non-private runs).")
+    accountant_epsilon: float | None = Field(default=None, description="The accountant's ε for the same run, if DP.")
+    violation: bool = Field(default=False, description="True when the empirical lower bound exceeds the accountant's ε.")
+    method: str = "steinke-nasr-jagielski-2023"
+    canaries_in_model: bool = Field(
+        default=False, description="The trained model saw the canaries: it is an audit model, not a release model."
+    )
+    exposure_candidates: int | None = Field(default=None, description="Random candidates ranked per exposure canary.")
+    exposure_max: float | None = Field(default=None, description="Largest measurable exposure: log2(candidates + 1).")
+    exposure_nonmembers: list[float] = Field(
+        default_factory=list, description="Exposure of canaries not inserted (the baseline a model shows by chance)."
+    )
 
 
 class MembershipEvidence(EvidenceModel):
@@ -206,6 +233,11 @@ class MembershipEvidence(EvidenceModel):
     attacks: list[AttackResult]
     max_auc: float
     canaries: CanaryAudit | None = None
+    task: str | None = None
+    members_source: str | None = Field(default=None, description="Where members came from (file path or 'train').")
+    nonmembers_source: str | None = None
+    notes: list[str] = Field(default_factory=list, description="Caveats, e.g. FPR budgets too small for the sample.")
+    duration_s: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------- signing

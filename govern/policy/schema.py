@@ -119,9 +119,20 @@ class CanaryPolicy(Section):
     ship_canaried_model: bool = Field(
         default=False, description="If false, canaries are an audit-only run: the signed model must not contain them."
     )
+    guess_fraction: float = Field(
+        default=0.2, gt=0, le=1,
+        description="Share of the pool the auditor guesses on (half top scores 'in', half bottom 'out'); abstains on the rest.",
+    )
+    exposure_candidates: int = Field(
+        default=255, ge=1, description="causal-lm: random secrets each exposure canary is ranked against."
+    )
+    exposure_canaries: int = Field(default=8, ge=0, description="causal-lm: inserted canaries whose exposure is measured.")
 
 
 class LiraPolicy(Section):
+    """Offline LiRA (Carlini et al. 2022) with reference models trained on non-member data. Not implemented
+    yet: enabling it is an error rather than a silently skipped attack."""
+
     enabled: bool = False
     reference_models: int = Field(default=4, ge=1)
 

@@ -1,0 +1,1 @@
+"""Audits of a trained model: membership inference and memorisation, fairness."""
