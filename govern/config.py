@@ -125,9 +125,18 @@ class MembershipAuditConfig(Strict):
 
 class FairnessAuditConfig(Strict):
     enabled: bool = True
-    intersections: bool = True
-    bootstrap: int = Field(default=200, ge=0)
+    intersections: bool = Field(default=True, description="Also audit every combination of 2+ sensitive columns.")
+    bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     seed: int = 0
+    ci_level: float = Field(default=0.95, gt=0, lt=1)
+    positive_label: str | None = Field(
+        default=None, description="The favourable class for selection rate / TPR / FPR. Default: 1 for 0/1 labels."
+    )
+    multiclass: Literal["one_vs_rest", "error"] = Field(
+        default="one_vs_rest",
+        description="Labels with more than two classes and no positive_label: one_vs_rest audits each class "
+        "as positive and gates on the worst; error refuses.",
+    )
 
 
 class AuditsConfig(Strict):

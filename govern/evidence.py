@@ -135,6 +135,12 @@ class EvaluationEvidence(EvidenceModel):
     reliability: list[dict[str, float]] = Field(default_factory=list)
     loss: float | None = None
     perplexity: float | None = None
+    ece_method: str | None = Field(
+        default=None, description="How ECE was binned: top-label confidence, equal-width bins over [0, 1]."
+    )
+    tokens: int | None = Field(default=None, description="causal-lm: predicted tokens the loss averages over.")
+    device: str | None = None
+    duration_s: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------- fairness
@@ -158,6 +164,14 @@ class Disparity(EvidenceModel):
     value: float | None
     ci_low: float | None = None
     ci_high: float | None = None
+    positive_label: str | None = Field(
+        default=None,
+        description="The class treated as positive for this number. One-vs-rest: the class whose "
+        "disparity is the worst (the reported value is the max difference / min ratio over classes).",
+    )
+    min_group: str | None = Field(default=None, description="Group with the lowest value of the compared metric.")
+    max_group: str | None = Field(default=None, description="Group with the highest value of the compared metric.")
+    groups_compared: int = Field(default=0, description="Groups with enough data that entered this disparity.")
 
 
 class FairnessEvidence(EvidenceModel):
@@ -170,6 +184,20 @@ class FairnessEvidence(EvidenceModel):
     groups: list[GroupMetrics] = Field(default_factory=list)
     disparities: list[Disparity] = Field(default_factory=list)
     insufficient_groups: list[str] = Field(default_factory=list)
+    mode: Literal["binary", "one_vs_rest", "perplexity"] = Field(
+        default="binary",
+        description="binary: one positive label; one_vs_rest: each class in turn is positive and "
+        "`disparities` holds the worst class; perplexity: causal LM, per-group perplexity.",
+    )
+    classes: list[str] = Field(default_factory=list)
+    n: int = 0
+    attributes: list[str] = Field(default_factory=list, description="Sensitive columns and their intersections ('a&b').")
+    ci_level: float = 0.95
+    bootstrap_method: str | None = None
+    per_class_disparities: list[Disparity] = Field(
+        default_factory=list, description="one_vs_rest: every class's disparities (`disparities` holds the worst)."
+    )
+    duration_s: float = 0.0
 
 
 # -------------------------------------------------------------------------------------- membership

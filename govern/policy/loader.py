@@ -1,0 +1,130 @@
+"""Finding and loading policy files: shipped names (``default``, ``strict``, ``dev``) or paths.
+
+The digest recorded for a policy is the sha256 of the file's bytes, so a compliance officer can check
+it with ``sha256sum`` against the file under version control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from govern.errors import PolicyError
+from govern.policy.cel import compile_rules
+from govern.policy.schema import Policy
+from govern.yamlio import line_of, read_yaml, validation_problems
+
+#: Shipped policies live at the project's top level (``policies/``), next to the package.
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "policies"
+
+
+@dataclass
+class LoadedPolicy:
+    policy: Policy
+    path: str
+    digest: str
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.policy.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.policy.metadata.version
+
+    def ref(self) -> dict[str, Any]:
+        """What the lineage DB stores about the policy a decision was made under."""
+        return {"name": self.name, "version": self.version, "digest": self.digest, "document": self.document}
+
+
+def shipped_policies() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")) if SHIPPED_DIR.is_dir() else []
+
+
+def resolve_policy_path(ref: str | Path) -> Path:
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or len(p.parts) > 1 or p.exists():
+        return p
+    candidate = SHIPPED_DIR / f"{p.name}.yaml"
+    if candidate.exists():
+        return candidate
+    names = ", ".join(shipped_policies()) or "none found"
+    raise PolicyError(str(ref), [f"no such policy file, and not a shipped policy name (shipped: {names})"])
+
+
+def load_policy(ref: str | Path) -> LoadedPolicy:
+    """Load, validate and compile a policy; every problem names the file, line and field."""
+    path = resolve_policy_path(ref)
+    data, node = read_yaml(path, PolicyError)
+    if data is None:
+        raise PolicyError(path, ["file is empty"])
+    if not isinstance(data, dict):
+        raise PolicyError(path, ["expected a mapping at the top level"])
+    from pydantic import ValidationError
+
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(path, validation_problems(exc, node)) from None
+    problems = []
+    for index, rule, message in compile_rules(policy):
+        line = line_of(node, ["rules", index, "expression"])
+        where = f"line {line}, " if line else ""
+        problems.append(f"{where}rules.{index}.expression (rule '{rule}'): {message}")
+    if problems:
+        raise PolicyError(path, problems)
+    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadedPolicy(policy=policy, path=str(path), digest=digest, document=data)
+
+
+def policy_from_document(document: dict[str, Any], digest: str, source: str = "<stored policy>") -> LoadedPolicy:
+    """Rebuild a policy stored in the lineage DB (for ``govern check`` without a file)."""
+    from pydantic import ValidationError
+
+    try:
+        policy = Policy.model_validate(document)
+    except ValidationError as exc:
+        raise PolicyError(source, validation_problems(exc, None)) from None
+    return LoadedPolicy(policy=policy, path=source, digest=digest, document=document)
+
+
+def policy_json_schema() -> dict[str, Any]:
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "govern Policy (apiVersion govern.dev/v1)"
+    return schema
+
+
+def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
+    """Load a policy (errors raise) and list advisories a reviewer should see."""
+    loaded = load_policy(ref)
+    p = loaded.policy
+    notes: list[str] = []
+    if not p.privacy.require_dp:
+        notes.append("privacy.require_dp is false: non-private training passes (development only)")
+    if p.privacy.max_epsilon is None:
+        notes.append("privacy.max_epsilon is unset: any ε passes")
+    elif p.privacy.max_epsilon > 10:
+        notes.append(f"privacy.max_epsilon {p.privacy.max_epsilon} is above 10: a weak guarantee")
+    if p.membership.max_auc is None and not p.membership.max_tpr_at_fpr:
+        notes.append("membership: no max_auc or max_tpr_at_fpr set: leakage is measured but never gated")
+    if not p.fairness.max_difference and not p.fairness.min_ratio:
+        notes.append("fairness: no limits set: disparities are measured but never gated")
+    allowed = [e for e, a in p.pii.entities.items() if a == "allow"]
+    if allowed:
+        notes.append(f"pii: {', '.join(sorted(allowed))} allowed into training data")
+    if not p.signing.required:
+        notes.append("signing.required is false: unsigned models pass")
+    for r in p.rules:
+        if not r.requires:
+            notes.append(f"rule '{r.id}' has no `requires`: it is evaluated after every stage")
+    return loaded, notes
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False)
