@@ -65,6 +65,6 @@ def evaluate_expression(expression: str, document: dict[str, Any]) -> CelOutcome
         if "no such member" in text or "no such key" in text:
             return CelOutcome(missing=text)
         return CelOutcome(error=text)
-    if isinstance(result, celpy.celtypes.BoolType) or isinstance(result, bool):
+    if isinstance(result, (celpy.celtypes.BoolType, bool)):
         return CelOutcome(value=bool(result))
     return CelOutcome(error=f"expression must be boolean, got {type(result).__name__}")
