@@ -1,0 +1,223 @@
+"""Read models the lineage store hands out: plain pydantic objects, detached from any DB session.
+
+The CLI, API and report render these; nothing outside ``store.py`` sees a table row or a session.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from govern.stage import PIIFindingRow
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PolicyRef(_Record):
+    """Which policy judged a run: name, version, digest of the file, and the parsed document."""
+
+    name: str
+    version: str
+    digest: str
+    document: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(_Record):
+    id: str
+    name: str
+    kind: str
+    status: str
+    decision: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+    config: dict[str, Any] | None = None
+    config_digest: str | None = None
+    config_path: str | None = None
+    policy_name: str | None = None
+    policy_version: str | None = None
+    policy_digest: str | None = None
+    policy_document: dict[str, Any] | None = None
+    run_dir: str | None = None
+    code_revision: str | None = None
+    versions: dict[str, Any] | None = None
+    parent_run_id: str | None = None
+    base_model_id: int | None = None
+
+    @property
+    def policy(self) -> PolicyRef | None:
+        if self.policy_name is None:
+            return None
+        return PolicyRef(name=self.policy_name, version=self.policy_version or "", digest=self.policy_digest or "",
+                         document=self.policy_document or {})
+
+
+class StageRecord(_Record):
+    id: int
+    run_id: str
+    stage: str
+    input_digest: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    error: str | None = None
+    outputs: dict[str, Any] | None = None
+    #: The evidence this execution produced (from the evidence table), if any.
+    evidence: dict[str, Any] | None = None
+
+
+class ArtifactRecord(_Record):
+    id: int
+    run_id: str
+    execution_id: int | None = None
+    name: str
+    kind: str
+    path: str
+    sha256: str
+    size_bytes: int
+    role: str
+    dataset_fingerprint: str | None = None
+    rows: int | None = None
+    created_at: datetime
+
+
+class DatasetRecord(_Record):
+    id: int
+    fingerprint: str
+    name: str
+    path: str
+    rows: int | None = None
+    first_run_id: str | None = None
+    first_seen_at: datetime
+
+
+class BaseModelRecord(_Record):
+    id: int
+    name: str
+    path: str
+    digest: str
+    first_seen_at: datetime
+
+
+class FindingRecord(_Record):
+    id: int
+    decision_id: int
+    run_id: str
+    rule_id: str
+    severity: str
+    status: str
+    message: str
+    evidence_path: str | None = None
+    observed: Any = None
+    threshold: Any = None
+    waiver_id: int | None = None
+
+
+class DecisionRecord(_Record):
+    id: int
+    run_id: str
+    kind: str
+    decision: str
+    policy_name: str
+    policy_version: str
+    policy_digest: str
+    created_at: datetime
+    results: list[FindingRecord] = Field(default_factory=list)
+
+
+class WaiverRecord(_Record):
+    id: int
+    target: str
+    rule_id: str
+    by: str
+    reason: str
+    until: date
+    created_at: datetime
+
+    def active_on(self, day: date) -> bool:
+        """A waiver is valid through its ``until`` day, inclusive."""
+        return day <= self.until
+
+
+class PIIFindingRecord(PIIFindingRow):
+    """A stored PII finding (the :class:`PIIFindingRow` fields plus its row id and run)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    run_id: str
+
+
+class SignatureRecord(_Record):
+    id: int
+    run_id: str
+    kind: str
+    subject: str
+    subject_digest: str
+    method: str
+    bundle_path: str
+    signer: str | None = None
+    created_at: datetime
+
+
+class LedgerRow(_Record):
+    """One training run's privacy spend against one data set, as the accountant computed it.
+
+    ``dp_enabled`` false means the run trained without DP: its spend is unbounded (treat ε as infinite).
+    Every data set the run recorded is listed (train, eval, redacted copies) — attributing spend to more
+    data sets than strictly needed errs on the safe side.
+    """
+
+    run_id: str
+    dataset_fingerprint: str
+    dataset_name: str | None = None
+    dp_enabled: bool
+    epsilon: dict[str, float] = Field(default_factory=dict)
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    steps: int | None = None
+    accountant: str | None = None
+    started_at: datetime
+    run_status: str
+
+
+class EventRecord(_Record):
+    id: int
+    created_at: datetime
+    kind: str
+    run_id: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+
+
+class ChainReport(_Record):
+    """Result of :meth:`LineageStore.verify_chain`: ``ok`` only when every link and the head agree."""
+
+    ok: bool
+    events: int
+    head_event_id: int
+    head_hash: str
+    problems: list[str] = Field(default_factory=list)
+
+
+class AncestryGraph(_Record):
+    """Where a model (or any artifact) came from: its run, that run's inputs, base model, policy, config
+    and the chain of parent runs (newest first)."""
+
+    artifact: ArtifactRecord
+    run: RunRecord
+    stages: list[StageRecord] = Field(default_factory=list)
+    inputs: list[ArtifactRecord] = Field(default_factory=list)
+    outputs: list[ArtifactRecord] = Field(default_factory=list)
+    datasets: list[DatasetRecord] = Field(default_factory=list)
+    base_model: BaseModelRecord | None = None
+    policy: PolicyRef | None = None
+    config_digest: str | None = None
+    signatures: list[SignatureRecord] = Field(default_factory=list)
+    parents: list[RunRecord] = Field(default_factory=list)

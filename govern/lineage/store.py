@@ -1,0 +1,1008 @@
+"""The lineage store: the only module in govern that writes SQL.
+
+Everything a report shows is read back from here, so a run can be re-examined (and re-judged under a newer
+policy) from the database alone. Every mutating method also appends an event to the hash-chained audit log
+in the same transaction, so the log and the tables never disagree about what happened.
+
+Backends: SQLite (default, ``.govern/lineage.db`` under the working directory) and PostgreSQL
+(``postgresql+psycopg://...``). Concurrency:
+
+- SQLite: WAL mode, ``foreign_keys=ON`` and a busy timeout on every connection; every write transaction
+  starts with ``BEGIN IMMEDIATE`` (one writer at a time, so the audit chain never forks) and is retried when
+  the database stays locked; schema migrations are serialised by a file lock next to the DB file.
+- PostgreSQL: every write transaction takes ``pg_advisory_xact_lock`` first; migrations are serialised by a
+  session-level ``pg_advisory_lock``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from filelock import FileLock
+from pydantic import BaseModel as PydanticModel
+from pydantic import ConfigDict, ValidationError
+from pydantic_core import to_jsonable_python
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from govern.config import canonical_json
+from govern.errors import LineageError, NotFoundError
+from govern.lineage.models import (
+    Artifact,
+    AuditChainHead,
+    AuditEvent,
+    BaseModelRow,
+    Dataset,
+    Decision,
+    EvidenceRow,
+    Finding,
+    PIIFinding,
+    Run,
+    Signature,
+    StageExecution,
+    Waiver,
+)
+from govern.lineage.records import (
+    AncestryGraph,
+    ArtifactRecord,
+    BaseModelRecord,
+    ChainReport,
+    DatasetRecord,
+    DecisionRecord,
+    EventRecord,
+    FindingRecord,
+    LedgerRow,
+    PIIFindingRecord,
+    PolicyRef,
+    RunRecord,
+    SignatureRecord,
+    StageRecord,
+    WaiverRecord,
+)
+from govern.stage import ArtifactOut, PIIFindingRow
+
+T = TypeVar("T")
+
+RUN_KINDS = frozenset({"run", "scan", "audit-fairness", "audit-membership", "sign", "verify"})
+RUN_STATUSES = frozenset({"running", "completed", "failed", "blocked"})
+TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "blocked"})
+STAGE_STATUSES = frozenset({"running", "completed", "failed", "blocked", "skipped"})
+DECISION_KINDS = frozenset({"gate", "final", "check"})
+FINDING_STATUSES = frozenset({"pass", "fail", "waived", "skipped", "error"})
+SIGNATURE_KINDS = frozenset({"model", "provenance", "audit", "report"})
+
+#: ``prev_hash`` of the first audit event (must match migration 0001).
+GENESIS_HASH = "0" * 64
+#: pg_advisory_xact_lock key serialising writers (ASCII "govern" as an integer).
+_PG_WRITE_LOCK = 0x676F7665726E
+#: pg_advisory_lock key serialising schema migrations.
+_PG_MIGRATE_LOCK = 0x676F7665726F
+_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_SQLITE_BUSY_TIMEOUT_S = 60.0
+_WRITE_ATTEMPTS = 12
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def default_db_url() -> str:
+    """``GOVERN_DB_URL`` when set, else SQLite in ``.govern/lineage.db`` under the working directory."""
+    env = os.environ.get("GOVERN_DB_URL", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd() / '.govern' / 'lineage.db'}"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id that sorts by start time and is unique across processes: ``run-YYYYMMDDTHHMMSS-<6 hex>``."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"run-{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_time(value: datetime) -> str:
+    """The canonical text of an event's timestamp inside its hash (microseconds, UTC)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(prev_hash: str, event_id: int, created_at: datetime, kind: str, run_id: str | None,
+               payload: Any) -> str:
+    """``sha256(prev_hash + canonical_json(content))`` — the link of the audit chain."""
+    content = {"id": event_id, "created_at": _event_time(created_at), "kind": kind, "run_id": run_id,
+               "payload": payload}
+    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
+
+
+def json_document(value: Any) -> Any:
+    """JSON-safe copy of ``value`` for storage: pydantic models, paths and dates become JSON; NaN and ±inf
+    become ``None`` (PostgreSQL's JSONB and canonical JSON reject them)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(to_jsonable_python(value, fallback=str))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(json_document(value)).encode()).hexdigest()
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return ("database is locked" in text or "database table is locked" in text or "busy" in text
+            or "deadlock detected" in text or "could not serialize" in text)
+
+
+class _FindingIn(PydanticModel):
+    """One rule result handed to :meth:`LineageStore.record_decision` (extra keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    rule_id: str
+    severity: str
+    status: str
+    message: str = ""
+    evidence_path: str | None = None
+    observed: Any = None
+    threshold: Any = None
+    waiver_id: int | None = None
+
+
+# --------------------------------------------------------------------------------------------- store
+class LineageStore:
+    """Access to one lineage database. Open with :meth:`open`; methods return detached pydantic records."""
+
+    def __init__(self, url: URL, write_engine: Engine, read_engine: Engine) -> None:
+        self._url = url
+        self._write_engine = write_engine
+        self._read_engine = read_engine
+        self._backend = url.get_backend_name()
+        self.url: str = url.render_as_string(hide_password=False)
+        self.display_url: str = url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------------------------- open / close
+    @classmethod
+    def open(cls, url: str | None = None) -> LineageStore:
+        """Connect, create the schema or migrate it to the newest revision, and return the store.
+
+        Raises :class:`LineageError` when the URL is invalid, the backend unsupported or the DB unreachable.
+        """
+        raw = url or default_db_url()
+        try:
+            sa_url = make_url(raw)
+        except ArgumentError as exc:
+            raise LineageError(f"invalid lineage DB URL (expected sqlite:///PATH or "
+                               f"postgresql+psycopg://USER@HOST/DB): {exc}") from None
+        backend = sa_url.get_backend_name()
+        if backend == "sqlite":
+            write_engine, read_engine = _sqlite_engines(sa_url)
+        elif backend == "postgresql":
+            if sa_url.drivername == "postgresql":
+                sa_url = sa_url.set(drivername="postgresql+psycopg")
+            write_engine = read_engine = sa.create_engine(sa_url, pool_pre_ping=True)
+        else:
+            raise LineageError(f"unsupported lineage DB backend '{backend}' in "
+                               f"{sa_url.render_as_string(hide_password=True)}: use sqlite or postgresql")
+        store = cls(sa_url, write_engine, read_engine)
+        try:
+            store._migrate()
+        except (OperationalError, DBAPIError) as exc:
+            store.close()
+            raise LineageError(f"cannot open lineage DB {store.display_url}: {_reason(exc)}") from None
+        except OSError as exc:
+            store.close()
+            raise LineageError(f"cannot open lineage DB {store.display_url}: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        self._write_engine.dispose()
+        if self._read_engine is not self._write_engine:
+            self._read_engine.dispose()
+
+    def __enter__(self) -> LineageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._backend
+
+    @property
+    def engine(self) -> Engine:
+        """The write engine (for tests and benchmarks that seed data in bulk)."""
+        return self._write_engine
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the DB is at (``None`` for an empty DB)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._read_engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def _migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+
+        def current(conn: sa.Connection) -> str | None:
+            return MigrationContext.configure(conn).get_current_revision()
+
+        def upgrade(conn: sa.Connection) -> None:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+        if self._backend == "sqlite":
+            database = self._url.database
+            lock: Any = _null_lock()
+            if database and database != ":memory:":
+                lock = FileLock(f"{database}.lock", timeout=300)
+            with lock:
+                migrate_engine = sa.create_engine(self._url, poolclass=sa.pool.NullPool,
+                                                  connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+                try:
+                    with migrate_engine.connect() as conn:
+                        if database and database != ":memory:":
+                            # Persistent: readers never block the writer, nor the writer readers.
+                            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                        if current(conn) != head:
+                            upgrade(conn)
+                            conn.commit()
+                finally:
+                    migrate_engine.dispose()
+            if database in (None, "", ":memory:"):
+                # An in-memory DB lives in the one pooled connection: migrate through it.
+                with self._write_engine.connect() as conn:
+                    if current(conn) != head:
+                        upgrade(conn)
+                        conn.commit()
+        else:
+            with self._write_engine.connect() as conn:
+                if current(conn) == head:
+                    return
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                conn.commit()
+                try:
+                    if current(conn) != head:
+                        upgrade(conn)
+                    conn.commit()
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATE_LOCK})
+                    conn.commit()
+
+    # ------------------------------------------------------------------------------ transactions
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one serialised write transaction, retrying while the DB is locked."""
+        delay = 0.02
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                    if self._backend == "postgresql":
+                        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                    return work(session)
+            except OperationalError as exc:
+                if not _is_lock_error(exc) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise LineageError(f"lineage DB {self.display_url}: {_reason(exc)}") from None
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        try:
+            with Session(self._read_engine, expire_on_commit=False) as session, session.begin():
+                return work(session)
+        except OperationalError as exc:
+            raise LineageError(f"lineage DB {self.display_url}: {_reason(exc)}") from None
+
+    def _append_event(self, session: Session, kind: str, run_id: str | None, payload: Any) -> int:
+        """Append one chained event inside the caller's (serialised) write transaction."""
+        head = session.get(AuditChainHead, 1)
+        if head is None:
+            raise LineageError(f"lineage DB {self.display_url}: the audit chain head row is missing "
+                               "(the database was altered outside govern); run `govern lineage verify`")
+        document = json_document(payload or {})
+        created = utcnow()
+        event_id = head.last_event_id + 1
+        digest = event_hash(head.last_hash, event_id, created, kind, run_id, document)
+        session.add(AuditEvent(id=event_id, created_at=created, kind=kind, run_id=run_id,
+                               payload_json=canonical_json(document), prev_hash=head.last_hash, hash=digest))
+        head.last_event_id = event_id
+        head.last_hash = digest
+        head.events += 1
+        head.updated_at = created
+        session.flush()
+        return event_id
+
+    @staticmethod
+    def _require_run(session: Session, run_id: str) -> Run:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"no run '{run_id}' in the lineage DB")
+        return run
+
+    # -------------------------------------------------------------------------------------- runs
+    def create_run(self, *, name: str, kind: str = "run", config: dict[str, Any] | None = None,
+                   config_digest: str | None = None, config_path: str | None = None,
+                   policy: PolicyRef | None = None, run_dir: str | None = None,
+                   code_revision: str | None = None, versions: dict[str, str] | None = None,
+                   parent_run_id: str | None = None) -> str:
+        """Record a new run (status ``running``) and return its id."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {sorted(RUN_KINDS)}, not {kind!r}")
+        config_doc = json_document(config) if config is not None else None
+        policy_doc = json_document(policy.document) if policy is not None else None
+
+        for _ in range(5):
+            started = utcnow()
+            run_id = new_run_id(started)
+
+            def work(session: Session, run_id: str = run_id, started: datetime = started) -> str:
+                if parent_run_id is not None:
+                    self._require_run(session, parent_run_id)
+                if session.get(Run, run_id) is not None:
+                    raise _IdTaken()
+                session.add(Run(
+                    id=run_id, name=name, kind=kind, status="running", started_at=started,
+                    config=config_doc, config_digest=config_digest, config_path=config_path,
+                    policy_name=policy.name if policy else None, policy_version=policy.version if policy else None,
+                    policy_digest=policy.digest if policy else None, policy_document=policy_doc,
+                    run_dir=run_dir, code_revision=code_revision, versions=dict(versions) if versions else None,
+                    parent_run_id=parent_run_id,
+                ))
+                session.flush()
+                self._append_event(session, "run.created", run_id, {
+                    "name": name, "kind": kind, "config_digest": config_digest,
+                    "policy_digest": policy.digest if policy else None, "parent_run_id": parent_run_id,
+                    "code_revision": code_revision,
+                })
+                return run_id
+
+            try:
+                return self._write(work)
+            except _IdTaken:
+                continue
+        raise LineageError("could not allocate a unique run id after 5 attempts")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id; ``latest`` means the newest run. Raises :class:`NotFoundError`."""
+
+        def work(session: Session) -> RunRecord:
+            if run_id == "latest":
+                row = session.scalars(sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc())  # type: ignore[attr-defined]
+                                      .limit(1)).first()
+                if row is None:
+                    raise NotFoundError("no runs in the lineage DB yet ('latest' needs at least one run)")
+            else:
+                row = session.get(Run, run_id)
+                if row is None:
+                    raise NotFoundError(f"no run '{run_id}' in the lineage DB")
+            return RunRecord.model_validate(row)
+
+        return self._read(work)
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """Turn ``latest`` into the newest run's id; check any other id exists."""
+        return self.get_run(run_id).id
+
+    @staticmethod
+    def _run_filters(status: str | None, kind: str | None, since: datetime | None) -> list[Any]:
+        conditions: list[Any] = []
+        if status is not None:
+            conditions.append(Run.status == status)
+        if kind is not None:
+            conditions.append(Run.kind == kind)
+        if since is not None:
+            conditions.append(Run.started_at >= since)  # type: ignore[operator]
+        return conditions
+
+    def list_runs(self, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None,
+                  since: datetime | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        stmt = (sa.select(Run).where(*self._run_filters(status, kind, since))
+                .order_by(Run.started_at.desc(), Run.id.desc())  # type: ignore[attr-defined]
+                .limit(limit).offset(offset))
+        return self._read(lambda s: [RunRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    def count_runs(self, *, status: str | None = None, kind: str | None = None,
+                   since: datetime | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(Run).where(*self._run_filters(status, kind, since))
+        return self._read(lambda s: int(s.scalar_one(stmt)))
+
+    def set_run_status(self, run_id: str, status: str, *, decision: str | None = None,
+                       error: str | None = None) -> None:
+        """Move a run to ``status``; terminal statuses (completed, failed, blocked) set ``ended_at``."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status must be one of {sorted(RUN_STATUSES)}, not {status!r}")
+
+        def work(session: Session) -> None:
+            run = self._require_run(session, run_id)
+            run.status = status
+            if decision is not None:
+                run.decision = decision
+            if error is not None:
+                run.error = error
+            run.ended_at = utcnow() if status in TERMINAL_RUN_STATUSES else None
+            # Free text stays out of the append-only log (it cannot be purged); its digest goes in.
+            self._append_event(session, "run.status", run_id, {
+                "status": status, "decision": decision,
+                "error_sha256": hashlib.sha256(error.encode()).hexdigest() if error else None,
+            })
+
+        self._write(work)
+
+    def set_run_policy(self, run_id: str, policy: PolicyRef) -> None:
+        def work(session: Session) -> None:
+            run = self._require_run(session, run_id)
+            run.policy_name, run.policy_version, run.policy_digest = policy.name, policy.version, policy.digest
+            run.policy_document = json_document(policy.document)
+            self._append_event(session, "run.policy", run_id, {
+                "name": policy.name, "version": policy.version, "digest": policy.digest})
+
+        self._write(work)
+
+    # ------------------------------------------------------------------------------------ stages
+    def start_stage(self, run_id: str, stage: str, input_digest: str) -> int:
+        """Record that ``stage`` started in ``run_id``; returns the execution id."""
+
+        def work(session: Session) -> int:
+            self._require_run(session, run_id)
+            row = StageExecution(run_id=run_id, stage=stage, input_digest=input_digest, status="running",
+                                 started_at=utcnow())
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            self._append_event(session, "stage.started", run_id, {
+                "execution_id": row.id, "stage": stage, "input_digest": input_digest})
+            return row.id
+
+        return self._write(work)
+
+    def finish_stage(self, execution_id: int, status: str, *, evidence: dict[str, Any] | None = None,
+                     outputs: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """Close a stage execution; its evidence also lands in the evidence table (digest in the log)."""
+        if status not in STAGE_STATUSES - {"running"}:
+            raise ValueError(f"stage status must be one of {sorted(STAGE_STATUSES - {'running'})}, "
+                             f"not {status!r}")
+        evidence_doc = json_document(evidence) if evidence is not None else None
+        outputs_doc = json_document(outputs) if outputs is not None else None
+
+        def work(session: Session) -> None:
+            row = session.get(StageExecution, execution_id)
+            if row is None:
+                raise NotFoundError(f"no stage execution #{execution_id} in the lineage DB")
+            now = utcnow()
+            row.status, row.ended_at, row.error = status, now, error
+            if outputs_doc is not None:
+                row.outputs = outputs_doc
+            if evidence_doc is not None:
+                session.add(EvidenceRow(run_id=row.run_id, execution_id=execution_id, stage=row.stage,
+                                        document=evidence_doc, created_at=now))
+            self._append_event(session, "stage.finished", row.run_id, {
+                "execution_id": execution_id, "stage": row.stage, "status": status,
+                "evidence_sha256": _digest(evidence_doc) if evidence_doc is not None else None,
+                "outputs_sha256": _digest(outputs_doc) if outputs_doc is not None else None,
+                "error_sha256": hashlib.sha256(error.encode()).hexdigest() if error else None,
+            })
+
+        self._write(work)
+
+    def stage_executions(self, run_id: str) -> list[StageRecord]:
+        """Every stage execution of a run, in order, each with the evidence it produced."""
+
+        def work(session: Session) -> list[StageRecord]:
+            rows = session.scalars(sa.select(StageExecution).where(StageExecution.run_id == run_id)
+                                   .order_by(StageExecution.id)).all()  # type: ignore[arg-type]
+            evidence = {e.execution_id: e.document for e in session.scalars(
+                sa.select(EvidenceRow).where(EvidenceRow.run_id == run_id).order_by(EvidenceRow.id))}  # type: ignore[arg-type]
+            return [StageRecord.model_validate(r).model_copy(update={"evidence": evidence.get(r.id)})
+                    for r in rows]
+
+        return self._read(work)
+
+    def completed_stage(self, run_id: str, stage: str) -> StageRecord | None:
+        """The latest completed execution of ``stage`` in ``run_id`` (for ``--resume``), or ``None``."""
+
+        def work(session: Session) -> StageRecord | None:
+            row = session.scalars(
+                sa.select(StageExecution)
+                .where(StageExecution.run_id == run_id, StageExecution.stage == stage,
+                       StageExecution.status == "completed")
+                .order_by(StageExecution.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            if row is None:
+                return None
+            document = session.scalars(sa.select(EvidenceRow.document)
+                                       .where(EvidenceRow.execution_id == row.id)
+                                       .order_by(EvidenceRow.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            return StageRecord.model_validate(row).model_copy(update={"evidence": document})
+
+        return self._read(work)
+
+    # ---------------------------------------------------------------- artifacts, datasets, base models
+    def add_artifacts(self, run_id: str, execution_id: int | None, artifacts: list[ArtifactOut]) -> None:
+        """Record artifacts; one with a ``dataset_fingerprint`` also registers that data set (once)."""
+        if not artifacts:
+            return
+
+        def work(session: Session) -> None:
+            self._require_run(session, run_id)
+            now = utcnow()
+            session.execute(sa.insert(Artifact), [{
+                "run_id": run_id, "execution_id": execution_id, "name": a.name, "kind": a.kind,
+                "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes, "role": a.role,
+                "dataset_fingerprint": a.dataset_fingerprint, "rows": a.rows, "created_at": now,
+            } for a in artifacts])
+            for a in artifacts:
+                if a.dataset_fingerprint:
+                    self._insert_ignore(session, Dataset, ["fingerprint"], {
+                        "fingerprint": a.dataset_fingerprint, "name": a.name, "path": a.path, "rows": a.rows,
+                        "first_run_id": run_id, "first_seen_at": now})
+            self._append_event(session, "artifacts.added", run_id, {
+                "execution_id": execution_id,
+                "artifacts": [{"name": a.name, "kind": a.kind, "role": a.role, "sha256": a.sha256,
+                               "dataset_fingerprint": a.dataset_fingerprint} for a in artifacts]})
+
+        self._write(work)
+
+    def _insert_ignore(self, session: Session, model: type[Any], keys: list[str], values: dict[str, Any]) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
+        if self._backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        result = session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        stmt = sa.select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)  # type: ignore[arg-type]
+        return self._read(lambda s: [ArtifactRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    def upsert_base_model(self, *, name: str, path: str, digest: str) -> int:
+        """The id of the base model (name, digest), recording it on first sight."""
+
+        def work(session: Session) -> int:
+            inserted = self._insert_ignore(session, BaseModelRow, ["name", "digest"], {
+                "name": name, "path": path, "digest": digest, "first_seen_at": utcnow()})
+            model_id = session.scalar_one(sa.select(BaseModelRow.id).where(
+                BaseModelRow.name == name, BaseModelRow.digest == digest))
+            if inserted:
+                self._append_event(session, "base_model.recorded", None,
+                                   {"id": model_id, "name": name, "digest": digest})
+            return int(model_id)
+
+        return self._write(work)
+
+    def link_base_model(self, run_id: str, base_model_id: int) -> None:
+        def work(session: Session) -> None:
+            run = self._require_run(session, run_id)
+            if session.get(BaseModelRow, base_model_id) is None:
+                raise NotFoundError(f"no base model #{base_model_id} in the lineage DB")
+            run.base_model_id = base_model_id
+            self._append_event(session, "run.base_model", run_id, {"base_model_id": base_model_id})
+
+        self._write(work)
+
+    def base_model(self, base_model_id: int) -> BaseModelRecord:
+        def work(session: Session) -> BaseModelRecord:
+            row = session.get(BaseModelRow, base_model_id)
+            if row is None:
+                raise NotFoundError(f"no base model #{base_model_id} in the lineage DB")
+            return BaseModelRecord.model_validate(row)
+
+        return self._read(work)
+
+    def datasets(self) -> list[DatasetRecord]:
+        stmt = sa.select(Dataset).order_by(Dataset.id)  # type: ignore[arg-type]
+        return self._read(lambda s: [DatasetRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    # ----------------------------------------------------------------- evidence, decisions, findings
+    def evidence(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Stage name → the latest evidence document that stage stored for the run."""
+
+        def work(session: Session) -> dict[str, dict[str, Any]]:
+            rows = session.execute(sa.select(EvidenceRow.stage, EvidenceRow.document)
+                                   .where(EvidenceRow.run_id == run_id).order_by(EvidenceRow.id))  # type: ignore[arg-type]
+            return {stage: document for stage, document in rows}
+
+        return self._read(work)
+
+    def record_decision(self, run_id: str, *, kind: str, decision: str, policy: PolicyRef,
+                        results: list[dict[str, Any]]) -> int:
+        """Store a policy decision with one finding per rule result; returns the decision id."""
+        if kind not in DECISION_KINDS:
+            raise ValueError(f"decision kind must be one of {sorted(DECISION_KINDS)}, not {kind!r}")
+        try:
+            findings = [_FindingIn.model_validate(r) for r in results]
+        except ValidationError as exc:
+            raise ValueError(f"invalid rule result for record_decision: {exc}") from None
+        policy_doc = json_document(policy.document)
+
+        def work(session: Session) -> int:
+            self._require_run(session, run_id)
+            row = Decision(run_id=run_id, kind=kind, decision=decision, policy_name=policy.name,
+                           policy_version=policy.version, policy_digest=policy.digest,
+                           policy_document=policy_doc, created_at=utcnow())
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            if findings:
+                session.execute(sa.insert(Finding), [{
+                    "decision_id": row.id, "run_id": run_id, "rule_id": f.rule_id, "severity": f.severity,
+                    "status": f.status, "message": f.message, "evidence_path": f.evidence_path,
+                    "observed": json_document(f.observed), "threshold": json_document(f.threshold),
+                    "waiver_id": f.waiver_id} for f in findings])
+            self._append_event(session, "decision.recorded", run_id, {
+                "decision_id": row.id, "kind": kind, "decision": decision, "policy_digest": policy.digest,
+                "results_sha256": _digest([f.model_dump() for f in findings]),
+                "failed_rules": sorted({f.rule_id for f in findings if f.status == "fail"}),
+                "waived_rules": sorted({f.rule_id for f in findings if f.status == "waived"}),
+            })
+            return row.id
+
+        return self._write(work)
+
+    def decisions(self, run_id: str) -> list[DecisionRecord]:
+        """The run's decisions in order, each with its rule results."""
+        return self._read(lambda s: self._decisions(s, run_id, None, None))
+
+    def latest_decision(self, run_id: str, kind: str | None = None) -> DecisionRecord | None:
+        found = self._read(lambda s: self._decisions(s, run_id, kind, 1))
+        return found[0] if found else None
+
+    @staticmethod
+    def _decisions(session: Session, run_id: str, kind: str | None, latest: int | None) -> list[DecisionRecord]:
+        stmt = sa.select(Decision).where(Decision.run_id == run_id)
+        if kind is not None:
+            stmt = stmt.where(Decision.kind == kind)
+        if latest is not None:
+            stmt = stmt.order_by(Decision.id.desc()).limit(latest)  # type: ignore[union-attr]
+        else:
+            stmt = stmt.order_by(Decision.id)  # type: ignore[arg-type]
+        rows = list(session.scalars(stmt))
+        if not rows:
+            return []
+        by_decision: dict[int, list[FindingRecord]] = {}
+        for f in session.scalars(sa.select(Finding).where(Finding.decision_id.in_([r.id for r in rows]))  # type: ignore[union-attr]
+                                 .order_by(Finding.id)):  # type: ignore[arg-type]
+            by_decision.setdefault(f.decision_id, []).append(FindingRecord.model_validate(f))
+        return [DecisionRecord.model_validate(r).model_copy(update={"results": by_decision.get(r.id, [])})
+                for r in rows]
+
+    # ----------------------------------------------------------------------------------- waivers
+    def add_waiver(self, *, target: str, rule_id: str, by: str, reason: str, until: date) -> int:
+        """Record a waiver for ``rule_id`` on a run id or dataset fingerprint, valid through ``until``."""
+        if not by.strip() or not reason.strip():
+            raise ValueError("a waiver needs who grants it (by) and why (reason)")
+
+        def work(session: Session) -> int:
+            row = Waiver(target=target, rule_id=rule_id, granted_by=by, reason=reason, until=until,
+                         created_at=utcnow())
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            self._append_event(session, "waiver.added", target if target.startswith("run-") else None, {
+                "waiver_id": row.id, "target": target, "rule_id": rule_id, "by": by,
+                "until": until.isoformat(), "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
+            return row.id
+
+        return self._write(work)
+
+    def waivers(self, *, targets: list[str] | None = None) -> list[WaiverRecord]:
+        """All waivers (expired ones too — callers check ``until``), optionally for some targets only."""
+        stmt = sa.select(Waiver).order_by(Waiver.id)  # type: ignore[arg-type]
+        if targets is not None:
+            stmt = stmt.where(Waiver.target.in_(targets))  # type: ignore[attr-defined]
+        return self._read(lambda s: [_waiver_record(w) for w in s.scalars(stmt)])
+
+    # ------------------------------------------------------------------------------ PII findings
+    def add_pii_findings(self, run_id: str, rows: list[PIIFindingRow]) -> None:
+        """Bulk-insert PII findings (type, location, score, recogniser, keyed hash — never the text)."""
+        if not rows:
+            return
+
+        def work(session: Session) -> None:
+            self._require_run(session, run_id)
+            session.execute(sa.insert(PIIFinding), [{"run_id": run_id, **r.model_dump()} for r in rows])
+            counts: dict[str, int] = {}
+            for r in rows:
+                counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
+            self._append_event(session, "pii.findings", run_id, {
+                "count": len(rows), "by_entity": counts,
+                "rows_sha256": _digest([r.model_dump() for r in rows])})
+
+        self._write(work)
+
+    def pii_findings(self, run_id: str, limit: int | None = None) -> list[PIIFindingRecord]:
+        stmt = sa.select(PIIFinding).where(PIIFinding.run_id == run_id).order_by(PIIFinding.id)  # type: ignore[arg-type]
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._read(lambda s: [PIIFindingRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    # -------------------------------------------------------------------------------- signatures
+    def add_signature(self, run_id: str, *, subject: str, subject_digest: str, method: str, bundle_path: str,
+                      signer: str | None, kind: str = "model") -> int:
+        if kind not in SIGNATURE_KINDS:
+            raise ValueError(f"signature kind must be one of {sorted(SIGNATURE_KINDS)}, not {kind!r}")
+
+        def work(session: Session) -> int:
+            self._require_run(session, run_id)
+            row = Signature(run_id=run_id, kind=kind, subject=subject, subject_digest=subject_digest,
+                            method=method, bundle_path=bundle_path, signer=signer, created_at=utcnow())
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            self._append_event(session, "signature.added", run_id, {
+                "signature_id": row.id, "kind": kind, "subject": subject, "subject_digest": subject_digest,
+                "method": method, "signer": signer})
+            return row.id
+
+        return self._write(work)
+
+    def signatures(self, run_id: str) -> list[SignatureRecord]:
+        stmt = sa.select(Signature).where(Signature.run_id == run_id).order_by(Signature.id)  # type: ignore[arg-type]
+        return self._read(lambda s: [SignatureRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    # ---------------------------------------------------------------------------- privacy ledger
+    def privacy_ledger(self, dataset_fingerprint: str | None = None) -> list[LedgerRow]:
+        """Every training run's recorded privacy spend per data set it touched, oldest first.
+
+        Built from the stored training evidence (what the accountant computed) joined to the run's data set
+        artifacts; nothing is recomputed or taken from the config.
+        """
+
+        def work(session: Session) -> list[LedgerRow]:
+            datasets_stmt = (sa.select(Artifact.run_id, Artifact.dataset_fingerprint, Artifact.name)
+                             .where(Artifact.dataset_fingerprint.is_not(None))  # type: ignore[union-attr]
+                             .order_by(Artifact.id))  # type: ignore[arg-type]
+            if dataset_fingerprint is not None:
+                datasets_stmt = datasets_stmt.where(Artifact.dataset_fingerprint == dataset_fingerprint)
+            per_run: dict[str, dict[str, str]] = {}
+            for run_id, fingerprint, name in session.execute(datasets_stmt):
+                per_run.setdefault(run_id, {}).setdefault(fingerprint, name)
+            if not per_run:
+                return []
+            training: dict[str, dict[str, Any]] = {}
+            run_ids = list(per_run)
+            for chunk_start in range(0, len(run_ids), 500):
+                chunk = run_ids[chunk_start:chunk_start + 500]
+                for run_id, document in session.execute(
+                        sa.select(EvidenceRow.run_id, EvidenceRow.document)
+                        .where(EvidenceRow.stage == "training", EvidenceRow.run_id.in_(chunk))  # type: ignore[attr-defined]
+                        .order_by(EvidenceRow.id)):  # type: ignore[arg-type]
+                    training[run_id] = document  # latest wins
+            runs = {r.id: r for r in session.scalars(sa.select(Run).where(Run.id.in_(list(training))))}  # type: ignore[attr-defined]
+            ledger: list[LedgerRow] = []
+            for run_id, document in training.items():
+                run = runs[run_id]
+                for fingerprint, name in per_run[run_id].items():
+                    ledger.append(LedgerRow(
+                        run_id=run_id, dataset_fingerprint=fingerprint, dataset_name=name,
+                        dp_enabled=bool(document.get("dp_enabled", False)),
+                        epsilon={k: float(v) for k, v in (document.get("epsilon") or {}).items() if v is not None},
+                        delta=document.get("delta"), noise_multiplier=document.get("noise_multiplier"),
+                        sample_rate=document.get("sample_rate"), steps=document.get("steps"),
+                        accountant=document.get("accountant"), started_at=run.started_at,
+                        run_status=run.status))
+            ledger.sort(key=lambda row: (row.started_at, row.run_id, row.dataset_fingerprint))
+            return ledger
+
+        return self._read(work)
+
+    # -------------------------------------------------------------------------------- provenance
+    def ancestry(self, artifact_sha256: str) -> AncestryGraph:
+        """Where an artifact came from: the run that produced it, that run's inputs and data sets, base
+        model, policy, config digest, signatures, and its parent runs (following ``parent_run_id``)."""
+
+        def work(session: Session) -> AncestryGraph:
+            artifact = session.scalars(
+                sa.select(Artifact).where(Artifact.sha256 == artifact_sha256)
+                .order_by((Artifact.role == "output").desc(), Artifact.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            if artifact is None:
+                raise NotFoundError(f"no artifact with sha256 {artifact_sha256} in the lineage DB")
+            run = session.get(Run, artifact.run_id)
+            assert run is not None
+            run_artifacts = [ArtifactRecord.model_validate(a) for a in session.scalars(
+                sa.select(Artifact).where(Artifact.run_id == run.id).order_by(Artifact.id))]  # type: ignore[arg-type]
+            fingerprints = sorted({a.dataset_fingerprint for a in run_artifacts if a.dataset_fingerprint})
+            datasets = [DatasetRecord.model_validate(d) for d in session.scalars(
+                sa.select(Dataset).where(Dataset.fingerprint.in_(fingerprints)).order_by(Dataset.id))] if fingerprints else []  # type: ignore[attr-defined,arg-type]
+            stages = [StageRecord.model_validate(st) for st in session.scalars(
+                sa.select(StageExecution).where(StageExecution.run_id == run.id).order_by(StageExecution.id))]  # type: ignore[arg-type]
+            base = session.get(BaseModelRow, run.base_model_id) if run.base_model_id is not None else None
+            signatures = [SignatureRecord.model_validate(sg) for sg in session.scalars(
+                sa.select(Signature).where(Signature.run_id == run.id).order_by(Signature.id))]  # type: ignore[arg-type]
+            parents: list[RunRecord] = []
+            seen = {run.id}
+            parent_id = run.parent_run_id
+            while parent_id is not None and parent_id not in seen:
+                seen.add(parent_id)
+                parent = session.get(Run, parent_id)
+                if parent is None:
+                    break
+                parents.append(RunRecord.model_validate(parent))
+                parent_id = parent.parent_run_id
+            run_record = RunRecord.model_validate(run)
+            return AncestryGraph(
+                artifact=ArtifactRecord.model_validate(artifact), run=run_record, stages=stages,
+                inputs=[a for a in run_artifacts if a.role == "input"],
+                outputs=[a for a in run_artifacts if a.role == "output"], datasets=datasets,
+                base_model=BaseModelRecord.model_validate(base) if base is not None else None,
+                policy=run_record.policy, config_digest=run.config_digest, signatures=signatures,
+                parents=parents)
+
+        return self._read(work)
+
+    # ------------------------------------------------------------------------------- audit events
+    def append_event(self, kind: str, *, run_id: str | None = None, payload: dict[str, Any] | None = None) -> None:
+        """Append an event of the caller's own (e.g. ``report.rendered``) to the hash-chained log.
+
+        The payload must not contain personal data or secrets: the log is append-only and cannot be purged.
+        """
+        self._write(lambda s: self._append_event(s, kind, run_id, payload))
+
+    def events(self, run_id: str | None = None) -> list[EventRecord]:
+        stmt = sa.select(AuditEvent).order_by(AuditEvent.id)  # type: ignore[arg-type]
+        if run_id is not None:
+            stmt = stmt.where(AuditEvent.run_id == run_id)
+
+        def work(session: Session) -> list[EventRecord]:
+            out = []
+            for e in session.scalars(stmt):
+                try:
+                    payload = json.loads(e.payload_json)
+                except ValueError:
+                    payload = {"_unreadable": True}
+                out.append(EventRecord(id=e.id, created_at=e.created_at, kind=e.kind, run_id=e.run_id,
+                                       payload=payload if isinstance(payload, dict) else {"value": payload},
+                                       prev_hash=e.prev_hash, hash=e.hash))
+            return out
+
+        return self._read(work)
+
+    def verify_chain(self) -> ChainReport:
+        """Recompute every link of the audit log; report each edited, missing or re-linked row by id, and a
+        chain head that names an event no longer there (deletion of the newest events)."""
+
+        def work(session: Session) -> ChainReport:
+            problems: list[str] = []
+            head = session.get(AuditChainHead, 1)
+            if head is None:
+                return ChainReport(ok=False, events=0, head_event_id=0, head_hash="",
+                                   problems=["the audit chain head row (audit_chain_head id 1) is missing"])
+            head_id, head_hash, head_count = head.last_event_id, head.last_hash, head.events
+            prev_hash, prev_id, seen = GENESIS_HASH, 0, 0
+            stmt = (sa.select(AuditEvent).where(AuditEvent.id <= head_id)  # type: ignore[operator]
+                    .order_by(AuditEvent.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
+            for event in _rows(session.scalars(stmt)):
+                seen += 1
+                if event.id != prev_id + 1:
+                    missing = (f"#{prev_id + 1}" if event.id == prev_id + 2
+                               else f"#{prev_id + 1}..#{event.id - 1}")
+                    problems.append(f"event(s) {missing} missing: deleted before event #{event.id}")
+                if event.prev_hash != prev_hash:
+                    problems.append(f"event #{event.id} ({event.kind}): prev_hash does not match the hash of "
+                                    f"the event before it (#{prev_id}) — an event was deleted, inserted or "
+                                    "re-hashed")
+                try:
+                    payload = json.loads(event.payload_json)
+                except ValueError:
+                    problems.append(f"event #{event.id} ({event.kind}): payload is not valid JSON — the row "
+                                    "was edited")
+                else:
+                    recomputed = event_hash(event.prev_hash, event.id, event.created_at, event.kind,
+                                            event.run_id, payload)
+                    if recomputed != event.hash:
+                        problems.append(f"event #{event.id} ({event.kind}): content does not match its hash — "
+                                        "the row was edited")
+                prev_hash, prev_id = event.hash, event.id
+            if prev_id != head_id:
+                missing = f"#{head_id}" if head_id == prev_id + 1 else f"#{prev_id + 1}..#{head_id}"
+                problems.append(f"event(s) {missing} missing: the chain head names event #{head_id} as the "
+                                f"newest but the log ends at #{prev_id} (the newest events were deleted)")
+            elif prev_hash != head_hash:
+                problems.append(f"event #{prev_id}: its hash does not match the chain head — the newest event "
+                                "was edited or replaced")
+            if seen != head_count:
+                problems.append(f"the chain head counts {head_count} events but {seen} are stored")
+            return ChainReport(ok=not problems, events=seen, head_event_id=head_id, head_hash=head_hash,
+                               problems=problems)
+
+        return self._read(work)
+
+
+# ------------------------------------------------------------------------------------ module helpers
+class _IdTaken(Exception):
+    """A freshly drawn run id collided with an existing one (retry with a new one)."""
+
+
+def _rows(result: Iterable[T]) -> Iterator[T]:
+    yield from result
+
+
+def _waiver_record(w: Waiver) -> WaiverRecord:
+    return WaiverRecord(id=w.id or 0, target=w.target, rule_id=w.rule_id, by=w.granted_by, reason=w.reason,
+                        until=w.until, created_at=w.created_at)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _null_lock() -> Iterator[None]:
+    yield None
+
+
+def _sqlite_engines(url: URL) -> tuple[Engine, Engine]:
+    """Two engines over one SQLite file: writes begin ``IMMEDIATE`` (take the write lock up front, so two
+    writers never deadlock upgrading read locks); reads begin deferred (WAL readers never block)."""
+    database = url.database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engines = (_sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False))
+        return engines
+    # In-memory: one shared connection, used for both.
+    engine = _sqlite_engine(url, immediate=True, memory=True)
+    return engine, engine
+
+
+def _sqlite_engine(url: URL, *, immediate: bool, memory: bool = False) -> Engine:
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = sa.pool.StaticPool
+    engine = sa.create_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) emit BEGIN, so we can choose IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+__all__ = [
+    "GENESIS_HASH",
+    "LineageStore",
+    "default_db_url",
+    "event_hash",
+    "new_run_id",
+]
