@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make demo   — creates .venv if missing, runs the governed quickstart fine-tune, writes its report
+#   make test   — creates .venv if missing, runs the test suite
+# Everything else here is what those two need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install system-deps bench lint clean-demo
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, as the CPU build (a plain dependency resolution would pull a multi-GB CUDA build)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	cd examples/quickstart && ../../$(BIN)/govern run govern.yaml
+	$(BIN)/govern report latest --format html --db sqlite:///$(CURDIR)/examples/quickstart/.govern/lineage.db
+	$(BIN)/govern report latest --format md --db sqlite:///$(CURDIR)/examples/quickstart/.govern/lineage.db
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Debian packages some tests need (PostgreSQL server, Chromium, pdftotext, WeasyPrint's Pango).
+# Without them those tests skip with the reason; CI installs them and turns the skips into failures.
+system-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium poppler-utils \
+	  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core >/dev/null
+
+bench: $(STAMP)
+	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check govern tests
+
+clean-demo:
+	rm -rf examples/quickstart/.govern

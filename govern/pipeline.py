@@ -1,0 +1,351 @@
+"""The governed run: stages in order, a policy gate after each, every step recorded in the lineage DB.
+
+This is the only module that knows the order of stages. A stage is registered by one line in
+:data:`STAGES` ("module:Class"); it is imported when a run starts, so a stage whose heavy dependencies
+(torch, presidio) are slow to import costs nothing to commands that don't run it.
+
+Failure semantics (what a compliance officer relies on):
+- any error after the run is created leaves it recorded as ``failed`` with the reason, and the stage
+  that failed recorded as ``failed``;
+- a ``block`` from the policy gate stops the run before the next stage and records it ``blocked``;
+- a process killed mid-run leaves the run ``running``; ``govern run --resume RUN_ID`` continues it,
+  reusing every completed stage whose input digest is unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from govern.config import RunConfig, load_run_config, run_config_from_dict
+from govern.errors import ConfigError, GovernError
+from govern.evidence import EVIDENCE_MODELS, Evidence, LedgerEntry, RunEvidence
+from govern.lineage import LineageStore
+from govern.lineage.records import PolicyRef
+from govern.policy import LoadedPolicy, PolicyDecision, WaiverRef, evaluate, load_policy, policy_from_document
+from govern.stage import NullProgress, Progress, Stage, StageContext, StageResult
+
+log = logging.getLogger("govern.pipeline")
+
+#: The stages of a governed run, in order. Adding a stage: write its module, add one line here.
+STAGES: list[str] = [
+    "govern.data.stage:DataStage",
+    "govern.pii.stage:PIIStage",
+    "govern.audits.canaries:CanaryStage",
+    "govern.training.stage:TrainingStage",
+    "govern.audits.stages:EvaluationStage",
+    "govern.audits.membership:MembershipStage",
+    "govern.audits.stages:FairnessStage",
+    "govern.signing.stage:SigningStage",
+]
+
+#: Package versions recorded with every run (reproducibility record, SLSA resolvedDependencies).
+RECORDED_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "presidio-analyzer", "presidio-anonymizer",
+                     "fairlearn", "dp-accounting", "model-signing", "sigstore", "sqlmodel", "numpy", "scikit-learn")
+
+
+def load_stages(specs: list[str] | None = None) -> list[Stage]:
+    stages: list[Stage] = []
+    for spec in specs if specs is not None else STAGES:
+        module_name, _, class_name = spec.partition(":")
+        module = importlib.import_module(module_name)
+        stages.append(getattr(module, class_name)())
+    return stages
+
+
+class PipelineListener(Protocol):
+    """What the CLI hears about a run (for display). All methods optional in spirit; see NullListener."""
+
+    def run_started(self, run_id: str, resumed: bool) -> None: ...
+    def stage_started(self, name: str) -> None: ...
+    def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None: ...
+    def gate(self, name: str, decision: PolicyDecision) -> None: ...
+
+
+class NullListener:
+    def run_started(self, run_id: str, resumed: bool) -> None:
+        return None
+
+    def stage_started(self, name: str) -> None:
+        return None
+
+    def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None:
+        return None
+
+    def gate(self, name: str, decision: PolicyDecision) -> None:
+        return None
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # completed | reused | skipped | failed | blocked
+    seconds: float = 0.0
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # completed | blocked | failed
+    decision: str | None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[StageOutcome] = field(default_factory=list)
+    error: str | None = None
+    run_dir: str | None = None
+    db_url: str = ""
+
+
+def package_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    import platform
+
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def code_revision() -> str | None:
+    """The git commit of govern's own source tree, when it is a checkout (recorded for reproducibility)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    rev = out.stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+    return rev + ("+dirty" if dirty else "")
+
+
+def _policy_ref(loaded: LoadedPolicy) -> PolicyRef:
+    return PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document)
+
+
+def _waivers(store: LineageStore, targets: list[str]) -> list[WaiverRef]:
+    return [WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until)
+            for w in store.waivers(targets=targets)]
+
+
+def waiver_targets(run_id: str, evidence: dict[str, Any]) -> list[str]:
+    """A waiver applies to the run itself or to any data set it used (by content fingerprint)."""
+    targets = [run_id]
+    for f in (evidence.get("data") or {}).get("files", []):
+        if f.get("fingerprint"):
+            targets.append(f["fingerprint"])
+    return targets
+
+
+def ledger_evidence(store: LineageStore, policy: LoadedPolicy, run_id: str, evidence: Evidence
+                    ) -> list[LedgerEntry] | None:
+    """Privacy budget spent per training data set, including this run, composed under the gated accountant.
+
+    Only computed when the policy caps it, because composition needs every earlier run's (q, σ, steps).
+    """
+    cap = policy.policy.privacy.max_total_epsilon_per_dataset
+    if cap is None or evidence.training is None or not evidence.training.dp_enabled or evidence.data is None:
+        return None
+    from govern.privacy_ledger import compose_ledger
+
+    train_fps = [f.fingerprint for f in evidence.data.files if f.role == "train"]
+    entries: list[LedgerEntry] = []
+    for fp in train_fps:
+        rows = [r for r in store.privacy_ledger(fp) if r.run_id != run_id]
+        entries.append(compose_ledger(fp, rows, evidence.training, policy.policy.privacy.accountant))
+    return entries
+
+
+class Pipeline:
+    """One governed run. Use :func:`run_pipeline` unless you need to swap stages (tests do)."""
+
+    def __init__(self, store: LineageStore, *, progress: Progress | None = None,
+                 listener: PipelineListener | None = None, stages: list[Stage] | None = None,
+                 on_stage_done: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.progress = progress or NullProgress()
+        self.listener = listener or NullListener()
+        self._stages = stages
+        self._on_stage_done = on_stage_done
+
+    # ------------------------------------------------------------------------------------------ start
+    def start(self, config_path: str | Path) -> RunOutcome:
+        path = Path(config_path)
+        try:
+            config = load_run_config(path)
+            policy = load_policy(config.policy)
+        except ConfigError as exc:
+            run_id = self.store.create_run(name=path.parent.name or path.stem, kind="run", config_path=str(path))
+            self.store.set_run_status(run_id, "failed", error=str(exc))
+            exc.run_id = run_id  # type: ignore[attr-defined]
+            raise
+        run_id = self.store.create_run(
+            name=config.name, kind="run", config=config.model_dump(mode="json"), config_digest=config.digest(),
+            config_path=str(path.resolve()), policy=_policy_ref(policy), code_revision=code_revision(),
+            versions=package_versions(),
+        )
+        run_dir = (config.output_dir or Path.cwd() / ".govern" / "runs") / run_id
+        self.store.set_run_dir(run_id, str(run_dir))
+        return self._execute(run_id, config, policy, run_dir, resumed=False)
+
+    def resume(self, run_id: str) -> RunOutcome:
+        record = self.store.get_run(run_id)
+        if record.kind != "run":
+            raise GovernError(f"{record.id} is a '{record.kind}' record, not a governed run: nothing to resume")
+        if record.status == "completed":
+            raise GovernError(f"run {record.id} already completed (decision: {record.decision}); nothing to resume")
+        if record.config is None or record.policy_document is None:
+            raise GovernError(f"run {record.id} failed before its config was valid; start a new run instead")
+        base = Path(record.config_path).parent if record.config_path else Path.cwd()
+        config = run_config_from_dict(record.config, base, source=f"stored config of {record.id}")
+        policy = policy_from_document(record.policy_document, record.policy_digest or "",
+                                      source=f"stored policy of {record.id}")
+        run_dir = Path(record.run_dir) if record.run_dir else Path.cwd() / ".govern" / "runs" / record.id
+        self.store.set_run_status(record.id, "running")
+        self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})
+        return self._execute(record.id, config, policy, run_dir, resumed=True)
+
+    # ---------------------------------------------------------------------------------------- execute
+    def _execute(self, run_id: str, config: RunConfig, policy: LoadedPolicy, run_dir: Path, *, resumed: bool
+                 ) -> RunOutcome:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outcome = RunOutcome(run_id=run_id, status="running", decision=None, run_dir=str(run_dir),
+                             db_url=self.store.display_url)
+        evidence = Evidence(run=RunEvidence(run_id=run_id, name=config.name, task=config.task,
+                                            config_digest=config.digest()))
+        ctx = StageContext(run_id=run_id, config=config, run_dir=run_dir, policy=policy.policy, evidence=evidence,
+                           db_url=self.store.url, progress=self.progress)
+        self.listener.run_started(run_id, resumed)
+        current = "setup"
+        try:
+            stages = self._stages if self._stages is not None else load_stages()
+            for stage in stages:
+                current = stage.name
+                status = self._run_stage(stage, ctx, resumed, outcome)
+                if status == "failed":
+                    return outcome
+                decision = self._gate(stage.name, ctx, policy, final=False)
+                if decision.decision == "block":
+                    self.store.record_decision(run_id, kind="gate", decision="block", policy=_policy_ref(policy),
+                                               results=[r.model_dump(mode="json") for r in decision.results])
+                    self.store.set_run_status(run_id, "blocked", decision="block")
+                    outcome.status, outcome.decision = "blocked", "block"
+                    outcome.results = [r.model_dump(mode="json") for r in decision.results]
+                    outcome.stages[-1].status = outcome.stages[-1].status + "/blocked"
+                    return outcome
+                if self._on_stage_done is not None:
+                    self._on_stage_done(stage.name)
+            current = "final decision"
+            final = self._gate("final", ctx, policy, final=True)
+            results = [r.model_dump(mode="json") for r in final.results]
+            self.store.record_decision(run_id, kind="final", decision=final.decision, policy=_policy_ref(policy),
+                                       results=results)
+            status = "blocked" if final.decision == "block" else "completed"
+            self.store.set_run_status(run_id, status, decision=final.decision)
+            outcome.status, outcome.decision, outcome.results = status, final.decision, results
+            return outcome
+        except GovernError as exc:
+            self._fail(outcome, f"{current}: {exc}")
+            raise
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                self._fail(outcome, f"{current}: interrupted by the user")
+                raise
+            (run_dir / "error.log").write_text(traceback.format_exc())
+            self._fail(outcome, f"{current}: internal error {type(exc).__name__} (details in {run_dir / 'error.log'})")
+            raise
+
+    def _fail(self, outcome: RunOutcome, reason: str) -> None:
+        outcome.status, outcome.error = "failed", reason
+        try:
+            self.store.set_run_status(outcome.run_id, "failed", error=reason)
+        except Exception:  # noqa: BLE001 - never mask the original error with a DB error
+            log.exception("could not record the failure of %s", outcome.run_id)
+
+    def _run_stage(self, stage: Stage, ctx: StageContext, resumed: bool, outcome: RunOutcome) -> str:
+        name = stage.name
+        if not stage.enabled(ctx):
+            exec_id = self.store.start_stage(ctx.run_id, name, "")
+            self.store.finish_stage(exec_id, "skipped")
+            outcome.stages.append(StageOutcome(name, "skipped"))
+            self.listener.stage_finished(name, "skipped", 0.0, "disabled by config")
+            return "skipped"
+        input_digest = stage.input_digest(ctx)
+        if resumed:
+            previous = self.store.completed_stage(ctx.run_id, name)
+            if previous is not None and previous.input_digest == input_digest and previous.evidence is not None:
+                setattr(ctx.evidence, name, EVIDENCE_MODELS[name].model_validate(previous.evidence))
+                ctx.outputs[name] = previous.outputs or {}
+                outcome.stages.append(StageOutcome(name, "reused"))
+                self.listener.stage_finished(name, "reused", 0.0, "unchanged inputs; result reused")
+                return "reused"
+        self.listener.stage_started(name)
+        exec_id = self.store.start_stage(ctx.run_id, name, input_digest)
+        started = time.perf_counter()
+        try:
+            result: StageResult = stage.run(ctx)
+        except BaseException as exc:
+            seconds = time.perf_counter() - started
+            reason = str(exc) if isinstance(exc, GovernError) else f"{type(exc).__name__}"
+            self.store.finish_stage(exec_id, "failed", error=reason)
+            outcome.stages.append(StageOutcome(name, "failed", seconds))
+            self.listener.stage_finished(name, "failed", seconds, reason)
+            raise
+        seconds = time.perf_counter() - started
+        if result.artifacts:
+            self.store.add_artifacts(ctx.run_id, exec_id, result.artifacts)
+        if result.pii_findings:
+            self.store.add_pii_findings(ctx.run_id, result.pii_findings)
+        evidence_json = result.evidence.model_dump(mode="json")
+        self.store.finish_stage(exec_id, "completed", evidence=evidence_json, outputs=result.outputs)
+        setattr(ctx.evidence, name, result.evidence)
+        ctx.outputs[name] = result.outputs
+        if name == "training":
+            ctx.evidence.ledger = ledger_evidence(self.store, _policy_of(ctx), ctx.run_id, ctx.evidence)
+        outcome.stages.append(StageOutcome(name, "completed", seconds))
+        self.listener.stage_finished(name, "completed", seconds)
+        return "completed"
+
+    def _gate(self, name: str, ctx: StageContext, policy: LoadedPolicy, *, final: bool) -> PolicyDecision:
+        document = ctx.evidence.document()
+        decision = evaluate(policy.policy, document, waivers=_waivers(self.store, waiver_targets(ctx.run_id, document)),
+                            final=final)
+        self.listener.gate(name, decision)
+        return decision
+
+
+def _policy_of(ctx: StageContext) -> LoadedPolicy:
+    # The ledger needs the policy's accountant and cap only; wrap the bare Policy.
+    return LoadedPolicy(policy=ctx.policy, path="", digest="")
+
+
+def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: str | None = None,
+                 progress: Progress | None = None, listener: PipelineListener | None = None) -> RunOutcome:
+    """Run (or resume) a governed fine-tune; see :class:`Pipeline`."""
+    url = db_url
+    if url is None and resume is None:
+        try:
+            url = load_run_config(config_path).lineage_db
+        except ConfigError:
+            url = None
+    store = LineageStore.open(url)
+    try:
+        pipeline = Pipeline(store, progress=progress, listener=listener)
+        if resume is not None:
+            return pipeline.resume(resume)
+        return pipeline.start(config_path)
+    finally:
+        store.close()
