@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,6 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from govern.errors import GovernError
 
@@ -137,6 +137,263 @@ def main() -> None:
 
 # ===================================================================================== spine (lead)
 # (run, runs, check, report, policy, waive, lineage, config commands are defined below by the lead)
+
+STATUS_STYLE = {"pass": "green", "completed": "green", "reused": "cyan", "warn": "yellow", "waived": "yellow",
+                "skipped": "dim", "info": "blue", "fail": "red", "error": "red", "block": "bold red",
+                "blocked": "bold red", "failed": "bold red", "running": "yellow"}
+
+
+def _styled(value: str | None) -> str:
+    if value is None:
+        return "-"
+    return f"[{STATUS_STYLE.get(value.split('/')[0], 'white')}]{value}[/]"
+
+
+def results_table(results: list[dict[str, Any]], title: str, *, show_passed: bool = True) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    table.add_column("rule")
+    table.add_column("severity")
+    table.add_column("status")
+    table.add_column("finding")
+    order = {"error": 0, "fail": 1, "waived": 2, "pass": 3, "skipped": 4}
+    for r in sorted(results, key=lambda r: (order.get(r["status"], 9), r["rule_id"])):
+        if not show_passed and r["status"] in ("pass", "skipped"):
+            continue
+        table.add_row(r["rule_id"], r["severity"], _styled(r["status"]), r["message"])
+    return table
+
+
+class ConsoleListener:
+    """Prints one line per stage as the run goes (stderr, so --format json keeps stdout clean)."""
+
+    def run_started(self, run_id: str, resumed: bool) -> None:
+        err_console.print(f"[bold]{'resuming' if resumed else 'run'}[/] {run_id}")
+
+    def stage_started(self, name: str) -> None:
+        err_console.print(f"  [bold]▶ {name}[/]")
+
+    def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None:
+        extra = f" — {note}" if note else ""
+        err_console.print(f"  {_styled(status)} {name} ({seconds:.1f}s){extra}", highlight=False)
+
+    def gate(self, name: str, decision: Any) -> None:
+        failed = [r for r in decision.results if r.status in ("fail", "error", "waived")]
+        for r in failed:
+            err_console.print(f"    {_styled(r.status)} {r.rule_id} [{r.severity}]: {r.message}", highlight=False)
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path | None, typer.Argument(help="Run config (govern.yaml).")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN_ID (or 'latest') after a crash.")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Run a governed fine-tune: data → PII → DP training → audits → signing, gated by the policy.
+
+    Exit code 0 when the policy passes (or warns), 1 when it blocks, 2 on error (the run is recorded as failed).
+    """
+    from govern import api
+
+    if config is None and resume is None:
+        raise GovernError("give a config file, or --resume RUN_ID")
+    with progress_bars(enabled=output_format != "json") as bars:
+        outcome = api.run(config or Path("."), db_url=db, resume=resume, progress=bars,
+                          listener=ConsoleListener() if output_format != "json" else None)
+    if output_format == "json":
+        emit_json({"run_id": outcome.run_id, "status": outcome.status, "decision": outcome.decision,
+                   "stages": [s.__dict__ for s in outcome.stages], "results": outcome.results,
+                   "run_dir": outcome.run_dir, "error": outcome.error})
+    else:
+        console.print(results_table(outcome.results, f"Policy decision for {outcome.run_id}"))
+        console.print(f"decision: {_styled(outcome.decision)}   status: {_styled(outcome.status)}   "
+                      f"run dir: {outcome.run_dir}")
+        console.print(f"report:   govern report {outcome.run_id} --format html", highlight=False)
+    exit_with(1 if outcome.status == "blocked" else 0 if outcome.status == "completed" else 2)
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    kind: Annotated[str | None, typer.Option(help="run, scan, audit-fairness, audit-membership, sign, verify.")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """List recorded runs, newest first."""
+    from rich.table import Table
+
+    from govern import api
+
+    runs = api.list_runs(db_url=db, limit=limit, status=status, kind=kind)
+    if output_format == "json":
+        emit_json([r.model_dump(mode="json", exclude={"policy_document", "config", "versions"}) for r in runs])
+        return
+    table = Table(header_style="bold")
+    for col in ("run id", "name", "kind", "status", "decision", "policy", "started"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r.id, r.name, r.kind, _styled(r.status), _styled(r.decision),
+                      f"{r.policy_name or '-'} {r.policy_version or ''}", r.started_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Show one run: stages, artifacts with digests, the latest decision and its findings."""
+    from rich.table import Table
+
+    from govern import api
+
+    details = api.show_run(run_id, db_url=db)
+    if output_format == "json":
+        emit_json(details.to_json())
+        return
+    r = details.run
+    console.print(f"[bold]{r.id}[/]  {r.name}  kind={r.kind}  status={_styled(r.status)}  "
+                  f"decision={_styled(r.decision)}")
+    console.print(f"policy {r.policy_name} {r.policy_version} {r.policy_digest}\nconfig {r.config_path} "
+                  f"{r.config_digest}\nrun dir {r.run_dir}", highlight=False)
+    if r.error:
+        console.print(f"[red]error:[/] {r.error}", highlight=False)
+    stages = Table(title="stages", header_style="bold")
+    for col in ("stage", "status", "started", "seconds", "input digest"):
+        stages.add_column(col)
+    for s in details.stages:
+        secs = (s.ended_at - s.started_at).total_seconds() if s.ended_at else None
+        stages.add_row(s.stage, _styled(s.status), s.started_at.strftime("%H:%M:%S"),
+                       f"{secs:.1f}" if secs is not None else "-", (s.input_digest or "")[:23])
+    console.print(stages)
+    if details.artifacts:
+        arts = Table(title="artifacts", header_style="bold")
+        for col in ("name", "kind", "role", "sha256", "path"):
+            arts.add_column(col)
+        for a in details.artifacts:
+            arts.add_row(a["name"], a["kind"], a["role"], a["sha256"][:16], a["path"])
+        console.print(arts)
+    if details.decision:
+        console.print(results_table([f.model_dump(mode="json") for f in details.decision.results],
+                                    f"{details.decision.kind} decision: {details.decision.decision}"))
+    for w in details.waivers:
+        console.print(f"waiver #{w['id']} {w['rule_id']} by {w['by']} until {w['until']}: {w['reason']}")
+
+
+@app.command("check")
+def check_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    policy: Annotated[str | None, typer.Option("--policy", help="Policy file or shipped name (default: the run's own).")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per rule).")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="Append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY).")] = None,
+) -> None:
+    """Re-evaluate a run's recorded evidence under its policy or a newer one. Exit 0 pass, 1 blocked, 2 error."""
+    from govern import api
+
+    outcome = api.check(run_id, policy=policy, db_url=db)
+    results = [r.model_dump(mode="json") for r in outcome.decision.results]
+    meta = {"run_id": outcome.run_id, "run_status": outcome.run_status, "decision": outcome.decision.decision,
+            "policy": {"name": outcome.policy.name, "version": outcome.policy.version, "digest": outcome.policy.digest}}
+    if junit is not None or summary is not None:
+        from govern.report import ci as ci_outputs
+
+        if junit is not None:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(ci_outputs.to_junit(results, meta))
+        if summary is not None:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(ci_outputs.to_markdown_summary(results, meta))
+    if output_format == "json":
+        emit_json({**meta, "results": results})
+    else:
+        console.print(results_table(results, f"govern check {outcome.run_id} under {outcome.policy.name} "
+                                             f"{outcome.policy.version}"))
+        note = "" if outcome.run_status == "completed" else f" (run status: {outcome.run_status})"
+        console.print(f"decision: {_styled(outcome.decision.decision)}{note}")
+    exit_with(outcome.exit_code)
+
+
+@policy_app.command("lint")
+def policy_lint(files: Annotated[list[str], typer.Argument(help="Policy files or shipped names.")]) -> None:
+    """Validate policies (schema, CEL syntax) and list advisories. Exit 2 on the first invalid file."""
+    from govern.policy import lint_policy
+
+    for f in files:
+        loaded, notes = lint_policy(f)
+        console.print(f"[green]ok[/] {loaded.path}: {loaded.name} {loaded.version} {loaded.digest}", highlight=False)
+        for n in notes:
+            console.print(f"  [yellow]note:[/] {n}", highlight=False)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy JSON Schema (for editor validation of policies/*.yaml)."""
+    from govern.policy import policy_json_schema
+
+    emit_json(policy_json_schema())
+
+
+@config_app.command("validate")
+def config_validate(file: Annotated[Path, typer.Argument(help="Run config (govern.yaml).")]) -> None:
+    """Validate a run config and the policy it names."""
+    from govern import api
+
+    config, policy = api.validate_config(file)
+    console.print(f"[green]ok[/] {file}: task {config.task}, policy {policy.name} {policy.version} "
+                  f"({policy.path}), config digest {config.digest()}", highlight=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the run-config JSON Schema."""
+    from govern.config import RunConfig
+
+    emit_json(RunConfig.model_json_schema())
+
+
+@app.command("waive")
+def waive_command(
+    target: Annotated[str, typer.Argument(help="Run id, 'latest', or a data-set fingerprint (sha256:...).")],
+    rule: Annotated[str, typer.Argument(help="Rule id, e.g. fairness.min_ratio.demographic_parity_ratio.")],
+    by: Annotated[str, typer.Option("--by", help="Who takes responsibility.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the block is acceptable.")],
+    until: Annotated[str, typer.Option("--until", help="Expiry date, YYYY-MM-DD.")],
+    db: DbOption = None,
+) -> None:
+    """Record a waiver: the only way past a block. It is shown wherever the rule is."""
+    from datetime import date
+
+    from govern import api
+
+    try:
+        until_date = date.fromisoformat(until)
+    except ValueError:
+        raise GovernError(f"--until '{until}' is not a date (YYYY-MM-DD)") from None
+    waiver_id = api.waive(target, rule, by=by, reason=reason, until=until_date, db_url=db)
+    console.print(f"waiver #{waiver_id} recorded: {rule} for {target} until {until_date.isoformat()}", highlight=False)
+
+
+@lineage_app.command("verify")
+def lineage_verify_command(db: DbOption = None, output_format: FormatOption = "table") -> None:
+    """Check the audit-event hash chain: any edited or deleted event is reported. Exit 1 if broken."""
+    from govern import api
+
+    report = api.lineage_verify(db_url=db)
+    if output_format == "json":
+        emit_json(report.model_dump(mode="json"))
+    elif report.ok:
+        console.print(f"[green]ok[/] audit log intact: {report.events} events, hash chain verified")
+    else:
+        console.print(f"[bold red]BROKEN[/] audit log: {len(report.problems)} problem(s) in {report.events} events")
+        for p in report.problems:
+            console.print(f"  - {p}", highlight=False)
+    exit_with(0 if report.ok else 1)
 
 # ============================================================================== pii (issue 3 helper)
 
