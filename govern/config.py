@@ -150,6 +150,8 @@ class SigningConfig(Strict):
     certificate_chain: list[Path] = Field(default_factory=list)
     signing_certificate: Path | None = None
     identity_token: Path | None = Field(default=None, description="File holding an OIDC token (sigstore).")
+    provenance: bool = Field(default=True, description="Also sign SLSA provenance + audit attestations.")
+    sigstore_staging: bool = Field(default=False, description="Sigstore's staging instance (testing only).")
 
     _resolve_paths = field_validator("private_key", "signing_certificate", "identity_token", mode="after")(_resolve)
 

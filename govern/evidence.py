@@ -277,6 +277,8 @@ class SigningEvidence(EvidenceModel):
     files: int = 0
     manifest_digest: str | None = None
     provenance_bundles: list[str] = Field(default_factory=list)
+    model_digest: str | None = Field(default=None, description="Tree sha256 of the signed model (as in artifacts).")
+    attestations: list[str] = Field(default_factory=list, description="predicateType of each signed statement.")
 
 
 # ------------------------------------------------------------------------------------------ ledger

@@ -1,0 +1,213 @@
+"""The signing stage: sign the trained model, then sign its provenance and audit attestations.
+
+Reads ``ctx.outputs["training"]["model_dir"]`` and the evidence so far; writes every bundle into the
+run's ``signing/`` folder (never into the model directory, which would change what was signed); returns
+:class:`govern.evidence.SigningEvidence`, the bundles as artifacts, and in ``outputs``:
+
+- ``bundle``: the model signature bundle; ``provenance``: the attestation bundles;
+- ``signatures``: keyword arguments for ``LineageStore.add_signature`` (one per bundle);
+- ``verify_command``: the exact ``govern verify`` command a compliance officer runs.
+
+Optional inputs the pipeline may provide: ``ctx.outputs["policy"]["decision"]`` (the gate decision so
+far, waivers applied) and ``["digest"]`` (the policy file's digest); ``ctx.outputs["run"]["started_at"]``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shlex
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from govern.errors import GovernError, StageError
+from govern.evidence import SigningEvidence
+from govern.signing.keys import public_key_fingerprint
+from govern.signing.provenance import audit_predicate, build_provenance, sign_statement
+from govern.signing.signing import Signer, SignerConfig, sign_model
+from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of
+
+#: Packages whose versions the provenance records (the ones that decide what the model is).
+ENVIRONMENT_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "accelerate", "presidio-analyzer",
+                        "presidio-anonymizer", "fairlearn", "scikit-learn", "dp-accounting", "numpy",
+                        "model-signing", "sigstore", "sqlmodel")
+
+
+def environment_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for pkg in ENVIRONMENT_PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions.update(extra or {})
+    return versions
+
+
+def _decision_so_far(ctx: StageContext) -> tuple[str, str]:
+    given = (ctx.outputs.get("policy") or {}).get("decision")
+    if given:
+        return str(given), "policy gates with waivers (pipeline)"
+    from govern.policy.engine import evaluate
+
+    return evaluate(ctx.policy, ctx.evidence.document(), final=False).decision, "policy gates without waivers"
+
+
+def _datasets(ctx: StageContext) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if ctx.evidence.data is not None:
+        for f in ctx.evidence.data.files:
+            out.append({"name": f.role, "path": f.path, "sha256": f.sha256, "fingerprint": f.fingerprint,
+                        "rows": f.rows, "format": f.format, "redacted": False})
+    if ctx.evidence.pii is not None:
+        pii_out = ctx.outputs.get("pii") or {}
+        for role, digest in sorted(ctx.evidence.pii.redacted_files.items()):
+            out.append({"name": f"{role}.redacted", "path": pii_out.get(f"{role}_path"), "sha256": digest,
+                        "redacted": True, "redaction_mode": ctx.evidence.pii.redaction_mode})
+    return out
+
+
+def _public_key_for(signer: Signer, private_key: Path, out_dir: Path) -> Path:
+    """The public half to name in the verify command: the sibling ``.pub.pem`` when it matches, else
+    written (public material only) next to the bundles."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = signer.backend._private_key  # type: ignore[attr-defined]  # noqa: SLF001 (already loaded to sign)
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    stem = private_key.name.removesuffix(".pem")
+    for candidate in (private_key.with_name(stem + ".pub.pem"), private_key.with_name(stem + ".pub")):
+        if candidate.is_file():
+            try:
+                if public_key_fingerprint(candidate.read_bytes()) == public_key_fingerprint(pem):
+                    return candidate
+            except Exception:
+                continue
+    target = out_dir / "signing-key.pub.pem"
+    target.write_bytes(pem)
+    return target
+
+
+def _safe_db_url(url: str) -> str:
+    """A DB URL fit for a printed command: never with its password."""
+    if not url:
+        return ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        if make_url(url).password:
+            return '"$GOVERN_DB_URL"'
+    except Exception:
+        return '"$GOVERN_DB_URL"'
+    return shlex.quote(url)
+
+
+def verify_command(model_dir: Path, bundle: Path, trust_args: list[str], provenance: list[str], db_url: str,
+                   run_id: str) -> str:
+    parts = ["govern", "verify", shlex.quote(str(model_dir)), "--signature", shlex.quote(str(bundle)),
+             *trust_args]
+    for p in provenance:
+        parts += ["--provenance", shlex.quote(p)]
+    if db_url:
+        parts += ["--db", _safe_db_url(db_url), "--run", shlex.quote(run_id)]
+    return " ".join(parts)
+
+
+class SigningStage:
+    """Stage ``signing``: enabled when ``signing.method`` is not ``none``."""
+
+    name = "signing"
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return ctx.config.signing.method != "none"
+
+    def input_digest(self, ctx: StageContext) -> str:
+        doc = ctx.evidence.document()
+        doc.pop("signing", None)
+        return digest_of(ctx.config.signing, ctx.outputs.get("training") or {}, doc,
+                         (ctx.outputs.get("policy") or {}).get("decision"))
+
+    def run(self, ctx: StageContext) -> StageResult:
+        try:
+            model_dir = Path((ctx.outputs.get("training") or {})["model_dir"])
+        except KeyError:
+            raise StageError(self.name, "no trained model to sign: the training stage produced no model_dir") from None
+        out_dir = ctx.stage_dir(self.name)
+        cfg = ctx.config.signing
+        try:
+            signer = Signer(SignerConfig.from_run_config(cfg))
+            task = ctx.progress.task("signing model", total=None, unit="files")
+            result = sign_model(model_dir, signer, out_dir / "model.sigstore.json")
+            task.advance(len(result.files))
+            task.close()
+            bundles: list[str] = []
+            attestations: list[str] = []
+            signatures = [result.signature_record("model")]
+            artifacts: list[ArtifactOut] = [artifact_for(Path(result.bundle_path), "model.sigstore.json", "bundle")]
+            if cfg.provenance:
+                bundles, attestations = self._sign_attestations(ctx, model_dir, result, signer, out_dir, artifacts)
+                kinds = {"https://slsa.dev/provenance/v1": "provenance"}
+                signatures += [{**result.signature_record(kinds.get(a, "audit")), "bundle_path": b}
+                               for b, a in zip(bundles, attestations, strict=True)]
+            trust_args = self._trust_args(cfg, signer, out_dir)
+        except StageError:
+            raise
+        except GovernError as exc:
+            raise StageError(self.name, str(exc)) from None
+
+        command = verify_command(model_dir, Path(result.bundle_path), trust_args, bundles, ctx.db_url, ctx.run_id)
+        evidence = SigningEvidence(
+            method=result.method, signed=True, bundle=result.bundle_path, signer=result.signer,
+            files=len(result.files), manifest_digest=result.manifest_digest, provenance_bundles=bundles,
+            model_digest=result.model_digest, attestations=attestations,
+        )
+        return StageResult(
+            evidence=evidence,
+            artifacts=artifacts,
+            outputs={"bundle": result.bundle_path, "provenance": bundles, "verify_command": command,
+                     "signatures": signatures, "model_digest": result.model_digest, "signer": result.signer},
+        )
+
+    def _sign_attestations(self, ctx: StageContext, model_dir: Path, result: Any, signer: Signer, out_dir: Path,
+                           artifacts: list[ArtifactOut]) -> tuple[list[str], list[str]]:
+        import json
+
+        decision, basis = _decision_so_far(ctx)
+        training = ctx.evidence.training
+        started = (ctx.outputs.get("run") or {}).get("started_at") or datetime.fromtimestamp(
+            ctx.run_dir.stat().st_ctime, UTC)
+        policy_out = ctx.outputs.get("policy") or {}
+        slsa, audit = build_provenance(
+            model_dir,
+            run={"id": ctx.run_id, "name": ctx.config.name, "started_at": started, "finished_at": datetime.now(UTC),
+                 "internal": {"task": ctx.config.task, "device": training.device if training else None,
+                              "seed": training.seed if training else ctx.config.training.seed,
+                              "signingMethod": result.method}},
+            config=ctx.config,
+            policy={"name": ctx.policy.metadata.name, "version": ctx.policy.metadata.version,
+                    "digest": policy_out.get("digest"), "document": ctx.policy.model_dump(mode="json")},
+            datasets=_datasets(ctx),
+            base_model=dict(training.base_model) if training and training.base_model else None,
+            versions=environment_versions(training.versions if training else None),
+            audit=audit_predicate(ctx.evidence, decision, decision_basis=basis),
+            files=result.files,
+        )
+        bundles, types = [], []
+        for stem, statement in (("provenance.slsa", slsa), ("provenance.audit", audit)):
+            (out_dir / f"{stem}.json").write_text(json.dumps(statement, indent=2, sort_keys=True))
+            signed = sign_statement(statement, signer, out_dir / f"{stem}.sigstore.json")
+            bundles.append(signed.bundle_path)
+            types.append(signed.predicate_type)
+            artifacts.append(artifact_for(Path(signed.bundle_path), f"{stem}.sigstore.json", "provenance"))
+        return bundles, types
+
+    def _trust_args(self, cfg: Any, signer: Signer, out_dir: Path) -> list[str]:
+        if cfg.method == "key":
+            return ["--key", shlex.quote(str(_public_key_for(signer, Path(cfg.private_key), out_dir)))]
+        if cfg.method == "certificate":
+            chain = list(cfg.certificate_chain)
+            if not chain:
+                return ["--cert-chain", "CA_BUNDLE.pem"]
+            return [a for c in chain for a in ("--cert-chain", shlex.quote(str(c)))]
+        identity, _, issuer = signer.identity.partition(" (")
+        args = ["--identity", shlex.quote(identity), "--issuer", shlex.quote(issuer.rstrip(")"))]
+        return args + (["--staging"] if cfg.sigstore_staging else [])
