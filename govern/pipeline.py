@@ -20,7 +20,7 @@ import logging
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,13 +52,15 @@ RECORDED_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "presi
                      "fairlearn", "dp-accounting", "model-signing", "sigstore", "sqlmodel", "numpy", "scikit-learn")
 
 
-def load_stages(specs: list[str] | None = None) -> list[Stage]:
-    stages: list[Stage] = []
+def load_stage(spec: str) -> Stage:
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)()  # type: ignore[no-any-return]
+
+
+def iter_stages(specs: list[str] | None = None) -> Iterator[Stage]:
+    """Import each stage only when the run reaches it: a run blocked at the PII gate never imports torch."""
     for spec in specs if specs is not None else STAGES:
-        module_name, _, class_name = spec.partition(":")
-        module = importlib.import_module(module_name)
-        stages.append(getattr(module, class_name)())
-    return stages
+        yield load_stage(spec)
 
 
 class PipelineListener(Protocol):
@@ -231,7 +233,7 @@ class Pipeline:
         self.listener.run_started(run_id, resumed)
         current = "setup"
         try:
-            stages = self._stages if self._stages is not None else load_stages()
+            stages: Iterable[Stage] = self._stages if self._stages is not None else iter_stages()
             for stage in stages:
                 current = stage.name
                 status = self._run_stage(stage, ctx, resumed, outcome)

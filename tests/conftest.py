@@ -12,6 +12,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Wide, plain terminal output so CLI tests can match whole messages.
+os.environ["COLUMNS"] = "250"
+os.environ["NO_COLOR"] = "1"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -47,3 +50,27 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     db = tmp_path / ".govern" / "lineage.db"
     monkeypatch.setenv("GOVERN_DB_URL", f"sqlite:///{db}")
     return tmp_path
+
+
+@pytest.fixture
+def govern_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the real `govern` entry point in-process; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from govern.cli import main
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        old = sys.argv
+        sys.argv = ["govern", *args]
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        finally:
+            sys.argv = old
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
