@@ -405,6 +405,103 @@ def lineage_verify_command(db: DbOption = None, output_format: FormatOption = "t
 
 # ========================================================================== signing (issue 7 helper)
 
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Folder for the key pair (created if missing).")],
+    name: Annotated[str, typer.Option(help="File stem: NAME.pem (private, 0600) and NAME.pub.pem.")] = "signing-key",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key pair.")] = False,
+) -> None:
+    """Write an ECDSA P-256 signing key pair. The private key is never printed."""
+    from govern.signing.keys import generate_key_pair
+
+    pair = generate_key_pair(directory, name=name, overwrite=force)
+    console.print(f"private key: {pair.private_key} (mode 0600; keep it secret)", highlight=False)
+    console.print(f"public key:  {pair.public_key}", highlight=False)
+    console.print(f"fingerprint: {pair.fingerprint}", highlight=False)
+
+
+@app.command("sign")
+def sign_command(
+    path: Annotated[Path, typer.Argument(help="Model directory or file to sign.")],
+    key: Annotated[Path | None, typer.Option("--key", help="ECDSA private key (PEM).")] = None,
+    signing_cert: Annotated[Path | None, typer.Option("--signing-cert", help="Signing certificate (PEM); with --key.")] = None,
+    cert_chain: Annotated[list[Path] | None, typer.Option("--cert-chain", help="Intermediate/root certificates (PEM).")] = None,
+    sigstore: Annotated[bool, typer.Option("--sigstore", help="Keyless: Fulcio + Rekor with an OIDC token.")] = False,
+    identity_token: Annotated[Path | None, typer.Option("--identity-token", help="File holding the OIDC token.")] = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Sigstore's staging instance (testing).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Bundle path (default: PATH.sigstore.json).")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Sign a model trained anywhere into a sigstore bundle (written outside it), recorded in the lineage DB."""
+    from govern import api
+    from govern.signing.signing import sign_artifact
+
+    if sigstore:
+        if key or signing_cert or cert_chain:
+            raise GovernError("--sigstore is keyless: do not combine it with --key / --signing-cert / --cert-chain")
+        method = "sigstore"
+    elif signing_cert is not None:
+        method = "certificate"
+    elif key is not None:
+        if cert_chain:
+            raise GovernError("--cert-chain needs --signing-cert (the certificate of --key)")
+        method = "key"
+    else:
+        raise GovernError("say how to sign: --key KEY, --signing-cert CERT --key KEY [--cert-chain ...], or --sigstore")
+    kwargs: dict[str, Any] = {"private_key": key, "signing_certificate": signing_cert,
+                              "certificate_chain": list(cert_chain or []), "identity_token": identity_token,
+                              "staging": staging, "out": out}
+    recorder = getattr(api, "sign_recorded", None)
+    run_id = None
+    if recorder is not None:
+        outcome = recorder(path, method, db_url=db, **kwargs)
+        run_id, result = outcome if isinstance(outcome, tuple) else (None, outcome)
+    else:
+        result = sign_artifact(path, method, **kwargs)  # type: ignore[arg-type]
+    if output_format == "json":
+        emit_json({"run_id": run_id, **result.model_dump(mode="json")})
+        return
+    console.print(f"signed {result.subject} ({len(result.files)} files, {result.method}) "
+                  f"by {result.signer}", highlight=False)
+    console.print(f"bundle: {result.bundle_path}", highlight=False)
+    if run_id:
+        console.print(f"recorded as {run_id}", highlight=False)
+
+
+@app.command("verify")
+def verify_command(
+    path: Annotated[Path, typer.Argument(help="Model directory or file (or any artifact with a sigstore bundle).")],
+    signature: Annotated[Path, typer.Option("--signature", help="The sigstore bundle to verify against.")],
+    key: Annotated[Path | None, typer.Option("--key", help="Trusted public key (PEM).")] = None,
+    cert_chain: Annotated[list[Path] | None, typer.Option("--cert-chain", help="Trusted CA certificates (PEM).")] = None,
+    identity: Annotated[str | None, typer.Option("--identity", help="Expected Sigstore certificate identity.")] = None,
+    issuer: Annotated[str | None, typer.Option("--issuer", help="Expected OIDC issuer URL.")] = None,
+    staging: Annotated[bool, typer.Option("--staging", help="Use Sigstore's staging trust root.")] = False,
+    provenance: Annotated[list[Path] | None, typer.Option("--provenance", help="Signed attestation bundle(s).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Also check the lineage DB at this URL.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run id to check in the lineage DB.")] = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Verify files, signer, provenance and lineage. Exit 0 verified, 1 failed (what failed is listed), 2 error."""
+    from rich.markup import escape
+
+    from govern.signing.verifying import Trust, verify
+
+    trust = Trust(public_key=key, certificate_chain=list(cert_chain or []), identity=identity, issuer=issuer,
+                  staging=staging)
+    report = verify(path, signature, trust, provenance=list(provenance or []), db_url=db, run_id=run)
+    if output_format == "json":
+        emit_json({"verified": report.verified, **report.model_dump(mode="json")})
+    else:
+        for c in report.checks:
+            mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+            console.print(f"{mark} {escape(c.detail)}", highlight=False)
+        verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]VERIFICATION FAILED[/]"
+        console.print(f"{verdict} {escape(report.subject)}", highlight=False)
+    exit_with(0 if report.verified else 1)
+
+
 # =========================================================================== reports (issue 8 helper)
 
 

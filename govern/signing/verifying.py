@@ -212,8 +212,12 @@ def _verify_certificate_bundle(path: Path, chain: list[Path], report: Verificati
 
 
 def _sigstore_verifier(trust: Trust) -> Any:
+    import logging
+
     from sigstore.verify import Verifier
 
+    # Offline is the point here: sigstore's "TUF ... offline mode" warning would only be noise.
+    logging.getLogger("sigstore._internal.tuf").setLevel(logging.ERROR)
     try:
         return Verifier.staging(offline=True) if trust.staging else Verifier.production(offline=True)
     except Exception as exc:
