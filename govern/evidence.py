@@ -83,6 +83,13 @@ class PIIEvidence(EvidenceModel):
     redaction_mode: str | None = None
     redacted_files: dict[str, str] = Field(default_factory=dict, description="role → sha256 of the redacted copy.")
     duration_s: float = 0.0
+    actions: dict[str, Literal["block", "redact", "allow"]] = Field(
+        default_factory=dict, description="Entity → action the policy gave it (every scanned entity)."
+    )
+    hmac_key_id: str | None = Field(
+        default=None, description="First 16 hex of sha256(key) of the HMAC key behind value_hmac; never the key."
+    )
+    workers: int = Field(default=1, description="Scanner processes used.")
 
 
 # ----------------------------------------------------------------------------------------- training

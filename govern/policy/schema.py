@@ -91,9 +91,23 @@ class PIIPolicy(Section):
     )
     context_words: dict[str, list[str]] = Field(default_factory=dict)
     custom_recognizers: list[CustomRecognizer] = Field(default_factory=list)
+    ner_entities: dict[str, PIIAction] = Field(
+        default_factory=lambda: {"PERSON": "allow", "LOCATION": "allow", "NRP": "allow"},
+        description="Entity → action added when the spacy engine runs (NER types; `entities` wins on overlap).",
+    )
     redaction: Literal["entity_type", "pseudonym"] = "entity_type"
     sample: SampleSpec | None = None
     severity: Severity = "block"
+
+    @model_validator(mode="after")
+    def _custom_entities_have_actions(self) -> PIIPolicy:
+        for custom in self.custom_recognizers:
+            if custom.entity not in self.entities:
+                raise ValueError(
+                    f"custom recognizer '{custom.name}' finds {custom.entity}, which pii.entities does not list: "
+                    "give it an action (block, redact or allow)"
+                )
+        return self
 
 
 class PrivacyPolicy(Section):

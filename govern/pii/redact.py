@@ -1,0 +1,95 @@
+"""Redacted copies of data files, with presidio-anonymizer.
+
+The scan already holds every finding's location and span, so redaction re-reads the file once and
+replaces those spans — it does not analyse again (same findings by construction, half the work).
+Modes:
+
+* ``entity_type``: ``<EMAIL_ADDRESS>``;
+* ``pseudonym``: ``<EMAIL_ADDRESS_3>`` — the same value gets the same token everywhere in the data
+  set (train and eval share one :class:`PseudonymTable`), so a model can still learn that two
+  mentions are the same person without seeing who. Tokens are numbered by first appearance, keyed by
+  the value's HMAC, so the table never holds values.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+from govern.data.io import iter_records, write_records
+from govern.pii.keys import PIIKey
+from govern.pii.scanner import iter_field_texts
+from govern.stage import PIIFindingRow
+
+
+class PseudonymTable:
+    """HMAC of a value → stable per-entity number."""
+
+    def __init__(self, key: PIIKey) -> None:
+        self._key = key
+        self._numbers: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def token(self, entity_type: str, value: str) -> str:
+        numbers = self._numbers[entity_type]
+        digest = self._key.hmac(entity_type, value)
+        if digest not in numbers:
+            numbers[digest] = len(numbers) + 1
+        return f"<{entity_type}_{numbers[digest]}>"
+
+
+def _operators(entities: set[str], mode: str, table: PseudonymTable | None) -> dict[str, OperatorConfig]:
+    ops: dict[str, OperatorConfig] = {}
+    for entity in entities:
+        if mode == "pseudonym":
+            assert table is not None
+            ops[entity] = OperatorConfig("custom", {"lambda": lambda value, e=entity: table.token(e, value)})
+        else:
+            ops[entity] = OperatorConfig("replace", {"new_value": f"<{entity}>"})
+    return ops
+
+
+def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, PIIFindingRow]], *,
+                mode: str, key: PIIKey, table: PseudonymTable | None = None,
+                columns: list[str] | None = None, exclude_columns: list[str] | None = None,
+                pseudonym_fields: set[str] | None = None) -> int:
+    """Write ``source`` to ``target`` (same format) with every finding's span replaced.
+
+    ``findings`` are ``(location, row)`` pairs for this file, ``location`` as the reader yields it.
+    ``columns``/``exclude_columns`` must be those of the scan, so field paths resolve identically.
+    ``pseudonym_fields`` (the id column) are always pseudonymised, so ids stay unique.
+    Returns the number of records written (all of them, redacted or not).
+    """
+    if table is None:
+        table = PseudonymTable(key)
+    by_location: dict[int, dict[str, list[PIIFindingRow]]] = defaultdict(lambda: defaultdict(list))
+    for location, row in findings:
+        by_location[location][row.field].append(row)
+    engine = AnonymizerEngine()
+    entities = {row.entity_type for _, row in findings}
+    operators = _operators(entities, mode, table)
+    pseudonyms = _operators(entities, "pseudonym", table)
+    keep_unique = pseudonym_fields or set()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for location, record in iter_records(source, fmt):
+            fields = by_location.get(location)
+            if fields:
+                # Collect first, then write: replacing while walking would shift list/dict iteration.
+                edits = []
+                for path, container, leaf_key, text in iter_field_texts(record, columns, exclude_columns or []):
+                    rows = fields.get(path)
+                    if rows:
+                        results = [RecognizerResult(r.entity_type, r.start, r.end, r.score) for r in rows]
+                        ops = pseudonyms if path in keep_unique else operators
+                        edits.append((container, leaf_key,
+                                      engine.anonymize(text=text, analyzer_results=results, operators=ops).text))
+                for container, leaf_key, new_text in edits:
+                    container[leaf_key] = new_text
+            yield record
+
+    return write_records(target, records(), fmt)

@@ -1,0 +1,484 @@
+"""Streaming, batched, multi-process PII scanning of record files.
+
+How it is fast without changing results:
+
+* **constant memory**: records stream from :func:`govern.data.io.iter_records` in chunks; at most
+  ``2 × workers`` chunks are in flight;
+* **processes**: chunks go to a process pool whose workers inherit an analyzer built once in the
+  parent (``fork`` on Linux: no re-import of Presidio/spaCy per worker, no per-chunk set-up); small
+  inputs (< ``IN_PROCESS_BYTES``) are scanned in-process, where starting a pool costs more than it saves;
+* **cheap exact pre-filter**: each text is analysed only for the entities that can occur in it (no
+  digit → no card, SSN, IBAN or phone; no ``@`` → no e-mail), see
+  :meth:`~govern.pii.analyzer.ConfiguredAnalyzer.candidate_entities`;
+* **batched NLP** for the spacy engine (``nlp.pipe`` over a chunk's texts).
+
+What leaves a worker is a location, a field path, a span, a score, a recognizer name and
+``HMAC(key, value)`` — never the matched text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, Field
+
+from govern.data.io import Format, detect_format, iter_records, location_kwargs
+from govern.errors import DataError, GovernError
+from govern.evidence import PIICount, PIIEvidence
+from govern.pii.analyzer import DEFAULT_SPACY_MODEL, LANGUAGE, ConfiguredAnalyzer, build_analyzer
+from govern.pii.keys import PIIKey, value_hmac
+from govern.policy.schema import PIIPolicy, Policy, SampleSpec
+from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
+
+#: Records per chunk sent to a worker (large enough to amortise IPC, small enough for smooth progress).
+CHUNK_RECORDS = 256
+#: Inputs smaller than this (all files together) are scanned in the calling process.
+IN_PROCESS_BYTES = 2 << 20
+#: Texts longer than this are analysed in overlapping windows (spaCy refuses > 1M characters, and
+#: regex work stays bounded); a match up to ``WINDOW_OVERLAP`` characters long is never cut.
+WINDOW_CHARS = 100_000
+WINDOW_OVERLAP = 2_000
+#: spaCy batch size for nlp.pipe
+NLP_BATCH = 64
+
+
+# ------------------------------------------------------------------------------------------ models
+class FileScan(BaseModel):
+    """One scanned file."""
+
+    dataset: str
+    path: str
+    display_path: str = Field(description="Relative to the working directory when inside it (SARIF uri).")
+    format: Format
+    sha256: str
+    records_total: int
+    records_scanned: int
+
+
+class ScanReport(BaseModel):
+    """Everything a scan found, without values: evidence, finding rows and where they are."""
+
+    evidence: PIIEvidence
+    findings: list[PIIFindingRow] = Field(default_factory=list)
+    #: parallel to ``findings``: 1-based line (JSONL/CSV) or 0-based row index (Parquet)
+    record_locations: list[int] = Field(default_factory=list)
+    files: list[FileScan] = Field(default_factory=list)
+    key_id: str
+
+    @property
+    def blocked(self) -> bool:
+        """True when a finding's policy action is block (``govern scan`` exits 1)."""
+        return any(self.evidence.blocked.values())
+
+
+class ScanSettings(BaseModel):
+    """What the scanner needs to know, besides the key (kept out of any model that could be dumped)."""
+
+    policy: PIIPolicy
+    engine: str
+    spacy_model: str = DEFAULT_SPACY_MODEL
+    #: scan exactly these columns; None = every column except ``exclude_columns``
+    columns: list[str] | None = None
+    exclude_columns: list[str] = Field(default_factory=list)
+    id_column: str | None = None
+    policy_file: str = "<policy>"
+
+
+class RawFinding(NamedTuple):
+    location: int
+    record_id: str | None
+    field: str
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    recognizer: str
+    value_hmac: str
+
+
+@dataclass
+class ChunkResult:
+    findings: list[RawFinding]
+    records: int
+    #: (location, field, message) of the first record that could not be scanned
+    error: tuple[int, str | None, str] | None = None
+
+
+# ------------------------------------------------------------------------------------ field access
+def iter_field_texts(record: dict[str, Any], columns: list[str] | None,
+                     exclude: list[str]) -> Iterator[tuple[str, Any, Any, str]]:
+    """Yield ``(field path, container, key, text)`` for every scannable leaf.
+
+    Strings are scanned as they are; numbers as their decimal text (a phone or card number stored as
+    an integer is still personal data); nested objects and lists are walked (``meta.email``,
+    ``tags[2]``); null and booleans cannot hold PII and are skipped. ``container[key]`` is where the
+    redactor writes the replacement.
+    """
+    keys = columns if columns is not None else [k for k in record if k not in exclude]
+    for key in keys:
+        if key in record:
+            yield from _walk(str(key), record, key)
+
+
+def _walk(path: str, container: Any, key: Any) -> Iterator[tuple[str, Any, Any, str]]:
+    value = container[key]
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        yield path, container, key, value
+    elif isinstance(value, dict):
+        for k in value:
+            yield from _walk(f"{path}.{k}", value, k)
+    elif isinstance(value, list):
+        for i in range(len(value)):
+            yield from _walk(f"{path}[{i}]", value, i)
+    elif isinstance(value, (bytes, bytearray)):
+        try:
+            yield path, container, key, bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _FieldProblem(path, "binary value that is not UTF-8 text cannot be scanned") from None
+    else:  # int, float, Decimal, dates from Parquet...
+        yield path, container, key, str(value)
+
+
+class _FieldProblem(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _windows(text: str) -> Iterator[tuple[int, str]]:
+    if len(text) <= WINDOW_CHARS:
+        yield 0, text
+        return
+    step = WINDOW_CHARS - WINDOW_OVERLAP
+    for offset in range(0, len(text), step):
+        yield offset, text[offset:offset + WINDOW_CHARS]
+        if offset + WINDOW_CHARS >= len(text):
+            break
+
+
+# ----------------------------------------------------------------------------------------- scanner
+class RecordScanner:
+    """Scans chunks of records with one analyzer. Built once per process."""
+
+    def __init__(self, settings: ScanSettings, key: bytes) -> None:
+        self.settings = settings
+        self._key = key
+        self.analyzer: ConfiguredAnalyzer = build_analyzer(
+            settings.policy, settings.engine, settings.spacy_model, policy_file=settings.policy_file
+        )
+
+    def scan_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
+        findings: list[RawFinding] = []
+        # (location, record_id, field, window offset, window text) of every text to analyse
+        jobs: list[tuple[int, str | None, str, int, str]] = []
+        s = self.settings
+        for location, record in chunk:
+            record_id = None
+            if s.id_column is not None and record.get(s.id_column) is not None:
+                record_id = str(record[s.id_column])
+            try:
+                for path, _, _, text in iter_field_texts(record, s.columns, s.exclude_columns):
+                    for offset, window in _windows(text):
+                        jobs.append((location, record_id, path, offset, window))
+            except _FieldProblem as exc:
+                return ChunkResult([], 0, (location, exc.field, exc.message))
+        try:
+            results = self._analyze([j[4] for j in jobs])
+        except Exception as exc:  # a recognizer crashed: report where, never the text
+            location, field = self._locate_failure(jobs)
+            return ChunkResult([], 0, (location, field, f"PII analyzer failed ({type(exc).__name__})"))
+        seen: set[tuple[int, str, str, int, int]] = set()
+        id_hits: set[int] = set()
+        for (location, record_id, path, offset, window), found in zip(jobs, results, strict=True):
+            for r in found:
+                start, end = r.start + offset, r.end + offset
+                dedupe = (location, path, r.entity_type, start, end)
+                if dedupe in seen:  # the same match seen in two overlapping windows
+                    continue
+                seen.add(dedupe)
+                if path == s.id_column:
+                    id_hits.add(location)
+                recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+                findings.append(RawFinding(location, record_id, path, r.entity_type, start, end,
+                                           round(float(r.score), 4), recognizer,
+                                           value_hmac(self._key, r.entity_type, window[r.start:r.end])))
+        if id_hits:  # an id that is itself personal data must not be stored as the record id
+            findings = [f._replace(record_id=None) if f.location in id_hits else f for f in findings]
+        return ChunkResult(findings, len(chunk))
+
+    def _analyze(self, texts: list[str]) -> list[list[Any]]:
+        a = self.analyzer
+        engine = a.engine
+        out: list[list[Any]] = []
+        if a.uses_ner:
+            artifacts = engine.nlp_engine.process_batch(texts, LANGUAGE, batch_size=NLP_BATCH)
+            for text, (_, nlp_artifacts) in zip(texts, artifacts, strict=True):
+                out.append(engine.analyze(text, language=LANGUAGE, entities=a.candidate_entities(text),
+                                          score_threshold=a.min_score, nlp_artifacts=nlp_artifacts))
+            return out
+        for text in texts:
+            entities = a.candidate_entities(text)
+            out.append(engine.analyze(text, language=LANGUAGE, entities=entities, score_threshold=a.min_score)
+                       if entities else [])
+        return out
+
+    def _locate_failure(self, jobs: list[tuple[int, str | None, str, int, str]]) -> tuple[int, str | None]:
+        for location, _, path, _, text in jobs:
+            try:
+                self._analyze([text])
+            except Exception:
+                return location, path
+        return (jobs[0][0], None) if jobs else (0, None)
+
+
+# Set in each worker by the pool initializer (inherited from the parent under fork).
+_WORKER_SCANNER: RecordScanner | None = None
+
+
+def _init_worker(scanner: RecordScanner | None, settings_json: str, key: bytes) -> None:
+    global _WORKER_SCANNER
+    import warnings
+
+    warnings.simplefilter("ignore")  # workers never write to the (shared) terminal
+    _WORKER_SCANNER = scanner if scanner is not None else RecordScanner(ScanSettings.model_validate_json(settings_json), key)
+
+
+def _scan_in_worker(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
+    assert _WORKER_SCANNER is not None
+    return _WORKER_SCANNER.scan_chunk(chunk)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def _make_pool(scanner: RecordScanner, settings: ScanSettings, key: bytes, workers: int) -> ProcessPoolExecutor:
+    # fork (Linux): workers inherit the built analyzer — no re-import, no model reload. Elsewhere
+    # spawn, and each worker builds its own analyzer once in the initializer.
+    if sys.platform.startswith("linux"):
+        ctx = multiprocessing.get_context("fork")
+        args: tuple[Any, ...] = (scanner, "", key)
+    else:  # pragma: no cover
+        ctx = multiprocessing.get_context("spawn")
+        args = (None, settings.model_dump_json(), key)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=args)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def _sampled(spec: SampleSpec | None, location: int) -> bool:
+    if spec is None or spec.fraction is None:
+        return True
+    digest = hashlib.blake2b(f"{spec.seed}:{location}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < spec.fraction
+
+
+# ---------------------------------------------------------------------------------------- scanning
+@dataclass
+class ScanInput:
+    dataset: str
+    path: Path
+    format: str = "auto"
+
+
+def display_path(path: Path) -> str:
+    """Path relative to the working directory when inside it (what SARIF and tables show)."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
+               progress: Progress | None = None, workers: int | None = None) -> ScanReport:
+    """Scan ``inputs`` with one analyzer (and one process pool); the engine of :func:`scan_paths`
+    and the PII stage."""
+    progress = progress or NullProgress()
+    began = time.perf_counter()
+    resolved: list[tuple[ScanInput, Format]] = []
+    for item in inputs:
+        fmt = detect_format(item.path, item.format)
+        if not item.path.is_file():
+            raise DataError(item.path, "file not found" if not item.path.exists() else "not a regular file")
+        resolved.append((item, fmt))
+    scanner = RecordScanner(settings, key.key)
+    n_workers = workers or default_workers()
+    total_bytes = sum(item.path.stat().st_size for item, _ in resolved)
+    pool = _make_pool(scanner, settings, key.key, n_workers) if n_workers > 1 and total_bytes >= IN_PROCESS_BYTES \
+        else None
+    findings: list[PIIFindingRow] = []
+    locations: list[int] = []
+    files: list[FileScan] = []
+    actions = scanner.analyzer.actions
+    try:
+        for item, fmt in resolved:
+            shown = display_path(item.path)
+            task = progress.task(f"PII scan {item.path.name}", total=None, unit="records")
+            total = scanned = 0
+            try:
+                for result in _results(item, fmt, settings.policy.sample, scanner, pool, n_workers):
+                    if result.error is not None:
+                        location, field, message = result.error
+                        raise DataError(item.path, message, field=field, **location_kwargs(fmt, location))
+                    for f in result.findings:
+                        record_id = f.record_id
+                        if record_id is None and fmt == "parquet":
+                            record_id = f"row {f.location}"
+                        findings.append(PIIFindingRow(
+                            dataset=item.dataset, file=shown, record_id=record_id,
+                            line=f.location if fmt != "parquet" else None, field=f.field,
+                            entity_type=f.entity_type, start=f.start, end=f.end, score=f.score,
+                            recognizer=f.recognizer, value_hmac=f.value_hmac,
+                            action=actions[f.entity_type],  # type: ignore[arg-type]
+                        ))
+                        locations.append(f.location)
+                    scanned += result.records
+                    total += result.records + result.skipped
+                    task.advance(result.records)
+            finally:
+                task.close()
+            files.append(FileScan(dataset=item.dataset, path=str(item.path), display_path=shown, format=fmt,
+                                  sha256=file_sha256(item.path), records_total=total, records_scanned=scanned))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    evidence = build_evidence(scanner.analyzer, settings.policy, files, findings, locations, key,
+                              time.perf_counter() - began, workers=n_workers if pool is not None else 1)
+    return ScanReport(evidence=evidence, findings=findings, record_locations=locations, files=files,
+                      key_id=key.key_id)
+
+
+@dataclass
+class _CountedResult(ChunkResult):
+    skipped: int = 0
+
+
+def _chunks(item: ScanInput, fmt: Format, sample: SampleSpec | None
+            ) -> Iterator[tuple[list[tuple[int, dict[str, Any]]], int]]:
+    """Chunks of sampled records, each with the number of records skipped by sampling before it."""
+    chunk: list[tuple[int, dict[str, Any]]] = []
+    skipped = 0
+    taken = 0
+    cap = sample.max_records if sample is not None else None
+    for location, record in iter_records(item.path, fmt):
+        if (cap is not None and taken >= cap) or not _sampled(sample, location):
+            skipped += 1
+            continue
+        chunk.append((location, record))
+        taken += 1
+        if len(chunk) >= CHUNK_RECORDS:
+            yield chunk, skipped
+            chunk, skipped = [], 0
+    if chunk or skipped:
+        yield chunk, skipped
+
+
+def _results(item: ScanInput, fmt: Format, sample: SampleSpec | None, scanner: RecordScanner,
+             pool: ProcessPoolExecutor | None, workers: int) -> Iterator[_CountedResult]:
+    """Chunk results in file order; with a pool, at most ``2 × workers`` chunks in flight."""
+    if pool is None:
+        for chunk, skipped in _chunks(item, fmt, sample):
+            r = scanner.scan_chunk(chunk) if chunk else ChunkResult([], 0)
+            yield _CountedResult(r.findings, r.records, r.error, skipped)
+        return
+    pending: deque[tuple[Future[ChunkResult], int]] = deque()
+    try:
+        for chunk, skipped in _chunks(item, fmt, sample):
+            pending.append((pool.submit(_scan_in_worker, chunk), skipped))
+            while len(pending) >= 2 * workers:
+                future, sk = pending.popleft()
+                r = future.result()
+                yield _CountedResult(r.findings, r.records, r.error, sk)
+        while pending:
+            future, sk = pending.popleft()
+            r = future.result()
+            yield _CountedResult(r.findings, r.records, r.error, sk)
+    finally:
+        for future, _ in pending:
+            future.cancel()
+
+
+def build_evidence(analyzer: ConfiguredAnalyzer, policy: PIIPolicy, files: list[FileScan],
+                   findings: list[PIIFindingRow], locations: list[int], key: PIIKey,
+                   duration_s: float, workers: int = 1) -> PIIEvidence:
+    """Counts per (dataset, field, entity), records affected, blocked entities."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    records: dict[tuple[str, str, str], set[int]] = {}
+    affected: set[tuple[str, int]] = set()
+    by_entity: Counter[str] = Counter()
+    blocked: Counter[str] = Counter()
+    for row, location in zip(findings, locations, strict=True):
+        k = (row.dataset, row.field, row.entity_type)
+        counts[k] += 1
+        records.setdefault(k, set()).add(location)
+        affected.add((row.file, location))
+        by_entity[row.entity_type] += 1
+        if row.action == "block":
+            blocked[row.entity_type] += 1
+    total = sum(f.records_total for f in files)
+    scanned = sum(f.records_scanned for f in files)
+    return PIIEvidence(
+        engine=analyzer.engine_name,
+        engine_version=analyzer.engine_version,
+        entities=analyzer.entities,
+        min_score=policy.min_score,
+        records_total=total,
+        records_scanned=scanned,
+        sampled=scanned < total,
+        counts=[PIICount(dataset=d, field=f, entity_type=e, count=n, records=len(records[(d, f, e)]),
+                         action=analyzer.actions[e])  # type: ignore[arg-type]
+                for (d, f, e), n in sorted(counts.items())],
+        by_entity=dict(sorted(by_entity.items())),
+        records_affected=len(affected),
+        blocked=dict(sorted(blocked.items())),
+        actions=dict(sorted(analyzer.actions.items())),
+        hmac_key_id=key.key_id,
+        workers=workers,
+        duration_s=round(duration_s, 3),
+    )
+
+
+def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, progress: Progress | None = None,
+               key: PIIKey | bytes | None = None, *, spacy_model: str = DEFAULT_SPACY_MODEL,
+               workers: int | None = None, columns: list[str] | None = None,
+               policy_file: str = "<policy>") -> ScanReport:
+    """Scan data files with ``policy.pii`` (the standalone ``govern scan``).
+
+    Every field of every record is scanned (``columns`` restricts it); each file is its own data set,
+    named by its path as shown. ``key`` defaults to the key of the default lineage DB.
+    """
+    if key is None:
+        from govern.pii.keys import load_or_create_key
+
+        key = load_or_create_key(_default_db_url())
+    pii_key = key if isinstance(key, PIIKey) else PIIKey(key=key)
+    if not paths:
+        raise GovernError("no files to scan")
+    settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
+                            columns=columns, policy_file=policy_file)
+    inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in paths]
+    return scan_files(inputs, settings, pii_key, progress, workers)
+
+
+def _default_db_url() -> str:
+    try:
+        from govern.lineage.store import default_db_url
+    except ImportError:  # pragma: no cover (lineage package not installed yet)
+        return f"sqlite:///{Path.cwd() / '.govern' / 'lineage.db'}"
+    return default_db_url()

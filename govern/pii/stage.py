@@ -1,0 +1,92 @@
+"""The ``pii`` stage: scan train and eval, and make the redacted copy training reads.
+
+Columns scanned: ``data.scan_columns`` when set; otherwise every field of every record except the
+label column (class names are not personal data). The id column *is* scanned: ids are copied into
+the lineage DB as ``record_id``, so an id that is an e-mail address must be caught — such a record's
+findings are stored without its id, and redaction always pseudonymises the id column
+(``<EMAIL_ADDRESS_3>``), keeping ids unique even in ``entity_type`` mode. Numbers are scanned as text,
+nested objects and lists leaf by leaf (field paths like ``meta.email``, ``tags[2]``).
+
+The stage never stops the run itself: findings whose action is ``block`` are counted in
+``evidence.blocked`` and the policy gate blocks the run before training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from govern.pii.keys import load_or_create_key
+from govern.pii.redact import PseudonymTable, redact_file
+from govern.pii.scanner import ScanInput, ScanSettings, scan_files
+from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+
+
+class PIIStage:
+    """Stage ``pii``: Presidio scan of every text field, evidence, findings and redaction."""
+
+    name = "pii"
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return True
+
+    def _settings(self, ctx: StageContext) -> ScanSettings:
+        data = ctx.config.data
+        exclude = [data.label_column] if data.label_column else []
+        return ScanSettings(
+            policy=ctx.policy.pii,
+            engine=ctx.config.pii.engine or ctx.policy.pii.engine,
+            spacy_model=ctx.config.pii.spacy_model,
+            columns=list(data.scan_columns) if data.scan_columns is not None else None,
+            exclude_columns=exclude,
+            id_column=data.id_column,
+            policy_file=str(ctx.config.policy),
+        )
+
+    def _data(self, ctx: StageContext) -> dict[str, Any]:
+        return ctx.outputs["data"]
+
+    def input_digest(self, ctx: StageContext) -> str:
+        data = self._data(ctx)
+        key = load_or_create_key(ctx.db_url or None)
+        files = [file_sha256(Path(data[k])) for k in ("train_path", "eval_path")]
+        return digest_of(files, self._settings(ctx), key.key_id)
+
+    def run(self, ctx: StageContext) -> StageResult:
+        data = self._data(ctx)
+        fmt = data["format"]
+        settings = self._settings(ctx)
+        key = load_or_create_key(ctx.db_url or None)
+        inputs = [ScanInput("train", Path(data["train_path"]), fmt), ScanInput("eval", Path(data["eval_path"]), fmt)]
+        report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
+        evidence = report.evidence
+        to_redact = [(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
+                     if row.action == "redact"]
+        if not to_redact:
+            return StageResult(evidence=evidence, outputs=dict(data), pii_findings=report.findings)
+
+        from govern.data.validate import fingerprint_file
+
+        mode = ctx.policy.pii.redaction
+        table = PseudonymTable(key)  # one table for train and eval: one data set
+        outputs: dict[str, Any] = dict(data)
+        artifacts: list[ArtifactOut] = []
+        redacted_files: dict[str, str] = {}
+        out_dir = ctx.stage_dir(self.name)
+        for item in inputs:
+            target = out_dir / f"{item.dataset}.redacted{item.path.suffix or '.' + fmt}"
+            rows = redact_file(
+                item.path, target, fmt, [(loc, row) for loc, row in to_redact if row.dataset == item.dataset],
+                mode=mode, key=key, table=table, columns=settings.columns, exclude_columns=settings.exclude_columns,
+                pseudonym_fields={settings.id_column} if settings.id_column else set(),
+            )
+            fingerprint = fingerprint_file(target, fmt)
+            artifact = artifact_for(target, f"{item.dataset}.redacted", "dataset", dataset_fingerprint=fingerprint,
+                                    rows=rows)
+            artifacts.append(artifact)
+            redacted_files[item.dataset] = artifact.sha256
+            outputs[f"{item.dataset}_path"] = str(target)
+            outputs[f"{item.dataset}_fingerprint"] = fingerprint
+        evidence = evidence.model_copy(update={"redacted": True, "redaction_mode": mode,
+                                               "redacted_files": redacted_files})
+        return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs, pii_findings=report.findings)
