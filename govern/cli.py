@@ -397,6 +397,65 @@ def lineage_verify_command(db: DbOption = None, output_format: FormatOption = "t
 
 # ============================================================================== pii (issue 3 helper)
 
+@app.command("scan")
+def scan_command(
+    paths: Annotated[list[Path], typer.Argument(help="JSONL, CSV or Parquet files to scan.")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help="Policy file or shipped policy name.")] = "default",
+    engine: Annotated[str | None, typer.Option("--engine", help="patterns or spacy (default: the policy's).")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or sarif.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of stdout.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Scanner processes (default: all cores).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Scan data files for personal data (the pre-merge gate). Exit 0 clean, 1 findings the policy
+    blocks, 2 error. Findings hold types, locations and keyed hashes — never the values."""
+    from govern.pii import report_json, to_sarif
+    from govern.pii.report import locations_table, summary_table
+
+    if output_format not in ("table", "json", "sarif"):
+        raise GovernError(f"--format must be table, json or sarif, not '{output_format}'")
+    if engine is not None and engine not in ("patterns", "spacy"):
+        raise GovernError(f"--engine must be patterns or spacy, not '{engine}'")
+    with progress_bars(enabled=err_console.is_terminal) as progress:
+        report = _scan_report(paths, policy, engine, progress, workers, db)
+    if output_format == "table":
+        if out is not None:
+            with open(out, "w", encoding="utf-8") as fh:
+                file_console = Console(file=fh, width=160)
+                file_console.print(summary_table(report))
+                file_console.print(locations_table(report))
+        else:
+            console.print(summary_table(report))
+            if report.findings:
+                console.print(locations_table(report))
+            ev = report.evidence
+            console.print(f"{ev.records_scanned:,} of {ev.records_total:,} records scanned, "
+                          f"{ev.records_affected:,} with findings, {ev.duration_s:.1f} s "
+                          f"({ev.workers} process{'es' if ev.workers > 1 else ''}); hash key id {report.key_id}")
+    else:
+        document = report_json(report) if output_format == "json" else to_sarif(report)
+        if out is not None:
+            out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        else:
+            emit_json(document)
+    if report.blocked:
+        blocked = ", ".join(f"{e} ({n})" for e, n in report.evidence.blocked.items())
+        err_console.print(f"[bold red]blocked:[/] the policy blocks {blocked}")
+        exit_with(1)
+
+
+def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
+                 db: str | None) -> Any:
+    """The scan itself (the lead routes this through api.scan for lineage recording)."""
+    from govern.pii import load_or_create_key, scan_paths
+    from govern.policy import load_policy
+
+    loaded = load_policy(policy_ref)
+    url = db or os.environ.get("GOVERN_DB_URL") or f"sqlite:///{Path.cwd() / '.govern' / 'lineage.db'}"
+    return scan_paths(paths, loaded.policy, engine, progress, load_or_create_key(url), workers=workers,
+                      policy_file=loaded.path)
+
+
 # ========================================================================= training (issue 4 helper)
 
 # ========================================================================= fairness (issue 5 helper)
