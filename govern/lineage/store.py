@@ -435,7 +435,7 @@ class LineageStore:
     def count_runs(self, *, status: str | None = None, kind: str | None = None,
                    since: datetime | None = None) -> int:
         stmt = sa.select(sa.func.count()).select_from(Run).where(*self._run_filters(status, kind, since))
-        return self._read(lambda s: int(s.scalar_one(stmt)))
+        return self._read(lambda s: int(s.execute(stmt).scalar_one()))
 
     def set_run_status(self, run_id: str, status: str, *, decision: str | None = None,
                        error: str | None = None) -> None:
@@ -466,6 +466,16 @@ class LineageStore:
             run.policy_document = json_document(policy.document)
             self._append_event(session, "run.policy", run_id, {
                 "name": policy.name, "version": policy.version, "digest": policy.digest})
+
+        self._write(work)
+
+    def set_run_dir(self, run_id: str, run_dir: str) -> None:
+        """Record where the run's files live (known only once the run id exists)."""
+
+        def work(session: Session) -> None:
+            run = self._require_run(session, run_id)
+            run.run_dir = run_dir
+            self._append_event(session, "run.dir", run_id, {"run_dir": run_dir})
 
         self._write(work)
 
@@ -591,8 +601,8 @@ class LineageStore:
         def work(session: Session) -> int:
             inserted = self._insert_ignore(session, BaseModelRow, ["name", "digest"], {
                 "name": name, "path": path, "digest": digest, "first_seen_at": utcnow()})
-            model_id = session.scalar_one(sa.select(BaseModelRow.id).where(
-                BaseModelRow.name == name, BaseModelRow.digest == digest))
+            model_id = session.execute(sa.select(BaseModelRow.id).where(
+                BaseModelRow.name == name, BaseModelRow.digest == digest)).scalar_one()
             if inserted:
                 self._append_event(session, "base_model.recorded", None,
                                    {"id": model_id, "name": name, "digest": digest})
