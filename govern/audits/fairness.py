@@ -433,12 +433,22 @@ def perplexity_stats(weighted_loss: np.ndarray, weight: np.ndarray) -> dict[str,
         return {"loss": mean, "perplexity": np.exp(mean)}
 
 
-def _spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(max − min, min / max, argmin, argmax) over the last axis, NaN-skipping like pandas."""
+def _nan_reduce(reduce: Callable[..., np.ndarray], values: np.ndarray) -> np.ndarray:
+    """``np.nanmax``/``np.nanmin`` over the last axis; NaN where there is nothing (or only NaN)."""
+    if values.shape[-1] == 0:
+        return np.full(values.shape[:-1], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hi = np.nanmax(values, axis=-1)
-        lo = np.nanmin(values, axis=-1)
+        return reduce(values, axis=-1)
+
+
+def _spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(max − min, min / max, argmin, argmax) over the last axis, NaN-skipping like pandas."""
+    hi = _nan_reduce(np.nanmax, values)
+    lo = _nan_reduce(np.nanmin, values)
+    if values.shape[-1] == 0:
+        empty = np.zeros(values.shape[:-1], dtype=np.int64)
+        return hi - lo, _div(lo, hi), empty, empty
     filled_lo = np.where(np.isnan(values), np.inf, values)
     filled_hi = np.where(np.isnan(values), -np.inf, values)
     return hi - lo, _div(lo, hi), np.argmin(filled_lo, axis=-1), np.argmax(filled_hi, axis=-1)
@@ -470,17 +480,13 @@ def disparities_from_stats(stats: dict[str, np.ndarray], prep: _Prepared, keep: 
         diff, _, lo, hi = _spread(kept["perplexity"])
         values[("perplexity_difference", None)] = diff
         lo_g[("perplexity_difference", None)], hi_g[("perplexity_difference", None)] = lo, hi
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values[("worst_group_perplexity", None)] = np.nanmax(kept["perplexity"], axis=-1)
+        values[("worst_group_perplexity", None)] = _nan_reduce(np.nanmax, kept["perplexity"])
         hi_g[("worst_group_perplexity", None)] = hi
         return _DisparityValues(values, lo_g, hi_g)
     diff, _, lo, hi = _spread(kept["accuracy"])
     values[("accuracy_difference", None)] = diff
     lo_g[("accuracy_difference", None)], hi_g[("accuracy_difference", None)] = lo, hi
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        values[("worst_group_accuracy", None)] = np.nanmin(kept["accuracy"], axis=-1)
+    values[("worst_group_accuracy", None)] = _nan_reduce(np.nanmin, kept["accuracy"])
     lo_g[("worst_group_accuracy", None)] = lo
     for code in prep.positives:
         sr_d, sr_r, sr_lo, sr_hi = _spread(kept[metric_name("selection_rate", prep, code)])
