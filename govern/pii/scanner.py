@@ -35,7 +35,13 @@ from pydantic import BaseModel, Field
 from govern.data.io import Format, detect_format, iter_records, location_kwargs
 from govern.errors import DataError, GovernError
 from govern.evidence import PIICount, PIIEvidence
-from govern.pii.analyzer import DEFAULT_SPACY_MODEL, LANGUAGE, ConfiguredAnalyzer, build_analyzer
+from govern.pii.analyzer import (
+    DEFAULT_SPACY_MODEL,
+    LANGUAGE,
+    ConfiguredAnalyzer,
+    build_analyzer,
+    resolve_overlaps,
+)
 from govern.pii.keys import PIIKey, value_hmac
 from govern.policy.schema import PIIPolicy, Policy, SampleSpec
 from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
@@ -226,13 +232,14 @@ class RecordScanner:
         if a.uses_ner:
             artifacts = engine.nlp_engine.process_batch(texts, LANGUAGE, batch_size=NLP_BATCH)
             for text, (_, nlp_artifacts) in zip(texts, artifacts, strict=True):
-                out.append(engine.analyze(text, language=LANGUAGE, entities=a.candidate_entities(text),
-                                          score_threshold=a.min_score, nlp_artifacts=nlp_artifacts))
+                out.append(resolve_overlaps(engine.analyze(
+                    text, language=LANGUAGE, entities=a.candidate_entities(text), score_threshold=a.min_score,
+                    nlp_artifacts=nlp_artifacts)))
             return out
         for text in texts:
             entities = a.candidate_entities(text)
-            out.append(engine.analyze(text, language=LANGUAGE, entities=entities, score_threshold=a.min_score)
-                       if entities else [])
+            out.append(resolve_overlaps(engine.analyze(text, language=LANGUAGE, entities=entities,
+                                                       score_threshold=a.min_score)) if entities else [])
         return out
 
     def _locate_failure(self, jobs: list[tuple[int, str | None, str, int, str]]) -> tuple[int, str | None]:
