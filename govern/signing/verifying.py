@@ -366,6 +366,7 @@ def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, A
     report.run_id = run_id
     from govern.errors import NotFoundError
 
+    _require_existing_db(db_url)
     store = LineageStore.open(db_url)
     try:
         try:
@@ -396,6 +397,19 @@ def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, A
                        f"lineage: run {run.id} decision '{decision}'" + (" (blocked by policy)" if decision == "block" else ""))
     finally:
         store.close()
+
+
+def _require_existing_db(db_url: str) -> None:
+    """Verification reads the system of record; opening a mistyped SQLite path would create an empty one."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(db_url)
+    except Exception:
+        raise GovernError("--db: not a database URL (expected e.g. sqlite:///path/lineage.db)") from None
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not Path(database).is_file():
+        raise GovernError(f"--db: no lineage DB at {url.database}")
 
 
 # ------------------------------------------------------------------------------------------ entry points

@@ -151,3 +151,13 @@ def test_no_key_material_in_stage_outputs_or_db(signed_run, keys: KeyPair) -> No
     haystack = run_dir_text + db_text + json.dumps(result.outputs) + result.evidence.model_dump_json()
     for needle in needles:
         assert needle not in haystack
+
+
+def test_verify_against_a_missing_db_is_an_error_not_a_new_db(signed_run, workdir: Path, govern_cli) -> None:
+    _, _, result, _ = signed_run
+    command = shlex.split(result.outputs["verify_command"])[1:]
+    missing = workdir / "typo" / "lineage.db"
+    command[command.index("--db") + 1] = f"sqlite:///{missing}"
+    out = govern_cli(*command)
+    assert out.code == 2 and "no lineage DB at" in out.err
+    assert not missing.exists()
