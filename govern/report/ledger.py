@@ -1,0 +1,276 @@
+"""The privacy-budget ledger: ε spent per data set, composed over every DP run that trained on it.
+
+Differential privacy composes: training twice on the same data set spends more than either run alone.
+Adding the per-run ε values (basic composition) is valid but loose; the accountants compose the
+*mechanisms* instead. For each run the lineage DB holds what its accountant used — the Poisson
+sampling rate q, the noise multiplier σ and the number of steps — so the ledger rebuilds every run as
+``steps × PoissonSampled(q, Gaussian(σ))`` and composes all of them in one dp-accounting accountant,
+converting to ε **once**, at the ledger's δ:
+
+- ``rdp`` / ``dp_accounting_rdp``: :class:`dp_accounting.rdp.RdpAccountant` (RDP curves add up);
+- ``prv`` / ``dp_accounting_pld``: :class:`dp_accounting.pld.PLDAccountant` (privacy-loss
+  distributions convolve; Opacus' PRV accountant is the same idea, so PRV runs compose as PLD here),
+  with a value discretisation of 1e-3 — dp-accounting rounds pessimistically, so the result is an
+  upper bound.
+
+The ledger's δ is the largest δ any of its runs used (composing at the same δ the runs were each
+accounted at keeps the total comparable with the per-run ε and is the pessimistic choice: a larger δ
+would give a smaller ε). A run whose q/σ/steps were not recorded cannot be recomposed; it enters by
+basic composition with its own recorded (ε_i, δ_i): the total is ε_accountant(rest, δ − Σδ_i) + Σε_i,
+and infinite when δ − Σδ_i ≤ 0. A run trained without DP makes the total infinite.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from govern.lineage.records import LedgerRow
+from govern.report.data import ReportModel, RuleResult
+
+if TYPE_CHECKING:
+    from govern.lineage.store import LineageStore
+
+AccountantName = Literal["rdp", "prv", "dp_accounting_rdp", "dp_accounting_pld"]
+_RDP = {"rdp", "dp_accounting_rdp"}
+_PLD = {"prv", "dp_accounting_pld", "pld"}
+PLD_DISCRETIZATION = 1e-3
+
+
+def accountant_family(accountant: str) -> Literal["rdp", "pld"]:
+    if accountant in _RDP:
+        return "rdp"
+    if accountant in _PLD:
+        return "pld"
+    raise ValueError(f"unknown accountant '{accountant}' (expected one of rdp, prv, dp_accounting_rdp, "
+                     "dp_accounting_pld)")
+
+
+def _recomposable(row: LedgerRow) -> bool:
+    return (row.noise_multiplier is not None and row.sample_rate is not None and row.steps is not None
+            and row.noise_multiplier > 0 and 0 < row.sample_rate <= 1 and row.steps >= 0)
+
+
+def _recorded_epsilon(row: LedgerRow, accountant: str) -> float:
+    """The run's own ε for basic composition: the requested accountant's, else the largest recorded."""
+    if accountant in row.epsilon:
+        return row.epsilon[accountant]
+    return max(row.epsilon.values()) if row.epsilon else math.inf
+
+
+def composed_epsilon(runs: Sequence[LedgerRow], accountant: str, delta: float) -> float:
+    """ε of all ``runs`` composed under ``accountant`` at ``delta`` (see the module docstring).
+
+    The policy check of ``privacy.max_total_epsilon_per_dataset`` calls this with the runs already on a
+    data set plus the current one. Never optimistic: any run without DP makes it ``inf``.
+    """
+    if not runs:
+        return 0.0
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    family = accountant_family(accountant)
+    if any(not r.dp_enabled for r in runs):
+        return math.inf
+    exact = [r for r in runs if _recomposable(r)]
+    basic = [r for r in runs if not _recomposable(r)]
+    basic_eps = sum(_recorded_epsilon(r, accountant) for r in basic)
+    basic_delta = sum(r.delta if r.delta is not None else math.inf for r in basic)
+    remaining = delta - basic_delta
+    if basic and (not math.isfinite(basic_eps) or remaining <= 0):
+        return math.inf
+    if not exact:
+        return basic_eps
+    return _accountant_epsilon(exact, family, remaining) + basic_eps
+
+
+def _accountant_epsilon(runs: Sequence[LedgerRow], family: str, delta: float) -> float:
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
+    # dp-accounting logs a warning for every RDP order it cannot evaluate; the result stays valid.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    accountant: Any
+    if family == "rdp":
+        accountant = rdp.RdpAccountant()
+    else:
+        accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
+    for r in runs:
+        assert r.sample_rate is not None and r.noise_multiplier is not None and r.steps is not None
+        event = dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier))
+        if r.steps > 0:
+            accountant.compose(event, r.steps)
+    return float(accountant.get_epsilon(delta))
+
+
+def ledger_delta(runs: Sequence[LedgerRow]) -> float:
+    """The δ a data set's composed ε is stated at: the largest δ among its runs (see module docstring).
+    With runs that can only enter by basic composition, their δs must fit too, so it is the sum."""
+    deltas = [r.delta for r in runs if r.delta is not None]
+    if not deltas:
+        return 1e-5
+    if all(_recomposable(r) for r in runs):
+        return max(deltas)
+    return min(sum(deltas), 0.999999)
+
+
+# ----------------------------------------------------------------------------------------- reports
+_INF_AS_STRING = ConfigDict(extra="forbid", ser_json_inf_nan="strings")  # JSON has no ∞: write "Infinity"
+
+
+class LedgerRun(ReportModel):
+    model_config = _INF_AS_STRING
+    run_id: str
+    epsilon: float | None = Field(description="This run's own ε under the ledger's accountant (as recorded).")
+    delta: float | None
+    noise_multiplier: float | None
+    sample_rate: float | None
+    steps: int | None
+    dp_enabled: bool
+    run_status: str
+    started_at: datetime
+    recomposed: bool = Field(description="True: entered the composition by its (q, σ, steps); false: by its ε.")
+
+
+class DatasetBudget(ReportModel):
+    model_config = _INF_AS_STRING
+    dataset_fingerprint: str
+    dataset_name: str | None = None
+    runs: list[LedgerRun]
+    accountant: str
+    delta: float
+    total_epsilon: float = Field(description="Composed under the accountant at delta; inf without DP.")
+    sum_of_epsilons: float = Field(description="Basic composition (Σε_i, at Σδ_i), shown for comparison.")
+    sum_of_deltas: float
+    cap: float | None = None
+    over_cap: bool = False
+
+
+class LedgerRunSummary(ReportModel):
+    id: str
+    name: str
+    kind: str
+    status: str
+    decision: str | None
+    started_at: datetime
+    policy: str | None = None
+    policy_digest: str | None = None
+    blocking_rules: list[str] = Field(default_factory=list)
+
+
+class LedgerWaiver(ReportModel):
+    id: int
+    target: str
+    rule_id: str
+    by: str
+    reason: str
+    until: date
+    created_at: datetime
+    active: bool
+
+
+class LedgerReport(ReportModel):
+    """All runs since a date, their decisions, the waivers, and the privacy budget per data set."""
+
+    schema_version: Literal["govern.ledger/v1"] = "govern.ledger/v1"
+    generated_at: datetime
+    since: date
+    db: str
+    accountant: str
+    method: str = Field(description="How ε was composed, in words.")
+    runs: list[LedgerRunSummary] = Field(default_factory=list)
+    waivers: list[LedgerWaiver] = Field(default_factory=list)
+    datasets: list[DatasetBudget] = Field(default_factory=list)
+
+
+COMPOSITION_METHOD = (
+    "Per data set, every DP training run is rebuilt as steps × PoissonSampled(q, Gaussian(σ)) from its recorded "
+    "q, σ and steps and composed with dp-accounting ({family}); ε is read once at the ledger's δ (the largest δ of "
+    "its runs). Runs without recorded q/σ/steps enter by basic composition; a run without DP makes the total "
+    "infinite. All training runs count, whatever their final decision: a blocked model was still trained."
+)
+
+
+def dataset_budgets(rows: Sequence[LedgerRow], accountant: str, cap: float | None = None) -> list[DatasetBudget]:
+    by_dataset: dict[str, list[LedgerRow]] = {}
+    for row in rows:
+        runs = by_dataset.setdefault(row.dataset_fingerprint, [])
+        if all(r.run_id != row.run_id for r in runs):
+            runs.append(row)
+    budgets = []
+    for fingerprint, runs in by_dataset.items():
+        delta = ledger_delta(runs)
+        total = composed_epsilon(runs, accountant, delta)
+        eps = [_recorded_epsilon(r, accountant) if r.dp_enabled else math.inf for r in runs]
+        budgets.append(DatasetBudget(
+            dataset_fingerprint=fingerprint, dataset_name=runs[0].dataset_name,
+            runs=[LedgerRun(run_id=r.run_id, epsilon=e if math.isfinite(e) else None, delta=r.delta,
+                            noise_multiplier=r.noise_multiplier, sample_rate=r.sample_rate, steps=r.steps,
+                            dp_enabled=r.dp_enabled, run_status=r.run_status, started_at=r.started_at,
+                            recomposed=r.dp_enabled and _recomposable(r))
+                  for r, e in zip(runs, eps, strict=True)],
+            accountant=accountant, delta=delta, total_epsilon=total, sum_of_epsilons=sum(eps),
+            sum_of_deltas=sum(r.delta or 0.0 for r in runs), cap=cap,
+            over_cap=cap is not None and not total <= cap,
+        ))
+    budgets.sort(key=lambda b: b.dataset_fingerprint)
+    return budgets
+
+
+def build_ledger(store: LineageStore, since: date, *, accountant: str = "rdp",
+                 cap: float | None = None, now: datetime | None = None) -> LedgerReport:
+    """Runs, decisions and waivers since ``since``, and every data set's all-time composed ε.
+
+    The budget is all-time on purpose (spent privacy never comes back); ``since`` selects which
+    runs, waivers and data sets (those touched since then) are listed.
+    """
+    accountant_family(accountant)
+    now = now or datetime.now(UTC)
+    since_dt = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    runs = []
+    offset = 0
+    while True:
+        page = store.list_runs(limit=500, offset=offset, since=since_dt)
+        runs.extend(page)
+        if len(page) < 500:
+            break
+        offset += 500
+    summaries = []
+    for run in sorted(runs, key=lambda r: r.started_at):
+        final = store.latest_decision(run.id, kind="final") or store.latest_decision(run.id)
+        blocking = [r.rule_id for r in (final.results if final else [])
+                    if r.status in ("fail", "error") and r.severity == "block"]
+        summaries.append(LedgerRunSummary(
+            id=run.id, name=run.name, kind=run.kind, status=run.status, decision=run.decision or (
+                final.decision if final else None), started_at=run.started_at,
+            policy=f"{run.policy_name} {run.policy_version}" if run.policy_name else None,
+            policy_digest=run.policy_digest, blocking_rules=blocking))
+    waivers = [LedgerWaiver(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until,
+                            created_at=w.created_at, active=now.date() <= w.until)
+               for w in store.waivers() if w.created_at >= since_dt or now.date() <= w.until]
+    all_rows = store.privacy_ledger()
+    touched = {r.dataset_fingerprint for r in all_rows if r.started_at >= since_dt}
+    budgets = [b for b in dataset_budgets(all_rows, accountant, cap) if b.dataset_fingerprint in touched]
+    return LedgerReport(
+        generated_at=now, since=since, db=store.display_url, accountant=accountant,
+        method=COMPOSITION_METHOD.format(family="RdpAccountant" if accountant_family(accountant) == "rdp"
+                                         else f"PLDAccountant, discretisation {PLD_DISCRETIZATION}"),
+        runs=summaries, waivers=waivers, datasets=budgets,
+    )
+
+
+def ledger_results(report: LedgerReport) -> list[RuleResult]:
+    """The ledger as rule results (one per data set), for JUnit/summary outputs of ``--since``."""
+    out = []
+    for b in report.datasets:
+        out.append(RuleResult(
+            rule_id=f"privacy.max_total_epsilon_per_dataset[{b.dataset_fingerprint[:19]}]", severity="block",
+            status="skipped" if b.cap is None else ("fail" if b.over_cap else "pass"),
+            message=f"ε = {b.total_epsilon:.3f} over {len(b.runs)} runs ({b.accountant}, δ = {b.delta:.1e})",
+            evidence_path="ledger", observed=b.total_epsilon if math.isfinite(b.total_epsilon) else "inf",
+            threshold=b.cap))
+    return out

@@ -1,0 +1,142 @@
+"""Markdown rendering of a run's report, sized for a pull-request comment (GitHub caps comments at
+65,536 characters: long finding lists are cut with a note, the HTML report has everything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from govern.report.data import ReportData, _outcome
+from govern.report.html import empirical_epsilon_bounds, fmt_json, fmt_number, sorted_results
+
+MAX_FINDINGS = 60
+_ICON = {"pass": "✅", "warn": "⚠️", "block": "⛔"}
+_OUTCOME_ICON = {"blocking": "⛔", "error": "❗", "warning": "⚠️", "waived": "🔕", "passed": "✅",
+                 "skipped": "⏭️", "info": "ℹ️"}
+
+
+def cell(value: Any) -> str:
+    """A table cell: no pipes or newlines (they would break the table)."""
+    text = value if isinstance(value, str) else fmt_json(value)
+    return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+def render_markdown(data: ReportData) -> str:
+    r = data
+    lines: list[str] = []
+    add = lines.append
+    verdict = r.decision.decision if r.decision else "none"
+    add(f"## {_ICON.get(verdict, '❔')} govern: `{verdict.upper()}` — {cell(r.run.name)}")
+    add("")
+    add(f"Run `{r.run.id}` · status **{r.run.status}** · generated {r.generated_at:%Y-%m-%d %H:%M UTC} "
+        f"from the lineage DB by {r.generator}")
+    if r.policy:
+        add(f"Policy **{cell(r.policy.name)}** {cell(r.policy.version)} · digest `{r.policy.digest}`")
+    add("")
+
+    add("### Decision and why")
+    if r.decision is None:
+        add(f"_No policy decision was recorded (status: {r.run.status})._")
+    else:
+        counts = r.decision.counts()
+        add(", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no rules evaluated")
+        add("")
+        add("| | Rule | Severity | Finding | Evidence | Observed | Threshold |")
+        add("|---|---|---|---|---|---|---|")
+        results = sorted_results(r.decision.results)
+        for f in results[:MAX_FINDINGS]:
+            o = _outcome(f)
+            add(f"| {_OUTCOME_ICON.get(o, '')} {o} | `{cell(f.rule_id)}` | {f.severity} | {cell(f.message)} | "
+                f"`{cell(f.evidence_path or '—')}` | {cell(f.observed)} | {cell(f.threshold)} |")
+        if len(results) > MAX_FINDINGS:
+            add(f"\n_{len(results) - MAX_FINDINGS} more results (passed/skipped) are in the HTML or JSON report._")
+    add("")
+
+    if r.waivers:
+        add("### Waivers")
+        add("| # | Rule | By | Why | Until | Active |")
+        add("|---|---|---|---|---|---|")
+        for w in r.waivers:
+            add(f"| {w.id} | `{cell(w.rule_id)}` | {cell(w.by)} | {cell(w.reason)} | {w.until} | "
+                f"{'yes' if w.active else 'expired'} |")
+        add("")
+
+    add("### Key evidence")
+    add("| Concern | Result |")
+    add("|---|---|")
+    if r.data:
+        lk = r.data.leakage
+        add(f"| Data | {r.data.train_rows:,} train / {r.data.eval_rows:,} eval records; leakage: "
+            f"{lk.exact_duplicates} exact, {lk.near_duplicates} near duplicates |")
+    else:
+        add(f"| Data | {r.absent_reason('data')} |")
+    ps = r.pii_summary
+    if ps.scanned:
+        by = ", ".join(f"{k} {v}" for k, v in ps.by_entity.items()) or "none"
+        acts = ", ".join(f"{k} {v}" for k, v in ps.by_action.items()) or "—"
+        add(f"| PII (counts only) | {ps.findings_total:,} findings ({by}); actions: {acts} |")
+    else:
+        add(f"| PII | {r.absent_reason('pii')} |")
+    if r.privacy:
+        p = r.privacy
+        if p.dp_enabled:
+            add(f"| Privacy | ε = **{fmt_number(p.epsilon)}**, δ = {fmt_number(p.delta)} ({p.accountant}); "
+                f"σ = {fmt_number(p.noise_multiplier)}, q = {fmt_number(p.sample_rate, 5)}, {p.steps} steps |")
+        else:
+            add("| Privacy | **trained without differential privacy** |")
+    else:
+        add(f"| Privacy | {r.absent_reason('training')} |")
+    if r.membership:
+        m = r.membership
+        tpr = "; ".join(
+            f"{a.name}: TPR {fmt_number(t.tpr)} @ FPR {fmt_number(t.fpr, 4)}"
+            for a in m.attacks for t in a.tpr_at_fpr[:1]
+        )
+        bounds = [b["epsilon_lower_bound"] for b in empirical_epsilon_bounds(r) if b["epsilon_lower_bound"]]
+        extra = f"; empirical ε ≥ {fmt_number(max(bounds))}" if bounds else ""
+        if m.canaries:
+            extra += f"; canary ε ≥ {fmt_number(m.canaries.epsilon_lower_bound)}"
+        add(f"| Membership inference | max AUC {fmt_number(m.max_auc)}; {cell(tpr) or 'no TPR@FPR'}{extra} |")
+    else:
+        add(f"| Membership inference | {r.absent_reason('membership')} |")
+    if r.fairness:
+        fa = r.fairness
+        disp = "; ".join(f"{d.attribute} {d.metric} {fmt_number(d.value)}" for d in fa.disparities[:4]) or "—"
+        insufficient = f"; insufficient data: {', '.join(fa.insufficient_groups)}" if fa.insufficient_groups else ""
+        add(f"| Fairness | {cell(disp)}{cell(insufficient)} |")
+    else:
+        add(f"| Fairness | {r.absent_reason('fairness')} |")
+    if r.evaluation:
+        e = r.evaluation
+        parts = [f"{k} {fmt_number(v)}" for k, v in (("accuracy", e.accuracy), ("macro F1", e.macro_f1),
+                                                     ("ECE", e.ece), ("perplexity", e.perplexity)) if v is not None]
+        add(f"| Task metrics | {', '.join(parts) or '—'} (n = {e.n:,}) |")
+    else:
+        add(f"| Task metrics | {r.absent_reason('evaluation')} |")
+    if r.signatures:
+        add(f"| Signatures | {len(r.signatures)} ({', '.join(sorted({s.method for s in r.signatures}))}) |")
+    else:
+        add(f"| Signatures | {r.absent_reason('signing')} The model is unsigned. |")
+    add("")
+    if r.signatures:
+        add("### Verify")
+        add("```sh")
+        for s in r.signatures:
+            add(s.verify_command)
+        add("```")
+        add("")
+    rp = r.reproducibility
+    add("<details><summary>Reproducibility</summary>")
+    add("")
+    add(f"- code revision: `{rp.code_revision or '—'}`")
+    add(f"- config digest: `{rp.config_digest or '—'}`")
+    add(f"- seeds: {', '.join(f'{k}={v}' for k, v in rp.seeds.items()) or '—'}")
+    if rp.base_model:
+        add(f"- base model: {cell(str(rp.base_model.get('name', '—')))} `{rp.base_model.get('digest', '')}`")
+    if rp.versions:
+        add(f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(rp.versions.items()))}")
+    add("")
+    add("</details>")
+    add("")
+    add("_Regulatory mapping (EU AI Act Annex IV, NIST AI RMF) is in the HTML/PDF report; it is an aid, "
+        "not legal advice._")
+    return "\n".join(lines) + "\n"
