@@ -20,7 +20,7 @@ import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlparse
 
 from cryptography import x509
@@ -252,7 +252,7 @@ def sign_payload(signer: signing.Signer, payload: bytes) -> signing.Signature:
     if isinstance(signer, sign_ec_key.Signer):
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        private_key = signer._private_key  # noqa: SLF001
+        private_key = cast(ec.EllipticCurvePrivateKey, signer._private_key)  # noqa: SLF001 (checked EC on load)
         sig = private_key.sign(sign_sigstore_pb.pae(payload),
                                ec.ECDSA(sign_ec_key.get_ec_key_hash(private_key.public_key())))
         envelope = intoto_pb.Envelope(
@@ -262,7 +262,7 @@ def sign_payload(signer: signing.Signer, payload: bytes) -> signing.Signature:
         )
         return sign_sigstore_pb.Signature(
             bundle_pb.Bundle(
-                media_type=sign_sigstore_pb._BUNDLE_MEDIA_TYPE,  # noqa: SLF001
+                media_type=sign_sigstore_pb._BUNDLE_MEDIA_TYPE,  # type: ignore[arg-type]  # noqa: SLF001
                 verification_material=signer._get_verification_material(),  # noqa: SLF001
                 dsse_envelope=envelope,
             )

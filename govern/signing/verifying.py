@@ -192,8 +192,9 @@ def _verify_certificate_bundle(path: Path, chain: list[Path], report: Verificati
         raise GovernError(f"{', '.join(map(str, chain))}: not PEM X.509 certificates") from None
     signature = _read_pb_signature(path)
     try:
-        leaf = x509.load_der_x509_certificate(
-            signature.bundle.verification_material.x509_certificate_chain.certificates[0].raw_bytes)
+        chain_material = signature.bundle.verification_material.x509_certificate_chain
+        assert chain_material is not None
+        leaf = x509.load_der_x509_certificate(chain_material.certificates[0].raw_bytes)
         signer = certificate_identity(leaf)
     except Exception:
         raise _Failed(f"{label}: the bundle's signing certificate cannot be read") from None
@@ -261,7 +262,7 @@ def _verify_sigstore_dsse(path: Path, trust: Trust, report: VerificationReport, 
 
     verifier, bundle = _sigstore_verifier(trust), _sigstore_bundle(path)
     try:
-        payload_type, payload = verifier.verify_dsse(bundle, policy.Identity(identity=trust.identity,
+        payload_type, payload = verifier.verify_dsse(bundle, policy.Identity(identity=trust.identity or "",
                                                                               issuer=trust.issuer))
     except Exception as exc:
         raise _sigstore_failure(label, trust, exc) from None
@@ -452,8 +453,8 @@ def verify_model(model_path: str | Path, signature: str | Path, trust: Trust, *,
         sha_files = _sha256_files(model, actual)  # free when the manifest is already sha256 per file
         report.model_digest = (tree_digest([FileDigest(name=n, sha256=d) for n, d in sha_files.items()])
                                if model.is_dir() else next(iter(sha_files.values()), None))
-    for p in provenance:
-        st = _check_provenance(Path(p), trust, sha_files, report)
+    for prov in provenance:
+        st = _check_provenance(Path(prov), trust, sha_files, report)
         if st is not None:
             statements.append(st)
             if st.get("predicateType") == GOVERN_AUDIT_V1:
