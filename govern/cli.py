@@ -458,7 +458,135 @@ def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progres
 
 # ========================================================================= training (issue 4 helper)
 
+@privacy_app.command("plan")
+def privacy_plan_command(
+    sample_rate: Annotated[float | None, typer.Option("--sample-rate", "-q", help="Poisson sample rate q.")] = None,
+    dataset_size: Annotated[int | None, typer.Option("--dataset-size", "-n", help="Training records n.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Expected (global) batch size.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps.")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Epochs (steps = epochs · ⌊1/q⌋).")] = None,
+    delta: Annotated[float | None, typer.Option("--delta", help="δ (default 1/(10·n) with --dataset-size).")] = None,
+    noise_multiplier: Annotated[float | None, typer.Option("--noise-multiplier", "--sigma", help="σ: print ε.")] = None,
+    target_epsilon: Annotated[float | None, typer.Option("--target-epsilon", "--epsilon", help="ε: print σ.")] = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Plan a DP-SGD budget: ε for a given σ, or σ for a target ε, under RDP, PRV (Opacus) and
+    dp-accounting's RDP and PLD — the same accountants the training stage records."""
+    from rich.table import Table
+
+    from govern.training.accounting import plan
+
+    if output_format not in ("table", "json"):
+        raise GovernError(f"--format must be table or json, not '{output_format}'")
+    result = plan(sample_rate=sample_rate, dataset_size=dataset_size, batch_size=batch_size, steps=steps,
+                  epochs=epochs, delta=delta, noise_multiplier_value=noise_multiplier, target_epsilon=target_epsilon)
+    if output_format == "json":
+        emit_json(result.model_dump(mode="json"))
+        return
+    given = (f"σ = {result.noise_multiplier:g}" if result.given == "noise_multiplier"
+             else f"target ε = {result.target_epsilon:g}")
+    table = Table(title=f"DP-SGD plan: q = {result.sample_rate:.5g}, {result.steps:,} steps, δ = {result.delta:.3g}, "
+                        f"{given}")
+    table.add_column("accountant")
+    table.add_column("ε", justify="right")
+    table.add_column("σ (noise multiplier)", justify="right")
+    for row in result.rows:
+        table.add_row(row.accountant, f"{row.epsilon:.4f}", f"{row.noise_multiplier:.4f}")
+    console.print(table)
+
 # ========================================================================= fairness (issue 5 helper)
+def _fairness_tables(evidence: Any) -> list[Any]:
+    """Disparities, then per-group metrics (binary: every rate; one-vs-rest: n and accuracy)."""
+    from rich.table import Table
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    def ci(low: float | None, high: float | None) -> str:
+        return "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+
+    level = f"{evidence.ci_level:.0%} CI"
+    boot = f", {evidence.bootstrap} bootstrap resamples" if evidence.bootstrap else ", no CIs"
+    disparities = Table(title=f"Disparities ({evidence.mode}{boot}; groups < {evidence.min_group_size} rows "
+                        "excluded)", header_style="bold")
+    for col in ("attribute", "metric", "value", level, "class", "lowest → highest", "groups"):
+        disparities.add_column(col, no_wrap=col in ("metric", "value", level))
+    for d in evidence.disparities:
+        span = f"{d.min_group} → {d.max_group}" if d.min_group and d.max_group else (d.min_group or d.max_group or "")
+        disparities.add_row(d.attribute, d.metric, num(d.value), ci(d.ci_low, d.ci_high), d.positive_label or "",
+                            span, str(d.groups_compared))
+    groups = Table(title="Groups", header_style="bold")
+    shown = ["accuracy"] if evidence.mode == "one_vs_rest" else (
+        ["loss", "perplexity"] if evidence.mode == "perplexity" else
+        ["accuracy", "selection_rate", "true_positive_rate", "false_positive_rate"])
+    for col in ("attribute", "group", "n", *shown, "note"):
+        groups.add_column(col)
+    for g in evidence.groups:
+        cells = [f"{num(g.metrics[m].value)} {ci(g.metrics[m].ci_low, g.metrics[m].ci_high)}".strip()
+                 if m in g.metrics else "-" for m in shown]
+        groups.add_row(g.attribute, g.group, str(g.n), *cells, "insufficient data" if g.insufficient_data else "")
+    return [disparities, groups]
+
+
+def _split_columns(values: list[str]) -> list[str]:
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
+
+
+@audit_app.command("fairness")
+def audit_fairness_command(
+    predictions: Annotated[Path, typer.Option("--predictions", help="CSV, JSONL or Parquet file of predictions.")],
+    label: Annotated[str, typer.Option("--label", help="Column with the true label.")],
+    pred: Annotated[str, typer.Option("--pred", help="Column with the predicted label.")],
+    sensitive: Annotated[list[str], typer.Option(
+        "--sensitive", help="Sensitive column; repeat the option or separate with commas.")],
+    policy: Annotated[str | None, typer.Option("--policy", help="Policy file or shipped name (default: default).")] = None,
+    positive_label: Annotated[str | None, typer.Option(
+        "--positive-label", help="The favourable class. Default: 1 for 0/1 labels, else every class one-vs-rest.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for CIs (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    intersections: Annotated[bool, typer.Option(
+        "--intersections/--no-intersections", help="Also audit combinations of sensitive columns.")] = True,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Fairness of a model trained elsewhere: per-group metrics and disparities (Fairlearn), bootstrap CIs.
+
+    Exit code 0 when the policy passes (or warns), 1 when it blocks, 2 on error.
+    """
+    from govern import api
+
+    columns = _split_columns(sensitive)
+    recorded = getattr(api, "audit_fairness_recorded", None)
+    if recorded is not None:
+        outcome = recorded(predictions=predictions, label=label, pred=pred, sensitive=columns, policy=policy,
+                           positive_label=positive_label, bootstrap=bootstrap, seed=seed,
+                           intersections=intersections, db_url=db)
+        evidence, decision = outcome.evidence, outcome.decision
+        results = [r if isinstance(r, dict) else r.model_dump(mode="json") for r in outcome.results]
+        run_id = getattr(outcome, "run_id", None)
+    else:  # until the API records standalone audits: compute and show, decide nothing
+        from govern.audits.fairness import audit_fairness
+        from govern.policy import load_policy
+
+        loaded = load_policy(policy or "default")
+        evidence = audit_fairness(predictions, label, pred, columns, loaded.policy, positive_label=positive_label,
+                                  bootstrap=bootstrap, seed=seed, intersections=intersections)
+        decision, results, run_id = None, [], None
+    if output_format == "json":
+        emit_json({"run_id": run_id, "decision": decision, "results": results,
+                   "evidence": evidence.model_dump(mode="json")})
+    else:
+        for table in _fairness_tables(evidence):
+            console.print(table)
+        if evidence.insufficient_groups:
+            console.print(f"insufficient data (< {evidence.min_group_size} rows, not gated): "
+                          + ", ".join(evidence.insufficient_groups[:20]), highlight=False)
+        if results:
+            console.print(results_table(results, "Policy decision"))
+        if decision is not None:
+            console.print(f"decision: {_styled(decision)}" + (f"   run: {run_id}" if run_id else ""))
+    exit_with(1 if decision == "block" else 0)
+
 
 # ======================================================================= membership (issue 6 helper)
 
@@ -562,6 +690,49 @@ def verify_command(
 
 
 # =========================================================================== reports (issue 8 helper)
+
+@app.command("report")
+def report_command(
+    run_id: Annotated[str | None, typer.Argument(help="Run id or 'latest' (omit with --since).")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="html, pdf, md or json (ledger: html, md, json).")] = "html",
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
+    since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD: all runs since then and the per-data-set privacy ledger.")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="Ledger only: take the accountant and ε cap from this policy.")] = None,
+    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the report file with this ECDSA private key (PEM).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a run's audit report (from the lineage DB alone), or with --since the cross-run ledger."""
+    from datetime import date
+
+    from govern.lineage import LineageStore
+    from govern.report import write_ledger, write_report
+
+    if (run_id is None) == (since is None):
+        raise GovernError("give a RUN_ID (or 'latest') for a run report, or --since YYYY-MM-DD for the ledger")
+    with LineageStore.open(db) as store:
+        if since is not None:
+            try:
+                since_day = date.fromisoformat(since)
+            except ValueError:
+                raise GovernError(f"--since '{since}' is not a date (expected YYYY-MM-DD)") from None
+            accountant, cap = "rdp", None
+            if policy is not None:
+                from govern.policy.loader import load_policy
+
+                privacy = load_policy(policy).policy.privacy
+                accountant, cap = privacy.accountant, privacy.max_total_epsilon_per_dataset
+            path = write_ledger(store, since_day, output_format, out, accountant=accountant, cap=cap)
+            record_run = None
+        else:
+            path = write_report(store, run_id or "latest", output_format, out)
+            record_run = store.get_run(run_id or "latest").id
+        console.print(f"wrote {path}", highlight=False)
+        if sign_key is not None:
+            from govern.report.signing import sign_report
+
+            signed = sign_report(path, sign_key, store=store, run_id=record_run)
+            console.print(f"signed: {signed.bundle_path}", highlight=False)
+            console.print(f"verify: {signed.verify_command}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -111,7 +111,11 @@ class TrainingConfig(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int | None = Field(default=50, ge=1, description="Steps between checkpoints.")
+    keep_checkpoints: int = Field(default=2, ge=1, description="Newest checkpoints kept on disk.")
     merge_adapter: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 autocast on a CUDA GPU that supports it, fp32 on CPU."
+    )
 
 
 class MembershipAuditConfig(Strict):
@@ -126,7 +130,7 @@ class MembershipAuditConfig(Strict):
 class FairnessAuditConfig(Strict):
     enabled: bool = True
     intersections: bool = Field(default=True, description="Also audit every combination of 2+ sensitive columns.")
-    bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
+    bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     seed: int = 0
     ci_level: float = Field(default=0.95, gt=0, lt=1)
     positive_label: str | None = Field(

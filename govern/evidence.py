@@ -126,6 +126,22 @@ class TrainingEvidence(EvidenceModel):
     seed: int
     versions: dict[str, str] = Field(default_factory=dict)
     resumed_from_step: int | None = None
+    task: str | None = None
+    target_epsilon: float | None = Field(default=None, description="The configured target (σ was solved for it).")
+    accountant_history: list[tuple[float, float, int]] = Field(
+        default_factory=list, description="Opacus history: (noise_multiplier, sample_rate, steps) entries."
+    )
+    steps_per_epoch: int | None = None
+    grad_sample_mode: str | None = None
+    poisson_sampling: bool | None = None
+    learning_rate: float | None = None
+    max_length: int | None = None
+    max_physical_batch_size: int | None = None
+    precision: str | None = None
+    lora: dict[str, Any] = Field(default_factory=dict, description="r, alpha, dropout, target_modules.")
+    label_names: list[str] = Field(default_factory=list)
+    canaries_inserted: int = Field(default=0, description="Audit canary records appended to the training set.")
+    checkpoints_written: int = 0
 
 
 # --------------------------------------------------------------------------------------- evaluation

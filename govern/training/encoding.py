@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -28,8 +28,9 @@ class Columns:
     completion: str | None = None
 
 
-@dataclass
-class EncodedExample:
+class EncodedExample(NamedTuple):
+    """A tuple (Opacus' Poisson loader inspects ``dataset[0]`` as a sequence of fields)."""
+
     input_ids: list[int]
     labels: int | list[int]
 

@@ -1,0 +1,99 @@
+"""The ``training`` stage: a thin adapter from the run config and earlier stages to :func:`train`.
+
+Reads the data the PII stage left (its redacted copy when it made one, via ``ctx.data_paths()``), the
+data stage's sorted train labels, and — when the membership audit's canary stage ran first — the
+canary records it wants inserted (audit canaries: extra training records whose memorisation the
+membership audit measures). Resuming is automatic: ``govern run --resume`` calls the stage again with
+the same run folder, and the trainer continues from the newest checkpoint with the same accountant
+history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from govern.errors import StageError
+from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.training.trainer import DataFile, TrainingSpec, train
+
+
+class TrainingStage:
+    name = "training"
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return True
+
+    def spec(self, ctx: StageContext) -> TrainingSpec:
+        cfg = ctx.config
+        paths = ctx.data_paths()
+        files = [DataFile(path=str(paths["train_path"]), format=str(paths.get("format") or cfg.data.format))]
+        canaries = (ctx.outputs.get("canaries") or {}).get("inserted_path")
+        if canaries:
+            files.append(DataFile(path=str(canaries), format="jsonl", role="canaries"))
+        data_out = ctx.outputs.get("data") or {}
+        return TrainingSpec(
+            task=cfg.task,
+            base_model_path=str(cfg.base_model.path) if cfg.base_model.path else None,
+            gguf_file=cfg.base_model.gguf_file,
+            base_model_name=cfg.base_model.name,
+            train_files=files,
+            columns={"text": cfg.data.text_column, "label": cfg.data.label_column,
+                     "prompt": cfg.data.prompt_column, "completion": cfg.data.completion_column},
+            label_names=(list(data_out.get("label_names") or []) or None) if cfg.task == "classification" else None,
+            training=cfg.training,
+            output_dir=str(ctx.stage_dir(self.name)),
+            allow_non_private=not ctx.policy.privacy.require_dp,
+        )
+
+    def input_digest(self, ctx: StageContext) -> str:
+        spec = self.spec(ctx)
+        file_digests = [file_sha256(Path(f.path)) for f in spec.train_files]
+        return digest_of(spec.model_dump(mode="json", exclude={"output_dir", "train_files"}), file_digests,
+                         ctx.policy.privacy.require_dp)
+
+    def run(self, ctx: StageContext) -> StageResult:
+        cfg = ctx.config.training
+        if not cfg.dp.enabled and ctx.policy.privacy.require_dp:
+            raise StageError(self.name, "training.dp.enabled is false but the policy requires differential "
+                                        "privacy (privacy.require_dp: true); enable DP or use a policy that "
+                                        "allows non-private training (e.g. dev)")
+        spec = self.spec(ctx)
+        outcome = train(spec, progress=ctx.progress)
+        evidence = outcome.evidence
+        evidence.canaries_inserted = _count_canaries(spec)
+        outputs: dict[str, Any] = {
+            "model_dir": str(outcome.model_dir) if outcome.model_dir else None,
+            "base_model_path": str(outcome.base_model_path),
+            "gguf_file": outcome.gguf_file,
+            "label_names": outcome.label_names,
+            "task": spec.task,
+            "device": outcome.device,
+            "method": cfg.method,
+            "max_length": cfg.max_length,
+            "dp": cfg.dp.enabled,
+        }
+        artifacts: list[ArtifactOut] = []
+        if outcome.model_dir is not None:  # rank 0 only under torchrun
+            model_dir = outcome.model_dir
+            artifacts.append(artifact_for(model_dir, f"{ctx.config.name}-{cfg.method}",
+                                          "adapter" if cfg.method == "lora" else "model"))
+            tokenizer_file = next((model_dir / n for n in ("tokenizer.json", "tokenizer_config.json")
+                                   if (model_dir / n).is_file()), None)
+            if tokenizer_file is not None:
+                artifacts.append(artifact_for(tokenizer_file, "tokenizer", "tokenizer"))
+            merged = model_dir.parent / "merged"
+            if cfg.merge_adapter and merged.is_dir():
+                artifacts.append(artifact_for(merged, f"{ctx.config.name}-merged", "model"))
+                outputs["merged_dir"] = str(merged)
+            base = outcome.base_model_path / outcome.gguf_file if outcome.gguf_file else outcome.base_model_path
+            artifacts.append(artifact_for(base, evidence.base_model.get("name") or base.name, "model", role="input"))
+            if outcome.final_checkpoint is not None:
+                artifacts.append(artifact_for(outcome.final_checkpoint, f"checkpoint-{evidence.steps}", "checkpoint"))
+        return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs)
+
+
+def _count_canaries(spec: TrainingSpec) -> int:
+    from govern.data.io import read_records
+
+    return sum(len(read_records(Path(f.path), f.format)) for f in spec.train_files if f.role == "canaries")

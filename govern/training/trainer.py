@@ -1,0 +1,581 @@
+"""The DP fine-tuning loop: PEFT LoRA (or full) + Opacus DP-SGD, with checkpoints and torchrun support.
+
+Why the loop is written out rather than using ``transformers.Trainer``: DP-SGD needs Opacus to own the
+optimizer (per-sample clipping + noise), the data loader (Poisson sampling) and the step accounting;
+and a resumable private run needs the sampler position, the noise generator state and the accountant
+history saved together. The loop keeps those in one place.
+
+Privacy accounting is never optimistic: σ is solved for the *whole* planned run (all steps) before the
+first step, every step goes through Opacus' accountant, and the ε recorded is what the accountant
+computes from its history — cross-checked with Google's dp-accounting (RDP and PLD).
+
+Entry point: :func:`train` with a :class:`TrainingSpec`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it
+joins the process group (gloo on CPU, NCCL on CUDA), wraps the model in Opacus' ``DPDDP`` and
+accounts for the *global* batch; only rank 0 writes checkpoints and the model. ``python -m
+govern.training SPEC.json`` runs it from a spec file (what torchrun launches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from govern.config import TrainingConfig, canonical_json
+from govern.errors import ConfigError, DataError, StageError
+from govern.evidence import TrainingEvidence, TrainingPoint
+from govern.stage import NullProgress, Progress
+from govern.training import accounting
+from govern.training import checkpoints as ckpt
+from govern.training.encoding import (
+    Columns,
+    EncodedDataset,
+    EncodedExample,
+    collate,
+    encode_records,
+    per_sequence_lm_loss,
+)
+from govern.training.inference import MODEL_META
+from govern.training.models import (
+    Task,
+    apply_lora,
+    base_model_digest,
+    count_parameters,
+    load_base_model,
+    lora_targets,
+    pick_device,
+    resolve_base_model,
+)
+
+#: Most points kept in the evidence curve (reports plot it; the DB stores it).
+MAX_CURVE_POINTS = 500
+#: ε is evaluated at this many curve points at most (each is an accountant call).
+MAX_EPSILON_POINTS = 20
+
+
+class DataFile(BaseModel):
+    path: str
+    format: str = "auto"
+    role: str = "train"
+
+
+class TrainingSpec(BaseModel):
+    """Everything one training run needs; JSON so torchrun workers and subprocesses can read it."""
+
+    task: Task = "classification"
+    base_model_path: str | None = None
+    gguf_file: str | None = None
+    base_model_name: str | None = None
+    train_files: list[DataFile]
+    columns: dict[str, str | None] = Field(default_factory=lambda: {"text": "text", "label": "label"})
+    label_names: list[str] | None = None
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    output_dir: str
+    allow_non_private: bool = Field(default=False, description="The policy allows training without DP.")
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed from (not the output folder)."""
+        import hashlib
+
+        data = self.model_dump(mode="json", exclude={"output_dir"})
+        return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+@dataclass
+class TrainingOutcome:
+    evidence: TrainingEvidence
+    model_dir: Path | None
+    base_model_path: Path
+    gguf_file: str | None
+    base_model_digest: str
+    label_names: list[str]
+    device: str
+    rank: int = 0
+    final_checkpoint: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------- utilities
+def seed_everything(seed: int) -> dict[str, int]:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return {"torch": seed, "numpy": seed, "random": seed, "sampler": seed, "noise": seed}
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("torch", "transformers", "peft", "opacus", "dp-accounting", "safetensors"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[dist] = version(dist)
+    return out
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return world, rank
+
+
+def _init_distributed(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def _read_training_records(spec: TrainingSpec) -> list[dict[str, Any]]:
+    from govern.data.io import read_records
+
+    records: list[dict[str, Any]] = []
+    for f in spec.train_files:
+        records.extend(read_records(Path(f.path), f.format))
+    return records
+
+
+def _label_names(spec: TrainingSpec, records: list[dict[str, Any]]) -> list[str]:
+    column = spec.columns.get("label") or "label"
+    if spec.label_names:
+        names = list(spec.label_names)
+    else:
+        names = sorted({str(r[column]) for r in records if r.get(column) is not None})
+    if len(names) < 2:
+        source = spec.train_files[0].path if spec.train_files else "<train>"
+        raise DataError(source, f"label column has {len(names)} class(es); classification needs at least 2",
+                        field=column)
+    return names
+
+
+def _autocast(device: torch.device, precision: str) -> tuple[bool, str]:
+    if precision == "fp32" or device.type != "cuda":
+        if precision == "bf16" and device.type != "cuda":
+            raise ConfigError("training", ["training.precision 'bf16' needs a CUDA device"])
+        return False, "fp32"
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return True, "bf16-autocast"
+    return False, "fp32"
+
+
+# ------------------------------------------------------------------------------------------- train
+def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutcome:
+    """Fine-tune as the spec says; resume from the newest checkpoint in ``output_dir`` if any."""
+    progress = progress or NullProgress()
+    cfg = spec.training
+    dp = cfg.dp
+    started = time.perf_counter()
+    if not dp.enabled and not spec.allow_non_private:
+        raise StageError("training", "training.dp.enabled is false but the policy requires differential privacy "
+                                     "(privacy.require_dp); use a policy that allows non-private training")
+    world_size, rank = _dist_info()
+    device = pick_device(cfg.device)
+    if world_size > 1:
+        _init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    seeds = seed_everything(cfg.seed)
+    use_bf16, precision = _autocast(device, cfg.precision)
+
+    out_dir = Path(spec.output_dir)
+    folder, gguf = resolve_base_model(Path(spec.base_model_path) if spec.base_model_path else None, spec.gguf_file)
+    digest = base_model_digest(folder, gguf)
+
+    records = _read_training_records(spec)
+    if not records:
+        raise DataError(spec.train_files[0].path, "no training records")
+    label_names = _label_names(spec, records) if spec.task == "classification" else []
+    model, tokenizer = load_base_model(folder, gguf, task=spec.task, label_names=label_names or None)
+    columns = Columns(text=spec.columns.get("text") or "text", label=spec.columns.get("label"),
+                      prompt=spec.columns.get("prompt"), completion=spec.columns.get("completion"))
+    examples: list[EncodedExample] = []
+    for f in spec.train_files:
+        from govern.data.io import read_records
+
+        examples.extend(encode_records(read_records(Path(f.path), f.format), tokenizer, task=spec.task,
+                                       columns=columns, label_names=label_names, max_length=cfg.max_length,
+                                       source=f.path))
+    dataset = EncodedDataset(examples)
+    n = len(dataset)
+
+    lora_info: dict[str, Any] = {}
+    if cfg.method == "lora":
+        targets = lora_targets(model, cfg.lora.target_modules)
+        model = apply_lora(model, task=spec.task, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                           target_modules=targets)
+        lora_info = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout, "target_modules": targets}
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    trainable, total = count_parameters(model)
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    needs_position_ids = model_type == "gpt2" and cfg.method == "full"
+    model.to(device)
+    model.train()  # Opacus needs train mode before make_private ("No activations detected" otherwise)
+    plain_model = model  # the unwrapped (PEFT) model: what gets saved
+
+    # ---- sampling and privacy parameters, fixed for the whole run before the first step
+    sample_rate = accounting.poisson_sample_rate(n, cfg.batch_size)
+    steps_per_epoch = accounting.steps_per_epoch(sample_rate)
+    total_steps = cfg.max_steps or accounting.steps_for_epochs(cfg.epochs, sample_rate)
+    delta = dp.delta if dp.delta is not None else accounting.default_delta(n)
+    noise_multiplier: float | None = None
+    if dp.enabled:
+        if dp.noise_multiplier is not None:
+            noise_multiplier = float(dp.noise_multiplier)
+        else:
+            assert dp.target_epsilon is not None
+            noise_multiplier = accounting.noise_multiplier(dp.target_epsilon, sample_rate, total_steps, delta,
+                                                           dp.accountant)
+
+    # ---- resume?
+    fingerprint = spec.fingerprint()
+    resume = ckpt.latest_checkpoint(out_dir)
+    if resume is not None and resume.state.get("fingerprint") != fingerprint:
+        raise StageError("training", f"checkpoint {resume.path} was written by a different training set-up "
+                                     "(config, data or base model changed); delete its checkpoints folder to "
+                                     "start over")
+    if resume is not None and dp.enabled:
+        noise_multiplier = float(resume.state["noise_multiplier"])  # the σ the history was accrued with
+
+    sampler_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 7919)
+    generators = {"sampler": sampler_gen, "noise": noise_gen}
+
+    def collate_fn(batch: list[EncodedExample]) -> dict[str, torch.Tensor]:
+        return collate(batch, tokenizer.pad_token_id, spec.task)
+
+    optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    criterion: Any = nn.CrossEntropyLoss(ignore_index=-100) if spec.task == "causal-lm" else nn.CrossEntropyLoss()
+    privacy_engine = None
+    if world_size > 1:
+        if dp.enabled:
+            from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+            model = DPDDP(model)
+        else:
+            model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+
+    if dp.enabled:
+        from opacus import PrivacyEngine
+
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate_fn,
+                                             generator=sampler_gen)
+        with warnings.catch_warnings():
+            # "Secure RNG turned off": seeded noise is what makes runs reproducible and resumable.
+            warnings.simplefilter("ignore")
+            privacy_engine = PrivacyEngine(accountant=dp.accountant)
+            made = privacy_engine.make_private(
+                module=model, optimizer=optimizer, data_loader=loader, criterion=criterion,
+                noise_multiplier=noise_multiplier, max_grad_norm=dp.max_grad_norm,
+                poisson_sampling=dp.poisson_sampling, grad_sample_mode=dp.grad_sample_mode,
+                noise_generator=noise_gen,
+            )
+        if dp.grad_sample_mode == "ghost":
+            model, optimizer, criterion, loader = made
+        else:
+            model, optimizer, loader = made
+        opacus_rate = getattr(loader, "sample_rate", 1 / len(loader))
+        if abs(opacus_rate - sample_rate) > 1e-12:
+            raise StageError("training", f"internal: Opacus sample rate {opacus_rate} != planned {sample_rate}")
+    else:
+        per_rank = max(1, cfg.batch_size // world_size)
+        if world_size > 1:
+            sampler: torch.utils.data.Sampler[int] = torch.utils.data.DistributedSampler(
+                dataset, shuffle=True, seed=cfg.seed)
+        else:
+            sampler = torch.utils.data.RandomSampler(dataset, generator=sampler_gen)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, collate_fn=collate_fn)
+        steps_per_epoch = len(loader)
+        total_steps = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
+
+    # ---- restore from checkpoint
+    step = 0
+    losses: list[float] = []
+    checkpoints_written = 0
+    resumed_from: int | None = None
+    elapsed_before = 0.0
+    if resume is not None:
+        ckpt.load_weights(resume, plain_model)
+        ckpt.load_optimizer(resume, optimizer.original_optimizer if hasattr(optimizer, "original_optimizer")
+                            else optimizer)
+        if rank == 0:
+            ckpt.load_rng(resume, generators)
+        else:
+            torch.manual_seed(cfg.seed + 31 * rank + resume.step)
+        if privacy_engine is not None:
+            privacy_engine.accountant.history = [tuple(h) for h in resume.state["accountant_history"]]
+        step = resume.step
+        losses = list(resume.state["losses"])
+        checkpoints_written = int(resume.state.get("checkpoints_written", 0))
+        elapsed_before = float(resume.state.get("elapsed_s", 0.0))
+        resumed_from = step
+
+    def checkpoint_state() -> dict[str, Any]:
+        history = [list(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
+        return {
+            "step": step, "epoch": step // steps_per_epoch, "step_in_epoch": step % steps_per_epoch,
+            "total_steps": total_steps, "noise_multiplier": noise_multiplier, "sample_rate": sample_rate,
+            "delta": delta, "accountant": dp.accountant if dp.enabled else None,
+            "accountant_history": history,
+            "accountant_state": {"history": history, "mechanism": dp.accountant} if dp.enabled else None,
+            "losses": losses, "fingerprint": fingerprint, "seeds": seeds, "world_size": world_size,
+            "checkpoints_written": checkpoints_written + 1,
+            "elapsed_s": elapsed_before + (time.perf_counter() - started),
+        }
+
+    def write_checkpoint() -> Path | None:
+        """Rank 0 writes; all ranks wait, so nobody runs ahead of a checkpoint being written."""
+        nonlocal checkpoints_written
+        path = None
+        if rank == 0:
+            path = ckpt.save_checkpoint(out_dir, model=plain_model, optimizer=getattr(
+                optimizer, "original_optimizer", optimizer), state=checkpoint_state(), generators=generators,
+                keep=cfg.keep_checkpoints)
+        checkpoints_written += 1
+        if world_size > 1:
+            torch.distributed.barrier()
+        return path
+
+    def forward_loss(batch: dict[str, torch.Tensor]) -> Any:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        kwargs: dict[str, torch.Tensor] = {"attention_mask": batch["attention_mask"]}
+        if needs_position_ids:  # GPT-2 full FT under Opacus: explicit per-sample positions
+            b, t = batch["input_ids"].shape
+            kwargs["position_ids"] = torch.arange(t, device=device)[None].repeat(b, 1)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(input_ids=batch["input_ids"], **kwargs).logits
+        logits = logits.float()
+        labels = batch["labels"]
+        if dp.enabled and dp.grad_sample_mode == "ghost":
+            if spec.task == "classification":
+                return criterion(logits, labels)
+            shifted = logits[:, :-1, :].contiguous()
+            return criterion(shifted.view(-1, shifted.size(-1)), labels[:, 1:].contiguous().view(-1),
+                             shape=shifted.shape)
+        if spec.task == "classification":
+            return nn.functional.cross_entropy(logits, labels)
+        return per_sequence_lm_loss(logits, labels).mean()
+
+    every = cfg.checkpoint_every
+    task_bar = progress.task("training", total=total_steps, unit="steps")
+    task_bar.advance(step)
+    final_ckpt: Path | None = None
+    try:
+        while step < total_steps:
+            epoch, step_in_epoch = divmod(step, steps_per_epoch)
+            # Each epoch's sampling is a function of (seed, epoch, rank), so a resumed run draws the
+            # same batches as an uninterrupted one.
+            sampler_gen.manual_seed(cfg.seed * 1_000_003 + 7 * epoch + rank)
+            for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+                if hasattr(obj, "set_epoch"):
+                    obj.set_epoch(epoch)
+            steps_this_epoch = min(steps_per_epoch - step_in_epoch, total_steps - step)
+            done = 0
+            if dp.enabled:
+                from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+                if step_in_epoch:  # fast-forward the Poisson sampler: same draws, no compute
+                    skipped = iter(loader.batch_sampler)
+                    for _ in range(step_in_epoch):
+                        next(skipped)
+                with BatchMemoryManager(data_loader=loader, max_physical_batch_size=cfg.max_physical_batch_size,
+                                        optimizer=optimizer) as physical_loader:
+                    total_loss, total_n = 0.0, 0
+                    for batch in physical_loader:
+                        # An empty Poisson draw arrives as Opacus' empty tensors, not our dict.
+                        size = int(batch["input_ids"].shape[0]) if isinstance(batch, dict) else 0
+                        if size:
+                            loss = forward_loss(batch)
+                            loss.backward()
+                            total_loss += float(loss.item()) * size
+                            total_n += size
+                        optimizer.step()
+                        optimizer.zero_grad()
+                        if optimizer._is_last_step_skipped:  # inside a logical batch: keep accumulating
+                            continue
+                        losses.append(_global_mean(total_loss, total_n, world_size, device))
+                        total_loss, total_n = 0.0, 0
+                        step += 1
+                        done += 1
+                        task_bar.advance(1)
+                        if every and step % every == 0 and step < total_steps:
+                            write_checkpoint()
+                        if done >= steps_this_epoch:
+                            break
+            else:
+                for index, batch in enumerate(loader):
+                    if index < step_in_epoch:  # fast-forward: same shuffled order, no compute
+                        continue
+                    size = int(batch["input_ids"].shape[0])
+                    total_loss = 0.0
+                    for start in range(0, size, cfg.max_physical_batch_size):
+                        chunk = {k: v[start:start + cfg.max_physical_batch_size] for k, v in batch.items()}
+                        weight = chunk["input_ids"].shape[0] / size
+                        loss = forward_loss(chunk) * weight
+                        loss.backward()
+                        total_loss += float(loss.item())
+                    optimizer.step()
+                    optimizer.zero_grad()
+                    losses.append(_global_mean(total_loss, 1, world_size, device))
+                    step += 1
+                    done += 1
+                    task_bar.advance(1)
+                    if every and step % every == 0 and step < total_steps:
+                        write_checkpoint()
+                    if done >= steps_this_epoch:
+                        break
+            if done == 0:
+                raise StageError("training", "the data loader yielded no batches (data set too small?)")
+        final_ckpt = write_checkpoint()
+    finally:
+        task_bar.close()
+
+    elapsed = elapsed_before + (time.perf_counter() - started)
+    history = [tuple(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
+    epsilons: dict[str, float] = {}
+    if privacy_engine is not None:
+        live = float(privacy_engine.get_epsilon(delta))
+        epsilons = accounting.all_epsilons(history, delta)
+        epsilons[dp.accountant] = live
+    accounted_steps = sum(int(h[2]) for h in history) if history else step
+    curve = _curve(losses, noise_multiplier, sample_rate, delta, dp.accountant if dp.enabled else None)
+
+    model_dir: Path | None = None
+    if rank == 0:
+        model_dir = _export(out_dir, plain_model, tokenizer, spec, label_names, digest, folder, gguf)
+
+    evidence = TrainingEvidence(
+        dp_enabled=dp.enabled, non_private=not dp.enabled, accountant=dp.accountant if dp.enabled else None,
+        epsilon=epsilons, delta=delta if dp.enabled else None, noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate, steps=accounted_steps, epochs=accounted_steps / steps_per_epoch,
+        max_grad_norm=dp.max_grad_norm if dp.enabled else None, n_train=n, batch_size=cfg.batch_size,
+        method=cfg.method, trainable_params=trainable, total_params=total,
+        base_model={"name": spec.base_model_name or (gguf or folder.name), "path": str(folder),
+                    "gguf_file": gguf, "digest": digest},
+        curve=curve, device=str(device), world_size=world_size, duration_s=round(elapsed, 3), seed=cfg.seed,
+        versions=_library_versions(), resumed_from_step=resumed_from, task=spec.task,
+        target_epsilon=dp.target_epsilon if dp.enabled and dp.noise_multiplier is None else None,
+        accountant_history=[(float(s), float(q), int(k)) for s, q, k in history],
+        steps_per_epoch=steps_per_epoch, grad_sample_mode=dp.grad_sample_mode if dp.enabled else None,
+        poisson_sampling=dp.poisson_sampling if dp.enabled else None, learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length, max_physical_batch_size=cfg.max_physical_batch_size, precision=precision,
+        lora=lora_info, label_names=label_names, checkpoints_written=checkpoints_written,
+    )
+    return TrainingOutcome(evidence=evidence, model_dir=model_dir, base_model_path=folder, gguf_file=gguf,
+                           base_model_digest=digest, label_names=label_names, device=str(device), rank=rank,
+                           final_checkpoint=final_ckpt, extra={"seeds": seeds})
+
+
+def _global_mean(total: float, count: int, world_size: int, device: torch.device) -> float:
+    """The loss of a logical step over all ranks (each rank holds part of the global batch)."""
+    if world_size == 1:
+        return total / max(count, 1)
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return float(t[0] / max(t[1].item(), 1.0))
+
+
+def _curve(losses: list[float], sigma: float | None, sample_rate: float, delta: float,
+           accountant: str | None) -> list[TrainingPoint]:
+    """Loss per step (mean over ``stride`` steps, ≤ 500 points) and ε after that step.
+
+    ε at step k is the accountant's ε for k steps of (σ, q) — σ and q are constant within a run, so
+    this equals what the live accountant reported at step k.
+    """
+    if not losses:
+        return []
+    stride = max(1, math.ceil(len(losses) / MAX_CURVE_POINTS))
+    points: list[TrainingPoint] = []
+    for end in range(stride, len(losses) + stride, stride):
+        end = min(end, len(losses))
+        window = losses[end - stride:end] if end - stride >= 0 else losses[:end]
+        points.append(TrainingPoint(step=end, loss=float(np.mean(window))))
+        if end == len(losses):
+            break
+    if sigma is not None and accountant == "rdp":
+        # RDP composes linearly in the number of steps: one per-step RDP vector gives every point,
+        # exactly as Opacus' accountant computes it (compute_rdp(steps=k) = k · compute_rdp(steps=1)).
+        from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+        from opacus.accountants.rdp import RDPAccountant
+
+        orders = RDPAccountant.DEFAULT_ALPHAS
+        per_step = compute_rdp(q=sample_rate, noise_multiplier=sigma, steps=1, orders=orders)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for point in points:
+                point.epsilon = float(get_privacy_spent(orders=orders, rdp=per_step * point.step, delta=delta)[0])
+    elif sigma is not None and accountant is not None:
+        eps_every = max(1, math.ceil(len(points) / MAX_EPSILON_POINTS))
+        for i, point in enumerate(points):
+            if i % eps_every == 0 or i == len(points) - 1:
+                point.epsilon = accounting.epsilon(sigma, sample_rate, point.step, delta, accountant)  # type: ignore[arg-type]
+    return points
+
+
+def _export(out_dir: Path, model: nn.Module, tokenizer: Any, spec: TrainingSpec, label_names: list[str],
+            digest: str, folder: Path, gguf: str | None) -> Path:
+    """Write the model folder: weights (safetensors), tokenizer, config, metadata and a model card stub."""
+    import shutil
+
+    cfg = spec.training
+    model_dir = out_dir / "model"
+    tmp = out_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.eval()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    config = model.base_model.model.config if cfg.method == "lora" else model.config
+    if cfg.method == "lora":
+        config.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    meta = {
+        "task": spec.task, "method": cfg.method, "label_names": label_names,
+        "base_model": {"path": str(folder), "gguf_file": gguf, "digest": digest, "name": spec.base_model_name},
+        "columns": spec.columns, "max_length": cfg.max_length,
+        "dp": cfg.dp.enabled,
+    }
+    (tmp / MODEL_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    (tmp / "README.md").write_text(_model_card(spec, label_names, digest, folder, gguf))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp, model_dir)
+    if cfg.merge_adapter and cfg.method == "lora":
+        merged_dir = out_dir / "merged"
+        shutil.rmtree(merged_dir, ignore_errors=True)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(str(merged_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(merged_dir))
+        (merged_dir / MODEL_META).write_text(json.dumps({**meta, "method": "full"}, indent=1, sort_keys=True))
+    return model_dir
+
+
+def _model_card(spec: TrainingSpec, label_names: list[str], digest: str, folder: Path, gguf: str | None) -> str:
+    """A stub model card: how the model was made. No training text, ever (it may be personal data)."""
+    cfg = spec.training
+    dp = cfg.dp
+    privacy = (f"Differentially private (Opacus DP-SGD, {dp.accountant} accountant, max_grad_norm {dp.max_grad_norm}). "
+               "The achieved ε/δ are in the run's evidence (`govern runs show`)."
+               if dp.enabled else "**Not differentially private** (allowed by the run's policy).")
+    labels = ", ".join(label_names) if label_names else "n/a"
+    return (
+        f"# {spec.base_model_name or 'govern'} fine-tune\n\n"
+        f"- Task: {spec.task}\n- Method: {cfg.method}"
+        + (f" (LoRA r={cfg.lora.r}, alpha={cfg.lora.alpha})" if cfg.method == "lora" else "") + "\n"
+        f"- Base model: `{gguf or folder.name}` ({digest})\n"
+        f"- Labels: {labels}\n- Privacy: {privacy}\n\n"
+        "Generated by govern. Evaluation, membership-inference and fairness results live in the run report.\n"
+    )
