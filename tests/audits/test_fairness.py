@@ -375,3 +375,26 @@ def test_evidence_is_plain_json() -> None:
                           min_group_size=30, bootstrap=20)
     text = json.dumps(ev.model_dump(mode="json"), allow_nan=False)
     assert FairnessEvidence.model_validate_json(text) == ev
+
+
+def test_cli_audit_fairness_prints_json_evidence_and_reports_bad_columns(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from govern.cli import app
+
+    frame = _hand_checked(True)
+    path = tmp_path / "preds.parquet"
+    frame.to_parquet(path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit", "fairness", "--predictions", str(path), "--label", "label", "--pred", "pred",
+                                 "--sensitive", "group", "--bootstrap", "100", "--format", "json"])
+    payload = json.loads(result.stdout)
+    evidence = FairnessEvidence.model_validate(payload["evidence"])
+    assert evidence.bootstrap == 100 and evidence.min_group_size == 30  # the shipped default policy's size
+    assert _disparity(evidence, "group", "equalized_odds_difference") == pytest.approx(0.30)
+    if payload["decision"] is not None:  # once the API records standalone audits and applies the policy
+        assert payload["decision"] == "block" and result.exit_code == 1
+
+    bad = runner.invoke(app, ["audit", "fairness", "--predictions", str(path), "--label", "label", "--pred", "pred",
+                              "--sensitive", "group,ethnicity"])
+    assert isinstance(bad.exception, DataError) and bad.exception.field == "ethnicity"
