@@ -277,6 +277,7 @@ class MessageFactory:
         self.fake.seed_instance(seed)
         self.cities = [self.fake.city() for _ in range(60)]
         self.first_names = [self.fake.first_name() for _ in range(200)]
+        self.planted_values: set[str] = set()
 
     def slots(self, variety: str) -> dict[str, str]:
         r = self.rng
@@ -299,8 +300,10 @@ class MessageFactory:
             **SPELLING[variety],
         }
 
-    def message(self, intent: str, variety: str) -> list[str]:
-        """The sentences of one message: [greeting], core request, [detail], [sign-off]."""
+    def message(self, intent: str, variety: str) -> tuple[list[str], str]:
+        """The sentences of one message ([greeting], core request, [detail], [sign-off]) and its body
+        (core request and detail), which must be unique: two messages that differ only in greeting and
+        sign-off would be near-duplicates."""
         r = self.rng
         slots = self.slots(variety)
         core = r.choice(CORE[intent]).format(**slots)
@@ -308,13 +311,21 @@ class MessageFactory:
         greeting = r.choice(GREETINGS).format(**slots)
         # After "Hi," the request continues the sentence; "I" stays upper case either way.
         first = core[0].lower() if greeting.endswith(",") and not core.startswith("I ") else core[0].upper()
-        parts = [greeting, first + core[1:] + end]
+        body = [first + core[1:] + end]
         if r.random() < 0.6:
-            parts.append(r.choice(DETAIL[intent]).format(**slots))
-        parts.append(r.choice(SIGN_OFFS).format(**slots))
-        return [p for p in parts if p]
+            body.append(r.choice(DETAIL[intent]).format(**slots))
+        parts = [greeting, *body, r.choice(SIGN_OFFS).format(**slots)]
+        return [p for p in parts if p], " ".join(body)
 
     def pii_value(self, kind: str) -> str:
+        """A fresh value of ``kind``, never one planted before (so each planted value is one finding)."""
+        while True:
+            value = self._pii_value(kind)
+            if _dedup_key(value) not in self.planted_values:
+                self.planted_values.add(_dedup_key(value))
+                return value
+
+    def _pii_value(self, kind: str) -> str:
         makers: dict[str, Callable[[random.Random], str]] = {
             "PHONE_NUMBER": phone, "CREDIT_CARD": credit_card, "IBAN_CODE": iban, "IP_ADDRESS": ipv4,
             "US_SSN": us_ssn,
@@ -366,8 +377,8 @@ def generate(
             record_id = f"{id_prefix}-{split}-{i + 1:05d}"
             age_band, region, variety = rng.choice(AGE_BANDS), rng.choice(REGIONS), rng.choice(LANGUAGE_VARIETIES)
             while True:
-                sentences = factory.message(intent, variety)
-                key = _dedup_key(" ".join(sentences))
+                sentences, body = factory.message(intent, variety)
+                key = _dedup_key(body)
                 if key not in seen:
                     seen.add(key)
                     break
