@@ -86,8 +86,8 @@ class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
         sa.Index("ix_runs_started_at_id", "started_at", "id"),
-        sa.Index("ix_runs_status_started_at", "status", "started_at"),
-        sa.Index("ix_runs_kind_started_at", "kind", "started_at"),
+        sa.Index("ix_runs_status_started_at", "status", "started_at", "id"),
+        sa.Index("ix_runs_kind_started_at", "kind", "started_at", "id"),
     )
 
     id: str = Field(primary_key=True)

@@ -102,10 +102,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_runs_base_model_id', 'runs', ['base_model_id'], unique=False)
-    op.create_index('ix_runs_kind_started_at', 'runs', ['kind', 'started_at'], unique=False)
+    op.create_index('ix_runs_kind_started_at', 'runs', ['kind', 'started_at', 'id'], unique=False)
     op.create_index('ix_runs_parent_run_id', 'runs', ['parent_run_id'], unique=False)
     op.create_index('ix_runs_started_at_id', 'runs', ['started_at', 'id'], unique=False)
-    op.create_index('ix_runs_status_started_at', 'runs', ['status', 'started_at'], unique=False)
+    op.create_index('ix_runs_status_started_at', 'runs', ['status', 'started_at', 'id'], unique=False)
 
     op.create_table('datasets',
     sa.Column('id', sa.Integer(), nullable=False),
