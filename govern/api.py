@@ -169,3 +169,124 @@ def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_ur
 def lineage_verify(*, db_url: str | None = None) -> ChainReport:
     with open_store(db_url) as store:
         return store.verify_chain()
+
+
+# ------------------------------------------------------------------------- standalone, recorded verbs
+@dataclass
+class StandaloneOutcome:
+    """A standalone audit/scan recorded in the lineage DB as its own run (kind scan/audit-*/sign)."""
+
+    run_id: str
+    evidence: Any
+    decision: str
+    results: list[dict[str, Any]]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.decision == "block" else 0
+
+
+def _record_standalone(store: LineageStore, *, kind: str, name: str, stage: str, loaded: LoadedPolicy | None,
+                       inputs: dict[str, Any], compute: Any, artifacts: Any = None) -> StandaloneOutcome:
+    """Create the run, run ``compute()`` as its one stage, gate its evidence, record everything.
+
+    Failures are recorded (run ``failed``, stage ``failed``) and re-raised, like a governed run.
+    """
+    from govern.stage import digest_of
+
+    policy_ref = (PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document)
+                  if loaded else None)
+    run_id = store.create_run(name=name, kind=kind, config=inputs, config_digest=digest_of(inputs), policy=policy_ref)
+    exec_id = store.start_stage(run_id, stage, digest_of(inputs))
+    try:
+        evidence = compute()
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, GovernError) else f"internal error {type(exc).__name__}"
+        store.finish_stage(exec_id, "failed", error=reason)
+        store.set_run_status(run_id, "failed", error=reason)
+        raise
+    evidence_json = evidence.model_dump(mode="json")
+    if artifacts is not None:
+        store.add_artifacts(run_id, exec_id, artifacts(evidence))
+    store.finish_stage(exec_id, "completed", evidence=evidence_json)
+    if loaded is None:
+        store.set_run_status(run_id, "completed")
+        return StandaloneOutcome(run_id=run_id, evidence=evidence, decision="pass", results=[])
+    # Only the checks whose evidence exists apply (final=False): a fairness audit is not judged on signing.
+    decision = evaluate(loaded.policy, {stage: evidence_json},
+                        waivers=[WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason,
+                                           until=w.until) for w in store.waivers(targets=[run_id])],
+                        final=False)
+    results = [r.model_dump(mode="json") for r in decision.results if r.status != "skipped"]
+    store.record_decision(run_id, kind="final", decision=decision.decision, policy=policy_ref,  # type: ignore[arg-type]
+                          results=results)
+    store.set_run_status(run_id, "blocked" if decision.decision == "block" else "completed",
+                         decision=decision.decision)
+    return StandaloneOutcome(run_id=run_id, evidence=evidence, decision=decision.decision, results=results)
+
+
+def _input_artifact(path: Path, name: str, kind: str) -> Any:
+    from govern.stage import artifact_for
+
+    return artifact_for(path, name, kind, role="input")  # type: ignore[arg-type]
+
+
+def audit_fairness_recorded(*, predictions: Path, label: str, pred: str, sensitive: list[str],
+                            policy: str | Path | None = None, positive_label: str | None = None,
+                            bootstrap: int = 1000, seed: int = 0, intersections: bool = True,
+                            db_url: str | None = None) -> StandaloneOutcome:
+    """``govern audit fairness``: Fairlearn metrics of predictions made elsewhere, gated and recorded."""
+    from govern.audits.fairness import audit_fairness
+
+    loaded = load_policy(policy or "default")
+    inputs = {"predictions": str(Path(predictions).resolve()), "label": label, "pred": pred,
+              "sensitive": sensitive, "positive_label": positive_label, "bootstrap": bootstrap, "seed": seed,
+              "intersections": intersections}
+    with open_store(db_url) as store:
+        return _record_standalone(
+            store, kind="audit-fairness", name=f"fairness:{Path(predictions).name}", stage="fairness", loaded=loaded,
+            inputs=inputs,
+            compute=lambda: audit_fairness(Path(predictions), label, pred, sensitive, loaded.policy,
+                                           positive_label=positive_label, bootstrap=bootstrap, seed=seed,
+                                           intersections=intersections),
+            artifacts=lambda ev: [_input_artifact(Path(predictions), "predictions", "predictions")])
+
+
+def sign_recorded(path: str | Path, method: str, *, db_url: str | None = None, **kwargs: Any) -> tuple[str, Any]:
+    """``govern sign``: sign any model directory or file and record it (run kind ``sign``)."""
+    from govern.signing.signing import sign_artifact
+    from govern.stage import ArtifactOut
+
+    target = Path(path)
+    inputs = {"path": str(target.resolve()), "method": method}
+    holder: dict[str, Any] = {}
+
+    def compute() -> Any:
+        from govern.evidence import SigningEvidence
+
+        result = sign_artifact(target, method, **kwargs)  # type: ignore[arg-type]
+        holder["result"] = result
+        return SigningEvidence(method=result.method, signed=True, bundle=result.bundle_path, signer=result.signer,
+                               files=len(result.files), manifest_digest=result.manifest_digest,
+                               model_digest=result.model_digest)
+
+    def artifacts(evidence: Any) -> list[ArtifactOut]:
+        result = holder["result"]
+        bundle = Path(result.bundle_path)
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else \
+            target.stat().st_size
+        return [ArtifactOut(name=target.name, kind="model", path=str(target.resolve()), sha256=result.model_digest,
+                            size_bytes=size, role="input"),
+                _bundle_artifact(bundle)]
+
+    with open_store(db_url) as store:
+        outcome = _record_standalone(store, kind="sign", name=f"sign:{target.name}", stage="signing", loaded=None,
+                                     inputs=inputs, compute=compute, artifacts=artifacts)
+        store.add_signature(outcome.run_id, **holder["result"].signature_record("model"))
+        return outcome.run_id, holder["result"]
+
+
+def _bundle_artifact(bundle: Path) -> Any:
+    from govern.stage import artifact_for
+
+    return artifact_for(bundle, bundle.name, "bundle")

@@ -233,7 +233,7 @@ def runs_list(
         return
     table = Table(header_style="bold")
     for col in ("run id", "name", "kind", "status", "decision", "policy", "started"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("run id", "started"))
     for r in runs:
         table.add_row(r.id, r.name, r.kind, _styled(r.status), _styled(r.decision),
                       f"{r.policy_name or '-'} {r.policy_version or ''}", r.started_at.strftime("%Y-%m-%d %H:%M:%S"))
@@ -726,13 +726,13 @@ def report_command(
         else:
             path = write_report(store, run_id or "latest", output_format, out)
             record_run = store.get_run(run_id or "latest").id
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
         if sign_key is not None:
             from govern.report.signing import sign_report
 
             signed = sign_report(path, sign_key, store=store, run_id=record_run)
-            console.print(f"signed: {signed.bundle_path}", highlight=False)
-            console.print(f"verify: {signed.verify_command}", highlight=False)
+            console.print(f"signed: {signed.bundle_path}", highlight=False, soft_wrap=True)
+            console.print(f"verify: {signed.verify_command}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

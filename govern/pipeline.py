@@ -230,6 +230,7 @@ class Pipeline:
                                             config_digest=config.digest()))
         ctx = StageContext(run_id=run_id, config=config, run_dir=run_dir, policy=policy.policy, evidence=evidence,
                            db_url=self.store.url, progress=self.progress)
+        ctx.outputs["run"] = {"started_at": self.store.get_run(run_id).started_at.isoformat()}
         self.listener.run_started(run_id, resumed)
         current = "setup"
         try:
@@ -240,6 +241,8 @@ class Pipeline:
                 if status == "failed":
                     return outcome
                 decision = self._gate(stage.name, ctx, policy, final=False)
+                # What the signing stage attests: the decision so far, waivers applied.
+                ctx.outputs["policy"] = {"decision": decision.decision, "digest": policy.digest}
                 if decision.decision == "block":
                     self.store.record_decision(run_id, kind="gate", decision="block", policy=_policy_ref(policy),
                                                results=[r.model_dump(mode="json") for r in decision.results])
@@ -311,6 +314,8 @@ class Pipeline:
             self.store.add_artifacts(ctx.run_id, exec_id, result.artifacts)
         if result.pii_findings:
             self.store.add_pii_findings(ctx.run_id, result.pii_findings)
+        for signature in result.outputs.get("signatures", []):
+            self.store.add_signature(ctx.run_id, **signature)
         evidence_json = result.evidence.model_dump(mode="json")
         self.store.finish_stage(exec_id, "completed", evidence=evidence_json, outputs=result.outputs)
         setattr(ctx.evidence, name, result.evidence)
