@@ -546,6 +546,8 @@ def audit_fairness_command(
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     intersections: Annotated[bool, typer.Option(
         "--intersections/--no-intersections", help="Also audit combinations of sensitive columns.")] = True,
+    max_intersection_size: Annotated[int, typer.Option(
+        "--max-intersection-size", min=2, help="Largest combination of sensitive columns audited.")] = 2,
     db: DbOption = None,
     output_format: FormatOption = "table",
 ) -> None:
@@ -558,9 +560,13 @@ def audit_fairness_command(
     columns = _split_columns(sensitive)
     recorded = getattr(api, "audit_fairness_recorded", None)
     if recorded is not None:
+        import inspect
+
+        extra = ({"max_intersection_size": max_intersection_size}
+                 if "max_intersection_size" in inspect.signature(recorded).parameters else {})
         outcome = recorded(predictions=predictions, label=label, pred=pred, sensitive=columns, policy=policy,
                            positive_label=positive_label, bootstrap=bootstrap, seed=seed,
-                           intersections=intersections, db_url=db)
+                           intersections=intersections, db_url=db, **extra)
         evidence, decision = outcome.evidence, outcome.decision
         results = [r if isinstance(r, dict) else r.model_dump(mode="json") for r in outcome.results]
         run_id = getattr(outcome, "run_id", None)
@@ -570,7 +576,8 @@ def audit_fairness_command(
 
         loaded = load_policy(policy or "default")
         evidence = audit_fairness(predictions, label, pred, columns, loaded.policy, positive_label=positive_label,
-                                  bootstrap=bootstrap, seed=seed, intersections=intersections)
+                                  bootstrap=bootstrap, seed=seed, intersections=intersections,
+                                  max_intersection_size=max_intersection_size)
         decision, results, run_id = None, [], None
     if output_format == "json":
         emit_json({"run_id": run_id, "decision": decision, "results": results,

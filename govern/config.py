@@ -129,7 +129,12 @@ class MembershipAuditConfig(Strict):
 
 class FairnessAuditConfig(Strict):
     enabled: bool = True
-    intersections: bool = Field(default=True, description="Also audit every combination of 2+ sensitive columns.")
+    intersections: bool = Field(default=True, description="Also audit combinations of sensitive columns.")
+    max_intersection_size: int | None = Field(
+        default=2, ge=2,
+        description="Largest combination audited (null: all). Pairs by default: three-way cells of a "
+        "typical eval set fall below min_group_size and would only report insufficient data.",
+    )
     bootstrap: int = Field(default=1000, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     seed: int = 0
     ci_level: float = Field(default=0.95, gt=0, lt=1)

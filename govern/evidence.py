@@ -200,6 +200,8 @@ class Disparity(EvidenceModel):
 class FairnessEvidence(EvidenceModel):
     sensitive_columns: list[str]
     intersections: bool
+    max_intersection_size: int | None = Field(
+        default=None, description="Largest combination of sensitive columns audited (None: all).")
     bootstrap: int
     seed: int
     min_group_size: int

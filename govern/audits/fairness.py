@@ -1,8 +1,8 @@
 """Fairness per subgroup: Fairlearn's ``MetricFrame`` for the numbers, numpy for their uncertainty.
 
 What is measured
-    For every sensitive column, and (``intersections=True``) every combination of two or more of
-    them (attribute ``"a&b"``, group ``"x&y"``), Fairlearn's :class:`~fairlearn.metrics.MetricFrame`
+    For every sensitive column, and (``intersections=True``) every combination of two (up to
+    ``max_intersection_size``; ``None`` = all) of them (attribute ``"a&b"``, group ``"x&y"``), Fairlearn's :class:`~fairlearn.metrics.MetricFrame`
     computes per group: ``accuracy`` (exact match on the original labels), and for each positive class
     ``selection_rate``, ``true_positive_rate`` and ``false_positive_rate``. Causal LMs get per-group
     ``loss`` and ``perplexity`` instead. Disparities are taken over the groups with enough data:
@@ -344,12 +344,13 @@ class _Attribute:
     groups: list[str]  # group label per index
 
 
-def attributes_for(prep: _Prepared, intersections: bool) -> list[_Attribute]:
-    """Each sensitive column, then every combination of 2+ columns when ``intersections``."""
+def attributes_for(prep: _Prepared, intersections: bool, max_size: int | None = None) -> list[_Attribute]:
+    """Each sensitive column, then (``intersections``) every combination of 2 to ``max_size`` columns
+    (``None``: up to all of them)."""
     columns = list(prep.sensitive)
     combos: list[tuple[str, ...]] = [(c,) for c in columns]
     if intersections:
-        for size in range(2, len(columns) + 1):
+        for size in range(2, min(len(columns), max_size or len(columns)) + 1):
             combos.extend(itertools.combinations(columns, size))
     singles: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for col in columns:
@@ -627,13 +628,14 @@ def compute_fairness(
     *,
     min_group_size: int,
     intersections: bool = True,
-    bootstrap: int = 200,
+    max_intersection_size: int | None = 2,
+    bootstrap: int = 1000,
     seed: int = 0,
     ci_level: float = 0.95,
 ) -> FairnessEvidence:
     """Per-group metrics and disparities with bootstrap intervals (see the module docstring)."""
     started = time.perf_counter()
-    attributes = attributes_for(prep, intersections)
+    attributes = attributes_for(prep, intersections, max_intersection_size)
     boot = _Bootstrap(prep, attributes, bootstrap, seed) if bootstrap > 0 else None
     resampled: list[Any] = []
     if boot is not None:
@@ -708,6 +710,7 @@ def compute_fairness(
     return FairnessEvidence(
         sensitive_columns=list(prep.sensitive),
         intersections=intersections,
+        max_intersection_size=max_intersection_size if intersections else None,
         bootstrap=bootstrap,
         seed=seed,
         min_group_size=min_group_size,
@@ -754,9 +757,10 @@ def audit_fairness(
     policy: Policy | None = None,
     *,
     positive_label: str | None = None,
-    bootstrap: int = 200,
+    bootstrap: int = 1000,
     seed: int = 0,
     intersections: bool = True,
+    max_intersection_size: int | None = 2,
     multiclass: MulticlassMode = "one_vs_rest",
     min_group_size: int | None = None,
     ci_level: float = 0.95,
@@ -772,4 +776,5 @@ def audit_fairness(
     prep = prepare_classification(frame, label=label, pred=pred, sensitive=sensitive,
                                   positive_label=positive_label, multiclass=multiclass, source=str(predictions))
     return compute_fairness(prep, min_group_size=min_group_size, intersections=intersections,
-                            bootstrap=bootstrap, seed=seed, ci_level=ci_level)
+                            max_intersection_size=max_intersection_size, bootstrap=bootstrap, seed=seed,
+                            ci_level=ci_level)

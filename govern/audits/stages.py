@@ -60,7 +60,7 @@ class EvaluationStage:
         from govern.training.inference import load_trained_model
 
         training = ctx.outputs.get("training")
-        if not training or "model_dir" not in training:
+        if not training or not training.get("model_dir"):
             raise StageError(self.name, "no trained model: the training stage did not run or left no model_dir")
         started = time.perf_counter()
         cfg, data = ctx.config, ctx.config.data
@@ -237,7 +237,9 @@ class FairnessStage:
             prep = prepare_perplexity(frame, loss="loss", sensitive=sensitive,
                                       tokens="tokens" if "tokens" in frame.columns else None, source=str(path))
         evidence = compute_fairness(prep, min_group_size=ctx.policy.fairness.min_group_size,
-                                    intersections=cfg.intersections, bootstrap=cfg.bootstrap, seed=cfg.seed,
+                                    intersections=cfg.intersections,
+                                    max_intersection_size=cfg.max_intersection_size,
+                                    bootstrap=cfg.bootstrap, seed=cfg.seed,
                                     ci_level=cfg.ci_level)
         return StageResult(evidence=evidence,
                            artifacts=[artifact_for(path, "predictions", "predictions", role="input",

@@ -72,8 +72,12 @@ def _policy(**fairness: object) -> Policy:
 def test_group_metrics_and_disparities_equal_fairlearn_on_the_same_predictions() -> None:
     frame = _random_predictions(1500, seed=1)
     prep = prepare_classification(frame, label="label", pred="pred", sensitive=["sex", "age", "region"])
-    ev = compute_fairness(prep, min_group_size=1, bootstrap=0)
+    ev = compute_fairness(prep, min_group_size=1, bootstrap=0, max_intersection_size=None)
     y, p = frame["label"].to_numpy(), frame["pred"].to_numpy()
+    assert ev.attributes == ["sex", "age", "region", "sex&age", "sex&region", "age&region", "sex&age&region"]
+    pairs = compute_fairness(prep, min_group_size=1, bootstrap=0)  # default: pairs only
+    assert pairs.attributes == ["sex", "age", "region", "sex&age", "sex&region", "age&region"]
+    assert pairs.max_intersection_size == 2
 
     assert ev.mode == "binary" and ev.positive_label == "1"
     for attribute in (["sex"], ["age"], ["sex", "age"], ["sex", "age", "region"]):
@@ -377,13 +381,13 @@ def test_evidence_is_plain_json() -> None:
     assert FairnessEvidence.model_validate_json(text) == ev
 
 
-def test_cli_audit_fairness_prints_json_evidence_and_reports_bad_columns(tmp_path: Path) -> None:
+def test_cli_audit_fairness_prints_json_evidence_and_reports_bad_columns(workdir: Path) -> None:
     from typer.testing import CliRunner
 
     from govern.cli import app
 
     frame = _hand_checked(True)
-    path = tmp_path / "preds.parquet"
+    path = workdir / "preds.parquet"
     frame.to_parquet(path)
     runner = CliRunner()
     result = runner.invoke(app, ["audit", "fairness", "--predictions", str(path), "--label", "label", "--pred", "pred",
@@ -392,8 +396,15 @@ def test_cli_audit_fairness_prints_json_evidence_and_reports_bad_columns(tmp_pat
     evidence = FairnessEvidence.model_validate(payload["evidence"])
     assert evidence.bootstrap == 100 and evidence.min_group_size == 30  # the shipped default policy's size
     assert _disparity(evidence, "group", "equalized_odds_difference") == pytest.approx(0.30)
-    if payload["decision"] is not None:  # once the API records standalone audits and applies the policy
-        assert payload["decision"] == "block" and result.exit_code == 1
+    # the shipped default policy blocks an equalized-odds gap of 0.30 (limit 0.1): exit 1, recorded
+    assert payload["decision"] == "block" and result.exit_code == 1 and payload["run_id"]
+    assert any(r["rule_id"] == "fairness.max_difference.equalized_odds_difference" and r["status"] == "fail"
+               for r in payload["results"])
+    fair = workdir / "fair.parquet"
+    _hand_checked(False).to_parquet(fair)
+    passed = runner.invoke(app, ["audit", "fairness", "--predictions", str(fair), "--label", "label", "--pred", "pred",
+                                 "--sensitive", "group", "--format", "json"])
+    assert json.loads(passed.stdout)["decision"] == "pass" and passed.exit_code == 0
 
     bad = runner.invoke(app, ["audit", "fairness", "--predictions", str(path), "--label", "label", "--pred", "pred",
                               "--sensitive", "group,ethnicity"])

@@ -62,7 +62,8 @@ def main() -> None:
     started = time.perf_counter()
     metrics = classification_metrics(frame["label"].to_numpy(), proba, ["0", "1"])
     prep = prepare_classification(frame, label="label", pred="pred", sensitive=sensitive)
-    evidence = compute_fairness(prep, min_group_size=30, intersections=True, bootstrap=args.resamples, seed=0)
+    evidence = compute_fairness(prep, min_group_size=30, intersections=True, max_intersection_size=None,
+                                bootstrap=args.resamples, seed=0)
     govern_s = time.perf_counter() - started
     print(f"govern full evaluation: {govern_s:.2f} s  (accuracy {metrics.accuracy:.3f}, ECE {metrics.ece:.3f}; "
           f"{len(evidence.attributes)} attributes, {len(evidence.groups)} groups, "
