@@ -15,6 +15,7 @@ view over :func:`plan`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import warnings
@@ -158,7 +159,7 @@ def noise_multiplier(target_epsilon: float, sample_rate: float, steps: int, delt
 
     # Bracket around Opacus' RDP answer: PLD/RDP need a little less noise than RDP's bound, never
     # much less; a bracket reaching σ→0 makes the PLD grid explode in memory.
-    sigma_rdp = noise_multiplier(target_epsilon, sample_rate, steps, delta, "rdp", tolerance)
+    sigma_rdp = _rdp_sigma(target_epsilon, sample_rate, steps, delta, tolerance)
     low = max(0.05, 0.25 * sigma_rdp)
     try:
         with _quiet_absl():
@@ -169,6 +170,11 @@ def noise_multiplier(target_epsilon: float, sample_rate: float, steps: int, delt
         raise ConfigError("dp", [f"target ε={target_epsilon} is unreachable with q={sample_rate:.4g}, "
                                  f"{steps} steps, δ={delta:.3g}: {exc}"]) from None
     return float(sigma)
+
+
+@functools.lru_cache(maxsize=64)
+def _rdp_sigma(target_epsilon: float, sample_rate: float, steps: int, delta: float, tolerance: float) -> float:
+    return noise_multiplier(target_epsilon, sample_rate, steps, delta, "rdp", tolerance)
 
 
 def _check(value: float | None, sample_rate: float, steps: int, delta: float) -> None:

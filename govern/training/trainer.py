@@ -59,6 +59,10 @@ from govern.training.models import (
     resolve_base_model,
 )
 
+# Opacus' hooks on the first adapted layer see inputs that need no gradient; PyTorch warns about it
+# on every backward although per-sample gradients are computed correctly.
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+
 #: Most points kept in the evidence curve (reports plot it; the DB stores it).
 MAX_CURVE_POINTS = 500
 #: ε is evaluated at this many curve points at most (each is an accountant call).
@@ -104,6 +108,8 @@ class TrainingOutcome:
     device: str
     rank: int = 0
     final_checkpoint: Path | None = None
+    #: The trained (unwrapped) model in eval mode, for callers that go on to use it in-process.
+    model: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -478,7 +484,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutco
     )
     return TrainingOutcome(evidence=evidence, model_dir=model_dir, base_model_path=folder, gguf_file=gguf,
                            base_model_digest=digest, label_names=label_names, device=str(device), rank=rank,
-                           final_checkpoint=final_ckpt, extra={"seeds": seeds})
+                           final_checkpoint=final_ckpt, model=plain_model.eval(), extra={"seeds": seeds})
 
 
 def _global_mean(total: float, count: int, world_size: int, device: torch.device) -> float:
