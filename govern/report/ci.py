@@ -138,8 +138,9 @@ _ORDER = {"blocking": 0, "error": 1, "warning": 2, "waived": 3, "info": 4, "pass
 
 
 def _md(value: Any) -> str:
+    """A Markdown table cell: pipes escaped, no newlines, no raw HTML (GitHub would render or hide it)."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_markdown_summary(results: Iterable[Any], meta: str | Mapping[str, Any], *,

@@ -17,7 +17,8 @@ _OUTCOME_ICON = {"blocking": "⛔", "error": "❗", "warning": "⚠️", "waived
 def cell(value: Any) -> str:
     """A table cell: no pipes or newlines (they would break the table)."""
     text = value if isinstance(value, str) else fmt_json(value)
-    return text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return (text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))
 
 
 def render_markdown(data: ReportData) -> str:
