@@ -69,6 +69,16 @@ def _cluster_user() -> tuple[list[str], int, int] | None:
     return None
 
 
+def _scratch_dir() -> str:
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 << 30:
+            return str(shm)
+    except OSError:
+        pass
+    return "/tmp"
+
+
 class PostgresCluster:
     """One running throwaway cluster; ``url`` connects to its ``postgres`` database over the socket."""
 
@@ -79,8 +89,9 @@ class PostgresCluster:
                                "to start PostgreSQL as (initdb refuses root)")
         self.bindir = bindir
         self.prefix, uid, gid = user
-        # Short path: unix socket paths are limited to ~107 bytes.
-        self.base = Path(tempfile.mkdtemp(prefix="govpg-", dir="/tmp"))
+        # Short path: unix socket paths are limited to ~107 bytes. RAM-backed when possible: each test
+        # database is a ~8 MB file copy, and tmpfs keeps that off a disk shared with other jobs.
+        self.base = Path(tempfile.mkdtemp(prefix="govpg-", dir=_scratch_dir()))
         os.chown(self.base, uid, gid)
         self.data = self.base / "data"
         self.log = self.base / "server.log"
@@ -124,6 +135,19 @@ def fresh_database(server_url: str, prefix: str = "govern_test", template: str =
     finally:
         engine.dispose()
     return str(sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False))
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop a database made by :func:`fresh_database` (closing any connections still open to it)."""
+    import sqlalchemy as sa
+
+    name = sa.engine.make_url(database_url).database
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from govern.lineage import LineageStore
-from tests.pg import fresh_database, postgres_url  # noqa: F401  (session fixture)
+from tests.pg import drop_database, fresh_database, postgres_url  # noqa: F401  (session fixture)
 
 
 @pytest.fixture(scope="session")
@@ -22,21 +22,28 @@ def migrated_pg_template(postgres_url: str) -> str:  # noqa: F811
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL where no lineage DB exists yet, on each backend (SQLite file / empty PostgreSQL database)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lineage' / 'lineage.db'}"
-    return fresh_database(request.getfixturevalue("postgres_url"))
+        yield f"sqlite:///{tmp_path / 'lineage' / 'lineage.db'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    url = fresh_database(server)
+    yield url
+    drop_database(server, url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh lineage DB URL on each backend (SQLite file created by open() / PostgreSQL copy of a
     migrated template)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lineage' / 'lineage.db'}"
-    return fresh_database(request.getfixturevalue("postgres_url"),
-                          template=request.getfixturevalue("migrated_pg_template"))
+        yield f"sqlite:///{tmp_path / 'lineage' / 'lineage.db'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    url = fresh_database(server, template=request.getfixturevalue("migrated_pg_template"))
+    yield url
+    drop_database(server, url)
 
 
 @pytest.fixture

@@ -83,6 +83,9 @@ def test_status_changes_set_end_time_decision_and_error(store: LineageStore) -> 
     newer = PolicyRef(name="strict", version="2", digest="sha256:cd", document={"x": 1})
     store.set_run_policy(run_id, newer)
     assert store.get_run(run_id).policy == newer
+    store.set_run_dir(run_id, "/runs/" + run_id)
+    assert store.get_run(run_id).run_dir == "/runs/" + run_id
+    assert [e.kind for e in store.events(run_id)][-2:] == ["run.policy", "run.dir"]
 
 
 def test_list_and_count_runs_filter_newest_first(store: LineageStore) -> None:
