@@ -234,21 +234,22 @@ def _input_artifact(path: Path, name: str, kind: str) -> Any:
 def audit_fairness_recorded(*, predictions: Path, label: str, pred: str, sensitive: list[str],
                             policy: str | Path | None = None, positive_label: str | None = None,
                             bootstrap: int = 1000, seed: int = 0, intersections: bool = True,
-                            db_url: str | None = None) -> StandaloneOutcome:
+                            max_intersection_size: int | None = 2, db_url: str | None = None) -> StandaloneOutcome:
     """``govern audit fairness``: Fairlearn metrics of predictions made elsewhere, gated and recorded."""
     from govern.audits.fairness import audit_fairness
 
     loaded = load_policy(policy or "default")
     inputs = {"predictions": str(Path(predictions).resolve()), "label": label, "pred": pred,
               "sensitive": sensitive, "positive_label": positive_label, "bootstrap": bootstrap, "seed": seed,
-              "intersections": intersections}
+              "intersections": intersections, "max_intersection_size": max_intersection_size}
     with open_store(db_url) as store:
         return _record_standalone(
             store, kind="audit-fairness", name=f"fairness:{Path(predictions).name}", stage="fairness", loaded=loaded,
             inputs=inputs,
             compute=lambda: audit_fairness(Path(predictions), label, pred, sensitive, loaded.policy,
                                            positive_label=positive_label, bootstrap=bootstrap, seed=seed,
-                                           intersections=intersections),
+                                           intersections=intersections,
+                                           max_intersection_size=max_intersection_size),
             artifacts=lambda ev: [_input_artifact(Path(predictions), "predictions", "predictions")])
 
 
