@@ -48,8 +48,10 @@ from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
 
 #: Records per chunk sent to a worker (large enough to amortise IPC, small enough for smooth progress).
 CHUNK_RECORDS = 256
-#: Inputs smaller than this (all files together) are scanned in the calling process.
+#: Inputs smaller than this (all files together) are scanned in the calling process: starting a pool
+#: costs more than it saves. spaCy is ~20× slower per record, so it pays off much sooner.
 IN_PROCESS_BYTES = 2 << 20
+IN_PROCESS_BYTES_NER = 128 << 10
 #: Texts longer than this are analysed in overlapping windows (spaCy refuses > 1M characters, and
 #: regex work stays bounded); a match up to ``WINDOW_OVERLAP`` characters long is never cut.
 WINDOW_CHARS = 100_000
@@ -185,6 +187,7 @@ class RecordScanner:
         self.analyzer: ConfiguredAnalyzer = build_analyzer(
             settings.policy, settings.engine, settings.spacy_model, policy_file=settings.policy_file
         )
+        self._recognizers: dict[tuple[str, ...], list[Any]] = {}
 
     def scan_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
         findings: list[RawFinding] = []
@@ -238,9 +241,25 @@ class RecordScanner:
             return out
         for text in texts:
             entities = a.candidate_entities(text)
+            if not entities or not self._any_candidate(text, entities):
+                out.append([])
+                continue
             out.append(resolve_overlaps(engine.analyze(text, language=LANGUAGE, entities=entities,
-                                                       score_threshold=a.min_score)) if entities else [])
+                                                       score_threshold=a.min_score)))
         return out
+
+    def _any_candidate(self, text: str, entities: list[str]) -> bool:
+        """Exact second pre-filter: run the recognizers alone (no tokenization, no context step) and
+        do the full ``analyze`` only when one of them matched. Context words only raise the score of
+        an existing match, never create one, so an empty raw pass means an empty result. Most texts
+        that contain digits contain no PII; this skips their tokenization (≈30% of analyze's time).
+        Only for recognizers that need no NLP artifacts (the patterns engine)."""
+        key = tuple(entities)
+        recognizers = self._recognizers.get(key)
+        if recognizers is None:
+            recognizers = self.analyzer.engine.registry.get_recognizers(LANGUAGE, entities=entities)
+            self._recognizers[key] = recognizers
+        return any(r.analyze(text, entities, None) for r in recognizers)
 
     def _locate_failure(self, jobs: list[tuple[int, str | None, str, int, str]]) -> tuple[int, str | None]:
         for location, _, path, _, text in jobs:
@@ -327,8 +346,8 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
     scanner = RecordScanner(settings, key.key)
     n_workers = workers or default_workers()
     total_bytes = sum(item.path.stat().st_size for item, _ in resolved)
-    pool = _make_pool(scanner, settings, key.key, n_workers) if n_workers > 1 and total_bytes >= IN_PROCESS_BYTES \
-        else None
+    threshold = min(IN_PROCESS_BYTES, IN_PROCESS_BYTES_NER) if scanner.analyzer.uses_ner else IN_PROCESS_BYTES
+    pool = _make_pool(scanner, settings, key.key, n_workers) if n_workers > 1 and total_bytes >= threshold else None
     findings: list[PIIFindingRow] = []
     locations: list[int] = []
     files: list[FileScan] = []

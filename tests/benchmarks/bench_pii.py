@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from govern.pii.analyzer import build_analyzer, raw_presidio_patterns_engine, re
 from govern.pii.scanner import default_workers  # noqa: E402
 from govern.policy.schema import PIIPolicy, Policy  # noqa: E402
 
+print = functools.partial(print, flush=True)  # noqa: A001 (progress visible when piped)
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "pii" / "generated_small.json"
 SIX = ["CREDIT_CARD", "US_SSN", "IBAN_CODE", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"]
 
