@@ -15,6 +15,7 @@ Conventions:
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -45,8 +46,30 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-#: JSON documents; JSONB on PostgreSQL so they can be queried there.
-JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+class JSONDocument(sa.types.TypeDecorator[Any]):
+    """JSON values: JSONB on PostgreSQL (queryable there), JSON text with TEXT affinity elsewhere.
+
+    Not SQLAlchemy's generic ``JSON``: SQLite gives a column declared ``JSON`` NUMERIC affinity, which turns a
+    stored scalar ``1.0`` into the integer ``1`` — a rule's observed value must come back as it was stored.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.loads(value)
 
 
 def utcnow() -> datetime:

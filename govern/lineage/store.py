@@ -897,9 +897,13 @@ class LineageStore:
 
         return self._read(work)
 
-    def verify_chain(self) -> ChainReport:
+    def verify_chain(self, *, check_evidence: bool = True) -> ChainReport:
         """Recompute every link of the audit log; report each edited, missing or re-linked row by id, and a
-        chain head that names an event no longer there (deletion of the newest events)."""
+        chain head that names an event no longer there (deletion of the newest events).
+
+        With ``check_evidence`` the stored evidence documents are also checked against the digests their
+        ``stage.finished`` events recorded, so editing or deleting evidence (what ``govern check`` re-judges)
+        is caught too."""
 
         def work(session: Session) -> ChainReport:
             problems: list[str] = []
@@ -909,6 +913,8 @@ class LineageStore:
                                    problems=["the audit chain head row (audit_chain_head id 1) is missing"])
             head_id, head_hash, head_count = head.last_event_id, head.last_hash, head.events
             prev_hash, prev_id, seen = GENESIS_HASH, 0, 0
+            evidence_digests: dict[Any, tuple[int, str]] = {}
+            unverifiable: set[Any] = set()
             stmt = (sa.select(AuditEvent).where(AuditEvent.id <= head_id)  # type: ignore[operator]
                     .order_by(AuditEvent.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
             for event in _rows(session.scalars(stmt)):
@@ -932,6 +938,11 @@ class LineageStore:
                     if recomputed != event.hash:
                         problems.append(f"event #{event.id} ({event.kind}): content does not match its hash — "
                                         "the row was edited")
+                        if isinstance(payload, dict):
+                            unverifiable.add(payload.get("execution_id"))  # already reported above
+                    elif (event.kind == "stage.finished" and isinstance(payload, dict)
+                          and payload.get("evidence_sha256")):
+                        evidence_digests[payload.get("execution_id")] = (event.id, payload["evidence_sha256"])
                 prev_hash, prev_id = event.hash, event.id
             if prev_id != head_id:
                 missing = f"#{head_id}" if head_id == prev_id + 1 else f"#{prev_id + 1}..#{head_id}"
@@ -942,10 +953,40 @@ class LineageStore:
                                 "was edited or replaced")
             if seen != head_count:
                 problems.append(f"the chain head counts {head_count} events but {seen} are stored")
+            if check_evidence:
+                problems.extend(self._check_evidence(session, evidence_digests, unverifiable))
             return ChainReport(ok=not problems, events=seen, head_event_id=head_id, head_hash=head_hash,
                                problems=problems)
 
         return self._read(work)
+
+
+    @staticmethod
+    def _check_evidence(session: Session, recorded: dict[Any, tuple[int, str]], unverifiable: set[Any]) -> list[str]:
+        """Evidence rows against the digests the (already verified) audit log recorded for them. Rows whose
+        recording event is itself broken are skipped: that event is already reported."""
+        problems: list[str] = []
+        stmt = (sa.select(EvidenceRow.id, EvidenceRow.execution_id, EvidenceRow.run_id, EvidenceRow.stage,
+                          EvidenceRow.document)
+                .order_by(EvidenceRow.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
+        found: set[Any] = set()
+        for row_id, execution_id, run_id, stage, document in session.execute(stmt):
+            entry = recorded.get(execution_id)
+            where = f"evidence row #{row_id} (run {run_id}, stage {stage})"
+            if entry is None:
+                if execution_id in unverifiable:
+                    continue
+                problems.append(f"{where}: no audit event recorded it — it was inserted outside govern")
+                continue
+            found.add(execution_id)
+            if _digest(document) != entry[1]:
+                problems.append(f"{where}: content does not match the digest recorded by event #{entry[0]} — "
+                                "the evidence was edited")
+        for execution_id, (event_id, _) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
+            if execution_id not in found:
+                problems.append(f"evidence of stage execution #{execution_id} (recorded by event #{event_id}) "
+                                "is missing — the evidence row was deleted")
+        return problems
 
 
 # ------------------------------------------------------------------------------------ module helpers

@@ -101,3 +101,17 @@ def test_deleted_chain_head_is_reported(store: LineageStore) -> None:
     assert not report.ok and "head row" in report.problems[0]
     with pytest.raises(Exception, match="chain head row is missing"):
         store.create_run(name="after tampering")
+
+
+def test_edited_or_deleted_evidence_is_detected_against_the_logged_digest(store: LineageStore) -> None:
+    _seed(store)  # two runs, one evidence row each (ids 1 and 2), both recorded by stage.finished events
+    with store.engine.connect() as conn, conn.begin():
+        conn.execute(sa.text("UPDATE evidence SET document = :d WHERE id = 1"),
+                     {"d": json.dumps({"rows": 10_000})})
+    problems = store.verify_chain().problems
+    assert len(problems) == 1 and problems[0].startswith("evidence row #1 (run ") and "edited" in problems[0]
+    assert "event #3" in problems[0]
+    _sql(store, "DELETE FROM evidence WHERE id = 2")
+    problems = store.verify_chain().problems
+    assert any("evidence of stage execution #2" in p and "deleted" in p for p in problems)
+    assert store.verify_chain(check_evidence=False).ok

@@ -177,17 +177,22 @@ def test_decisions_keep_every_rule_result_and_latest_by_kind(store: LineageStore
          "evidence_path": "pii.counts", "observed": [{"entity": "EMAIL_ADDRESS", "n": 3}], "threshold": None,
          "waiver_id": waiver},
         {"rule_id": "fairness.gap", "severity": "warn", "status": "fail", "message": "gap 0.2 > 0.1",
-         "extra_key": "ignored"}])
+         "extra_key": "ignored"},
+        {"rule_id": "membership.auc", "severity": "block", "status": "fail", "message": "auc 1.0 > 0.6",
+         "observed": 1.0, "threshold": "0.6"}])
     decisions = store.decisions(run_id)
     assert [d.id for d in decisions] == [gate, final]
     assert [(d.kind, d.decision, d.policy_digest) for d in decisions] == [
         ("gate", "pass", POLICY.digest), ("final", "warn", POLICY.digest)]
     results = decisions[1].results
     assert [(r.rule_id, r.status, r.severity) for r in results] == [
-        ("privacy.epsilon", "pass", "block"), ("pii.block", "waived", "block"), ("fairness.gap", "fail", "warn")]
+        ("privacy.epsilon", "pass", "block"), ("pii.block", "waived", "block"), ("fairness.gap", "fail", "warn"),
+        ("membership.auc", "fail", "block")]
     assert results[0].observed == 7.99 and results[0].threshold == {"max": 8.0}
     assert results[1].waiver_id == waiver and results[1].observed == [{"entity": "EMAIL_ADDRESS", "n": 3}]
     assert results[2].evidence_path is None and results[2].observed is None
+    # Scalars come back exactly as stored: 1.0 stays a float, "0.6" stays a string.
+    assert type(results[3].observed) is float and results[3].observed == 1.0 and results[3].threshold == "0.6"
     latest_gate = store.latest_decision(run_id, kind="gate")
     assert latest_gate is not None and latest_gate.id == gate and latest_gate.results[0].rule_id == "data.leakage"
     latest_any = store.latest_decision(run_id)
@@ -304,7 +309,9 @@ def test_ancestry_walks_model_to_run_inputs_base_model_policy_and_parents(store:
 def test_every_mutation_appends_a_chained_event(store: LineageStore) -> None:
     run_id = store.create_run(name="a", policy=POLICY)
     exe = store.start_stage(run_id, "data", "sha256:x")
-    store.finish_stage(exe, "completed", evidence={"rows": 1})
+    # Floats, exponents, unicode and nesting must digest identically after the backend's JSON round trip.
+    store.finish_stage(exe, "completed", evidence={**_training_evidence(0.1 + 0.2), "note": "café 日本",
+                                                   "tiny": 1.5e-300, "big": 2**62, "nested": [{"x": [1.0, None]}]})
     store.record_decision(run_id, kind="gate", decision="pass", policy=POLICY, results=[])
     store.set_run_status(run_id, "completed", decision="pass", error=None)
     store.append_event("report.rendered", run_id=run_id, payload={"format": "md"})

@@ -20,8 +20,8 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: JSON documents (JSONB on PostgreSQL).
-JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: JSON documents: JSONB on PostgreSQL, JSON text (TEXT affinity) on SQLite — see models.JSONDocument.
+JSON_DOCUMENT = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
 #: ``prev_hash`` of the first audit event.
 GENESIS_HASH = "0" * 64
 
