@@ -89,7 +89,9 @@ class DPSettings(Strict):
 
     @model_validator(mode="after")
     def _one_of_epsilon_or_sigma(self) -> DPSettings:
-        if self.enabled and self.noise_multiplier is not None and "target_epsilon" in self.model_fields_set:
+        # An explicit `target_epsilon: null` (what a dumped config holds) is not a second choice.
+        if (self.enabled and self.noise_multiplier is not None and "target_epsilon" in self.model_fields_set
+                and self.target_epsilon is not None):
             raise ValueError("give either target_epsilon or noise_multiplier, not both")
         if self.noise_multiplier is not None:
             self.target_epsilon = None
