@@ -376,12 +376,14 @@ def generate(
         for i, intent in enumerate(intents):
             record_id = f"{id_prefix}-{split}-{i + 1:05d}"
             age_band, region, variety = rng.choice(AGE_BANDS), rng.choice(REGIONS), rng.choice(LANGUAGE_VARIETIES)
-            while True:
+            for _attempt in range(1000):
                 sentences, body = factory.message(intent, variety)
                 key = _dedup_key(body)
                 if key not in seen:
                     seen.add(key)
                     break
+            else:  # the templates have a few thousand distinct bodies per intent, not unlimited
+                raise SystemExit(f"cannot make {n} unique '{intent}' messages: ask for fewer rows")
             if i in pii_rows:
                 kind = pii_kinds[pii_counter % len(pii_kinds)]
                 pii_counter += 1
