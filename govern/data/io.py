@@ -288,7 +288,13 @@ def _write_parquet(
         nonlocal writer, schema
         if not batch:
             return
-        table = pa.Table.from_pylist(batch) if schema is None else pa.Table.from_pylist(batch, schema=schema)
+        try:
+            table = pa.Table.from_pylist(batch) if schema is None else pa.Table.from_pylist(batch, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(
+                path, f"records {count - len(batch)}-{count - 1} do not fit one Parquet column type "
+                f"({type(exc).__name__}); give each column one type"
+            ) from None
         if schema is None:
             # A column that is all-null in the first batch would get type null; text is the safe guess.
             fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]

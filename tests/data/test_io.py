@@ -161,3 +161,10 @@ def test_parquet_streams_in_batches(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 100_000
     assert peak < 8_000_000, f"peak {peak} bytes"
+
+
+def test_parquet_writer_reports_mixed_column_types_as_a_data_error(tmp_path: Path) -> None:
+    records = [{"a": 1}, {"a": "text"}]
+    with pytest.raises(DataError, match="do not fit one Parquet column type"):
+        write_records(tmp_path / "o.parquet", records, "parquet", batch_size=1)
+    assert not list(tmp_path.iterdir())

@@ -124,3 +124,23 @@ def test_missing_eval_file_is_a_data_error_not_a_crash_in_the_digest(tmp_path: P
     assert DataStage().input_digest(ctx).startswith("sha256:")
     with pytest.raises(DataError, match="eval data file not found"):
         DataStage().run(ctx)
+
+
+def test_quickstart_data_passes_the_data_gate_of_a_governed_run(workdir: Path) -> None:
+    """Through the real pipeline and lineage DB: only the data stage, on the bundled quickstart."""
+    import os
+
+    from govern.lineage import LineageStore
+    from govern.pipeline import Pipeline
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "govern.yaml"
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        outcome = Pipeline(store, stages=[DataStage()]).start(config)
+        data_rules = [r for r in outcome.results if r["rule_id"].startswith("data.")]
+        assert outcome.status == "completed", outcome.error
+        assert data_rules and all(r["status"] == "pass" for r in data_rules), data_rules
+        evidence = store.evidence(outcome.run_id)["data"]
+        assert evidence["train_rows"] == 3000 and evidence["leakage"]["exact_duplicates"] == 0
+        datasets = [a for a in store.artifacts(outcome.run_id) if a.kind == "dataset"]
+        assert sorted(a.name for a in datasets) == ["eval", "train"]
+        assert {f["fingerprint"] for f in evidence["files"]} == {a.dataset_fingerprint for a in datasets}
