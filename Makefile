@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-deps bench lint clean-demo
+.PHONY: demo test install system-deps bench lint schemas clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ system-deps:
 
 bench: $(STAMP)
 	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Regenerate committed JSON Schemas after changing evidence models (a test fails when they drift).
+schemas: $(STAMP)
+	$(BIN)/python -m govern.report
 
 lint: $(STAMP)
 	$(BIN)/ruff check govern tests

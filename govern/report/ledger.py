@@ -22,101 +22,27 @@ and infinite when δ − Σδ_i ≤ 0. A run trained without DP makes the total 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field
 
 from govern.lineage.records import LedgerRow
+from govern.privacy_ledger import (  # noqa: F401 - re-exported: the report's ledger uses the same maths
+    PLD_DISCRETIZATION,
+    AccountantName,
+    accountant_family,
+    composed_epsilon,
+    ledger_delta,
+    recomposable,
+    recorded_epsilon,
+)
 from govern.report.data import ReportModel, RuleResult
 
 if TYPE_CHECKING:
     from govern.lineage.store import LineageStore
-
-AccountantName = Literal["rdp", "prv", "dp_accounting_rdp", "dp_accounting_pld"]
-_RDP = {"rdp", "dp_accounting_rdp"}
-_PLD = {"prv", "dp_accounting_pld", "pld"}
-PLD_DISCRETIZATION = 1e-3
-
-
-def accountant_family(accountant: str) -> Literal["rdp", "pld"]:
-    if accountant in _RDP:
-        return "rdp"
-    if accountant in _PLD:
-        return "pld"
-    raise ValueError(f"unknown accountant '{accountant}' (expected one of rdp, prv, dp_accounting_rdp, "
-                     "dp_accounting_pld)")
-
-
-def _recomposable(row: LedgerRow) -> bool:
-    return (row.noise_multiplier is not None and row.sample_rate is not None and row.steps is not None
-            and row.noise_multiplier > 0 and 0 < row.sample_rate <= 1 and row.steps >= 0)
-
-
-def _recorded_epsilon(row: LedgerRow, accountant: str) -> float:
-    """The run's own ε for basic composition: the requested accountant's, else the largest recorded."""
-    if accountant in row.epsilon:
-        return row.epsilon[accountant]
-    return max(row.epsilon.values()) if row.epsilon else math.inf
-
-
-def composed_epsilon(runs: Sequence[LedgerRow], accountant: str, delta: float) -> float:
-    """ε of all ``runs`` composed under ``accountant`` at ``delta`` (see the module docstring).
-
-    The policy check of ``privacy.max_total_epsilon_per_dataset`` calls this with the runs already on a
-    data set plus the current one. Never optimistic: any run without DP makes it ``inf``.
-    """
-    if not runs:
-        return 0.0
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
-    family = accountant_family(accountant)
-    if any(not r.dp_enabled for r in runs):
-        return math.inf
-    exact = [r for r in runs if _recomposable(r)]
-    basic = [r for r in runs if not _recomposable(r)]
-    basic_eps = sum(_recorded_epsilon(r, accountant) for r in basic)
-    basic_delta = sum(r.delta if r.delta is not None else math.inf for r in basic)
-    remaining = delta - basic_delta
-    if basic and (not math.isfinite(basic_eps) or remaining <= 0):
-        return math.inf
-    if not exact:
-        return basic_eps
-    return _accountant_epsilon(exact, family, remaining) + basic_eps
-
-
-def _accountant_epsilon(runs: Sequence[LedgerRow], family: str, delta: float) -> float:
-    import dp_accounting
-    from dp_accounting import pld, rdp
-
-    # dp-accounting logs a warning for every RDP order it cannot evaluate; the result stays valid.
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    accountant: Any
-    if family == "rdp":
-        accountant = rdp.RdpAccountant()
-    else:
-        accountant = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
-    for r in runs:
-        assert r.sample_rate is not None and r.noise_multiplier is not None and r.steps is not None
-        event = dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier))
-        if r.steps > 0:
-            accountant.compose(event, r.steps)
-    return float(accountant.get_epsilon(delta))
-
-
-def ledger_delta(runs: Sequence[LedgerRow]) -> float:
-    """The δ a data set's composed ε is stated at: the largest δ among its runs (see module docstring).
-    With runs that can only enter by basic composition, their δs must fit too, so it is the sum."""
-    deltas = [r.delta for r in runs if r.delta is not None]
-    if not deltas:
-        return 1e-5
-    if all(_recomposable(r) for r in runs):
-        return max(deltas)
-    return min(sum(deltas), 0.999999)
-
 
 # ----------------------------------------------------------------------------------------- reports
 _INF_AS_STRING = ConfigDict(extra="forbid", ser_json_inf_nan="strings")  # JSON has no ∞: write "Infinity"
@@ -205,13 +131,13 @@ def dataset_budgets(rows: Sequence[LedgerRow], accountant: str, cap: float | Non
     for fingerprint, runs in by_dataset.items():
         delta = ledger_delta(runs)
         total = composed_epsilon(runs, accountant, delta)
-        eps = [_recorded_epsilon(r, accountant) if r.dp_enabled else math.inf for r in runs]
+        eps = [recorded_epsilon(r, accountant) if r.dp_enabled else math.inf for r in runs]
         budgets.append(DatasetBudget(
             dataset_fingerprint=fingerprint, dataset_name=runs[0].dataset_name,
             runs=[LedgerRun(run_id=r.run_id, epsilon=e if math.isfinite(e) else None, delta=r.delta,
                             noise_multiplier=r.noise_multiplier, sample_rate=r.sample_rate, steps=r.steps,
                             dp_enabled=r.dp_enabled, run_status=r.run_status, started_at=r.started_at,
-                            recomposed=r.dp_enabled and _recomposable(r))
+                            recomposed=r.dp_enabled and recomposable(r))
                   for r, e in zip(runs, eps, strict=True)],
             accountant=accountant, delta=delta, total_epsilon=total, sum_of_epsilons=sum(eps),
             sum_of_deltas=sum(r.delta or 0.0 for r in runs), cap=cap,

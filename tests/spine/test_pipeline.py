@@ -235,3 +235,29 @@ def test_config_error_raised_from_pipeline_start(workdir: Path) -> None:
     cfg = write_project(workdir, policy="no-such-policy")
     with _store(workdir) as store, pytest.raises(ConfigError, match="not a shipped policy name"):
         Pipeline(store, stages=[DataStage()]).start(cfg)
+
+
+def test_privacy_budget_ledger_composes_across_runs_and_the_cap_blocks(workdir: Path) -> None:
+    from govern.lineage.records import LedgerRow
+    from govern.privacy_ledger import composed_epsilon
+
+    cfg = write_project(workdir)
+    ev = training_evidence(3.0)
+    row = LedgerRow(run_id="x", dataset_fingerprint="f", dp_enabled=True, epsilon=ev.epsilon, delta=ev.delta,
+                    noise_multiplier=ev.noise_multiplier, sample_rate=ev.sample_rate, steps=ev.steps,
+                    accountant="rdp", started_at="2026-01-01T00:00:00Z", run_status="completed")
+    totals = [composed_epsilon([row] * k, "rdp", ev.delta) for k in (1, 2, 3, 4)]
+    cap = (totals[2] + totals[3]) / 2  # three runs fit under the cap, the fourth does not
+    import yaml
+
+    (workdir / "capped.yaml").write_text(yaml.safe_dump(policy_doc(
+        privacy={"max_epsilon": 8, "max_delta": 1e-3, "max_total_epsilon_per_dataset": cap})))
+    cfg.write_text(cfg.read_text().replace("policy: default", "policy: capped.yaml"))
+    outcomes = []
+    with _store(workdir) as store:
+        for _ in range(4):
+            outcomes.append(Pipeline(store, stages=[DataStage(), EvidenceStage("training", ev)]).start(cfg))
+    assert [o.decision for o in outcomes] == ["pass", "pass", "pass", "block"]
+    (blocked,) = [r for r in outcomes[3].results if r["status"] == "fail"]
+    assert blocked["rule_id"].startswith("privacy.max_total_epsilon_per_dataset")
+    assert blocked["observed"] == pytest.approx(totals[3], rel=1e-9)
