@@ -291,3 +291,39 @@ def _bundle_artifact(bundle: Path) -> Any:
     from govern.stage import artifact_for
 
     return artifact_for(bundle, bundle.name, "bundle")
+
+
+def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | None = None,
+         progress: Progress | None = None, workers: int | None = None, db_url: str | None = None
+         ) -> tuple[str, Any]:
+    """``govern scan``: PII scan of data files, gated by the policy and recorded (run kind ``scan``).
+
+    Returns (run id, :class:`govern.pii.ScanReport`). The keyed hashes use the key that belongs to the
+    lineage DB, so a value found here correlates with the same value found in any governed run.
+    """
+    from govern.pii import load_or_create_key, scan_paths
+    from govern.stage import ArtifactOut
+
+    loaded = load_policy(policy)
+    holder: dict[str, Any] = {}
+    inputs = {"paths": [str(Path(p).resolve()) for p in paths], "engine": engine}
+    with open_store(db_url) as store:
+        key = load_or_create_key(store.url)
+
+        def compute() -> Any:
+            report = scan_paths(paths, loaded.policy, engine, progress, key, workers=workers,
+                                policy_file=loaded.path)
+            holder["report"] = report
+            return report.evidence
+
+        def artifacts(_evidence: Any) -> list[ArtifactOut]:
+            return [ArtifactOut(name=f.display_path, kind="dataset", path=f.path, sha256=f.sha256,
+                                size_bytes=Path(f.path).stat().st_size, role="input", rows=f.records_total)
+                    for f in holder["report"].files]
+
+        outcome = _record_standalone(store, kind="scan", name=f"scan:{len(paths)} file(s)", stage="pii",
+                                     loaded=loaded, inputs=inputs, compute=compute, artifacts=artifacts)
+        report = holder["report"]
+        if report.findings:
+            store.add_pii_findings(outcome.run_id, report.findings)
+        return outcome.run_id, report

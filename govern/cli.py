@@ -446,14 +446,12 @@ def scan_command(
 
 def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
                  db: str | None) -> Any:
-    """The scan itself (the lead routes this through api.scan for lineage recording)."""
-    from govern.pii import load_or_create_key, scan_paths
-    from govern.policy import load_policy
+    """The scan, recorded in the lineage DB as a run of kind ``scan``."""
+    from govern import api
 
-    loaded = load_policy(policy_ref)
-    url = db or os.environ.get("GOVERN_DB_URL") or f"sqlite:///{Path.cwd() / '.govern' / 'lineage.db'}"
-    return scan_paths(paths, loaded.policy, engine, progress, load_or_create_key(url), workers=workers,
-                      policy_file=loaded.path)
+    run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db)
+    err_console.print(f"recorded as {run_id}", highlight=False)
+    return report
 
 
 # ========================================================================= training (issue 4 helper)
