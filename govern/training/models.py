@@ -69,6 +69,23 @@ def packaged_gguf(distribution_module: str, file_name: str | None = None) -> Pat
     return files[0]
 
 
+def packaged_model(package: str, gguf_file: str | None = None) -> tuple[Path, str | None]:
+    """(folder, gguf file) of a model shipped in an installed package (``base_model.package``)."""
+    from govern.errors import ConfigError as _ConfigError
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise _ConfigError("base_model", [f"base_model.package: package '{package}' is not installed"])
+    root = Path(next(iter(spec.submodule_search_locations)))
+    if gguf_file is not None or list(root.rglob("*.gguf")):
+        found = packaged_gguf(package, gguf_file)
+        return found.parent, found.name
+    configs = sorted(root.rglob("config.json"))
+    if not configs:
+        raise _ConfigError("base_model", [f"base_model.package: no model files in package '{package}' ({root})"])
+    return configs[0].parent, None
+
+
 def resolve_base_model(path: Path | None, gguf_file: str | None) -> tuple[Path, str | None]:
     """The base model folder and GGUF file name, checked to exist (clear error otherwise)."""
     folder = Path(path) if path is not None else default_base_model_path()

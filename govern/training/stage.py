@@ -32,10 +32,17 @@ class TrainingStage:
         if canaries:
             files.append(DataFile(path=str(canaries), format="jsonl", role="canaries"))
         data_out = ctx.outputs.get("data") or {}
+        base_path = str(cfg.base_model.path) if cfg.base_model.path else None
+        gguf_file = cfg.base_model.gguf_file
+        if cfg.base_model.package:
+            from govern.training.models import packaged_model
+
+            folder, gguf_file = packaged_model(cfg.base_model.package, gguf_file)
+            base_path = str(folder)
         return TrainingSpec(
             task=cfg.task,
-            base_model_path=str(cfg.base_model.path) if cfg.base_model.path else None,
-            gguf_file=cfg.base_model.gguf_file,
+            base_model_path=base_path,
+            gguf_file=gguf_file,
             base_model_name=cfg.base_model.name,
             train_files=files,
             columns={"text": cfg.data.text_column, "label": cfg.data.label_column,
