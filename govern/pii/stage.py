@@ -62,7 +62,9 @@ class PIIStage:
         evidence = report.evidence
         to_redact = [(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
                      if row.action == "redact"]
-        if not to_redact:
+        if not to_redact or any(evidence.blocked.values()):
+            # Blocked PII stops the run at the gate: a "redacted" copy would still hold the blocked values
+            # and would be one more place raw PII is persisted, so none is written.
             return StageResult(evidence=evidence, outputs=dict(data), pii_findings=report.findings)
 
         from govern.data.validate import fingerprint_file
