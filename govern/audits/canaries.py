@@ -1,0 +1,313 @@
+"""Canaries: measure, from one training run, how much a model can leak — an empirical lower bound on ε.
+
+A *canary* is a random record nobody would write: a string of random tokens with a random label (for
+causal LMs, a random "secret code"). Before training, :class:`CanaryStage` builds a pool of them and
+flips a fair coin per canary, with a secret seed, to decide which go into the training data. After
+training, the membership stage ranks the whole pool by an attack score fixed in advance, guesses "in"
+for the top-scoring canaries and "out" for the bottom-scoring ones, abstains on the rest, and counts
+the correct guesses. A model that is (ε, δ)-DP cannot let any auditor be right much more often than
+randomised response with parameter ε, so many correct guesses *prove* ε is at least some value
+(Steinke, Nasr & Jagielski 2023, "Privacy auditing with one (1) training run", Theorem 3.3 and its
+approximate-DP extension). If that proven lower bound exceeds the accountant's ε, the DP implementation
+or its accounting is broken.
+
+Why independent coin flips and not "exactly half": the theorem assumes each canary is included
+independently with probability ½; the expected number inserted is half the pool.
+
+Audit run vs release run: a model trained with canaries contains them, so it is an *audit model*.
+Unless the policy sets ``membership.canaries.ship_canaried_model``, evidence says
+``canaries_in_model: true`` and the signing gate refuses to sign it; ship a model from a separate
+run without canaries (same config, canaries disabled). The audit run tells you how the recipe leaks;
+the release run is what you ship. Shipping the canaried model saves a training run at the price of a
+model that carries a few hundred meaningless records.
+
+The seed that chose the inserted canaries is written only to the run folder (mode 0600); evidence
+holds counts and the bound, never which canary was inserted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from govern.errors import StageError
+from govern.evidence import CanaryAudit
+from govern.stage import StageContext, StageResult, artifact_for, digest_of
+
+CANARY_ID_PREFIX = "canary-"
+#: causal-lm canaries end in "secret code" + this many random digits; exposure ranks the digits.
+SECRET_DIGITS = 6
+_SECRET_MARKER = "secret code"
+
+
+# ------------------------------------------------------------------------------- the ε lower bound
+def dp_audit_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
+    """P[at least ``v`` of ``r`` guesses correct] under the null hypothesis "the training is (ε, δ)-DP".
+
+    Steinke, Nasr & Jagielski (2023), Theorem 3.3 / Proposition 5.7 (their reference code). With
+    ``q = e^ε / (1 + e^ε)`` (the accuracy of ε-randomised response):
+
+        p = P[Binomial(r, q) ≥ v] + 2·m·δ · max_{1≤i≤v} P[v−i ≤ Binomial(r, q) < v] / i
+
+    The first term is the pure-DP bound (each non-abstained guess is at best a q-biased coin, even
+    given the others); the second charges δ's failure probability, at most δ per canary and per
+    direction (2m), to the cheapest way of adding i correct guesses.
+
+    ``m``: canaries in the pool (each included independently with probability ½); ``r``: guesses made
+    (not abstained); ``v``: correct guesses.
+    """
+    if not (0 <= v <= r <= m):
+        raise ValueError(f"need 0 ≤ v ≤ r ≤ m, got v={v}, r={r}, m={m}")
+    if epsilon < 0 or not (0 <= delta <= 1):
+        raise ValueError("need ε ≥ 0 and 0 ≤ δ ≤ 1")
+    q = 1.0 / (1.0 + math.exp(-epsilon))
+    beta = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) ≥ v]
+    alpha = 0.0
+    cumulative = 0.0  # P[v > Binomial(r, q) ≥ v − i]
+    if delta > 0:
+        for i in range(1, v + 1):
+            cumulative += float(stats.binom.pmf(v - i, r, q))
+            alpha = max(alpha, cumulative / i)
+    return min(beta + alpha * delta * 2 * m, 1.0)
+
+
+def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, confidence: float = 0.95,
+                        epsilon_max: float = 100.0) -> float:
+    """The largest ε the observed ``v`` correct guesses out of ``r`` reject at ``confidence``.
+
+    I.e. ``sup{ε : p(ε) < 1 − confidence}`` with ``p`` from :func:`dp_audit_p_value`, which grows
+    with ε, found by bisection (to 1e-6). 0 when even ε = 0 is not rejected (no evidence of leakage).
+    With δ = 0 this equals ``log(p_lo / (1 − p_lo))`` where ``p_lo`` is the one-sided Clopper-Pearson
+    lower confidence bound on the guessing accuracy.
+    """
+    if not (0 < confidence < 1):
+        raise ValueError("confidence must be in (0, 1)")
+    level = 1.0 - confidence
+    if r == 0 or dp_audit_p_value(m, r, v, 0.0, delta) >= level:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while dp_audit_p_value(m, r, v, hi, delta) < level:
+        lo, hi = hi, 2 * hi
+        if hi > epsilon_max:
+            return epsilon_max
+    while hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        if dp_audit_p_value(m, r, v, mid, delta) < level:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@dataclass(frozen=True)
+class CanaryGuesses:
+    guesses: int
+    correct: int
+
+
+def guess_membership(scores: np.ndarray, inserted: np.ndarray, guess_fraction: float) -> CanaryGuesses:
+    """Guess "in" for the top ``k`` scores and "out" for the bottom ``k`` (``2k ≈ guess_fraction · m``),
+    abstain on the rest, and count correct guesses. Scores: higher = more likely a member. Ties are
+    broken by a fixed order (stable sort), never by looking at the answer."""
+    scores = np.asarray(scores, dtype=float)
+    inserted = np.asarray(inserted, dtype=bool)
+    m = len(scores)
+    k = int(round(guess_fraction * m / 2))
+    k = max(1, min(k, m // 2)) if m >= 2 else 0
+    order = np.argsort(-scores, kind="stable")
+    top, bottom = order[:k], order[m - k:] if k else order[:0]
+    correct = int(inserted[top].sum() + (~inserted[bottom]).sum())
+    return CanaryGuesses(guesses=2 * k, correct=correct)
+
+
+def exposure(canary_logprob: float, candidate_logprobs: Sequence[float]) -> float:
+    """Exposure of a secret (Carlini et al. 2019, "The Secret Sharer"), estimated by sampling.
+
+    exposure = log2 |R| − log2 rank, with rank the canary's position among all secrets of the same
+    format ordered by model likelihood. With ``n`` uniformly random candidates, ``rank / |R|`` is
+    estimated by ``(1 + #candidates at least as likely) / (n + 1)``, so
+    ``exposure ≈ −log2((1 + #≥) / (n + 1))``, between 0 and log2(n + 1). A memorised secret reaches the
+    top of that range; an unseen one scores about 1 bit on average.
+    """
+    cands = np.asarray(candidate_logprobs, dtype=float)
+    at_least = int((cands >= canary_logprob).sum())
+    return float(-math.log2((1 + at_least) / (len(cands) + 1)))
+
+
+# ------------------------------------------------------------------------------------- the pool
+def _random_word(rng: np.random.Generator) -> str:
+    letters = string.ascii_lowercase
+    return "".join(letters[i] for i in rng.integers(0, len(letters), size=int(rng.integers(4, 9))))
+
+
+def random_secret(rng: np.random.Generator) -> str:
+    """A secret in the canary format: ``SECRET_DIGITS`` random digits separated by spaces."""
+    return " ".join(str(d) for d in rng.integers(0, 10, size=SECRET_DIGITS))
+
+
+def make_canary_pool(pool_size: int, *, task: str, text_column: str, label_column: str | None,
+                     labels: Sequence[Any], id_column: str | None, prompt_column: str | None = None,
+                     completion_column: str | None = None, words: int = 8,
+                     rng: np.random.Generator) -> list[dict[str, Any]]:
+    """``pool_size`` random records in the training data's schema.
+
+    Text is ``words`` random lowercase "words" (unlike any natural record, so only memorisation can
+    make a model confident on it). Classification canaries get a random label from ``labels`` (kept in
+    the data's own type); causal-LM canaries end in ``secret code d d d d d d`` so their exposure can be
+    measured.
+    """
+    if task == "classification" and not labels:
+        raise StageError("canaries", "classification canaries need the training labels (none found)")
+    pool: list[dict[str, Any]] = []
+    for n in range(pool_size):
+        body = " ".join(_random_word(rng) for _ in range(words))
+        record: dict[str, Any] = {}
+        if id_column:
+            record[id_column] = f"{CANARY_ID_PREFIX}{n}"
+        if task == "causal-lm":
+            secret = random_secret(rng)
+            if prompt_column and completion_column:
+                record[prompt_column] = f"{body} {_SECRET_MARKER}"
+                record[completion_column] = f" {secret}"
+            else:
+                record[text_column] = f"{body} {_SECRET_MARKER} {secret}"
+        else:
+            record[text_column] = body
+            if label_column:
+                record[label_column] = labels[int(rng.integers(0, len(labels)))]
+        if not id_column:
+            record["_canary_id"] = f"{CANARY_ID_PREFIX}{n}"
+        pool.append(record)
+    return pool
+
+
+def canary_id(record: dict[str, Any], id_column: str | None) -> str:
+    return str(record.get(id_column) if id_column else record.get("_canary_id"))
+
+
+def split_secret(text: str) -> tuple[str, str] | None:
+    """(prefix up to and including the marker, secret digits) of a causal-LM canary text."""
+    head, sep, tail = text.rpartition(_SECRET_MARKER)
+    if not sep:
+        return None
+    return head + sep, tail
+
+
+def _write_private_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.chmod(path, 0o600)
+
+
+def _training_labels(ctx: StageContext) -> list[Any]:
+    """Label values in the data's own type (ints stay ints), ordered like the data stage's label names."""
+    from govern.data.io import read_records
+
+    label_column = ctx.config.data.label_column
+    if ctx.config.task != "classification" or not label_column:
+        return []
+    paths = ctx.data_paths()
+    values: dict[str, Any] = {}
+    for rec in read_records(Path(paths["train_path"]), paths.get("format", "auto")):
+        value = rec.get(label_column)
+        if value is not None:
+            values.setdefault(str(value), value)
+    names = (ctx.outputs.get("data") or {}).get("label_names") or sorted(values)
+    return [values.get(str(name), name) for name in names]
+
+
+class CanaryStage:
+    """Builds the canary pool and the secretly chosen half that training appends (runs before training).
+
+    Outputs: ``pool_path`` (every canary), ``inserted_path`` (the records to append to training data),
+    ``inserted_ids_path`` (their ids, one per line), ``pool_size``, ``inserted``. Evidence: none of its
+    own (the membership stage reports the audit); the pipeline records the files as artifacts.
+    """
+
+    name = "canaries"
+
+    def __init__(self, seed: int | None = None) -> None:
+        #: None (the default) draws a fresh secret seed per run; tests pass one to be reproducible.
+        self._seed = seed
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return bool(ctx.policy.membership.canaries.enabled)
+
+    def input_digest(self, ctx: StageContext) -> str:
+        policy = ctx.policy.membership.canaries
+        data = ctx.config.data
+        return digest_of("canaries/1", policy, ctx.config.task, data.text_column, data.label_column,
+                         data.id_column, data.prompt_column, data.completion_column,
+                         ctx.data_paths().get("train_path"))
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from govern.evidence import EvidenceModel
+
+        policy = ctx.policy.membership.canaries
+        data = ctx.config.data
+        out_dir = ctx.stage_dir(self.name)
+        os.chmod(out_dir, 0o700)
+        seed = secrets.randbits(63) if self._seed is None else self._seed
+        seed_path = out_dir / "secret_seed"
+        fd = os.open(seed_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{seed}\n")
+        rng = np.random.default_rng(seed)
+        pool = make_canary_pool(policy.pool_size, task=ctx.config.task, text_column=data.text_column,
+                                label_column=data.label_column, labels=_training_labels(ctx),
+                                id_column=data.id_column, prompt_column=data.prompt_column,
+                                completion_column=data.completion_column, rng=rng)
+        chosen = rng.random(len(pool)) < 0.5
+        inserted = [rec for rec, keep in zip(pool, chosen, strict=True) if keep]
+        copies = inserted * policy.repetitions
+        pool_path, inserted_path = out_dir / "pool.jsonl", out_dir / "inserted.jsonl"
+        ids_path = out_dir / "inserted_ids.txt"
+        _write_private_jsonl(pool_path, pool)
+        _write_private_jsonl(inserted_path, copies)
+        fd = os.open(ids_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.writelines(canary_id(rec, data.id_column) + "\n" for rec in inserted)
+        artifacts = [artifact_for(pool_path, "canary-pool", "dataset"),
+                     artifact_for(inserted_path, "canaries-inserted", "dataset")]
+        return StageResult(
+            evidence=EvidenceModel(),
+            artifacts=artifacts,
+            outputs={"pool_path": str(pool_path), "inserted_path": str(inserted_path),
+                     "inserted_ids_path": str(ids_path), "pool_size": len(pool), "inserted": len(inserted)},
+        )
+
+
+def read_inserted_ids(path: Path) -> set[str]:
+    return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def audit_canaries(scores: np.ndarray, inserted: np.ndarray, *, guess_fraction: float, confidence: float,
+                   delta: float, attack: str, accountant_epsilon: float | None,
+                   exposures: Sequence[float] = (), exposures_nonmembers: Sequence[float] = (),
+                   exposure_candidates: int | None = None) -> CanaryAudit:
+    """Turn attack scores on the whole pool into :class:`CanaryAudit` (guesses, bound, violation)."""
+    inserted = np.asarray(inserted, dtype=bool)
+    g = guess_membership(scores, inserted, guess_fraction)
+    bound = epsilon_lower_bound(len(scores), g.guesses, g.correct, delta=delta, confidence=confidence)
+    return CanaryAudit(
+        pool_size=len(scores), inserted=int(inserted.sum()), guesses=g.guesses, correct=g.correct,
+        confidence=confidence, epsilon_lower_bound=bound, exposure=[float(e) for e in exposures],
+        attack=attack, delta=delta, accountant_epsilon=accountant_epsilon,
+        violation=accountant_epsilon is not None and bound > accountant_epsilon,
+        canaries_in_model=bool(inserted.any()),
+        exposure_candidates=exposure_candidates,
+        exposure_max=None if exposure_candidates is None else math.log2(exposure_candidates + 1),
+        exposure_nonmembers=[float(e) for e in exposures_nonmembers],
+    )
