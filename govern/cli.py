@@ -594,6 +594,89 @@ def audit_fairness_command(
 
 
 # ======================================================================= membership (issue 6 helper)
+def _membership_table(evidence: Any) -> Any:
+    """One row per attack: AUC with its CI, then TPR at each FPR budget (* = not resolvable by the sample)."""
+    from rich.table import Table
+
+    fprs = sorted({p.fpr for a in evidence.attacks for p in a.tpr_at_fpr})
+    table = Table(title=f"Membership inference ({evidence.n_members} members vs {evidence.n_nonmembers} non-members)",
+                  header_style="bold")
+    for col in ("attack", "AUC", "95% CI", *[f"TPR@{f:.2%} FPR" for f in fprs]):
+        table.add_column(col, no_wrap=True)
+    for a in evidence.attacks:
+        ci = "" if a.auc_ci_low is None else f"[{a.auc_ci_low:.3f}, {a.auc_ci_high:.3f}]"
+        cells = []
+        for f in fprs:
+            point = next((p for p in a.tpr_at_fpr if p.fpr == f), None)
+            cells.append("-" if point is None else f"{point.tpr:.3f}{'' if point.resolvable else '*'}")
+        table.add_row(a.name, f"{a.auc:.3f}", ci, *cells)
+    return table
+
+
+@audit_app.command("membership")
+def audit_membership_command(
+    model: Annotated[Path, typer.Option("--model", help="Fine-tuned model folder (full weights or a LoRA adapter).")],
+    members: Annotated[Path, typer.Option("--members", help="Records the model was trained on (JSONL/CSV/Parquet).")],
+    nonmembers: Annotated[Path, typer.Option(
+        "--nonmembers", help="Held-out records of the same distribution, never trained on.")],
+    base: Annotated[Path | None, typer.Option(
+        "--base", help="The pre-fine-tune base model folder (needed for adapters and the reference attack).")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="Policy file or shipped name (default: default).")] = None,
+    task: Annotated[str, typer.Option("--task", help="classification or causal-lm.")] = "classification",
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    label_column: Annotated[str | None, typer.Option("--label-column", help="classification: the label.")] = "label",
+    prompt_column: Annotated[str | None, typer.Option("--prompt-column", help="causal-lm: prompt.")] = None,
+    completion_column: Annotated[str | None, typer.Option("--completion-column", help="causal-lm: completion.")] = None,
+    gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="GGUF file inside the base folder.")] = None,
+    max_records: Annotated[int, typer.Option("--max-records", min=10, help="Members and non-members each.")] = 500,
+    max_length: Annotated[int, typer.Option("--max-length", min=8, help="Tokens per record, as in training.")] = 128,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the AUC CI.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling and bootstrap seed.")] = 0,
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Membership-inference audit of a model trained elsewhere: loss, reference-calibrated (and for causal
+    LMs Min-K% and zlib) attacks; ROC AUC and TPR at 0.1 % / 1 % FPR.
+
+    Exit code 0 when the policy passes (or warns), 1 when it blocks, 2 on error.
+    """
+    from govern import api
+
+    if task not in ("classification", "causal-lm"):
+        raise typer.BadParameter("must be classification or causal-lm", param_hint="--task")
+    kwargs: dict[str, Any] = dict(task=task, text_column=text_column,
+                                  label_column=label_column if task == "classification" else None,
+                                  prompt_column=prompt_column, completion_column=completion_column,
+                                  gguf_file=gguf_file, max_records=max_records, seed=seed, bootstrap=bootstrap,
+                                  max_length=max_length)
+    recorded = getattr(api, "audit_membership_recorded", None)
+    if recorded is not None:
+        outcome = recorded(model=model, base=base, members=members, nonmembers=nonmembers, policy=policy,
+                           db_url=db, **kwargs)
+        evidence, decision, run_id = outcome.evidence, outcome.decision, getattr(outcome, "run_id", None)
+        results = [r if isinstance(r, dict) else r.model_dump(mode="json") for r in outcome.results]
+    else:  # until the API records standalone membership audits: compute, gate, but record nothing
+        from govern.audits.membership import audit_membership
+        from govern.policy import evaluate, load_policy
+
+        loaded = load_policy(policy or "default")
+        evidence = audit_membership(model, base, members, nonmembers, loaded.policy.membership, **kwargs)
+        verdict = evaluate(loaded.policy, {"membership": evidence.model_dump(mode="json")}, final=False)
+        decision, run_id = verdict.decision, None
+        results = [r.model_dump(mode="json") for r in verdict.results if r.status != "skipped"]
+    if output_format == "json":
+        emit_json({"run_id": run_id, "decision": decision, "results": results,
+                   "evidence": evidence.model_dump(mode="json")})
+    else:
+        console.print(_membership_table(evidence))
+        for note in evidence.notes:
+            console.print(f"note: {note}", highlight=False)
+        if results:
+            console.print(results_table(results, "Policy decision"))
+        console.print(f"decision: {_styled(decision)}" + (f"   run: {run_id}" if run_id else ""))
+    exit_with(1 if decision == "block" else 0)
+
+
 
 # ========================================================================== signing (issue 7 helper)
 

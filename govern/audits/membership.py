@@ -214,49 +214,61 @@ class RecordScores:
     token_logprobs: list[np.ndarray] | None = None
 
 
+def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -> list[Any]:
+    """Tokenise exactly as training did (:func:`govern.training.encoding.encode_records`: same special
+    tokens, same EOS, loss on the completion only), so the audit scores what the model was trained on."""
+    from govern.training.encoding import Columns, encode_records
+
+    if task == "classification":
+        rows = [{"text": t, "label": str(i)} for t, i in zip(records.texts, records.label_ids or [], strict=True)]
+        names = [str(i) for i in range(max(records.label_ids or [0]) + 1)]
+        return encode_records(rows, tokenizer, task=task, columns=Columns(text="text", label="label"),
+                              label_names=names, max_length=max_length)
+    if records.prompts is not None:
+        rows = [{"prompt": p, "completion": t} for p, t in zip(records.prompts, records.texts, strict=True)]
+        columns = Columns(text="text", label=None, prompt="prompt", completion="completion")
+    else:
+        rows = [{"text": t} for t in records.texts]
+        columns = Columns(text="text", label=None)
+    return encode_records(rows, tokenizer, task=task, columns=columns, label_names=None, max_length=max_length)
+
+
 def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: str, batch_size: int = 32,
                   max_length: int = 128, device: str | None = None) -> RecordScores:
     """Per-record loss (and, for causal LMs, per-token log-probabilities) under ``model``.
 
     Classification: cross-entropy of the true label. Causal LM: mean negative log-likelihood of the
-    text's tokens (of the completion only when a prompt is given, as in training). Records are batched
+    scored tokens (the completion only when a prompt is given, as in training). Records are batched
     by length so padding stays small; the result is in the input order.
     """
     import torch
+
+    from govern.training.encoding import IGNORE_INDEX, collate
 
     device = device or default_device()
     model.to(device)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    n = len(records)
+    examples = _encode(records, tokenizer, task, max_length)
+    n = len(examples)
     losses = np.zeros(n, dtype=float)
     token_lps: list[np.ndarray] = [np.zeros(0)] * n
-    full = records.full_texts()
-    order = np.argsort([len(t) for t in full], kind="stable")
+    order = np.argsort([len(e.input_ids) for e in examples], kind="stable")
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             idx = order[start: start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx], tokenizer.pad_token_id,
+                                                         task).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             if task == "classification":
-                enc = tokenizer([full[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt").to(device)
-                logits = model(**enc).logits.float()
-                labels = torch.tensor([records.label_ids[i] for i in idx], device=device)  # type: ignore[index]
-                nll = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+                nll = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
                 losses[idx] = nll.cpu().numpy()
                 continue
-            tokenizer.padding_side = "right"
-            enc = tokenizer([full[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt").to(device)
-            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+            labels = batch["labels"][:, 1:]
+            mask = labels != IGNORE_INDEX
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = enc["input_ids"][:, 1:]
-            tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            mask = enc["attention_mask"][:, 1:].bool()
-            if records.prompts is not None:
-                for row, i in enumerate(idx):
-                    prompt_len = len(tokenizer(records.prompts[i], truncation=True, max_length=max_length)["input_ids"])
-                    mask[row, : max(0, prompt_len - 1)] = False
+            tok_lp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             for row, i in enumerate(idx):
                 values = tok_lp[row][mask[row]].cpu().numpy().astype(float)
                 token_lps[i] = values
@@ -369,6 +381,11 @@ def load_model(path: Path, *, task: str, label_names: Sequence[str] | None = Non
     path = Path(path)
     if not path.exists():
         raise StageError(STAGE, f"model folder not found: {path}")
+    from govern.training.inference import MODEL_META, load_trained_model
+
+    if not as_reference and (path / MODEL_META).is_file():
+        # A folder govern trained: its own loader knows the layout (adapter or full weights).
+        return load_trained_model(path, base_path, gguf_file=gguf_file, task=task)  # type: ignore[arg-type]
     is_adapter = (path / "adapter_config.json").exists()
     weights_from = Path(base_path) if is_adapter else path
     if is_adapter and base_path is None:
@@ -397,6 +414,8 @@ def load_model(path: Path, *, task: str, label_names: Sequence[str] | None = Non
                                 param.zero_()
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(weights_from), **kwargs)
+        if not kwargs.get("gguf_file"):
+            model = model.float()  # GGUF weights are de-quantised to fp32 already
         if is_adapter:
             from peft import PeftModel
 

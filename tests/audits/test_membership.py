@@ -394,3 +394,25 @@ def test_enabling_lira_is_a_clear_error_not_a_silent_skip(world: World, overfit:
     with pytest.raises(StageError, match="LiRA is not implemented"):
         audit_membership(overfit.ctx.outputs["training"]["model_dir"], world.base, world.train, world.eval, policy,
                          task="classification", max_length=MAX_LEN)
+
+
+def test_cli_audit_membership_blocks_the_overfit_model_with_exit_code_1(world: World, overfit: RunResult,
+                                                                         workdir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from govern.cli import app
+
+    policy = workdir / "membership.yaml"
+    policy.write_text("apiVersion: govern.dev/v1\nkind: Policy\nmetadata: {name: mia, version: 1.0.0}\n"
+                      "membership:\n  max_auc: 0.6\n")
+    args = ["audit", "membership", "--model", overfit.ctx.outputs["training"]["model_dir"], "--base", str(world.base),
+            "--members", str(world.train), "--nonmembers", str(world.eval), "--policy", str(policy),
+            "--max-length", str(MAX_LEN), "--bootstrap", "20", "--format", "json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["decision"] == "block"
+    assert any(r["rule_id"] == "membership.max_auc" and r["status"] == "fail" for r in report["results"])
+    assert report["evidence"]["max_auc"] >= 0.8
+    table = CliRunner().invoke(app, args[:-2])
+    assert table.exit_code == 1 and "reference" in table.stdout and "decision" in table.stdout
