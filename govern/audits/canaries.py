@@ -157,15 +157,17 @@ def random_secret(rng: np.random.Generator) -> str:
 
 def make_canary_pool(pool_size: int, *, task: str, text_column: str, label_column: str | None,
                      labels: Sequence[Any], id_column: str | None, prompt_column: str | None = None,
-                     completion_column: str | None = None, words: int = 8,
+                     completion_column: str | None = None, words: int | None = None,
                      rng: np.random.Generator) -> list[dict[str, Any]]:
     """``pool_size`` random records in the training data's schema.
 
     Text is ``words`` random lowercase "words" (unlike any natural record, so only memorisation can
     make a model confident on it). Classification canaries get a random label from ``labels`` (kept in
     the data's own type); causal-LM canaries end in ``secret code d d d d d d`` so their exposure can be
-    measured.
+    measured. ``words`` defaults to 8 for classification and 3 for causal LMs, whose secret must fit in
+    the training ``max_length`` after the prefix.
     """
+    words = words if words is not None else (8 if task == "classification" else 3)
     if task == "classification" and not labels:
         raise StageError("canaries", "classification canaries need the training labels (none found)")
     pool: list[dict[str, Any]] = []

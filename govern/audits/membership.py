@@ -597,7 +597,10 @@ def secret_exposures(model: Any, tokenizer: Any, texts: Sequence[str], *, candid
         recs = AuditRecords(texts=variants, prompts=[prefix] * len(variants))
         scores = score_records(model, tokenizer, recs, task="causal-lm", batch_size=batch_size,
                                max_length=max_length, device=device)
-        total_lp = np.array([lp.sum() for lp in scores.token_logprobs or []])
+        token_lps = scores.token_logprobs or []
+        if not len(token_lps) or len(token_lps[0]) == 0:
+            continue  # the secret was truncated away by max_length: nothing the model could have learned
+        total_lp = np.array([lp.sum() for lp in token_lps])
         out.append(exposure(float(total_lp[0]), total_lp[1:]))
     return out
 

@@ -416,3 +416,60 @@ def test_cli_audit_membership_blocks_the_overfit_model_with_exit_code_1(world: W
     assert report["evidence"]["max_auc"] >= 0.8
     table = CliRunner().invoke(app, args[:-2])
     assert table.exit_code == 1 and "reference" in table.stdout and "decision" in table.stdout
+
+
+def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_secrets(world: World) -> None:
+    """A tiny GPT-2 trained hard on its records and on half of a pool of secret-code canaries."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from govern.data.io import read_records
+
+    torch.set_num_threads(1)
+    run_dir = world.root / "run-causal"
+    config = RunConfig(task="causal-lm", data=DataConfig(train=world.train, eval=world.eval, label_column=None),
+                       training=TrainingConfig(max_length=32))
+    canary_policy = CanaryPolicy(enabled=True, pool_size=40, guess_fraction=0.3, exposure_canaries=4,
+                                 exposure_candidates=63)
+    policy = Policy(apiVersion="govern.dev/v1", kind="Policy", metadata=Metadata(name="t", version="1"),
+                    membership=MembershipPolicy(canaries=canary_policy))
+    ctx = StageContext(run_id="causal", config=config, run_dir=run_dir, policy=policy, evidence=Evidence())
+    ctx.outputs["data"] = {"train_path": str(world.train), "eval_path": str(world.eval), "format": "jsonl"}
+    ctx.outputs["canaries"] = CanaryStage(seed=5).run(ctx).outputs
+    records = read_records(world.train)[:60] + read_records(Path(ctx.outputs["canaries"]["inserted_path"]))
+
+    tokenizer = AutoTokenizer.from_pretrained(str(world.base))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=1, n_head=2,
+                                       n_positions=40, pad_token_id=tokenizer.pad_token_id,
+                                       bos_token_id=None, eos_token_id=None))
+    base_dir, model_dir = run_dir / "base", run_dir / "model"
+    for folder in (base_dir, model_dir):
+        tokenizer.save_pretrained(folder)
+    model.save_pretrained(base_dir)
+    enc = tokenizer([r["text"] for r in records], add_special_tokens=False, padding="max_length", truncation=True,
+                    max_length=32, return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(40):
+        for start in range(0, len(records), 16):
+            batch = slice(start, start + 16)
+            loss = model(input_ids=enc["input_ids"][batch], attention_mask=enc["attention_mask"][batch],
+                         labels=labels[batch]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.save_pretrained(model_dir)
+    ctx.outputs["training"] = {"model_dir": str(model_dir), "base_model_path": str(base_dir), "gguf_file": None,
+                               "label_names": [], "task": "causal-lm", "device": "cpu"}
+    ev = MembershipStage().run(ctx).evidence
+    assert isinstance(ev, MembershipEvidence)
+    assert {a.name for a in ev.attacks} == {"loss", "reference", "min_k", "zlib"}
+    assert ev.n_members == 120  # members are sampled from the whole training file; 60 were trained on
+    canaries = ev.canaries
+    assert canaries is not None and canaries.exposure_candidates == 63 and canaries.exposure_max == 6.0
+    assert len(canaries.exposure) == len(canaries.exposure_nonmembers) == 4
+    # Memorised secrets sit at the top of their candidate space; unseen ones do not.
+    assert np.mean(canaries.exposure) >= 5.0 > np.mean(canaries.exposure_nonmembers) + 2.0
+    assert canaries.epsilon_lower_bound > 0.5
