@@ -436,6 +436,13 @@ def model_label_names(path: Path) -> list[str] | None:
     """Label names saved with a trained classifier (config.json id2label), unless they are defaults."""
     import json
 
+    from govern.training.inference import MODEL_META
+
+    meta = Path(path) / MODEL_META
+    if meta.is_file():
+        names = json.loads(meta.read_text(encoding="utf-8")).get("label_names")
+        if names:
+            return [str(n) for n in names]
     for candidate in (Path(path) / "config.json", Path(path) / "label_names.json"):
         if not candidate.exists():
             continue
