@@ -266,11 +266,19 @@ def _run(world: World, *, dp: bool, seed: int) -> RunResult:
     return RunResult(evidence=result.evidence, accountant_epsilon=eps, ctx=ctx)
 
 
-@pytest.fixture(scope="module")
-def overfit(world: World) -> RunResult:
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Any:
+    """One thread: deterministic float reductions, and no oversubscription stalls on a shared 2-core CI box."""
     import torch
 
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread avoids oversubscription stalls
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def overfit(world: World) -> RunResult:
     return _run(world, dp=False, seed=0)
 
 
@@ -425,7 +433,6 @@ def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_
 
     from govern.data.io import read_records
 
-    torch.set_num_threads(1)
     run_dir = world.root / "run-causal"
     config = RunConfig(task="causal-lm", data=DataConfig(train=world.train, eval=world.eval, label_column=None),
                        training=TrainingConfig(max_length=32))
