@@ -253,6 +253,26 @@ def audit_fairness_recorded(*, predictions: Path, label: str, pred: str, sensiti
             artifacts=lambda ev: [_input_artifact(Path(predictions), "predictions", "predictions")])
 
 
+def audit_membership_recorded(*, model: Path, base: Path | None, members: Path, nonmembers: Path,
+                              policy: str | Path | None = None, db_url: str | None = None,
+                              **kwargs: Any) -> StandaloneOutcome:
+    """``govern audit membership``: attack a model trained elsewhere, gate and record the result."""
+    from govern.audits.membership import audit_membership
+
+    loaded = load_policy(policy or "default")
+    inputs = {"model": str(Path(model).resolve()), "base": str(base) if base else None,
+              "members": str(Path(members).resolve()), "nonmembers": str(Path(nonmembers).resolve()),
+              **{k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool | type(None))}}
+    with open_store(db_url) as store:
+        return _record_standalone(
+            store, kind="audit-membership", name=f"membership:{Path(model).name}", stage="membership",
+            loaded=loaded, inputs=inputs,
+            compute=lambda: audit_membership(model, base, members, nonmembers, loaded.policy.membership, **kwargs),
+            artifacts=lambda ev: [_input_artifact(Path(model), "model", "model"),
+                                  _input_artifact(Path(members), "members", "dataset"),
+                                  _input_artifact(Path(nonmembers), "nonmembers", "dataset")])
+
+
 def sign_recorded(path: str | Path, method: str, *, db_url: str | None = None, **kwargs: Any) -> tuple[str, Any]:
     """``govern sign``: sign any model directory or file and record it (run kind ``sign``)."""
     from govern.signing.signing import sign_artifact

@@ -292,8 +292,9 @@ class Pipeline:
         input_digest = stage.input_digest(ctx)
         if resumed:
             previous = self.store.completed_stage(ctx.run_id, name)
-            if previous is not None and previous.input_digest == input_digest and previous.evidence is not None:
-                setattr(ctx.evidence, name, EVIDENCE_MODELS[name].model_validate(previous.evidence))
+            if previous is not None and previous.input_digest == input_digest:
+                if name in EVIDENCE_MODELS and previous.evidence is not None:
+                    setattr(ctx.evidence, name, EVIDENCE_MODELS[name].model_validate(previous.evidence))
                 ctx.outputs[name] = previous.outputs or {}
                 outcome.stages.append(StageOutcome(name, "reused"))
                 self.listener.stage_finished(name, "reused", 0.0, "unchanged inputs; result reused")
@@ -319,7 +320,8 @@ class Pipeline:
             self.store.add_signature(ctx.run_id, **signature)
         evidence_json = result.evidence.model_dump(mode="json")
         self.store.finish_stage(exec_id, "completed", evidence=evidence_json, outputs=result.outputs)
-        setattr(ctx.evidence, name, result.evidence)
+        if name in EVIDENCE_MODELS:  # helper stages (canaries) produce files, not gated evidence
+            setattr(ctx.evidence, name, result.evidence)
         ctx.outputs[name] = result.outputs
         if name == "training":
             ctx.evidence.ledger = ledger_evidence(self.store, _policy_of(ctx), ctx.run_id, ctx.evidence)

@@ -186,13 +186,21 @@ def _membership_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResu
         for attack in m["attacks"]:
             for point in attack.get("tpr_at_fpr", []):
                 if abs(point["fpr"] - limit.fpr) < 1e-12:
-                    observed.append((point["tpr"], attack["name"]))
+                    observed.append((point["tpr"], attack["name"], point.get("resolvable", True)))
         if not observed:
             yield RuleResult(rule_id=f"membership.max_tpr_at_fpr[{limit.fpr:g}]", severity=p.severity,
                              status="error", message=f"no attack reports TPR at FPR {limit.fpr:g}",
                              evidence_path="membership.attacks", threshold=limit.max_tpr)
             continue
-        tpr, name = max(observed)
+        tpr, name, resolvable = max(observed)
+        if not resolvable:
+            # Too few non-members to measure this FPR (e.g. 0.1% with 500): insufficient data, never a pass.
+            yield RuleResult(rule_id=f"membership.max_tpr_at_fpr[{limit.fpr:g}]", severity="warn", status="fail",
+                             message=f"TPR at FPR {limit.fpr:g} cannot be measured with "
+                                     f"{m.get('n_nonmembers')} non-members (insufficient data); observed TPR "
+                                     f"{_fmt(tpr)} at zero false positives", evidence_path="membership.attacks",
+                             observed=tpr, threshold=limit.max_tpr)
+            continue
         yield _result(f"membership.max_tpr_at_fpr[{limit.fpr:g}]", p.severity, tpr <= limit.max_tpr,
                       f"TPR {_fmt(tpr)} at FPR {limit.fpr:g} ('{name}'); maximum {limit.max_tpr}",
                       "membership.attacks", tpr, limit.max_tpr)
@@ -294,7 +302,8 @@ def _signing_checks(policy: Policy, doc: dict[str, Any], final: bool) -> Iterabl
                           f"signed with '{method}'; allowed: {', '.join(p.methods)}", "signing.method", method,
                           p.methods)
     m = doc.get("membership") or {}
-    if s and s.get("signed") and m.get("canaries") and not policy.membership.canaries.ship_canaried_model:
+    canaried = bool(m.get("canaries")) and (m["canaries"].get("canaries_in_model", True) is not False)
+    if s and s.get("signed") and canaried and not policy.membership.canaries.ship_canaried_model:
         yield _result("signing.no_canaries_in_release", "block", False,
                       "this model was trained with audit canaries; the policy forbids signing it for release "
                       "(set membership.canaries.ship_canaried_model or run the audit separately)",
