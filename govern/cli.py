@@ -556,27 +556,11 @@ def audit_fairness_command(
     from govern import api
 
     columns = _split_columns(sensitive)
-    recorded = getattr(api, "audit_fairness_recorded", None)
-    if recorded is not None:
-        import inspect
-
-        extra = ({"max_intersection_size": max_intersection_size}
-                 if "max_intersection_size" in inspect.signature(recorded).parameters else {})
-        outcome = recorded(predictions=predictions, label=label, pred=pred, sensitive=columns, policy=policy,
-                           positive_label=positive_label, bootstrap=bootstrap, seed=seed,
-                           intersections=intersections, db_url=db, **extra)
-        evidence, decision = outcome.evidence, outcome.decision
-        results = [r if isinstance(r, dict) else r.model_dump(mode="json") for r in outcome.results]
-        run_id = getattr(outcome, "run_id", None)
-    else:  # until the API records standalone audits: compute and show, decide nothing
-        from govern.audits.fairness import audit_fairness
-        from govern.policy import load_policy
-
-        loaded = load_policy(policy or "default")
-        evidence = audit_fairness(predictions, label, pred, columns, loaded.policy, positive_label=positive_label,
-                                  bootstrap=bootstrap, seed=seed, intersections=intersections,
-                                  max_intersection_size=max_intersection_size)
-        decision, results, run_id = None, [], None
+    outcome = api.audit_fairness_recorded(predictions=predictions, label=label, pred=pred, sensitive=columns,
+                                          policy=policy, positive_label=positive_label, bootstrap=bootstrap,
+                                          seed=seed, intersections=intersections,
+                                          max_intersection_size=max_intersection_size, db_url=db)
+    evidence, decision, results, run_id = outcome.evidence, outcome.decision, outcome.results, outcome.run_id
     if output_format == "json":
         emit_json({"run_id": run_id, "decision": decision, "results": results,
                    "evidence": evidence.model_dump(mode="json")})
@@ -649,21 +633,9 @@ def audit_membership_command(
                                   prompt_column=prompt_column, completion_column=completion_column,
                                   gguf_file=gguf_file, max_records=max_records, seed=seed, bootstrap=bootstrap,
                                   max_length=max_length)
-    recorded = getattr(api, "audit_membership_recorded", None)
-    if recorded is not None:
-        outcome = recorded(model=model, base=base, members=members, nonmembers=nonmembers, policy=policy,
-                           db_url=db, **kwargs)
-        evidence, decision, run_id = outcome.evidence, outcome.decision, getattr(outcome, "run_id", None)
-        results = [r if isinstance(r, dict) else r.model_dump(mode="json") for r in outcome.results]
-    else:  # until the API records standalone membership audits: compute, gate, but record nothing
-        from govern.audits.membership import audit_membership
-        from govern.policy import evaluate, load_policy
-
-        loaded = load_policy(policy or "default")
-        evidence = audit_membership(model, base, members, nonmembers, loaded.policy.membership, **kwargs)
-        verdict = evaluate(loaded.policy, {"membership": evidence.model_dump(mode="json")}, final=False)
-        decision, run_id = verdict.decision, None
-        results = [r.model_dump(mode="json") for r in verdict.results if r.status != "skipped"]
+    outcome = api.audit_membership_recorded(model=model, base=base, members=members, nonmembers=nonmembers,
+                                            policy=policy, db_url=db, **kwargs)
+    evidence, decision, run_id, results = outcome.evidence, outcome.decision, outcome.run_id, outcome.results
     if output_format == "json":
         emit_json({"run_id": run_id, "decision": decision, "results": results,
                    "evidence": evidence.model_dump(mode="json")})
@@ -710,7 +682,6 @@ def sign_command(
 ) -> None:
     """Sign a model trained anywhere into a sigstore bundle (written outside it), recorded in the lineage DB."""
     from govern import api
-    from govern.signing.signing import sign_artifact
 
     if sigstore:
         if key or signing_cert or cert_chain:
@@ -727,13 +698,7 @@ def sign_command(
     kwargs: dict[str, Any] = {"private_key": key, "signing_certificate": signing_cert,
                               "certificate_chain": list(cert_chain or []), "identity_token": identity_token,
                               "staging": staging, "out": out}
-    recorder = getattr(api, "sign_recorded", None)
-    run_id = None
-    if recorder is not None:
-        outcome = recorder(path, method, db_url=db, **kwargs)
-        run_id, result = outcome if isinstance(outcome, tuple) else (None, outcome)
-    else:
-        result = sign_artifact(path, method, **kwargs)  # type: ignore[arg-type]
+    run_id, result = api.sign_recorded(path, method, db_url=db, **kwargs)
     if output_format == "json":
         emit_json({"run_id": run_id, **result.model_dump(mode="json")})
         return
