@@ -226,8 +226,15 @@ def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutco
         for p in model.parameters():
             p.requires_grad_(True)
     trainable, total = count_parameters(model)
-    model_type = getattr(getattr(model, "config", None), "model_type", "")
-    needs_position_ids = model_type == "gpt2" and cfg.method == "full"
+    # Full fine-tuning under Opacus: the position (and token-type) embeddings are trained too, and
+    # their default ids are a shared [1, T] buffer — per-sample gradients then get batch size 1. Give
+    # every sample its own ids (``repeat``, not ``expand``, which ghost clipping cannot handle).
+    import inspect
+
+    forward_params = inspect.signature(model.forward).parameters
+    needs_position_ids = cfg.method == "full" and "position_ids" in forward_params
+    needs_token_types = (cfg.method == "full" and "token_type_ids" in forward_params
+                         and getattr(model.config, "type_vocab_size", 0))
     model.to(device)
     model.train()  # Opacus needs train mode before make_private ("No activations detected" otherwise)
     plain_model = model  # the unwrapped (PEFT) model: what gets saved
@@ -360,11 +367,14 @@ def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutco
     def forward_loss(batch: dict[str, torch.Tensor]) -> Any:
         batch = {k: v.to(device) for k, v in batch.items()}
         kwargs: dict[str, torch.Tensor] = {"attention_mask": batch["attention_mask"]}
-        if needs_position_ids:  # GPT-2 full FT under Opacus: explicit per-sample positions
-            b, t = batch["input_ids"].shape
+        b, t = batch["input_ids"].shape
+        if needs_position_ids:
             kwargs["position_ids"] = torch.arange(t, device=device)[None].repeat(b, 1)
+        if needs_token_types:
+            kwargs["token_type_ids"] = torch.zeros((b, t), dtype=torch.long, device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(input_ids=batch["input_ids"], **kwargs).logits
+            # input_ids positionally: Opacus' "ew" (expanded weights) mode only sees positional inputs.
+            logits = model(batch["input_ids"], **kwargs).logits
         logits = logits.float()
         labels = batch["labels"]
         if dp.enabled and dp.grad_sample_mode == "ghost":

@@ -117,3 +117,18 @@ def test_bad_training_settings_fail_with_clear_errors(tiny_bert: Path, sentiment
     no_gguf = make_spec(tiny_bert, sentiment_train, tmp_path / "d").model_copy(update={"gguf_file": "absent.gguf"})
     with pytest.raises(ConfigError, match="absent.gguf"):
         train(no_gguf)
+
+
+def test_full_fine_tuning_with_ghost_clipping_trains_and_reloads(tiny_bert: Path, sentiment_train: Path,
+                                                                 tmp_path: Path) -> None:
+    spec = make_spec(tiny_bert, sentiment_train, tmp_path / "out", method="full", max_steps=2,
+                     dp={"noise_multiplier": 1.0, "grad_sample_mode": "ghost"})
+    outcome = train(spec)
+    ev = outcome.evidence
+    assert ev.method == "full" and ev.trainable_params == ev.total_params and ev.grad_sample_mode == "ghost"
+    assert ev.steps == 2 and ev.epsilon["rdp"] > 0
+    assert outcome.model_dir is not None and (outcome.model_dir / "model.safetensors").is_file()
+    reloaded, tokenizer = load_trained_model(outcome.model_dir, None)
+    batch = tokenizer(["great day", "awful food"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(outcome.model(**batch).logits, reloaded(**batch).logits)
