@@ -51,6 +51,7 @@ class TrainingStage:
             training=cfg.training,
             output_dir=str(ctx.stage_dir(self.name)),
             allow_non_private=not ctx.policy.privacy.require_dp,
+            max_delta=ctx.policy.privacy.max_delta,
         )
 
     def input_digest(self, ctx: StageContext) -> str:

@@ -88,6 +88,7 @@ class TrainingSpec(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output_dir: str
     allow_non_private: bool = Field(default=False, description="The policy allows training without DP.")
+    max_delta: float | None = Field(default=None, description="The policy's δ cap: the default δ stays below it.")
 
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed from (not the output folder)."""
@@ -243,7 +244,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutco
     sample_rate = accounting.poisson_sample_rate(n, cfg.batch_size)
     steps_per_epoch = accounting.steps_per_epoch(sample_rate)
     total_steps = cfg.max_steps or accounting.steps_for_epochs(cfg.epochs, sample_rate)
-    delta = dp.delta if dp.delta is not None else accounting.default_delta(n)
+    # Default δ: 1/(10·n) — well below 1/n — and never above the policy's cap.
+    delta = dp.delta if dp.delta is not None else min(accounting.default_delta(n), spec.max_delta or 1.0)
     noise_multiplier: float | None = None
     if dp.enabled:
         if dp.noise_multiplier is not None:

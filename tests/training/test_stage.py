@@ -63,6 +63,7 @@ def test_causal_lm_dp_lora_on_a_gguf_model_through_the_stage(tmp_path: Path) -> 
     assert set(ev.epsilon) == {"rdp", "prv", "dp_accounting_rdp", "dp_accounting_pld"}
     assert ev.epsilon["prv"] == pytest.approx(ev.epsilon["dp_accounting_pld"], rel=0.05)
     assert ev.base_model["gguf_file"] == "tiny.gguf"
+    assert ev.delta == 1e-5  # 1/(10·n) = 2e-3 capped at the policy's default max_delta
     kinds = {(a.kind, a.role) for a in result.artifacts}
     assert {("adapter", "output"), ("tokenizer", "output"), ("model", "input"), ("checkpoint", "output")} <= kinds
     out = result.outputs

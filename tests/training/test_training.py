@@ -123,8 +123,9 @@ def test_full_fine_tuning_with_ghost_clipping_trains_and_reloads(tiny_bert: Path
                                                                  tmp_path: Path) -> None:
     spec = make_spec(tiny_bert, sentiment_train, tmp_path / "out", method="full", max_steps=2,
                      dp={"noise_multiplier": 1.0, "grad_sample_mode": "ghost"})
-    outcome = train(spec)
+    outcome = train(spec.model_copy(update={"max_delta": 1e-5}))
     ev = outcome.evidence
+    assert ev.delta == 1e-5  # the default 1/(10·n) = 3.9e-4 is capped at the policy's max_delta
     assert ev.method == "full" and ev.trainable_params == ev.total_params and ev.grad_sample_mode == "ghost"
     assert ev.steps == 2 and ev.epsilon["rdp"] > 0
     assert outcome.model_dir is not None and (outcome.model_dir / "model.safetensors").is_file()
