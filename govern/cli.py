@@ -196,7 +196,10 @@ def run_command(
     Exit code 0 when the policy passes (or warns), 1 when it blocks, 2 on error (the run is recorded as failed).
     """
     from govern import api
+    from govern.training.distributed import is_worker, worker_main
 
+    if is_worker():  # under torchrun, ranks > 0 only train (rank 0 governs and records the run)
+        exit_with(worker_main())
     if config is None and resume is None:
         raise GovernError("give a config file, or --resume RUN_ID")
     with progress_bars(enabled=output_format != "json") as bars:

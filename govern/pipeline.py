@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 import subprocess
 import time
 import traceback
@@ -359,3 +360,7 @@ def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: 
         return pipeline.start(config_path)
     finally:
         store.close()
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # under torchrun: never leave the other ranks waiting
+            from govern.training.distributed import release_workers
+
+            release_workers()

@@ -5,3 +5,9 @@ Modules: :mod:`~govern.training.accounting` (ε/σ planning, pure functions), :m
 :mod:`~govern.training.inference` (per-example loss / probabilities for the audits) and
 :mod:`~govern.training.stage` (the pipeline stage). Importing this package loads no torch.
 """
+
+import warnings
+
+# transformers 5 calls its own deprecated `is_gradient_checkpointing` from PEFT/Opacus code paths; the
+# warning is about library internals a user cannot act on, and it would clutter every run's output.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -67,6 +67,9 @@ class TrainingStage:
                                         "privacy (privacy.require_dp: true); enable DP or use a policy that "
                                         "allows non-private training (e.g. dev)")
         spec = self.spec(ctx)
+        from govern.training.distributed import share_spec
+
+        share_spec(spec.model_dump_json())  # under torchrun: the other ranks train this exact spec
         outcome = train(spec, progress=ctx.progress)
         evidence = outcome.evidence
         evidence.canaries_inserted = _count_canaries(spec)
