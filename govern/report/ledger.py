@@ -1,23 +1,9 @@
-"""The privacy-budget ledger: ε spent per data set, composed over every DP run that trained on it.
+"""The privacy-budget ledger across runs (``govern report --since``): ε spent per data set.
 
-Differential privacy composes: training twice on the same data set spends more than either run alone.
-Adding the per-run ε values (basic composition) is valid but loose; the accountants compose the
-*mechanisms* instead. For each run the lineage DB holds what its accountant used — the Poisson
-sampling rate q, the noise multiplier σ and the number of steps — so the ledger rebuilds every run as
-``steps × PoissonSampled(q, Gaussian(σ))`` and composes all of them in one dp-accounting accountant,
-converting to ε **once**, at the ledger's δ:
-
-- ``rdp`` / ``dp_accounting_rdp``: :class:`dp_accounting.rdp.RdpAccountant` (RDP curves add up);
-- ``prv`` / ``dp_accounting_pld``: :class:`dp_accounting.pld.PLDAccountant` (privacy-loss
-  distributions convolve; Opacus' PRV accountant is the same idea, so PRV runs compose as PLD here),
-  with a value discretisation of 1e-3 — dp-accounting rounds pessimistically, so the result is an
-  upper bound.
-
-The ledger's δ is the largest δ any of its runs used (composing at the same δ the runs were each
-accounted at keeps the total comparable with the per-run ε and is the pessimistic choice: a larger δ
-would give a smaller ε). A run whose q/σ/steps were not recorded cannot be recomposed; it enters by
-basic composition with its own recorded (ε_i, δ_i): the total is ε_accountant(rest, δ − Σδ_i) + Σε_i,
-and infinite when δ − Σδ_i ≤ 0. A run trained without DP makes the total infinite.
+The composition maths (each run rebuilt as steps × Poisson-subsampled Gaussian and composed with
+dp-accounting, stated at the largest δ, ∞ for any non-private run) lives in :mod:`govern.privacy_ledger`,
+shared with the pipeline's ``privacy.max_total_epsilon_per_dataset`` gate; this module assembles and
+renders the cross-run report from the lineage DB.
 """
 
 from __future__ import annotations
