@@ -11,9 +11,9 @@ Design choices, each for a later stage of a governed run:
   message is composed of an optional greeting, one of many paraphrases of its intent's core request
   with slots (amounts, order numbers, products, dates, devices ...), an optional detail sentence and an
   optional sign-off, so a small model learns the intent, not a template.
-* **Sensitive attributes** (``age_band``, ``region``, ``language_variety``) are drawn independently of
-  the intent and of each other, so a model that learned the task is fair by construction and the
-  fairness gate has something real to pass.
+* **Sensitive attributes** (``age_band``, ``region``, ``language_variety``) are stratified: every
+  combination gets an equal share and, within it, an equal share of each intent, so a model that
+  learned the task is fair by construction and the fairness gate has something real to pass.
 * **Planted PII** in about 5% of the messages, only of kinds the default policy *redacts* (e-mail
   addresses, US phone numbers, Luhn-valid card numbers, IBANs with valid check digits, IPv4
   addresses); every planted value is listed in ``planted_pii.json`` so tests can check that no output
@@ -367,15 +367,20 @@ def generate(
     pii_counter = 0
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, n in splits.items():
-        # Intents balanced exactly; attributes drawn independently of the intent and of each other.
-        intents = [INTENTS[i % len(INTENTS)] for i in range(n)]
-        rng.shuffle(intents)
+        # Stratified: every (age band, region, variety) cell holds an equal share of the data, and within
+        # each cell the intents take turns (starting at a different intent per cell, so the remainders
+        # spread out). The intent is then independent of the attributes not just in expectation but in
+        # each group's counts: a model that learned the task passes the four-fifths rule by construction,
+        # instead of failing it on sampling noise in the labels.
+        cells = [(a, r, v) for a in AGE_BANDS for r in REGIONS for v in LANGUAGE_VARIETIES]
+        assignments = [(INTENTS[(i // len(cells) + i % len(cells)) % len(INTENTS)], cells[i % len(cells)])
+                       for i in range(n)]
+        rng.shuffle(assignments)
         n_pii = round(n * pii_fraction)
         pii_rows = set(rng.sample(range(n), n_pii))
         rows = []
-        for i, intent in enumerate(intents):
+        for i, (intent, (age_band, region, variety)) in enumerate(assignments):
             record_id = f"{id_prefix}-{split}-{i + 1:05d}"
-            age_band, region, variety = rng.choice(AGE_BANDS), rng.choice(REGIONS), rng.choice(LANGUAGE_VARIETIES)
             for _attempt in range(1000):
                 sentences, body = factory.message(intent, variety)
                 key = _dedup_key(body)
