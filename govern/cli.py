@@ -54,8 +54,15 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    # Piped output (CI logs) gets 120 columns instead of rich's 80, so rule ids and findings stay on one line.
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal or os.environ.get("COLUMNS") else 120
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Lineage DB URL (default: GOVERN_DB_URL or sqlite:///.govern/lineage.db).")
