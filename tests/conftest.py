@@ -21,6 +21,13 @@ SHARED = PROJECT_ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip for a missing optional tool; under GOVERN_REQUIRE_ALL=1 (CI) that is a failure instead."""
+    if os.environ.get("GOVERN_REQUIRE_ALL") == "1":
+        pytest.fail(reason + " and GOVERN_REQUIRE_ALL=1 forbids skipping")
+    pytest.skip(reason)
+
+
 def require_fixture(relative: str) -> Path:
     """Path of a ../shared/fixtures file; skip (CI: fail, via GOVERN_REQUIRE_ALL) when it is absent."""
     path = FIXTURES / relative

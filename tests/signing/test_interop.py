@@ -12,6 +12,7 @@ import pytest
 
 from govern.signing import SignerConfig, Trust, sign_model, verify
 from govern.signing.keys import KeyPair
+from tests.conftest import skip_or_fail
 
 
 def test_govern_key_bundle_verifies_with_upstream_api(model_dir: Path, keys: KeyPair) -> None:
@@ -35,7 +36,7 @@ def test_govern_certificate_bundle_verifies_with_upstream_api(model_dir: Path, p
 def test_govern_bundle_verifies_with_upstream_cli(model_dir: Path, keys: KeyPair) -> None:
     exe = shutil.which("model_signing") or str(Path(sys.executable).with_name("model_signing"))
     if not Path(exe).exists():
-        pytest.skip("the model_signing console script is not installed")
+        skip_or_fail("the model_signing console script is not installed")
     result = sign_model(model_dir, SignerConfig(method="key", private_key=keys.private_key))
     done = subprocess.run([exe, "verify", "key", str(model_dir), "--signature", result.bundle_path,
                            "--public_key", str(keys.public_key)], capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from govern.training.trainer import TrainingSpec, train
+from tests.conftest import skip_or_fail
 
 from .conftest import sentiment_records, write_jsonl
 from .test_training import make_spec
@@ -76,7 +77,7 @@ def test_a_checkpoint_from_another_setup_is_not_resumed(tiny_bert: Path, sentime
 def test_two_gloo_processes_train_with_dpddp_and_global_batch_accounting(tiny_bert: Path, tmp_path: Path) -> None:
     torchrun = Path(PYTHON).with_name("torchrun")
     if not torchrun.exists():
-        pytest.skip("torchrun not installed next to the interpreter")
+        skip_or_fail("torchrun not installed next to the interpreter")
     train_path = write_jsonl(tmp_path / "train.jsonl", sentiment_records(200))
     out = tmp_path / "ddp"
     spec = make_spec(tiny_bert, train_path, out, epochs=1, batch_size=40, max_physical_batch_size=16,

