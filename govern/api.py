@@ -347,3 +347,32 @@ def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | Non
         if report.findings:
             store.add_pii_findings(outcome.run_id, report.findings)
         return outcome.run_id, report
+
+
+def verify_recorded(path: str | Path, signature: str | Path, trust: Any, *, provenance: list[Path] | None = None,
+                    db_url: str | None = None, run_id: str | None = None, record: bool = True
+                    ) -> tuple[str | None, Any]:
+    """``govern verify``: check files, signer, provenance (and, with ``db_url``, the lineage DB), then record
+    the verification itself as a run of kind ``verify`` — so the DB shows who checked what, and the result.
+
+    Returns (verification run id or None when ``record`` is false, :class:`VerificationReport`). A failed
+    verification is recorded as ``blocked`` with decision ``block``; it is a result, not an error.
+    """
+    from govern.signing.verifying import verify
+    from govern.stage import digest_of
+
+    report = verify(Path(path), Path(signature), trust, provenance=list(provenance or []), db_url=db_url,
+                    run_id=run_id)
+    if not record:
+        return None, report
+    inputs = {"path": str(Path(path).resolve()), "signature": str(Path(signature).resolve()),
+              "trust": trust.model_dump(mode="json"), "provenance": [str(p) for p in provenance or []],
+              "checked_run": run_id}
+    with open_store(db_url) as store:
+        verification_id = store.create_run(name=f"verify:{Path(path).name}", kind="verify", config=inputs,
+                                           config_digest=digest_of(inputs))
+        exec_id = store.start_stage(verification_id, "verification", digest_of(inputs))
+        store.finish_stage(exec_id, "completed", evidence=report.model_dump(mode="json"))
+        store.set_run_status(verification_id, "completed" if report.verified else "blocked",
+                             decision="pass" if report.verified else "block")
+    return verification_id, report

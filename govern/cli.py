@@ -731,24 +731,31 @@ def verify_command(
     provenance: Annotated[list[Path] | None, typer.Option("--provenance", help="Signed attestation bundle(s).")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Also check the lineage DB at this URL.")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run id to check in the lineage DB.")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record/--no-record", help="Record this verification in the lineage DB (--db, else the default).")] = True,
     output_format: FormatOption = "table",
 ) -> None:
     """Verify files, signer, provenance and lineage. Exit 0 verified, 1 failed (what failed is listed), 2 error."""
     from rich.markup import escape
 
-    from govern.signing.verifying import Trust, verify
+    from govern import api
+    from govern.signing.verifying import Trust
 
     trust = Trust(public_key=key, certificate_chain=list(cert_chain or []), identity=identity, issuer=issuer,
                   staging=staging)
-    report = verify(path, signature, trust, provenance=list(provenance or []), db_url=db, run_id=run)
+    verification_id, report = api.verify_recorded(path, signature, trust, provenance=list(provenance or []),
+                                                  db_url=db, run_id=run, record=record)
     if output_format == "json":
-        emit_json({"verified": report.verified, **report.model_dump(mode="json")})
+        emit_json({"verified": report.verified, "verification_run_id": verification_id,
+                   **report.model_dump(mode="json")})
     else:
         for c in report.checks:
             mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
             console.print(f"{mark} {escape(c.detail)}", highlight=False)
         verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]VERIFICATION FAILED[/]"
         console.print(f"{verdict} {escape(report.subject)}", highlight=False)
+        if verification_id:
+            console.print(f"recorded as {verification_id}", highlight=False)
     exit_with(0 if report.verified else 1)
 
 

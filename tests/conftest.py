@@ -50,6 +50,13 @@ def require_tool(name: str, why: str) -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def isolated_lineage_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to a developer's real lineage DB: the default DB is a fresh temporary one."""
+    db = tmp_path_factory.mktemp("lineage") / "lineage.db"
+    monkeypatch.setenv("GOVERN_DB_URL", f"sqlite:///{db}")
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory with its own SQLite lineage DB (via GOVERN_DB_URL)."""
