@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -138,18 +139,22 @@ class Stage(Protocol):
 
 def digest_of(*parts: Any) -> str:
     """sha256 over the canonical JSON of ``parts`` (for input digests)."""
-    return "sha256:" + hashlib.sha256(canonical_json([_jsonable(p) for p in parts]).encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json([jsonable(p) for p in parts]).encode()).hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON values for digests and attestations: models dumped, paths as text, datetimes as UTC ISO."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return value
 
 

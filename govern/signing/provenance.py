@@ -34,6 +34,7 @@ from govern.errors import GovernError
 from govern.evidence import Evidence
 from govern.signing._signers import sign_payload
 from govern.signing.signing import FileDigest, Signer, SignerConfig, hashing_config, manifest_files
+from govern.stage import jsonable
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -63,20 +64,6 @@ class SignedStatement(BaseModel):
     signer: str
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return _iso(value)
-    return value
-
-
 def _iso(value: datetime | str | None) -> str:
     if value is None:
         return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -95,7 +82,7 @@ def _hex(digest: str | None) -> str | None:
 
 
 def _doc_digest(document: Any) -> str:
-    return hashlib.sha256(canonical_json(_jsonable(document)).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(jsonable(document)).encode()).hexdigest()
 
 
 def subjects_for(model_path: str | Path, files: list[FileDigest] | None = None) -> list[dict[str, Any]]:
@@ -119,7 +106,7 @@ def _dependency(entry: dict[str, Any], kind: str) -> dict[str, Any]:
         out["uri"] = str(uri)
     if digest:
         out["digest"] = {"sha256": digest}
-    annotations = {k: _jsonable(v) for k, v in entry.items()
+    annotations = {k: jsonable(v) for k, v in entry.items()
                    if k not in ("name", "uri", "path", "sha256", "digest") and v is not None}
     annotations["kind"] = kind
     out["annotations"] = annotations
@@ -151,8 +138,8 @@ def build_provenance(
     if "id" not in run:
         raise GovernError("provenance: run needs an 'id' (the run id becomes the SLSA invocationId)")
     subjects = subjects_for(model_dir, files)
-    config_doc = _jsonable(config)
-    policy_doc = _jsonable(policy) if isinstance(policy, dict) else {"document": _jsonable(policy)}
+    config_doc = jsonable(config)
+    policy_doc = jsonable(policy) if isinstance(policy, dict) else {"document": jsonable(policy)}
     policy_document = policy_doc.get("document", {})
     policy_param = {
         "name": policy_doc.get("name") or (policy_document.get("metadata") or {}).get("name"),
@@ -180,7 +167,7 @@ def build_provenance(
                     "config": {"digest": {"sha256": _doc_digest(config_doc)}, "document": config_doc},
                     "policy": policy_param,
                 },
-                "internalParameters": _jsonable(run.get("internal") or {}),
+                "internalParameters": jsonable(run.get("internal") or {}),
                 "resolvedDependencies": dependencies,
             },
             "runDetails": {
@@ -200,7 +187,7 @@ def build_provenance(
         "subject": subjects,
         "predicateType": GOVERN_AUDIT_V1,
         "predicate": {"runId": str(run["id"]), "policy": {k: policy_param[k] for k in ("name", "version", "digest")},
-                      **_jsonable(audit)},
+                      **jsonable(audit)},
     }
     return slsa, audit_statement
 
