@@ -71,6 +71,10 @@ class TrainingStage:
 
         share_spec(spec.model_dump_json())  # under torchrun: the other ranks train this exact spec
         outcome = train(spec, progress=ctx.progress)
+        # The exact recipe, for audits that retrain with it (LiRA's reference models): paths and
+        # settings only, no records.
+        spec_path = ctx.stage_dir(self.name) / "spec.json"
+        spec_path.write_text(spec.model_dump_json(indent=1), encoding="utf-8")
         evidence = outcome.evidence
         evidence.canaries_inserted = _count_canaries(spec)
         outputs: dict[str, Any] = {
@@ -83,6 +87,7 @@ class TrainingStage:
             "method": cfg.method,
             "max_length": cfg.max_length,
             "dp": cfg.dp.enabled,
+            "spec_path": str(spec_path),
         }
         artifacts: list[ArtifactOut] = []
         if outcome.model_dir is not None:  # rank 0 only under torchrun

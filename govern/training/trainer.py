@@ -178,8 +178,12 @@ def _autocast(device: torch.device, precision: str) -> tuple[bool, str]:
 
 
 # ------------------------------------------------------------------------------------------- train
-def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutcome:
-    """Fine-tune as the spec says; resume from the newest checkpoint in ``output_dir`` if any."""
+def train(spec: TrainingSpec, progress: Progress | None = None, *, single_process: bool = False) -> TrainingOutcome:
+    """Fine-tune as the spec says; resume from the newest checkpoint in ``output_dir`` if any.
+
+    ``single_process``: train in this process only, even under ``torchrun`` — for audit-internal models
+    (LiRA's reference models) that rank 0 trains after the other ranks have finished and exited.
+    """
     progress = progress or NullProgress()
     cfg = spec.training
     dp = cfg.dp
@@ -187,7 +191,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None) -> TrainingOutco
     if not dp.enabled and not spec.allow_non_private:
         raise StageError("training", "training.dp.enabled is false but the policy requires differential privacy "
                                      "(privacy.require_dp); use a policy that allows non-private training")
-    world_size, rank = _dist_info()
+    world_size, rank = (1, 0) if single_process else _dist_info()
     device = pick_device(cfg.device)
     if world_size > 1:
         _init_distributed(device)
