@@ -279,6 +279,21 @@ class CanaryAudit(EvidenceModel):
     )
 
 
+class LiraDetails(EvidenceModel):
+    """How the offline LiRA attack was calibrated (its metrics are in ``attacks`` under ``lira``)."""
+
+    reference_models: int
+    pool: str = Field(description="Where the reference models' training records came from (the held-out set).")
+    pool_size: int
+    records_per_model: list[int]
+    min_out_models_per_record: int = Field(description="Fewest reference models any audited record was OUT of.")
+    variance: str = Field(description="'global' (pooled over records, few models) or 'per-record'.")
+    dp: bool = Field(description="The reference models were trained with the target's DP recipe.")
+    reference_epsilon: list[float] = Field(default_factory=list, description="Accountant ε of each reference model.")
+    seeds: list[int] = Field(default_factory=list)
+    training_s: float = 0.0
+
+
 class MembershipEvidence(EvidenceModel):
     n_members: int
     n_nonmembers: int
@@ -286,6 +301,7 @@ class MembershipEvidence(EvidenceModel):
     attacks: list[AttackResult]
     max_auc: float
     canaries: CanaryAudit | None = None
+    lira: LiraDetails | None = None
     task: str | None = None
     members_source: str | None = Field(default=None, description="Where members came from (file path or 'train').")
     nonmembers_source: str | None = None

@@ -23,8 +23,11 @@ Clopper-Pearson interval on the TPR. The empirical FPR moves in steps of 1/n (n 
 budget allows no false positive at all, the number is the TPR at zero false positives, flagged
 ``resolvable: false`` and explained in ``notes`` — never passed off as a measurement at 0.1 %.
 
-Offline LiRA (reference models trained on non-members) is not implemented; enabling it in the policy
-is an error so that a policy asking for it never passes silently.
+With ``membership.lira.enabled`` the stage adds **offline LiRA** (Carlini et al. 2022): reference models
+trained with the run's own recipe on halves of the held-out set give each record an OUT distribution,
+and the score is the target's confidence standardised against it (:mod:`govern.audits.lira`). It then
+also ranks the canary pool. LiRA needs the training recipe, so it runs in ``govern run`` only; the
+standalone audit refuses it with a clear error rather than silently skipping it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from govern.audits.canaries import (
     split_secret,
 )
 from govern.errors import DataError, StageError
-from govern.evidence import AttackResult, CanaryAudit, MembershipEvidence, TprAtFpr
+from govern.evidence import AttackResult, CanaryAudit, LiraDetails, MembershipEvidence, TprAtFpr
 from govern.stage import StageContext, StageResult, digest_of
 
 if TYPE_CHECKING:
@@ -63,6 +66,8 @@ ATTACK_DESCRIPTIONS = {
     "reference": "Reference-calibrated: base-model loss minus fine-tuned loss on the same record.",
     "min_k": "Min-K% probability (Shi et al. 2023): mean log-prob of the k% least likely tokens.",
     "zlib": "zlib ratio (Carlini et al. 2021): -(log-perplexity / zlib-compressed length in bytes).",
+    "lira": "Offline LiRA (Carlini et al. 2022): target confidence standardised against reference models "
+            "trained without the record.",
 }
 CAUSAL_ONLY = ("min_k", "zlib")
 
@@ -214,6 +219,14 @@ class RecordScores:
     token_logprobs: list[np.ndarray] | None = None
 
 
+@dataclass
+class LiraInput:
+    """The reference models' view of a record set: φ per (model, record) and which models were OUT."""
+
+    confidences: np.ndarray  # (k, n)
+    out_mask: np.ndarray  # (k, n)
+
+
 def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -> list[Any]:
     """Tokenise exactly as training did (:func:`govern.training.encoding.encode_records`: same special
     tokens, same EOS, loss on the completion only), so the audit scores what the model was trained on."""
@@ -277,8 +290,10 @@ def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: st
 
 
 def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, base: RecordScores | None,
-                  texts: Sequence[str], min_k_fraction: float = 0.2) -> dict[str, np.ndarray]:
-    """Scores (higher = member) of each requested attack; ``reference`` needs the base model's scores."""
+                  texts: Sequence[str], min_k_fraction: float = 0.2,
+                  lira: LiraInput | None = None) -> dict[str, np.ndarray]:
+    """Scores (higher = member) of each requested attack; ``reference`` needs the base model's scores,
+    ``lira`` the reference models' confidences on the same records."""
     out: dict[str, np.ndarray] = {}
     for name in attacks:
         if name == "loss":
@@ -296,7 +311,11 @@ def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, ba
                 continue
             out[name] = np.array([zlib_score(loss, t) for loss, t in zip(target.loss, texts, strict=True)])
         elif name == "lira":
-            raise StageError(STAGE, "offline LiRA is not implemented in this version; disable membership.lira")
+            if lira is None:
+                raise StageError(STAGE, "the LiRA attack needs reference models' confidences")
+            from govern.audits.lira import logit_confidence, offline_lira_scores
+
+            out[name] = offline_lira_scores(logit_confidence(target.loss), lira.confidences, lira.out_mask)[0]
         else:
             raise StageError(STAGE, f"unknown attack '{name}'")
     return out
@@ -463,14 +482,21 @@ class ScoredSets:
     nonmember: dict[str, np.ndarray]
 
 
-def run_attacks(model: Any, tokenizer: Any, base_model: Any | None, base_tokenizer: Any | None,
-                members: AuditRecords, nonmembers: AuditRecords, *, task: str, attacks: Sequence[str],
-                batch_size: int, max_length: int, min_k_fraction: float, device: str | None) -> ScoredSets:
-    combined = AuditRecords(
+def combine(members: AuditRecords, nonmembers: AuditRecords) -> AuditRecords:
+    """Members then non-members, as one set to score."""
+    return AuditRecords(
         texts=members.texts + nonmembers.texts,
         prompts=None if members.prompts is None else members.prompts + (nonmembers.prompts or []),
         label_ids=None if members.label_ids is None else members.label_ids + (nonmembers.label_ids or []),
+        ids=members.ids + nonmembers.ids,
     )
+
+
+def run_attacks(model: Any, tokenizer: Any, base_model: Any | None, base_tokenizer: Any | None,
+                members: AuditRecords, nonmembers: AuditRecords, *, task: str, attacks: Sequence[str],
+                batch_size: int, max_length: int, min_k_fraction: float, device: str | None,
+                lira: LiraInput | None = None) -> ScoredSets:
+    combined = combine(members, nonmembers)
     target = score_records(model, tokenizer, combined, task=task, batch_size=batch_size, max_length=max_length,
                            device=device)
     base = None
@@ -478,17 +504,20 @@ def run_attacks(model: Any, tokenizer: Any, base_model: Any | None, base_tokeniz
         base = score_records(base_model, base_tokenizer, combined, task=task, batch_size=batch_size,
                              max_length=max_length, device=device)
     scores = attack_scores(attacks, task=task, target=target, base=base, texts=combined.full_texts(),
-                           min_k_fraction=min_k_fraction)
+                           min_k_fraction=min_k_fraction, lira=lira)
     n = len(members)
     return ScoredSets(member={k: v[:n] for k, v in scores.items()}, nonmember={k: v[n:] for k, v in scores.items()})
 
 
-def attacks_for(policy: MembershipPolicy, task: str, has_base: bool) -> tuple[list[str], list[str]]:
-    """The attacks to run (policy's, plus Min-K% and zlib for causal LMs) and notes on skipped ones."""
-    if policy.lira.enabled:
-        raise StageError(STAGE, "policy membership.lira.enabled: offline LiRA is not implemented in this "
-                                "version of govern; disable it (the loss, reference, min_k and zlib attacks run)")
-    names = list(dict.fromkeys(policy.attacks))
+def attacks_for(policy: MembershipPolicy, task: str, has_base: bool, *,
+                lira_available: bool = False) -> tuple[list[str], list[str]]:
+    """The attacks to run (policy's, plus Min-K% and zlib for causal LMs, plus LiRA when the policy
+    enables it) and notes on skipped ones. ``lira_available``: the caller knows the training recipe."""
+    if policy.lira.enabled and not lira_available:
+        raise StageError(STAGE, "policy membership.lira.enabled: offline LiRA retrains reference models with the "
+                                "target's own training recipe, which only `govern run` knows; audit a model "
+                                "trained elsewhere without it (the loss, reference, min_k and zlib attacks run)")
+    names: list[str] = list(dict.fromkeys(policy.attacks))
     notes: list[str] = []
     if task == "causal-lm":
         names += [a for a in CAUSAL_ONLY if a not in names]
@@ -500,6 +529,8 @@ def attacks_for(policy: MembershipPolicy, task: str, has_base: bool) -> tuple[li
     if "reference" in names and not has_base:
         names.remove("reference")
         notes.append("no base model: reference-calibrated attack skipped")
+    if policy.lira.enabled:
+        names.append("lira")
     return names, notes
 
 
@@ -586,8 +617,12 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
 # ===================================================================================== canary audit
 def canary_attack(attacks: Sequence[str]) -> str:
     """The attack that ranks canaries, fixed before looking at results (choosing the best one after
-    the fact would overstate the bound): reference when available, else loss."""
-    return "reference" if "reference" in attacks else "loss"
+    the fact would overstate the bound): LiRA when the policy enables it, else reference when
+    available, else loss."""
+    for name in ("lira", "reference"):
+        if name in attacks:
+            return name
+    return "loss"
 
 
 def secret_exposures(model: Any, tokenizer: Any, texts: Sequence[str], *, candidates: int, seed: int,
@@ -617,9 +652,12 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
                  label_column: str | None, label_names: Sequence[str] | None, prompt_column: str | None,
                  completion_column: str | None, id_column: str | None, attacks: Sequence[str],
                  canary_policy: Any, delta: float, accountant_epsilon: float | None, batch_size: int,
-                 max_length: int, seed: int, device: str | None, source: str) -> CanaryAudit:
+                 max_length: int, seed: int, device: str | None, source: str,
+                 lira: LiraInput | None = None) -> CanaryAudit:
     """Score the whole canary pool with the fixed attack and turn the guesses into the ε lower bound."""
     attack = canary_attack(attacks)
+    if attack == "lira" and lira is None:
+        attack = canary_attack([a for a in attacks if a != "lira"])
     records = to_audit_records(pool, source=source, task=ctx_task, text_column=text_column,
                                label_column=label_column, label_names=label_names, prompt_column=prompt_column,
                                completion_column=completion_column, id_column=id_column)
@@ -629,9 +667,10 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
     if attack == "reference" and base_model is not None:
         base = score_records(base_model, base_tokenizer, records, task=ctx_task, batch_size=batch_size,
                              max_length=max_length, device=device)
-    else:
+    elif attack != "lira":
         attack = "loss"
-    scores = attack_scores([attack], task=ctx_task, target=target, base=base, texts=records.full_texts())[attack]
+    scores = attack_scores([attack], task=ctx_task, target=target, base=base, texts=records.full_texts(),
+                           lira=lira)[attack]
     inserted = np.array([canary_id(rec, id_column) in inserted_ids for rec in pool])
     exposures: list[float] = []
     exposures_out: list[float] = []
@@ -682,7 +721,7 @@ class MembershipStage:
         gguf_file = training.get("gguf_file")
         label_names = training.get("label_names") or (ctx.outputs.get("data") or {}).get("label_names")
         device = training.get("device") or default_device()
-        attacks, notes = attacks_for(policy, task, base_path is not None)
+        attacks, notes = attacks_for(policy, task, base_path is not None, lira_available=True)
 
         paths = ctx.data_paths()
         fmt = paths.get("format", "auto")
@@ -704,17 +743,30 @@ class MembershipStage:
         base_model = base_tokenizer = None
         if base_path is not None and "reference" in attacks:
             base_model, base_tokenizer = _load_base(training, base_path, task, label_names, gguf_file, cfg.seed)
-        scored = run_attacks(model, tokenizer, base_model, base_tokenizer, members, nonmembers, task=task,
-                             attacks=attacks, batch_size=cfg.batch_size, max_length=max_length,
-                             min_k_fraction=cfg.min_k_fraction, device=device)
-        progress.advance()
-
-        canaries: CanaryAudit | None = None
-        canary_out = ctx.outputs.get("canaries")
-        if policy.canaries.enabled and canary_out:
+        canary_out = ctx.outputs.get("canaries") if policy.canaries.enabled else None
+        pool: list[dict[str, Any]] = []
+        if canary_out:
             from govern.data.io import read_records
 
             pool = read_records(Path(canary_out["pool_path"]), "jsonl")
+
+        lira_audit = lira_pool = None
+        lira_details: LiraDetails | None = None
+        if "lira" in attacks:
+            pool_records = (to_audit_records(pool, source=str(canary_out["pool_path"]), **common)  # type: ignore[arg-type, index]
+                            if pool else None)
+            lira_audit, lira_pool, lira_details = _lira_references(
+                ctx, training, tokenizer, combine(members, nonmembers), n_members=len(members),
+                nonmember_pool_index=n_idx, pool=eval_raw, canary_records=pool_records,
+                k=policy.lira.reference_models, seed=cfg.seed, task=task, label_names=label_names,
+                batch_size=cfg.batch_size, max_length=max_length, device=device)
+        scored = run_attacks(model, tokenizer, base_model, base_tokenizer, members, nonmembers, task=task,
+                             attacks=attacks, batch_size=cfg.batch_size, max_length=max_length,
+                             min_k_fraction=cfg.min_k_fraction, device=device, lira=lira_audit)
+        progress.advance()
+
+        canaries: CanaryAudit | None = None
+        if canary_out:
             inserted_ids = read_inserted_ids(Path(canary_out["inserted_ids_path"]))
             ev = ctx.evidence.training
             dp = bool(ev and ev.dp_enabled)
@@ -728,7 +780,7 @@ class MembershipStage:
                 prompt_column=data.prompt_column, completion_column=data.completion_column,
                 id_column=data.id_column, attacks=attacks, canary_policy=policy.canaries, delta=delta,
                 accountant_epsilon=accountant_eps, batch_size=cfg.batch_size, max_length=max_length,
-                seed=cfg.seed, device=device, source=str(canary_out["pool_path"]),
+                seed=cfg.seed, device=device, source=str(canary_out["pool_path"]), lira=lira_pool,
             )
         elif policy.canaries.enabled:
             notes.append("canaries enabled in the policy but the canary stage did not run: no ε lower bound")
@@ -741,10 +793,64 @@ class MembershipStage:
                                   fprs=fprs_for(policy), bootstrap=cfg.bootstrap, task=task, notes=notes,
                                   canaries=canaries, members_source="train", nonmembers_source="eval",
                                   duration_s=time.perf_counter() - started)
+        evidence.lira = lira_details
         from govern.stage import artifact_for
 
         return StageResult(evidence=evidence, artifacts=[artifact_for(scores_path, "membership-scores", "predictions")],
                            outputs={"scores_path": str(scores_path)})
+
+
+def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any, audit: AuditRecords, *,
+                     n_members: int, nonmember_pool_index: np.ndarray, pool: list[dict[str, Any]],
+                     canary_records: AuditRecords | None, k: int, seed: int, task: str,
+                     label_names: Sequence[str] | None, batch_size: int, max_length: int,
+                     device: str) -> tuple[LiraInput, LiraInput | None, LiraDetails]:
+    """Train LiRA's reference models with the training stage's recipe on halves of the held-out
+    ``pool`` and score the audit records (members, then non-members) and the canary pool under each.
+
+    Members and canaries were never in the pool: OUT of every model. Audited non-members are
+    ``pool[nonmember_pool_index]``: OUT of the models whose half did not contain them."""
+    from govern.audits.lira import balanced_inclusion, train_reference_models
+    from govern.training.trainer import TrainingSpec
+
+    spec_path = training.get("spec_path")
+    if not spec_path or not Path(spec_path).is_file():
+        raise StageError(STAGE, "offline LiRA retrains with the training stage's recipe, but this run's training "
+                                "stage left no spec.json (trained by an older govern?); re-run training")
+    spec = TrainingSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
+    if task == "classification" and label_names:
+        # Fix the label order to the target's: a half of the pool may lack a class.
+        spec = spec.model_copy(update={"label_names": list(label_names)})
+
+    def score(model: Any) -> dict[str, np.ndarray]:
+        kw = dict(task=task, batch_size=batch_size, max_length=max_length, device=device)
+        out = {"audit": score_records(model, tokenizer, audit, **kw).loss}  # type: ignore[arg-type]
+        if canary_records is not None:
+            out["canaries"] = score_records(model, tokenizer, canary_records, **kw).loss  # type: ignore[arg-type]
+        return out
+
+    run = train_reference_models(spec, pool, k=k, seed=seed, score=score, work_dir=ctx.stage_dir(STAGE),
+                                 progress=ctx.progress)
+    # Every audited record is measured against exactly ⌈k/2⌉ OUT models — members too, although no
+    # reference model saw them: a member calibrated by all k models would have a tighter μ_out than a
+    # non-member, and the wider non-member tail would hide members at low FPR.
+    out_audit = np.empty((k, len(audit)), dtype=bool)
+    out_audit[:, :n_members] = ~balanced_inclusion(n_members, k, seed + 1)
+    out_audit[:, n_members:] = ~run.inclusion[:, nonmember_pool_index]
+    audit_input = LiraInput(confidences=run.confidences["audit"], out_mask=out_audit)
+    canary_input = None
+    if canary_records is not None:
+        canary_input = LiraInput(confidences=run.confidences["canaries"],
+                                 out_mask=np.ones((k, len(canary_records)), dtype=bool))
+    from govern.audits.lira import PER_RECORD_VARIANCE_MIN_OUT
+
+    min_out = int(out_audit.sum(axis=0).min())
+    details = LiraDetails(
+        reference_models=k, pool="eval", pool_size=len(pool), records_per_model=run.records_per_model,
+        min_out_models_per_record=min_out,
+        variance="per-record" if min_out >= PER_RECORD_VARIANCE_MIN_OUT else "global", dp=run.dp,
+        reference_epsilon=run.epsilons, seeds=run.seeds, training_s=round(run.duration_s, 3))
+    return audit_input, canary_input, details
 
 
 def _load_trained(training: dict[str, Any], model_dir: Path, task: str, label_names: Sequence[str] | None,

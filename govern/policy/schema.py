@@ -144,11 +144,14 @@ class CanaryPolicy(Section):
 
 
 class LiraPolicy(Section):
-    """Offline LiRA (Carlini et al. 2022) with reference models trained on non-member data. Not implemented
-    yet: enabling it is an error rather than a silently skipped attack."""
+    """Offline LiRA (Carlini et al. 2022): ``reference_models`` models trained with the run's own recipe on
+    random halves of the held-out set calibrate each record's confidence. Costs k extra (small) trainings;
+    only inside ``govern run``, where the recipe is known."""
 
     enabled: bool = False
-    reference_models: int = Field(default=4, ge=1)
+    reference_models: int = Field(
+        default=4, ge=2, description="k: each held-out record is OUT of ⌈k/2⌉ of them (more models, better calibration)."
+    )
 
 
 class MembershipPolicy(Section):
