@@ -43,6 +43,9 @@ from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy
 from govern.stage import StageContext
+from tests.audits.conftest import World, build_word_bert, random_words
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ====================================================================== metrics on hand-made scores
 MEMBERS = np.array([0.99, 0.97, 0.9, 0.6, 0.2])
@@ -138,24 +141,12 @@ LABELS = ["neg", "pos", "neutral", "mixed"]
 MAX_LEN = 16
 
 
-@dataclass
-class World:
-    root: Path
-    train: Path
-    eval: Path
-    base: Path
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """Random-word records with random labels, and a tiny untrained BERT 'base' with its tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
     root = tmp_path_factory.mktemp("membership")
     rng = np.random.default_rng(0)
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    vocabulary = ["".join(rng.choice(letters, int(rng.integers(4, 9)))) for _ in range(VOCABULARY_WORDS)]
+    vocabulary = random_words(rng, VOCABULARY_WORDS)
 
     def records(prefix: str) -> list[dict[str, Any]]:
         return [{"id": f"{prefix}-{i}", "text": " ".join(rng.choice(vocabulary, WORDS)), "label": LABELS[rng.integers(len(LABELS))]}
@@ -165,19 +156,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     for split in ("train", "eval"):
         paths[split] = root / f"{split}.jsonl"
         paths[split].write_text("".join(json.dumps(r) + "\n" for r in records(split)))
-    # A deterministic word-level WordPiece vocabulary: every data word is one token; anything else
-    # (canaries' random strings, digits) falls back to letter pairs and single characters.
-    letters_and_digits = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    pieces = letters_and_digits + [a + b for a in letters for b in letters]
-    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(vocabulary)) + pieces
-                               + ["##" + p for p in pieces]))
-    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=2 * HIDDEN, max_position_embeddings=MAX_LEN + 8)
-    base = root / "base"
-    BertModel(config).save_pretrained(base)  # like a pre-trained encoder: no classification head
-    tokenizer.save_pretrained(base)
+    base = build_word_bert(root / "base", vocabulary, hidden=HIDDEN, max_len=MAX_LEN)
     return World(root=root, train=paths["train"], eval=paths["eval"], base=base)
 
 
@@ -264,17 +243,6 @@ def _run(world: World, *, dp: bool, seed: int) -> RunResult:
     result = MembershipStage().run(ctx)
     assert isinstance(result.evidence, MembershipEvidence)
     return RunResult(evidence=result.evidence, accountant_epsilon=eps, ctx=ctx)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Any:
-    """One thread: deterministic float reductions, and no oversubscription stalls on a shared 2-core CI box."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -397,9 +365,11 @@ def test_a_label_the_model_does_not_know_is_a_data_error_naming_line_and_field(w
     assert "maybe" not in str(err.value)
 
 
-def test_enabling_lira_is_a_clear_error_not_a_silent_skip(world: World, overfit: RunResult) -> None:
+def test_lira_on_a_model_trained_elsewhere_is_a_clear_error_not_a_silent_skip(world: World,
+                                                                              overfit: RunResult) -> None:
+    # LiRA retrains with the target's recipe, which a model trained elsewhere does not come with.
     policy = MembershipPolicy(lira=LiraPolicy(enabled=True))
-    with pytest.raises(StageError, match="LiRA is not implemented"):
+    with pytest.raises(StageError, match="only `govern run` knows"):
         audit_membership(overfit.ctx.outputs["training"]["model_dir"], world.base, world.train, world.eval, policy,
                          task="classification", max_length=MAX_LEN)
 

@@ -31,6 +31,7 @@ from govern.evidence import (
     FileRecord,
     GroupMetrics,
     LeakageEvidence,
+    LiraDetails,
     MembershipEvidence,
     MetricValue,
     SigningEvidence,
@@ -193,7 +194,10 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
     membership = MembershipEvidence(n_members=200, n_nonmembers=200, seed=seed, max_auc=auc, attacks=[
         AttackResult(name="loss", auc=auc, auc_ci_low=auc - 0.05, auc_ci_high=auc + 0.05, roc=roc,
                      tpr_at_fpr=[TprAtFpr(fpr=0.01, tpr=0.02, ci_low=0.005, ci_high=0.045),
-                                 TprAtFpr(fpr=0.1, tpr=0.14, ci_low=0.11, ci_high=0.19)])])
+                                 TprAtFpr(fpr=0.1, tpr=0.14, ci_low=0.11, ci_high=0.19)])],
+        lira=LiraDetails(reference_models=4, pool="eval", pool_size=200, records_per_model=[98, 101, 99, 102],
+                         min_out_models_per_record=2, variance="global", dp=True,
+                         reference_epsilon=[7.9, 8.0, 8.0, 7.9], seeds=[1, 2, 3, 4], training_s=41.0))
     _stage(store, run_id, "membership", membership)
 
     # fairness

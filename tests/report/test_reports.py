@@ -77,6 +77,7 @@ def test_every_format_regenerates_from_the_db_after_the_run_directory_is_deleted
     assert waived and doc["waivers"][0]["applied_to"] == [waived[0]["rule_id"]]
     assert "not legal advice" in html and "Annex IV" in html and "MEASURE 2.10" in html
     assert "govern verify" in html and "--signature" in html
+    assert "LiRA calibration: 4 reference models" in html and doc["membership"]["lira"]["reference_models"] == 4
 
 
 def test_json_report_validates_against_the_committed_schema(rendered: dict[str, Path]) -> None:
