@@ -12,6 +12,11 @@ and base model each loaded and run once over the 1,000 records, 200 bootstrap re
 
 Prints ``RATIO audit/training`` (goal ≤ 0.25 without LiRA) and, for transparency, the ratio to the
 measured ``--long``-step training as well.
+
+``--lira K`` (default 4; 0 skips it) then runs the real membership *stage* twice on the same trained
+model — without and with offline LiRA (K reference models trained with the quickstart's full recipe,
+3 epochs of DP-LoRA, on halves of the 800 held-out records) — and prints ``RATIO lira-audit/training``
+and the stage time with LiRA over the stage time without it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=4)
     parser.add_argument("--long", type=int, default=16)
     parser.add_argument("--max-records", type=int, default=500)
+    parser.add_argument("--lira", type=int, default=4, help="reference models (0: skip the LiRA measurement)")
     args = parser.parse_args()
 
     import torch
@@ -79,6 +85,7 @@ def main() -> None:
             label_column=cfg.data.label_column, id_column=cfg.data.id_column, gguf_file=outcome.gguf_file,
             max_records=args.max_records, max_length=cfg.training.max_length, bootstrap=200)
         t_audit = time.perf_counter() - start
+        lira_times = stage_with_and_without_lira(outcome, Path(tmp), args.lira) if args.lira else None
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device={device} threads={torch.get_num_threads()} quickstart: MiniLM + LoRA r={cfg.training.lora.r}, "
@@ -92,6 +99,51 @@ def main() -> None:
           + ", ".join(f"{a.name} {a.auc:.3f}" for a in evidence.attacks) + ")")
     print(f"ratio audit / {args.long}-step training = {t_audit / t_long:.3f}")
     print(f"RATIO audit/training (full quickstart) = {t_audit / full_training:.3f} (goal <= 0.25 without LiRA)")
+    if lira_times is not None:
+        plain, with_lira, aucs = lira_times
+        print(f"membership stage: {plain:.1f} s without LiRA, {with_lira:.1f} s with {args.lira} reference models "
+              f"(AUCs {aucs})")
+        print(f"RATIO lira-stage/plain-stage = {with_lira / plain:.2f}")
+        print(f"RATIO lira-audit/training (full quickstart) = {with_lira / full_training:.3f}")
+
+
+def stage_with_and_without_lira(outcome: object, tmp: Path, k: int) -> tuple[float, float, str]:
+    """The membership stage as `govern run` calls it, on the --long model, the quickstart's full
+    training recipe in spec.json, without and with LiRA."""
+    from govern.audits.membership import MembershipStage
+    from govern.config import load_run_config
+    from govern.evidence import Evidence
+    from govern.policy.schema import LiraPolicy, MembershipPolicy, Metadata, Policy
+    from govern.stage import StageContext
+    from govern.training.trainer import DataFile, TrainingSpec
+
+    cfg = load_run_config(QUICKSTART)
+    spec = TrainingSpec(
+        task=cfg.task, base_model_path=str(outcome.base_model_path),  # type: ignore[attr-defined]
+        train_files=[DataFile(path=str(cfg.data.train), format="jsonl")],
+        columns={"text": cfg.data.text_column, "label": cfg.data.label_column},
+        label_names=outcome.label_names, training=cfg.training, output_dir=str(tmp / "unused"))  # type: ignore[attr-defined]
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(spec.model_dump_json())
+    times: list[float] = []
+    aucs = ""
+    for lira in (False, True):
+        policy = Policy(apiVersion="govern.dev/v1", kind="Policy", metadata=Metadata(name="bench", version="1"),
+                        membership=MembershipPolicy(attacks=["loss", "reference"],
+                                                    lira=LiraPolicy(enabled=lira, reference_models=max(k, 2))))
+        ctx = StageContext(run_id=f"bench-{lira}", config=cfg, run_dir=tmp / f"run-{lira}", policy=policy,
+                           evidence=Evidence())
+        ctx.outputs["data"] = {"train_path": str(cfg.data.train), "eval_path": str(cfg.data.eval), "format": "jsonl",
+                               "label_names": outcome.label_names}  # type: ignore[attr-defined]
+        ctx.outputs["training"] = {
+            "model_dir": str(outcome.model_dir), "base_model_path": str(outcome.base_model_path),  # type: ignore[attr-defined]
+            "gguf_file": None, "label_names": outcome.label_names, "task": cfg.task,  # type: ignore[attr-defined]
+            "device": outcome.device, "spec_path": str(spec_path)}  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        evidence = MembershipStage().run(ctx).evidence
+        times.append(time.perf_counter() - start)
+        aucs = ", ".join(f"{a.name} {a.auc:.3f}" for a in evidence.attacks)  # type: ignore[attr-defined]
+    return times[0], times[1], aucs
 
 
 if __name__ == "__main__":
