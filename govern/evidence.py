@@ -289,6 +289,8 @@ class LiraDetails(EvidenceModel):
     min_out_models_per_record: int = Field(description="Fewest reference models any audited record was OUT of.")
     variance: str = Field(description="'global' (pooled over records, few models) or 'per-record'.")
     dp: bool = Field(description="The reference models were trained with the target's DP recipe.")
+    steps: list[int] = Field(default_factory=list, description="Optimizer steps of each reference model (the target's).")
+    noise_multiplier: float | None = Field(default=None, description="σ of the reference models (the target's).")
     reference_epsilon: list[float] = Field(default_factory=list, description="Accountant ε of each reference model.")
     seeds: list[int] = Field(default_factory=list)
     training_s: float = 0.0

@@ -9,10 +9,12 @@ How govern runs it:
 
 * **reference models** (``k`` = ``membership.lira.reference_models``) are trained with the target's own
   recipe — the training stage's :class:`~govern.training.trainer.TrainingSpec`: same base model,
-  method, hyper-parameters and DP settings; only the data and the seed differ — on random halves of the
-  *held-out* pool. They never see a training record, so every audit member is OUT of every reference
-  model (offline LiRA). Each held-out record is in exactly ⌊k/2⌋ models (the paper's balanced design),
-  so it is OUT of ⌈k/2⌉ of them;
+  method, batch size, learning rate and clipping — pinned to the target's number of optimizer steps and
+  noise multiplier σ, so they are trained *as* the target was (the spec alone would re-solve σ and the
+  step count for their smaller data set and give systematically weaker models, whose OUT confidences
+  would be too low). Only the data and the seed differ: random subsets of the *held-out* pool, each
+  record in exactly ⌊k/2⌋ models (the paper's balanced design; halves for even k). They never see a
+  training record (offline LiRA);
 * each record's confidence is the logit-scaled probability of its label, φ(p) = log p − log(1 − p),
   p = exp(−loss) — the scaling under which the paper finds the OUT distribution close to Gaussian;
 * per record, the OUT Gaussian's mean is the mean φ over the models it was OUT of; the variance is
@@ -31,6 +33,8 @@ and expects its own array layout; the statistics here are a few lines on top of 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -47,8 +51,10 @@ STAGE = "membership"
 #: Below this many OUT models per record, one variance pooled over all records (Carlini et al. 2022
 #: use a global variance when there are few shadow models; per-record estimates from 2–4 values are noise).
 PER_RECORD_VARIANCE_MIN_OUT = 32
-#: Smallest held-out pool that gives every reference model a usable half.
-MIN_POOL = 4
+#: Fewest records any reference model may be trained on (a model on nothing cannot be trained).
+MIN_RECORDS_PER_MODEL = 2
+#: Fewest reference models: with 2, each record has one OUT model and no variance can be estimated.
+MIN_MODELS = 3
 
 
 def logit_confidence(loss: np.ndarray) -> np.ndarray:
@@ -63,10 +69,31 @@ def balanced_inclusion(n_pool: int, k: int, seed: int) -> np.ndarray:
     """(k, n_pool) boolean matrix: record j trains reference model i. Every record is in exactly ⌊k/2⌋
     models (as in the LiRA reference code: per record, a random order of the models, the first half)."""
     if k < 2:
-        raise ValueError("offline LiRA needs at least 2 reference models")
+        raise ValueError("a balanced design needs at least 2 models")
     rng = np.random.default_rng(seed)
     order = rng.random((k, n_pool)).argsort(axis=0).argsort(axis=0)
     return order < k // 2
+
+
+def reference_design(n_pool: int, k: int, seed: int) -> np.ndarray:
+    """:func:`balanced_inclusion` in which every model gets ≥ :data:`MIN_RECORDS_PER_MODEL` records
+    (redrawn, deterministically, when a small pool leaves one short); a clear error when the pool is
+    too small for ``k`` models at all."""
+    needed = math.ceil(MIN_RECORDS_PER_MODEL * k / max(k // 2, 1))
+    if k < MIN_MODELS or n_pool < needed:
+        raise StageError(STAGE, f"offline LiRA with {k} reference models needs k ≥ {MIN_MODELS} and at least "
+                                f"{max(needed, 1)} held-out records; the evaluation set has {n_pool}")
+    for attempt in range(100):
+        inclusion = balanced_inclusion(n_pool, k, seed + 7919 * attempt)
+        if inclusion.sum(axis=1).min() >= MIN_RECORDS_PER_MODEL:
+            return inclusion
+    raise StageError(STAGE, f"could not give each of {k} reference models {MIN_RECORDS_PER_MODEL} of the "
+                            f"{n_pool} held-out records; use fewer reference models or a larger evaluation set")
+
+
+def variance_kind(out_counts: np.ndarray) -> str:
+    """``per-record`` when every record has ≥ :data:`PER_RECORD_VARIANCE_MIN_OUT` OUT models, else ``global``."""
+    return "per-record" if int(np.min(out_counts)) >= PER_RECORD_VARIANCE_MIN_OUT else "global"
 
 
 def offline_lira_scores(target_conf: np.ndarray, reference_conf: np.ndarray, out_mask: np.ndarray, *,
@@ -89,7 +116,7 @@ def offline_lira_scores(target_conf: np.ndarray, reference_conf: np.ndarray, out
     dof = counts.sum() - len(counts)
     pooled = residual_sq.sum() / dof if dof > 0 else 0.0
     if per_record_variance is None:
-        per_record_variance = bool(counts.min() >= PER_RECORD_VARIANCE_MIN_OUT)
+        per_record_variance = variance_kind(counts) == "per-record"
     if per_record_variance:
         var = np.where(counts > 1, residual_sq.sum(axis=0) / np.maximum(counts - 1, 1), pooled)
         kind = "per-record"
@@ -112,46 +139,60 @@ class ReferenceRun:
     epsilons: list[float]  # the accountant's ε of each reference model (empty for non-private recipes)
     dp: bool
     duration_s: float
+    steps: list[int]  # optimizer steps each reference model took
+    noise_multiplier: float | None
 
 
 def train_reference_models(spec: Any, pool: Sequence[Mapping[str, Any]], *, k: int, seed: int,
                            score: Callable[[Any], Mapping[str, np.ndarray]], work_dir: Path,
+                           steps: int | None = None, noise_multiplier: float | None = None,
                            progress: Any = None) -> ReferenceRun:
-    """Train ``k`` reference models with ``spec``'s recipe on balanced halves of ``pool`` (held-out
-    records) and return ``score(model)`` (record-set name → per-record loss) for each, as φ.
+    """Train ``k`` reference models with ``spec``'s recipe on balanced subsets of ``pool`` (held-out
+    records, already validated by the caller) and return ``score(model)`` (record-set name →
+    per-record loss) for each, as φ. ``steps`` and ``noise_multiplier``: the target's, pinned.
 
     One model at a time is trained, scored and deleted, so memory holds one reference model. Training
     runs in this process only (``single_process``), also when the run itself was under torchrun."""
+    from govern.errors import GovernError
     from govern.training.trainer import DataFile, train
 
-    if len(pool) < MIN_POOL:
-        raise StageError(STAGE, f"offline LiRA needs at least {MIN_POOL} held-out records to train reference "
-                                f"models on; the evaluation set has {len(pool)}")
     started = time.perf_counter()
-    inclusion = balanced_inclusion(len(pool), k, seed)
+    inclusion = reference_design(len(pool), k, seed)
     confidences: dict[str, list[np.ndarray]] = {}
     epsilons: list[float] = []
     seeds: list[int] = []
+    steps_taken: list[int] = []
     work_dir.mkdir(parents=True, exist_ok=True)
+    for stale in work_dir.glob("lira-*"):  # left by a killed run: held-out copies must not linger
+        shutil.rmtree(stale, ignore_errors=True)
+    updates: dict[str, Any] = {"checkpoint_every": None, "merge_adapter": False}
+    if steps is not None:
+        updates["max_steps"] = int(steps)
+    if noise_multiplier is not None and spec.training.dp.enabled:
+        updates["dp"] = spec.training.dp.model_copy(update={"noise_multiplier": float(noise_multiplier),
+                                                            "target_epsilon": None})
     bar = progress.task("LiRA reference models", total=k, unit="models") if progress is not None else None
-    tmp = Path(tempfile.mkdtemp(prefix="lira-", dir=work_dir))
+    tmp = Path(tempfile.mkdtemp(prefix="lira-", dir=work_dir))  # mode 0700
     try:
         for i in range(k):
             folder = tmp / f"reference-{i}"
             folder.mkdir()
             data = folder / "train.jsonl"
-            with open(data, "w", encoding="utf-8") as fh:
+            with open(os.open(data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
                 for j in np.flatnonzero(inclusion[i]):
                     fh.write(json.dumps(pool[int(j)], default=str) + "\n")
             model_seed = seed * 1_000 + i + 1
             seeds.append(model_seed)
-            training = spec.training.model_copy(update={"seed": model_seed, "checkpoint_every": None,
-                                                        "merge_adapter": False})
+            training = spec.training.model_copy(update={**updates, "seed": model_seed})
             ref_spec = spec.model_copy(update={
                 "train_files": [DataFile(path=str(data), format="jsonl", role="lira-reference")],
                 "output_dir": str(folder / "out"), "training": training})
-            outcome = train(ref_spec, single_process=True)
+            try:
+                outcome = train(ref_spec, single_process=True)
+            except GovernError as exc:
+                raise StageError(STAGE, f"LiRA reference model {i + 1} of {k} could not be trained: {exc}") from exc
             ev = outcome.evidence
+            steps_taken.append(int(ev.steps))
             if ev.dp_enabled and ev.epsilon:
                 epsilons.append(float(ev.epsilon.get(ev.accountant or "", max(ev.epsilon.values()))))
             for name, losses in score(outcome.model).items():
@@ -166,4 +207,5 @@ def train_reference_models(spec: Any, pool: Sequence[Mapping[str, Any]], *, k: i
             bar.close()
     return ReferenceRun(confidences={n: np.stack(v) for n, v in confidences.items()}, inclusion=inclusion,
                         records_per_model=[int(c) for c in inclusion.sum(axis=1)], seeds=seeds, epsilons=epsilons,
-                        dp=bool(spec.training.dp.enabled), duration_s=time.perf_counter() - started)
+                        dp=bool(spec.training.dp.enabled), duration_s=time.perf_counter() - started,
+                        steps=steps_taken, noise_multiplier=noise_multiplier if spec.training.dp.enabled else None)

@@ -25,9 +25,9 @@ budget allows no false positive at all, the number is the TPR at zero false posi
 
 With ``membership.lira.enabled`` the stage adds **offline LiRA** (Carlini et al. 2022): reference models
 trained with the run's own recipe on halves of the held-out set give each record an OUT distribution,
-and the score is the target's confidence standardised against it (:mod:`govern.audits.lira`). It then
-also ranks the canary pool. LiRA needs the training recipe, so it runs in ``govern run`` only; the
-standalone audit refuses it with a clear error rather than silently skipping it.
+and the score is the target's confidence standardised against it (:mod:`govern.audits.lira`). LiRA
+needs the training recipe, so it runs in ``govern run`` only; the standalone audit refuses it with a
+clear error rather than silently skipping it.
 """
 
 from __future__ import annotations
@@ -617,12 +617,10 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
 # ===================================================================================== canary audit
 def canary_attack(attacks: Sequence[str]) -> str:
     """The attack that ranks canaries, fixed before looking at results (choosing the best one after
-    the fact would overstate the bound): LiRA when the policy enables it, else reference when
-    available, else loss."""
-    for name in ("lira", "reference"):
-        if name in attacks:
-            return name
-    return "loss"
+    the fact would overstate the bound): reference when available, else loss. Never LiRA: canaries
+    are i.i.d. random records, equally hard, so per-record calibration adds nothing — and swapping
+    the attack when a policy enables LiRA could only weaken the bound the DP gate relies on."""
+    return "reference" if "reference" in attacks else "loss"
 
 
 def secret_exposures(model: Any, tokenizer: Any, texts: Sequence[str], *, candidates: int, seed: int,
@@ -652,12 +650,9 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
                  label_column: str | None, label_names: Sequence[str] | None, prompt_column: str | None,
                  completion_column: str | None, id_column: str | None, attacks: Sequence[str],
                  canary_policy: Any, delta: float, accountant_epsilon: float | None, batch_size: int,
-                 max_length: int, seed: int, device: str | None, source: str,
-                 lira: LiraInput | None = None) -> CanaryAudit:
+                 max_length: int, seed: int, device: str | None, source: str) -> CanaryAudit:
     """Score the whole canary pool with the fixed attack and turn the guesses into the ε lower bound."""
     attack = canary_attack(attacks)
-    if attack == "lira" and lira is None:
-        attack = canary_attack([a for a in attacks if a != "lira"])
     records = to_audit_records(pool, source=source, task=ctx_task, text_column=text_column,
                                label_column=label_column, label_names=label_names, prompt_column=prompt_column,
                                completion_column=completion_column, id_column=id_column)
@@ -667,10 +662,9 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
     if attack == "reference" and base_model is not None:
         base = score_records(base_model, base_tokenizer, records, task=ctx_task, batch_size=batch_size,
                              max_length=max_length, device=device)
-    elif attack != "lira":
+    else:
         attack = "loss"
-    scores = attack_scores([attack], task=ctx_task, target=target, base=base, texts=records.full_texts(),
-                           lira=lira)[attack]
+    scores = attack_scores([attack], task=ctx_task, target=target, base=base, texts=records.full_texts())[attack]
     inserted = np.array([canary_id(rec, id_column) in inserted_ids for rec in pool])
     exposures: list[float] = []
     exposures_out: list[float] = []
@@ -750,16 +744,17 @@ class MembershipStage:
 
             pool = read_records(Path(canary_out["pool_path"]), "jsonl")
 
-        lira_audit = lira_pool = None
+        lira_audit = None
         lira_details: LiraDetails | None = None
         if "lira" in attacks:
-            pool_records = (to_audit_records(pool, source=str(canary_out["pool_path"]), **common)  # type: ignore[arg-type, index]
-                            if pool else None)
-            lira_audit, lira_pool, lira_details = _lira_references(
+            # Every held-out record trains some reference model: validate them all first, so a bad one
+            # is reported against the eval file, not against a temporary copy.
+            to_audit_records(eval_raw, source=str(paths["eval_path"]), locations=eval_loc, **common)  # type: ignore[arg-type]
+            lira_audit, lira_details = _lira_references(
                 ctx, training, tokenizer, combine(members, nonmembers), n_members=len(members),
-                nonmember_pool_index=n_idx, pool=eval_raw, canary_records=pool_records,
-                k=policy.lira.reference_models, seed=cfg.seed, task=task, label_names=label_names,
-                batch_size=cfg.batch_size, max_length=max_length, device=device)
+                nonmember_pool_index=n_idx, pool=eval_raw, k=policy.lira.reference_models, seed=cfg.seed,
+                task=task, label_names=label_names, batch_size=cfg.batch_size, max_length=max_length,
+                device=device)
         scored = run_attacks(model, tokenizer, base_model, base_tokenizer, members, nonmembers, task=task,
                              attacks=attacks, batch_size=cfg.batch_size, max_length=max_length,
                              min_k_fraction=cfg.min_k_fraction, device=device, lira=lira_audit)
@@ -780,7 +775,7 @@ class MembershipStage:
                 prompt_column=data.prompt_column, completion_column=data.completion_column,
                 id_column=data.id_column, attacks=attacks, canary_policy=policy.canaries, delta=delta,
                 accountant_epsilon=accountant_eps, batch_size=cfg.batch_size, max_length=max_length,
-                seed=cfg.seed, device=device, source=str(canary_out["pool_path"]), lira=lira_pool,
+                seed=cfg.seed, device=device, source=str(canary_out["pool_path"]),
             )
         elif policy.canaries.enabled:
             notes.append("canaries enabled in the policy but the canary stage did not run: no ε lower bound")
@@ -801,16 +796,16 @@ class MembershipStage:
 
 
 def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any, audit: AuditRecords, *,
-                     n_members: int, nonmember_pool_index: np.ndarray, pool: list[dict[str, Any]],
-                     canary_records: AuditRecords | None, k: int, seed: int, task: str,
-                     label_names: Sequence[str] | None, batch_size: int, max_length: int,
-                     device: str) -> tuple[LiraInput, LiraInput | None, LiraDetails]:
-    """Train LiRA's reference models with the training stage's recipe on halves of the held-out
-    ``pool`` and score the audit records (members, then non-members) and the canary pool under each.
+                     n_members: int, nonmember_pool_index: np.ndarray, pool: list[dict[str, Any]], k: int,
+                     seed: int, task: str, label_names: Sequence[str] | None, batch_size: int, max_length: int,
+                     device: str) -> tuple[LiraInput, LiraDetails]:
+    """Train LiRA's reference models with the training stage's recipe (and the target's steps and σ
+    from its evidence) on subsets of the held-out ``pool`` and score the audit records (members,
+    then non-members) under each.
 
-    Members and canaries were never in the pool: OUT of every model. Audited non-members are
-    ``pool[nonmember_pool_index]``: OUT of the models whose half did not contain them."""
-    from govern.audits.lira import balanced_inclusion, train_reference_models
+    Members were never in the pool. Audited non-members are ``pool[nonmember_pool_index]``: OUT of
+    the models whose subset did not contain them."""
+    from govern.audits.lira import balanced_inclusion, train_reference_models, variance_kind
     from govern.training.trainer import TrainingSpec
 
     spec_path = training.get("spec_path")
@@ -823,13 +818,13 @@ def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any
         spec = spec.model_copy(update={"label_names": list(label_names)})
 
     def score(model: Any) -> dict[str, np.ndarray]:
-        kw = dict(task=task, batch_size=batch_size, max_length=max_length, device=device)
-        out = {"audit": score_records(model, tokenizer, audit, **kw).loss}  # type: ignore[arg-type]
-        if canary_records is not None:
-            out["canaries"] = score_records(model, tokenizer, canary_records, **kw).loss  # type: ignore[arg-type]
-        return out
+        return {"audit": score_records(model, tokenizer, audit, task=task, batch_size=batch_size,
+                                       max_length=max_length, device=device).loss}
 
+    target = ctx.evidence.training
     run = train_reference_models(spec, pool, k=k, seed=seed, score=score, work_dir=ctx.stage_dir(STAGE),
+                                 steps=target.steps if target is not None and target.steps else None,
+                                 noise_multiplier=target.noise_multiplier if target is not None else None,
                                  progress=ctx.progress)
     # Every audited record is measured against exactly ⌈k/2⌉ OUT models — members too, although no
     # reference model saw them: a member calibrated by all k models would have a tighter μ_out than a
@@ -837,20 +832,13 @@ def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any
     out_audit = np.empty((k, len(audit)), dtype=bool)
     out_audit[:, :n_members] = ~balanced_inclusion(n_members, k, seed + 1)
     out_audit[:, n_members:] = ~run.inclusion[:, nonmember_pool_index]
-    audit_input = LiraInput(confidences=run.confidences["audit"], out_mask=out_audit)
-    canary_input = None
-    if canary_records is not None:
-        canary_input = LiraInput(confidences=run.confidences["canaries"],
-                                 out_mask=np.ones((k, len(canary_records)), dtype=bool))
-    from govern.audits.lira import PER_RECORD_VARIANCE_MIN_OUT
-
-    min_out = int(out_audit.sum(axis=0).min())
+    counts = out_audit.sum(axis=0)
     details = LiraDetails(
         reference_models=k, pool="eval", pool_size=len(pool), records_per_model=run.records_per_model,
-        min_out_models_per_record=min_out,
-        variance="per-record" if min_out >= PER_RECORD_VARIANCE_MIN_OUT else "global", dp=run.dp,
-        reference_epsilon=run.epsilons, seeds=run.seeds, training_s=round(run.duration_s, 3))
-    return audit_input, canary_input, details
+        min_out_models_per_record=int(counts.min()), variance=variance_kind(counts), dp=run.dp,
+        steps=run.steps, noise_multiplier=run.noise_multiplier, reference_epsilon=run.epsilons, seeds=run.seeds,
+        training_s=round(run.duration_s, 3))
+    return LiraInput(confidences=run.confidences["audit"], out_mask=out_audit), details
 
 
 def _load_trained(training: dict[str, Any], model_dir: Path, task: str, label_names: Sequence[str] | None,

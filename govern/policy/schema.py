@@ -144,13 +144,14 @@ class CanaryPolicy(Section):
 
 
 class LiraPolicy(Section):
-    """Offline LiRA (Carlini et al. 2022): ``reference_models`` models trained with the run's own recipe on
-    random halves of the held-out set calibrate each record's confidence. Costs k extra (small) trainings;
-    only inside ``govern run``, where the recipe is known."""
+    """Offline LiRA (Carlini et al. 2022): ``reference_models`` models trained with the run's own recipe
+    (and its steps and σ) on random subsets of the held-out set calibrate each record's confidence.
+    Costs about k training runs; only inside ``govern run``, where the recipe is known."""
 
     enabled: bool = False
     reference_models: int = Field(
-        default=4, ge=2, description="k: each held-out record is OUT of ⌈k/2⌉ of them (more models, better calibration)."
+        default=4, ge=3,
+        description="k: each held-out record trains ⌊k/2⌋ of them and is OUT of ⌈k/2⌉ (more models, better calibration).",
     )
 
 

@@ -1,7 +1,7 @@
 """Offline LiRA works: its statistics are right on hand-made inputs, it calibrates away record
 difficulty that fools the loss attack (on a known model of it), and inside the real stages it retrains
-reference models with the run's own recipe, finds the overfit model's leak, passes the DP one, ranks the
-canaries, and leaves nothing behind.
+reference models as the target was trained (its recipe, steps and σ), finds the overfit model's leak,
+passes the DP one, leaves the canary bound alone, and leaves nothing behind.
 
 The end-to-end world: tiny BERTs trained from scratch on records whose keyword usually gives the label
 away (75 %) and sometimes contradicts it (atypical records, which only memorisation gets right).
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from govern.audits.canaries import CanaryStage
-from govern.audits.lira import balanced_inclusion, logit_confidence, offline_lira_scores
+from govern.audits.lira import balanced_inclusion, logit_confidence, offline_lira_scores, reference_design
 from govern.audits.membership import MembershipStage, roc_auc, tpr_at_fpr
 from govern.config import AuditsConfig, BaseModelConfig, DataConfig, DPSettings, RunConfig, TrainingConfig
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
@@ -59,6 +59,17 @@ def test_balanced_inclusion_puts_every_record_in_exactly_half_the_models() -> No
     assert (balanced_inclusion(50, 4, 1) != balanced_inclusion(50, 4, 2)).any()
     with pytest.raises(ValueError):
         balanced_inclusion(10, 1, 0)
+
+
+def test_reference_design_refuses_too_few_models_or_records_and_never_leaves_a_model_empty() -> None:
+    from govern.errors import StageError
+
+    with pytest.raises(StageError, match="k ≥ 3"):
+        reference_design(100, 2, 0)  # one OUT model per record: no variance to estimate
+    with pytest.raises(StageError, match="at least 4 held-out records; the evaluation set has 3"):
+        reference_design(3, 4, 0)
+    for seed in range(200):  # small pools: every model still gets ≥ 2 records
+        assert reference_design(9, 5, seed).sum(axis=1).min() >= 2
 
 
 def test_lira_score_is_the_target_standardised_against_its_out_models() -> None:
@@ -151,6 +162,9 @@ def _run(world: World, *, dp: bool) -> LiraRun:
     trained = TrainingStage().run(ctx)
     assert isinstance(trained.evidence, TrainingEvidence)
     ctx.outputs["training"], ctx.evidence.training = trained.outputs, trained.evidence
+    killed = ctx.stage_dir("membership") / "lira-killed"  # what a SIGKILLed earlier attempt leaves
+    killed.mkdir()
+    (killed / "train.jsonl").write_text(world.eval.read_text())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORLD_SIZE", "2")  # reference models must train in this process, not join a group
         mp.setenv("RANK", "0")
@@ -189,18 +203,24 @@ def test_lira_finds_the_overfit_models_leak_and_the_policy_blocks(overfit: LiraR
     assert _decision(overfit.evidence) == ("block", "fail")
 
 
-def test_lira_is_calibrated_by_reference_models_trained_with_the_runs_own_recipe(overfit: LiraRun,
-                                                                                 private: LiraRun) -> None:
+def test_lira_is_calibrated_by_reference_models_trained_as_the_target_was(overfit: LiraRun,
+                                                                           private: LiraRun) -> None:
     for run, dp in ((overfit, False), (private, True)):
         details = run.evidence.lira
         assert details is not None and details.reference_models == K and details.pool == "eval"
         assert details.pool_size == N_RECORDS and sum(details.records_per_model) == K * N_RECORDS // 2
         assert details.min_out_models_per_record == K // 2 and details.variance == "global"
         assert details.dp is dp and len(set(details.seeds)) == K
-    # Same DP recipe (target ε = 1): each reference model's own accountant lands on that ε.
-    assert private.evidence.lira is not None and len(private.evidence.lira.reference_epsilon) == K
-    assert all(e == pytest.approx(1.0, rel=0.05) for e in private.evidence.lira.reference_epsilon)
+        # The target's step count, not the spec's epochs re-solved for a smaller data set.
+        assert details.steps == [run.training.steps] * K
+    # Same DP mechanism: the target's σ, steps and batch size on half as many records — a larger
+    # sampling rate, so each reference model's own accountant reports a larger ε than the target's.
+    details = private.evidence.lira
+    assert details is not None and details.noise_multiplier == private.training.noise_multiplier
+    assert len(details.reference_epsilon) == K
+    assert all(e > private.training.epsilon["rdp"] for e in details.reference_epsilon)
     assert overfit.evidence.lira is not None and overfit.evidence.lira.reference_epsilon == []
+    assert overfit.evidence.lira.noise_multiplier is None
 
 
 def test_dp_model_passes_the_same_policy_under_lira(private: LiraRun) -> None:
@@ -208,17 +228,18 @@ def test_dp_model_passes_the_same_policy_under_lira(private: LiraRun) -> None:
     assert _decision(private.evidence) == ("pass", "pass")
 
 
-def test_lira_ranks_the_canaries_and_the_bound_respects_the_accountant(overfit: LiraRun, private: LiraRun) -> None:
-    assert overfit.evidence.canaries is not None and overfit.evidence.canaries.attack == "lira"
+def test_enabling_lira_leaves_the_canary_bound_on_its_fixed_attack(overfit: LiraRun, private: LiraRun) -> None:
+    # The DP gate's bound must not change with an opt-in attack: canaries keep `reference`/`loss`.
+    assert overfit.evidence.canaries is not None and overfit.evidence.canaries.attack == "reference"
     assert overfit.evidence.canaries.epsilon_lower_bound > 0
     canaries = private.evidence.canaries
-    assert canaries is not None and canaries.attack == "lira" and canaries.accountant_epsilon is not None
+    assert canaries is not None and canaries.attack == "reference" and canaries.accountant_epsilon is not None
     assert canaries.epsilon_lower_bound <= canaries.accountant_epsilon and not canaries.violation
 
 
 def test_reference_models_and_their_data_copies_are_deleted(overfit: LiraRun, world: World) -> None:
     stage_dir = overfit.ctx.run_dir / "membership"
-    assert sorted(p.name for p in stage_dir.iterdir()) == ["scores.jsonl"]
+    assert sorted(p.name for p in stage_dir.iterdir()) == ["scores.jsonl"]  # the killed attempt's copy too
     rows = [json.loads(line) for line in (stage_dir / "scores.jsonl").read_text().splitlines()]
     assert all("lira" in row for row in rows) and len(rows) == 2 * N_RECORDS
     # Held-out texts appear nowhere in the run folder but the input files' own copies.
@@ -261,7 +282,7 @@ def test_causal_lm_dp_lora_gets_lira_with_the_same_recipe(tmp_path: Path) -> Non
         "audits": {"membership": {"bootstrap": 0}},
     })
     policy = Policy(apiVersion="govern.dev/v1", kind="Policy", metadata=Metadata(name="t", version="1"),
-                    membership=MembershipPolicy(lira=LiraPolicy(enabled=True, reference_models=2)))
+                    membership=MembershipPolicy(lira=LiraPolicy(enabled=True, reference_models=3)))
     ctx = StageContext(run_id="sft", config=config, run_dir=tmp_path / "run", policy=policy, evidence=Evidence())
     ctx.outputs["data"] = {"train_path": str(paths["train"]), "eval_path": str(paths["eval"]), "format": "jsonl"}
     trained = TrainingStage().run(ctx)
@@ -272,8 +293,9 @@ def test_causal_lm_dp_lora_gets_lira_with_the_same_recipe(tmp_path: Path) -> Non
     assert {a.name for a in ev.attacks} == {"loss", "reference", "min_k", "zlib", "lira"}
     lira = _attack(ev, "lira")
     assert 0 <= lira.auc <= 1 and lira.n_members == lira.n_nonmembers == 24
-    assert ev.lira is not None and ev.lira.dp and ev.lira.min_out_models_per_record == 1
-    # Same σ, same steps, half the data (q = 8/12 instead of 8/24): each reference model's ε is its
+    assert ev.lira is not None and ev.lira.dp and ev.lira.min_out_models_per_record == 2
+    assert ev.lira.steps == [4, 4, 4] and ev.lira.noise_multiplier == 0.8
+    # Same σ, same steps, a third of the data (q = 1 instead of 1/3): each reference model's ε is its
     # own accountant's, and larger than the target's.
     target_eps = trained.evidence.epsilon["rdp"]
-    assert len(ev.lira.reference_epsilon) == 2 and all(e > target_eps for e in ev.lira.reference_epsilon)
+    assert len(ev.lira.reference_epsilon) == 3 and all(e > target_eps for e in ev.lira.reference_epsilon)

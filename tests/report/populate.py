@@ -197,7 +197,7 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
                                  TprAtFpr(fpr=0.1, tpr=0.14, ci_low=0.11, ci_high=0.19)])],
         lira=LiraDetails(reference_models=4, pool="eval", pool_size=200, records_per_model=[98, 101, 99, 102],
                          min_out_models_per_record=2, variance="global", dp=True,
-                         reference_epsilon=[7.9, 8.0, 8.0, 7.9], seeds=[1, 2, 3, 4], training_s=41.0))
+                         steps=[141] * 4, noise_multiplier=0.61, reference_epsilon=[21.3, 20.8, 21.0, 21.4], seeds=[1, 2, 3, 4], training_s=41.0))
     _stage(store, run_id, "membership", membership)
 
     # fairness
