@@ -14,9 +14,10 @@ Prints ``RATIO audit/training`` (goal ≤ 0.25 without LiRA) and, for transparen
 measured ``--long``-step training as well.
 
 ``--lira K`` (default 4; 0 skips it) then runs the real membership *stage* twice on the same trained
-model — without and with offline LiRA (K reference models trained with the quickstart's full recipe,
-3 epochs of DP-LoRA, on halves of the 800 held-out records) — and prints ``RATIO lira-audit/training``
-and the stage time with LiRA over the stage time without it.
+model — without and with offline LiRA: K reference models trained as the full quickstart run trains
+its model (its recipe, its 141 steps and its σ for ε = 7.5, from the training evidence the stage
+reads) on halves of the 800 held-out records — and prints ``RATIO lira-audit/training`` and the stage
+time with LiRA over the stage time without it.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def main() -> None:
             label_column=cfg.data.label_column, id_column=cfg.data.id_column, gguf_file=outcome.gguf_file,
             max_records=args.max_records, max_length=cfg.training.max_length, bootstrap=200)
         t_audit = time.perf_counter() - start
-        lira_times = stage_with_and_without_lira(outcome, Path(tmp), args.lira) if args.lira else None
+        lira_times = (stage_with_and_without_lira(outcome, Path(tmp), args.lira, n_train, full_steps)
+                      if args.lira else None)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device={device} threads={torch.get_num_threads()} quickstart: MiniLM + LoRA r={cfg.training.lora.r}, "
@@ -107,14 +109,17 @@ def main() -> None:
         print(f"RATIO lira-audit/training (full quickstart) = {with_lira / full_training:.3f}")
 
 
-def stage_with_and_without_lira(outcome: object, tmp: Path, k: int) -> tuple[float, float, str]:
-    """The membership stage as `govern run` calls it, on the --long model, the quickstart's full
-    training recipe in spec.json, without and with LiRA."""
+def stage_with_and_without_lira(outcome: object, tmp: Path, k: int, n_train: int,
+                                full_steps: int) -> tuple[float, float, str]:
+    """The membership stage as `govern run` calls it, on the --long model, with the quickstart's full
+    training recipe in spec.json and the full run's steps and σ in the training evidence, without and
+    with LiRA."""
     from govern.audits.membership import MembershipStage
     from govern.config import load_run_config
     from govern.evidence import Evidence
     from govern.policy.schema import LiraPolicy, MembershipPolicy, Metadata, Policy
     from govern.stage import StageContext
+    from govern.training import accounting
     from govern.training.trainer import DataFile, TrainingSpec
 
     cfg = load_run_config(QUICKSTART)
@@ -133,6 +138,11 @@ def stage_with_and_without_lira(outcome: object, tmp: Path, k: int) -> tuple[flo
                                                     lira=LiraPolicy(enabled=lira, reference_models=max(k, 2))))
         ctx = StageContext(run_id=f"bench-{lira}", config=cfg, run_dir=tmp / f"run-{lira}", policy=policy,
                            evidence=Evidence())
+        q = accounting.poisson_sample_rate(n_train, cfg.training.batch_size)
+        sigma = accounting.noise_multiplier(cfg.training.dp.target_epsilon or 8.0, q, full_steps,
+                                            min(accounting.default_delta(n_train), 1e-5), "rdp")
+        ctx.evidence.training = outcome.evidence.model_copy(  # type: ignore[attr-defined]
+            update={"steps": full_steps, "noise_multiplier": sigma})
         ctx.outputs["data"] = {"train_path": str(cfg.data.train), "eval_path": str(cfg.data.eval), "format": "jsonl",
                                "label_names": outcome.label_names}  # type: ignore[attr-defined]
         ctx.outputs["training"] = {
