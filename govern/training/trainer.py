@@ -397,6 +397,20 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     task_bar = progress.task("training", total=total_steps, unit="steps")
     task_bar.advance(step)
     final_ckpt: Path | None = None
+    done = steps_this_epoch = 0
+
+    def finish_step(loss_value: float) -> bool:
+        """Book one optimizer step (DP or not): loss, counters, progress, periodic checkpoint.
+        True when this epoch's share of steps is done."""
+        nonlocal step, done
+        losses.append(loss_value)
+        step += 1
+        done += 1
+        task_bar.advance(1)
+        if every and step % every == 0 and step < total_steps:
+            write_checkpoint()
+        return done >= steps_this_epoch
+
     try:
         while step < total_steps:
             epoch, step_in_epoch = divmod(step, steps_per_epoch)
@@ -430,14 +444,9 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                         optimizer.zero_grad()
                         if optimizer._is_last_step_skipped:  # inside a logical batch: keep accumulating
                             continue
-                        losses.append(_global_mean(total_loss, total_n, world_size, device))
+                        mean_loss = _global_mean(total_loss, total_n, world_size, device)
                         total_loss, total_n = 0.0, 0
-                        step += 1
-                        done += 1
-                        task_bar.advance(1)
-                        if every and step % every == 0 and step < total_steps:
-                            write_checkpoint()
-                        if done >= steps_this_epoch:
+                        if finish_step(mean_loss):
                             break
             else:
                 for index, batch in enumerate(loader):
@@ -453,13 +462,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                         total_loss += float(loss.item())
                     optimizer.step()
                     optimizer.zero_grad()
-                    losses.append(_global_mean(total_loss, 1, world_size, device))
-                    step += 1
-                    done += 1
-                    task_bar.advance(1)
-                    if every and step % every == 0 and step < total_steps:
-                        write_checkpoint()
-                    if done >= steps_this_epoch:
+                    if finish_step(_global_mean(total_loss, 1, world_size, device)):
                         break
             if done == 0:
                 raise StageError("training", "the data loader yielded no batches (data set too small?)")
