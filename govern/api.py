@@ -7,14 +7,14 @@ Every function that records something opens the lineage DB itself (``db_url`` or
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from govern.config import RunConfig, load_run_config
-from govern.errors import GovernError, NotFoundError
+from govern.errors import GovernError, NotFoundError, RecordIntegrityError
 from govern.lineage import LineageStore
 from govern.lineage.records import ChainReport, DecisionRecord, PolicyRef, RunRecord, StageRecord
 from govern.pipeline import PipelineListener, RunOutcome, run_pipeline, waiver_targets
@@ -65,12 +65,12 @@ class RunDetails:
 
 def list_runs(*, db_url: str | None = None, limit: int = 50, status: str | None = None,
               kind: str | None = None) -> list[RunRecord]:
-    with open_store(db_url) as store:
+    with closing(LineageStore.open(db_url, read_only=True)) as store:
         return store.list_runs(limit=limit, status=status, kind=kind)
 
 
 def show_run(run_id: str, *, db_url: str | None = None) -> RunDetails:
-    with open_store(db_url) as store:
+    with closing(LineageStore.open(db_url, read_only=True)) as store:
         record = store.get_run(run_id)
         evidence = store.evidence(record.id)
         targets = waiver_targets(record.id, evidence)
@@ -109,6 +109,7 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
     """
     with open_store(db_url) as store:
         record = store.get_run(run_id)
+        require_intact(store, record.id)
         if policy is not None:
             loaded = load_policy(policy)
         elif record.policy_document is not None:
@@ -133,6 +134,14 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
                                                document=loaded.document),
                               results=[r.model_dump(mode="json") for r in decision.results])
         return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status)
+
+
+def require_intact(store: LineageStore, run_id: str) -> None:
+    """Fail closed: raise :class:`RecordIntegrityError` (exit 2) when any row judging ``run_id`` reads, or
+    the chain under it, does not match what govern recorded."""
+    report = store.verify_run(run_id)
+    if not report.ok:
+        raise RecordIntegrityError(f"run {run_id}", report.problems)
 
 
 def _ledger_document(store: LineageStore, loaded: LoadedPolicy, run_id: str, document: dict[str, Any]
@@ -165,9 +174,54 @@ def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_ur
         return store.add_waiver(target=target, rule_id=rule_id, by=by, reason=reason, until=until)
 
 
+# ------------------------------------------------------------------------------------------- reports
+@dataclass
+class ReportOutcome:
+    path: Path
+    run_id: str | None
+    #: Integrity problems of the record the report shows (a run report only); the report states them first.
+    problems: list[str] = field(default_factory=list)
+    signed: Any = None
+
+
+def report(run_id: str | None, fmt: str, out: str | Path = "reports", *, since: str | None = None,
+           policy: str | Path | None = None, sign_key: Path | None = None, db_url: str | None = None) -> ReportOutcome:
+    """Write a run's report (``run_id``, or ``latest``) or, with ``since`` (YYYY-MM-DD), the privacy ledger.
+
+    Reads the DB read-only unless the report is signed (the signature is recorded)."""
+    from govern.report import build_report_data, write_ledger, write_report_data
+
+    if (run_id is None) == (since is None):
+        raise GovernError("give a RUN_ID (or 'latest') for a run report, or --since YYYY-MM-DD for the ledger")
+    with closing(LineageStore.open(db_url, read_only=sign_key is None)) as store:
+        problems: list[str] = []
+        if since is not None:
+            try:
+                since_day = date.fromisoformat(since)
+            except ValueError:
+                raise GovernError(f"--since '{since}' is not a date (expected YYYY-MM-DD)") from None
+            accountant, cap = "rdp", None
+            if policy is not None:
+                privacy = load_policy(policy).policy.privacy
+                accountant, cap = privacy.accountant, privacy.max_total_epsilon_per_dataset
+            path = write_ledger(store, since_day, fmt, out, accountant=accountant, cap=cap)
+            record_run = None
+        else:
+            data = build_report_data(store, run_id or "latest")
+            path = write_report_data(data, fmt, out)
+            record_run = data.run.id
+            problems = list(data.chain.problems) if data.chain is not None else []
+        signed = None
+        if sign_key is not None:
+            from govern.report.signing import sign_report
+
+            signed = sign_report(path, sign_key, store=store, run_id=record_run)
+        return ReportOutcome(path=path, run_id=record_run, problems=problems, signed=signed)
+
+
 # ------------------------------------------------------------------------------------------- lineage
 def lineage_verify(*, db_url: str | None = None) -> ChainReport:
-    with open_store(db_url) as store:
+    with closing(LineageStore.open(db_url, read_only=True)) as store:
         return store.verify_chain()
 
 
@@ -375,4 +429,13 @@ def verify_recorded(path: str | Path, signature: str | Path, trust: Any, *, prov
         store.finish_stage(exec_id, "completed", evidence=report.model_dump(mode="json"))
         store.set_run_status(verification_id, "completed" if report.verified else "blocked",
                              decision="pass" if report.verified else "block")
+        if report.run_id:
+            try:
+                checked = store.get_run(report.run_id).id
+            except NotFoundError:
+                checked = None
+            if checked is not None:
+                # On the checked run's own record too, so its report says who verified it.
+                store.append_event("run.verified", run_id=checked, payload={
+                    "verification_run_id": verification_id, "verified": report.verified})
     return verification_id, report

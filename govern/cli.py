@@ -191,6 +191,20 @@ class ConsoleListener:
             err_console.print(f"    {_styled(r.status)} {r.rule_id} [{r.severity}]: {r.message}", highlight=False)
 
 
+@app.callback()
+def global_options(
+    actor: Annotated[str | None, typer.Option(
+        "--actor", envvar="GOVERN_ACTOR",
+        help="Who is acting, recorded on every audit event (default: the CI identity, else user@host).")] = None,
+) -> None:
+    """Governed, auditable fine-tuning: PII, DP training, audits, signing, lineage."""
+    if actor is not None:
+        if not actor.strip():
+            raise GovernError("--actor must name someone")
+        # Read by govern.actor.current_actor wherever a lineage store is opened (also in worker processes).
+        os.environ["GOVERN_ACTOR"] = actor.strip()
+
+
 @app.command("run")
 def run_command(
     config: Annotated[Path | None, typer.Argument(help="Run config (govern.yaml).")] = None,
@@ -772,37 +786,20 @@ def report_command(
     db: DbOption = None,
 ) -> None:
     """Write a run's audit report (from the lineage DB alone), or with --since the cross-run ledger."""
-    from datetime import date
+    from govern import api
 
-    from govern.lineage import LineageStore
-    from govern.report import write_ledger, write_report
-
-    if (run_id is None) == (since is None):
-        raise GovernError("give a RUN_ID (or 'latest') for a run report, or --since YYYY-MM-DD for the ledger")
-    with LineageStore.open(db) as store:
-        if since is not None:
-            try:
-                since_day = date.fromisoformat(since)
-            except ValueError:
-                raise GovernError(f"--since '{since}' is not a date (expected YYYY-MM-DD)") from None
-            accountant, cap = "rdp", None
-            if policy is not None:
-                from govern.policy.loader import load_policy
-
-                privacy = load_policy(policy).policy.privacy
-                accountant, cap = privacy.accountant, privacy.max_total_epsilon_per_dataset
-            path = write_ledger(store, since_day, output_format, out, accountant=accountant, cap=cap)
-            record_run = None
-        else:
-            path = write_report(store, run_id or "latest", output_format, out)
-            record_run = store.get_run(run_id or "latest").id
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-        if sign_key is not None:
-            from govern.report.signing import sign_report
-
-            signed = sign_report(path, sign_key, store=store, run_id=record_run)
-            console.print(f"signed: {signed.bundle_path}", highlight=False, soft_wrap=True)
-            console.print(f"verify: {signed.verify_command}", highlight=False, soft_wrap=True)
+    outcome = api.report(run_id, output_format, out, since=since, policy=policy, sign_key=sign_key, db_url=db)
+    console.print(f"wrote {outcome.path}", highlight=False, soft_wrap=True)
+    if outcome.signed is not None:
+        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
+        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+    if outcome.problems:
+        err_console.print(f"[bold red]error:[/] the lineage record of {outcome.run_id} is broken "
+                          f"({len(outcome.problems)} problem(s)); the report says so on its first screen:",
+                          highlight=False)
+        for p in outcome.problems[:20]:
+            err_console.print(f"  - {p}", highlight=False, markup=False)
+        exit_with(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,5 +74,19 @@ class LineageError(GovernError):
     """The lineage database is unreachable, corrupt or inconsistent."""
 
 
+class RecordIntegrityError(LineageError):
+    """The lineage record a command was about to judge or show does not match its hash-chained events.
+
+    Raised instead of deciding on it: a gate that reads an edited row would pass what the record says,
+    not what happened (fail closed)."""
+
+    def __init__(self, subject: str, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"the lineage record of {subject} is broken ({len(problems)} problem(s)); nothing was "
+                         f"judged:\n{shown}{more}\nRun `govern lineage verify` for the whole DB.")
+
+
 class NotFoundError(GovernError):
     """A run, dataset or artifact id does not exist in the lineage DB."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import secrets
@@ -33,13 +32,22 @@ import sqlalchemy as sa
 from filelock import FileLock
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict, ValidationError
-from pydantic_core import to_jsonable_python
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from govern.actor import Actor, current_actor
 from govern.config import canonical_json
 from govern.errors import LineageError, NotFoundError
+from govern.lineage.integrity import (
+    COMMITTED_TABLES,
+    Commitment,
+    commit_rows,
+    commitments_in,
+    json_document,
+    missing_problem,
+    row_problem,
+)
 from govern.lineage.models import (
     Artifact,
     AuditChainHead,
@@ -49,6 +57,7 @@ from govern.lineage.models import (
     Decision,
     EvidenceRow,
     Finding,
+    Meta,
     PIIFinding,
     Run,
     Signature,
@@ -92,6 +101,10 @@ _PG_WRITE_LOCK = 0x676F7665726E
 _PG_MIGRATE_LOCK = 0x676F7665726F
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
+#: ``meta`` key set once every row of the DB is committed to by an audit event (fast path only).
+_COMMITMENTS_FLAG = "row_commitments"
+#: Tables whose rows belong to no single run.
+_GLOBAL_TABLES = ("waivers", "datasets", "base_models")
 _WRITE_ATTEMPTS = 12
 
 
@@ -128,22 +141,6 @@ def event_hash(prev_hash: str, event_id: int, created_at: datetime, kind: str, r
     return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
 
 
-def json_document(value: Any) -> Any:
-    """JSON-safe copy of ``value`` for storage: pydantic models, paths and dates become JSON; NaN and ±inf
-    become ``None`` (PostgreSQL's JSONB and canonical JSON reject them)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return clean(to_jsonable_python(value, fallback=str))
-
-
 def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(json_document(value)).encode()).hexdigest()
 
@@ -173,8 +170,12 @@ class _FindingIn(PydanticModel):
 class LineageStore:
     """Access to one lineage database. Open with :meth:`open`; methods return detached pydantic records."""
 
-    def __init__(self, url: URL, write_engine: Engine, read_engine: Engine) -> None:
+    def __init__(self, url: URL, write_engine: Engine, read_engine: Engine, *, read_only: bool = False,
+                 actor: Actor | None = None) -> None:
         self._url = url
+        self.read_only = read_only
+        #: Recorded on every event this store appends (who ran, checked, waived, signed, verified).
+        self.actor: Actor = actor or current_actor()
         self._write_engine = write_engine
         self._read_engine = read_engine
         self._backend = url.get_backend_name()
@@ -183,8 +184,12 @@ class LineageStore:
 
     # ------------------------------------------------------------------------------- open / close
     @classmethod
-    def open(cls, url: str | None = None) -> LineageStore:
+    def open(cls, url: str | None = None, *, read_only: bool = False, actor: Actor | None = None) -> LineageStore:
         """Connect, create the schema or migrate it to the newest revision, and return the store.
+
+        ``read_only`` (every command that only reads: ``lineage verify``, ``runs``, ``report``) creates
+        nothing: a DB that does not exist or has no govern schema is an error, not a new empty DB that then
+        "verifies", and every transaction is read-only.
 
         Raises :class:`LineageError` when the URL is invalid, the backend unsupported or the DB unreachable.
         """
@@ -196,17 +201,22 @@ class LineageStore:
                                f"postgresql+psycopg://USER@HOST/DB): {exc}") from None
         backend = sa_url.get_backend_name()
         if backend == "sqlite":
-            write_engine, read_engine = _sqlite_engines(sa_url)
+            write_engine, read_engine = _sqlite_engines(sa_url, read_only=read_only)
         elif backend == "postgresql":
             if sa_url.drivername == "postgresql":
                 sa_url = sa_url.set(drivername="postgresql+psycopg")
-            write_engine = read_engine = sa.create_engine(sa_url, pool_pre_ping=True)
+            connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+            write_engine = read_engine = sa.create_engine(sa_url, pool_pre_ping=True, connect_args=connect_args)
         else:
             raise LineageError(f"unsupported lineage DB backend '{backend}' in "
                                f"{sa_url.render_as_string(hide_password=True)}: use sqlite or postgresql")
-        store = cls(sa_url, write_engine, read_engine)
+        store = cls(sa_url, write_engine, read_engine, read_only=read_only, actor=actor)
         try:
-            store._migrate()
+            if read_only:
+                store._require_schema()
+            else:
+                store._migrate()
+                store._adopt_uncommitted_rows()
         except (OperationalError, DBAPIError) as exc:
             store.close()
             raise LineageError(f"cannot open lineage DB {store.display_url}: {_reason(exc)}") from None
@@ -235,6 +245,54 @@ class LineageStore:
     def engine(self) -> Engine:
         """The write engine (for tests and benchmarks that seed data in bulk)."""
         return self._write_engine
+
+    def _adopt_uncommitted_rows(self) -> None:
+        """Commit, once, to the rows of a DB written before govern committed to rows (trust on first use).
+
+        Whether a DB needs it is decided by its audit log, not by a flag an attacker could delete: only a
+        log with no row commitments at all is adopted (the ``meta`` flag is just the fast path). Edits made
+        before the upgrade cannot be detected this way — except evidence, whose digests were always logged.
+        """
+
+        def flagged(session: Session) -> bool:
+            return session.get(Meta, _COMMITMENTS_FLAG) is not None
+
+        if self._read(flagged):
+            return
+
+        def work(session: Session) -> None:
+            if flagged(session):
+                return
+            has_events = session.execute(sa.select(AuditEvent.id).limit(1)).first() is not None
+            committed = session.execute(sa.select(AuditEvent.id).where(
+                AuditEvent.payload_json.like('%"rows":{%')).limit(1)).first() is not None  # type: ignore[attr-defined]
+            if has_events and not committed:
+                for (run_id,) in session.execute(sa.select(Run.id).order_by(Run.id)).all():  # type: ignore[arg-type]
+                    scope = self._scope(session, run_id)
+                    rows = {table: self._stored(session, table, condition) for table, condition in scope.items()
+                            if table not in _GLOBAL_TABLES}
+                    self._append_event(session, "rows.adopted", run_id, {"reason": "upgrade"}, rows=rows)
+                self._append_event(session, "rows.adopted", None, {"reason": "upgrade"}, rows={
+                    table: self._stored(session, table) for table in _GLOBAL_TABLES})
+            session.add(Meta(key=_COMMITMENTS_FLAG, value="v1"))
+
+        self._write(work)
+
+    def _require_schema(self) -> None:
+        """A read-only open: the DB must exist and be a govern lineage DB at this govern's schema."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self._read_engine.connect() as conn:
+            if "alembic_version" not in sa.inspect(conn).get_table_names():
+                raise LineageError(f"{self.display_url} is not a govern lineage DB (no govern schema in it)")
+        revision = self.schema_revision()
+        if revision != head:
+            raise LineageError(f"lineage DB {self.display_url} is at schema revision {revision}, this govern "
+                               f"expects {head}: run a recording command (e.g. `govern check`) to upgrade it")
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the DB is at (``None`` for an empty DB)."""
@@ -302,6 +360,8 @@ class LineageStore:
     # ------------------------------------------------------------------------------ transactions
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one serialised write transaction, retrying while the DB is locked."""
+        if self.read_only:
+            raise LineageError(f"lineage DB {self.display_url} was opened read-only: this command records nothing")
         delay = 0.02
         for attempt in range(_WRITE_ATTEMPTS):
             try:
@@ -323,13 +383,21 @@ class LineageStore:
         except OperationalError as exc:
             raise LineageError(f"lineage DB {self.display_url}: {_reason(exc)}") from None
 
-    def _append_event(self, session: Session, kind: str, run_id: str | None, payload: Any) -> int:
-        """Append one chained event inside the caller's (serialised) write transaction."""
+    def _append_event(self, session: Session, kind: str, run_id: str | None, payload: Any,
+                      rows: dict[str, list[Any]] | None = None) -> int:
+        """Append one chained event inside the caller's (serialised) write transaction.
+
+        ``rows`` (table name → the rows this transaction wrote, as read back) are committed to in the
+        payload (see :mod:`govern.lineage.integrity`); the actor is recorded on every event."""
         head = session.get(AuditChainHead, 1)
         if head is None:
             raise LineageError(f"lineage DB {self.display_url}: the audit chain head row is missing "
                                "(the database was altered outside govern); run `govern lineage verify`")
         document = json_document(payload or {})
+        document["actor"] = self.actor.model_dump(mode="json")
+        if rows:
+            document["rows"] = {table: commit_rows(table, table_rows) for table, table_rows in rows.items()
+                                if table_rows}
         created = utcnow()
         event_id = head.last_event_id + 1
         digest = event_hash(head.last_hash, event_id, created, kind, run_id, document)
@@ -341,6 +409,26 @@ class LineageStore:
         head.updated_at = created
         session.flush()
         return event_id
+
+    @staticmethod
+    def _stored(session: Session, table: str, *conditions: Any) -> list[Any]:
+        """Rows of ``table`` as the DB stores them (read back inside the writing transaction, so a
+        commitment is over exactly what later reads see, on every backend)."""
+        session.flush()
+        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        return list(session.execute(sa.select(t).where(*conditions)).mappings())
+
+    def _stored_ids_after(self, session: Session, table: str, before: int, *conditions: Any) -> list[Any]:
+        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        return self._stored(session, table, t.c.id > before, *conditions)
+
+    @staticmethod
+    def _max_id(session: Session, table: str) -> int:
+        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        return int(session.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0))).scalar_one())
+
+    def _run_row(self, session: Session, run_id: str) -> dict[str, list[Any]]:
+        return {"runs": self._stored(session, "runs", Run.__table__.c.id == run_id)}  # type: ignore[attr-defined]
 
     @staticmethod
     def _require_run(session: Session, run_id: str) -> Run:
@@ -383,7 +471,7 @@ class LineageStore:
                     "name": name, "kind": kind, "config_digest": config_digest,
                     "policy_digest": policy.digest if policy else None, "parent_run_id": parent_run_id,
                     "code_revision": code_revision,
-                })
+                }, rows=self._run_row(session, run_id))
                 return run_id
 
             try:
@@ -445,6 +533,7 @@ class LineageStore:
 
         def work(session: Session) -> None:
             run = self._require_run(session, run_id)
+            self._guard(session, "runs", run_id, run_id)
             run.status = status
             if decision is not None:
                 run.decision = decision
@@ -455,17 +544,19 @@ class LineageStore:
             self._append_event(session, "run.status", run_id, {
                 "status": status, "decision": decision,
                 "error_sha256": hashlib.sha256(error.encode()).hexdigest() if error else None,
-            })
+            }, rows=self._run_row(session, run_id))
 
         self._write(work)
 
     def set_run_policy(self, run_id: str, policy: PolicyRef) -> None:
         def work(session: Session) -> None:
             run = self._require_run(session, run_id)
+            self._guard(session, "runs", run_id, run_id)
             run.policy_name, run.policy_version, run.policy_digest = policy.name, policy.version, policy.digest
             run.policy_document = json_document(policy.document)
             self._append_event(session, "run.policy", run_id, {
-                "name": policy.name, "version": policy.version, "digest": policy.digest})
+                "name": policy.name, "version": policy.version, "digest": policy.digest},
+                rows=self._run_row(session, run_id))
 
         self._write(work)
 
@@ -474,8 +565,9 @@ class LineageStore:
 
         def work(session: Session) -> None:
             run = self._require_run(session, run_id)
+            self._guard(session, "runs", run_id, run_id)
             run.run_dir = run_dir
-            self._append_event(session, "run.dir", run_id, {"run_dir": run_dir})
+            self._append_event(session, "run.dir", run_id, {"run_dir": run_dir}, rows=self._run_row(session, run_id))
 
         self._write(work)
 
@@ -491,7 +583,9 @@ class LineageStore:
             session.flush()
             assert row.id is not None
             self._append_event(session, "stage.started", run_id, {
-                "execution_id": row.id, "stage": stage, "input_digest": input_digest})
+                "execution_id": row.id, "stage": stage, "input_digest": input_digest},
+                rows={"stage_executions": self._stored(session, "stage_executions",
+                                                       StageExecution.__table__.c.id == row.id)})  # type: ignore[attr-defined]
             return row.id
 
         return self._write(work)
@@ -509,6 +603,8 @@ class LineageStore:
             row = session.get(StageExecution, execution_id)
             if row is None:
                 raise NotFoundError(f"no stage execution #{execution_id} in the lineage DB")
+            self._guard(session, "stage_executions", execution_id, row.run_id)
+            before = self._max_id(session, "evidence")
             now = utcnow()
             row.status, row.ended_at, row.error = status, now, error
             if outputs_doc is not None:
@@ -521,7 +617,9 @@ class LineageStore:
                 "evidence_sha256": _digest(evidence_doc) if evidence_doc is not None else None,
                 "outputs_sha256": _digest(outputs_doc) if outputs_doc is not None else None,
                 "error_sha256": hashlib.sha256(error.encode()).hexdigest() if error else None,
-            })
+            }, rows={"stage_executions": self._stored(session, "stage_executions",
+                                                      StageExecution.__table__.c.id == execution_id),  # type: ignore[attr-defined]
+                     "evidence": self._stored_ids_after(session, "evidence", before)})
 
         self._write(work)
 
@@ -565,20 +663,25 @@ class LineageStore:
         def work(session: Session) -> None:
             self._require_run(session, run_id)
             now = utcnow()
+            before = self._max_id(session, "artifacts")
             session.execute(sa.insert(Artifact), [{
                 "run_id": run_id, "execution_id": execution_id, "name": a.name, "kind": a.kind,
                 "path": a.path, "sha256": a.sha256, "size_bytes": a.size_bytes, "role": a.role,
                 "dataset_fingerprint": a.dataset_fingerprint, "rows": a.rows, "created_at": now,
             } for a in artifacts])
+            new_datasets: list[str] = []
             for a in artifacts:
-                if a.dataset_fingerprint:
-                    self._insert_ignore(session, Dataset, ["fingerprint"], {
+                if a.dataset_fingerprint and self._insert_ignore(session, Dataset, ["fingerprint"], {
                         "fingerprint": a.dataset_fingerprint, "name": a.name, "path": a.path, "rows": a.rows,
-                        "first_run_id": run_id, "first_seen_at": now})
+                        "first_run_id": run_id, "first_seen_at": now}):
+                    new_datasets.append(a.dataset_fingerprint)
+            datasets = (self._stored(session, "datasets", Dataset.__table__.c.fingerprint.in_(new_datasets))  # type: ignore[attr-defined]
+                        if new_datasets else [])
             self._append_event(session, "artifacts.added", run_id, {
                 "execution_id": execution_id,
                 "artifacts": [{"name": a.name, "kind": a.kind, "role": a.role, "sha256": a.sha256,
-                               "dataset_fingerprint": a.dataset_fingerprint} for a in artifacts]})
+                               "dataset_fingerprint": a.dataset_fingerprint} for a in artifacts]},
+                rows={"artifacts": self._stored_ids_after(session, "artifacts", before), "datasets": datasets})
 
         self._write(work)
 
@@ -605,7 +708,9 @@ class LineageStore:
                 BaseModelRow.name == name, BaseModelRow.digest == digest)).scalar_one()
             if inserted:
                 self._append_event(session, "base_model.recorded", None,
-                                   {"id": model_id, "name": name, "digest": digest})
+                                   {"id": model_id, "name": name, "digest": digest},
+                                   rows={"base_models": self._stored(session, "base_models",
+                                                                     BaseModelRow.__table__.c.id == model_id)})  # type: ignore[attr-defined]
             return int(model_id)
 
         return self._write(work)
@@ -615,8 +720,10 @@ class LineageStore:
             run = self._require_run(session, run_id)
             if session.get(BaseModelRow, base_model_id) is None:
                 raise NotFoundError(f"no base model #{base_model_id} in the lineage DB")
+            self._guard(session, "runs", run_id, run_id)
             run.base_model_id = base_model_id
-            self._append_event(session, "run.base_model", run_id, {"base_model_id": base_model_id})
+            self._append_event(session, "run.base_model", run_id, {"base_model_id": base_model_id},
+                               rows=self._run_row(session, run_id))
 
         self._write(work)
 
@@ -674,7 +781,8 @@ class LineageStore:
                 "results_sha256": _digest([f.model_dump() for f in findings]),
                 "failed_rules": sorted({f.rule_id for f in findings if f.status == "fail"}),
                 "waived_rules": sorted({f.rule_id for f in findings if f.status == "waived"}),
-            })
+            }, rows={"decisions": self._stored(session, "decisions", Decision.__table__.c.id == row.id),  # type: ignore[attr-defined]
+                     "findings": self._stored(session, "findings", Finding.__table__.c.decision_id == row.id)})  # type: ignore[attr-defined]
             return row.id
 
         return self._write(work)
@@ -720,7 +828,8 @@ class LineageStore:
             assert row.id is not None
             self._append_event(session, "waiver.added", target if target.startswith("run-") else None, {
                 "waiver_id": row.id, "target": target, "rule_id": rule_id, "by": by,
-                "until": until.isoformat(), "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()})
+                "until": until.isoformat(), "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
+                rows={"waivers": self._stored(session, "waivers", Waiver.__table__.c.id == row.id)})  # type: ignore[attr-defined]
             return row.id
 
         return self._write(work)
@@ -740,13 +849,15 @@ class LineageStore:
 
         def work(session: Session) -> None:
             self._require_run(session, run_id)
+            before = self._max_id(session, "pii_findings")
             session.execute(sa.insert(PIIFinding), [{"run_id": run_id, **r.model_dump()} for r in rows])
             counts: dict[str, int] = {}
             for r in rows:
                 counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
             self._append_event(session, "pii.findings", run_id, {
                 "count": len(rows), "by_entity": counts,
-                "rows_sha256": _digest([r.model_dump() for r in rows])})
+                "rows_sha256": _digest([r.model_dump() for r in rows])},
+                rows={"pii_findings": self._stored_ids_after(session, "pii_findings", before)})
 
         self._write(work)
 
@@ -771,7 +882,8 @@ class LineageStore:
             assert row.id is not None
             self._append_event(session, "signature.added", run_id, {
                 "signature_id": row.id, "kind": kind, "subject": subject, "subject_digest": subject_digest,
-                "method": method, "signer": signer})
+                "method": method, "signer": signer},
+                rows={"signatures": self._stored(session, "signatures", Signature.__table__.c.id == row.id)})  # type: ignore[attr-defined]
             return row.id
 
         return self._write(work)
@@ -875,8 +987,52 @@ class LineageStore:
         """Append an event of the caller's own (e.g. ``report.rendered``) to the hash-chained log.
 
         The payload must not contain personal data or secrets: the log is append-only and cannot be purged.
+        ``rows`` and ``actor`` are govern's own keys (row commitments, who did it) and cannot be passed.
         """
+        reserved = {"rows", "actor"} & set(payload or {})
+        if reserved:
+            raise ValueError(f"event payload keys {sorted(reserved)} are reserved for govern's own records")
         self._write(lambda s: self._append_event(s, kind, run_id, payload))
+
+    def chain_head(self) -> tuple[int, str, int]:
+        """(newest event id, its hash, event count) as the chain head row states them."""
+
+        def work(session: Session) -> tuple[int, str, int]:
+            head = session.get(AuditChainHead, 1)
+            if head is None:
+                raise LineageError(f"lineage DB {self.display_url}: the audit chain head row is missing")
+            return head.last_event_id, head.last_hash, head.events
+
+        return self._read(work)
+
+    def event_hashes(self, *, after_id: int = 0) -> list[tuple[int, str]]:
+        """(id, hash) of every event after ``after_id``, oldest first (what a witness lists)."""
+        stmt = (sa.select(AuditEvent.id, AuditEvent.hash).where(AuditEvent.id > after_id)  # type: ignore[operator]
+                .order_by(AuditEvent.id))  # type: ignore[arg-type]
+        return self._read(lambda s: [(int(i), str(h)) for i, h in s.execute(stmt)])
+
+    def last_witnessed_event_id(self) -> int:
+        """The head event id of the newest witness this DB records having emitted (0 if none)."""
+        stmt = (sa.select(AuditEvent.payload_json).where(AuditEvent.kind == "witness.emitted")
+                .order_by(AuditEvent.id.desc()).limit(1))  # type: ignore[attr-defined]
+
+        def work(session: Session) -> int:
+            text = session.execute(stmt).scalar()
+            try:
+                return int(json.loads(text)["head_event_id"]) if text else 0
+            except (ValueError, KeyError, TypeError):
+                return 0
+
+        return self._read(work)
+
+    def created_at(self) -> str:
+        """When this DB was created (its ``meta`` row): what tells one lineage DB from another."""
+
+        def work(session: Session) -> str:
+            row = session.get(Meta, "schema_created_at")
+            return row.value if row is not None else ""
+
+        return self._read(work)
 
     def events(self, run_id: str | None = None) -> list[EventRecord]:
         stmt = sa.select(AuditEvent).order_by(AuditEvent.id)  # type: ignore[arg-type]
@@ -897,13 +1053,19 @@ class LineageStore:
 
         return self._read(work)
 
-    def verify_chain(self, *, check_evidence: bool = True) -> ChainReport:
+    def verify_chain(self, *, check_evidence: bool = True, run_id: str | None = None) -> ChainReport:
         """Recompute every link of the audit log; report each edited, missing or re-linked row by id, and a
         chain head that names an event no longer there (deletion of the newest events).
 
-        With ``check_evidence`` the stored evidence documents are also checked against the digests their
-        ``stage.finished`` events recorded, so editing or deleting evidence (what ``govern check`` re-judges)
-        is caught too."""
+        With ``check_evidence`` (the default) every row of every table a gate, a report or ``govern verify``
+        reads is also checked against the commitment of the (verified) event that wrote it — naming table,
+        row and field of each edit, rows no event wrote (inserted by hand) and committed rows that are gone
+        — and the evidence documents against the digests their ``stage.finished`` events recorded.
+
+        ``run_id`` limits the row checks to what judging that run reads (its rows, the waivers and data
+        sets that apply to it, its base model): the chain itself is always checked whole, since every
+        commitment rests on it. This is the check ``govern check``/``report``/``verify --db`` fail closed on.
+        """
 
         def work(session: Session) -> ChainReport:
             problems: list[str] = []
@@ -915,6 +1077,9 @@ class LineageStore:
             prev_hash, prev_id, seen = GENESIS_HASH, 0, 0
             evidence_digests: dict[Any, tuple[int, str]] = {}
             unverifiable: set[Any] = set()
+            commitments: dict[tuple[str, Any], tuple[Commitment, str | None]] = {}
+            untrusted: set[tuple[str, Any]] = set()
+            untrusted_runs: set[str | None] = set()
             stmt = (sa.select(AuditEvent).where(AuditEvent.id <= head_id)  # type: ignore[operator]
                     .order_by(AuditEvent.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
             for event in _rows(session.scalars(stmt)):
@@ -940,9 +1105,17 @@ class LineageStore:
                                         "the row was edited")
                         if isinstance(payload, dict):
                             unverifiable.add(payload.get("execution_id"))  # already reported above
-                    elif (event.kind == "stage.finished" and isinstance(payload, dict)
-                          and payload.get("evidence_sha256")):
-                        evidence_digests[payload.get("execution_id")] = (event.id, payload["evidence_sha256"])
+                        untrusted.update((t, pk) for t, pk, *_ in commitments_in(payload))
+                        # What an edited event committed to is unknown: the rows of its run are not judged
+                        # again (the event itself is the problem reported, and verification fails on it).
+                        untrusted_runs.add(event.run_id)
+                    else:
+                        if (event.kind == "stage.finished" and isinstance(payload, dict)
+                                and payload.get("evidence_sha256")):
+                            evidence_digests[payload.get("execution_id")] = (event.id, payload["evidence_sha256"])
+                        for table, pk, columns, digest, tags in commitments_in(payload):
+                            commitments[(table, pk)] = (Commitment(event.id, event.kind, columns, digest, tags),
+                                                        event.run_id)
                 prev_hash, prev_id = event.hash, event.id
             if prev_id != head_id:
                 missing = f"#{head_id}" if head_id == prev_id + 1 else f"#{prev_id + 1}..#{head_id}"
@@ -954,39 +1127,133 @@ class LineageStore:
             if seen != head_count:
                 problems.append(f"the chain head counts {head_count} events but {seen} are stored")
             if check_evidence:
-                problems.extend(self._check_evidence(session, evidence_digests, unverifiable))
+                evidence_problems, edited_executions = self._check_evidence(session, evidence_digests,
+                                                                            unverifiable, run_id)
+                problems.extend(evidence_problems)
+                problems.extend(self._check_rows(session, commitments, untrusted, untrusted_runs, run_id,
+                                                 edited_executions))
             return ChainReport(ok=not problems, events=seen, head_event_id=head_id, head_hash=head_hash,
                                problems=problems)
 
         return self._read(work)
 
+    def verify_run(self, run_id: str) -> ChainReport:
+        """:meth:`verify_chain` limited to the rows that judging or reporting ``run_id`` reads."""
+        return self.verify_chain(run_id=self.resolve_run_id(run_id))
 
     @staticmethod
-    def _check_evidence(session: Session, recorded: dict[Any, tuple[int, str]], unverifiable: set[Any]) -> list[str]:
-        """Evidence rows against the digests the (already verified) audit log recorded for them. Rows whose
-        recording event is itself broken are skipped: that event is already reported."""
+    def _scope(session: Session, run_id: str) -> dict[str, Any]:
+        """Per table, the condition selecting the rows that judging ``run_id`` reads."""
+        run = session.get(Run, run_id)
+        fingerprints = sorted({fp for fp in session.scalars(
+            sa.select(Artifact.dataset_fingerprint).where(Artifact.run_id == run_id,
+                                                          Artifact.dataset_fingerprint.is_not(None)))  # type: ignore[union-attr]
+            if fp})
+        scope: dict[str, Any] = {}
+        for table, model in COMMITTED_TABLES.items():
+            t = model.__table__  # type: ignore[attr-defined]
+            if table == "runs":
+                scope[table] = t.c.id == run_id
+            elif table == "waivers":
+                scope[table] = t.c.target.in_([run_id, *fingerprints])
+            elif table == "datasets":
+                scope[table] = t.c.fingerprint.in_(fingerprints)
+            elif table == "base_models":
+                scope[table] = t.c.id == (run.base_model_id if run is not None else None)
+            else:
+                scope[table] = t.c.run_id == run_id
+        return scope
+
+    def _check_rows(self, session: Session, commitments: dict[tuple[str, Any], tuple[Commitment, str | None]],
+                    untrusted: set[tuple[str, Any]], untrusted_runs: set[str | None], run_id: str | None,
+                    edited_executions: set[Any]) -> list[str]:
+        """Every stored row against its newest commitment; then committed rows that are gone."""
         problems: list[str] = []
+        scope = self._scope(session, run_id) if run_id is not None else {}
+        found: set[tuple[str, Any]] = set()
+        for table, model in COMMITTED_TABLES.items():
+            t = model.__table__  # type: ignore[attr-defined]
+            pk_name = next(iter(t.primary_key.columns)).name
+            stmt = sa.select(t).order_by(t.c[pk_name]).execution_options(yield_per=2000)
+            if table in scope:
+                stmt = stmt.where(scope[table])
+            for row in session.execute(stmt).mappings():
+                key = (table, row[pk_name])
+                found.add(key)
+                entry = commitments.get(key)
+                if (entry is None and key in untrusted) or \
+                        row.get("run_id", row["id"] if table == "runs" else None) in untrusted_runs - {None}:
+                    continue  # the event that wrote it is itself reported as edited
+                if table == "evidence" and row["execution_id"] in edited_executions:
+                    continue  # already reported against the digest its stage.finished event recorded
+                problem = row_problem(table, row[pk_name], row, entry[0] if entry else None)
+                if problem is not None:
+                    problems.append(problem)
+        for (table, pk), (commitment, event_run) in commitments.items():
+            if (table, pk) in found or (run_id is not None and event_run != run_id):
+                continue
+            problems.append(missing_problem(table, pk, commitment))
+        return problems
+
+    def _guard(self, session: Session, table: str, pk: Any, run_id: str) -> None:
+        """Refuse to update a row that was edited outside govern since govern last wrote it: re-committing
+        it would launder the edit into the record."""
+        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        stmt = (sa.select(AuditEvent.id, AuditEvent.kind, AuditEvent.payload_json)
+                .where(AuditEvent.run_id == run_id, AuditEvent.payload_json.like(f'%"{table}":%'))  # type: ignore[attr-defined]
+                .order_by(AuditEvent.id.desc()))  # type: ignore[attr-defined]
+        commitment: Commitment | None = None
+        for event_id, kind, text in session.execute(stmt):
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                continue
+            for t_name, key, columns, digest, tags in commitments_in(payload):
+                if t_name == table and key == pk:
+                    commitment = Commitment(event_id, kind, columns, digest, tags)
+            if commitment is not None:
+                break
+        stored = self._stored(session, table, t.c[next(iter(t.primary_key.columns)).name] == pk)
+        problem = row_problem(table, pk, stored[0], commitment) if stored else None
+        if problem is not None:
+            raise LineageError(f"lineage DB {self.display_url}: refusing to record over a tampered row: {problem}."
+                               " Run `govern lineage verify`")
+
+    @staticmethod
+    def _check_evidence(session: Session, recorded: dict[Any, tuple[int, str]], unverifiable: set[Any],
+                        run_id: str | None = None) -> tuple[list[str], set[Any]]:
+        """Evidence rows against the digests the (already verified) audit log recorded for them. Rows whose
+        recording event is itself broken are skipped: that event is already reported. Also returns the
+        execution ids whose evidence was found edited (the row check then does not report them twice)."""
+        problems: list[str] = []
+        edited: set[Any] = set()
         stmt = (sa.select(EvidenceRow.id, EvidenceRow.execution_id, EvidenceRow.run_id, EvidenceRow.stage,
                           EvidenceRow.document)
                 .order_by(EvidenceRow.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
+        if run_id is not None:
+            stmt = stmt.where(EvidenceRow.run_id == run_id)
+            in_run = set(session.scalars(sa.select(StageExecution.id).where(StageExecution.run_id == run_id)))
+            recorded = {k: v for k, v in recorded.items() if k in in_run}
         found: set[Any] = set()
-        for row_id, execution_id, run_id, stage, document in session.execute(stmt):
+        for row_id, execution_id, row_run_id, stage, document in session.execute(stmt):
             entry = recorded.get(execution_id)
-            where = f"evidence row #{row_id} (run {run_id}, stage {stage})"
+            where = f"evidence row #{row_id} (run {row_run_id}, stage {stage})"
             if entry is None:
                 if execution_id in unverifiable:
                     continue
                 problems.append(f"{where}: no audit event recorded it — it was inserted outside govern")
+                edited.add(execution_id)
                 continue
             found.add(execution_id)
             if _digest(document) != entry[1]:
                 problems.append(f"{where}: content does not match the digest recorded by event #{entry[0]} — "
                                 "the evidence was edited")
+                edited.add(execution_id)
         for execution_id, (event_id, _) in sorted(recorded.items(), key=lambda kv: kv[1][0]):
             if execution_id not in found:
                 problems.append(f"evidence of stage execution #{execution_id} (recorded by event #{event_id}) "
                                 "is missing — the evidence row was deleted")
-        return problems
+        return problems, edited
 
 
 # ------------------------------------------------------------------------------------ module helpers
@@ -1014,10 +1281,21 @@ def _null_lock() -> Iterator[None]:
     yield None
 
 
-def _sqlite_engines(url: URL) -> tuple[Engine, Engine]:
+def _sqlite_engines(url: URL, *, read_only: bool = False) -> tuple[Engine, Engine]:
     """Two engines over one SQLite file: writes begin ``IMMEDIATE`` (take the write lock up front, so two
-    writers never deadlock upgrading read locks); reads begin deferred (WAL readers never block)."""
+    writers never deadlock upgrading read locks); reads begin deferred (WAL readers never block).
+
+    Read-only: the file must exist (nothing is created, not even its folder) and SQLite opens it with
+    ``mode=ro``, so no command that only reads can change the DB."""
     database = url.database
+    if read_only:
+        if not database or database == ":memory:":
+            raise LineageError("a read-only command needs an existing lineage DB file, not an in-memory one")
+        path = Path(database).expanduser()
+        if not path.is_file():
+            raise LineageError(f"no lineage DB at {path} (check --db / GOVERN_DB_URL; nothing was created)")
+        engine = _sqlite_engine(url, immediate=False, read_only_path=path)
+        return engine, engine
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engines = (_sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False))
@@ -1027,10 +1305,18 @@ def _sqlite_engines(url: URL) -> tuple[Engine, Engine]:
     return engine, engine
 
 
-def _sqlite_engine(url: URL, *, immediate: bool, memory: bool = False) -> Engine:
+def _sqlite_engine(url: URL, *, immediate: bool, memory: bool = False, read_only_path: Path | None = None) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = sa.pool.StaticPool
+    if read_only_path is not None:
+        import sqlite3
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(read_only_path.resolve()))}?mode=ro"
+        kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S,
+                                                    check_same_thread=False)
+        kwargs.pop("connect_args")
     engine = sa.create_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
@@ -1040,7 +1326,8 @@ def _sqlite_engine(url: URL, *, immediate: bool, memory: bool = False) -> Engine
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only_path is None:
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

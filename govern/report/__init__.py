@@ -31,7 +31,7 @@ LEDGER_FORMATS: tuple[str, ...] = ("html", "md", "json")
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 __all__ = [
-    "LedgerReport", "ReportData", "build_ledger", "build_report_data", "composed_epsilon", "dataset_budgets",
+    "LedgerReport", "ReportData", "build_ledger", "build_report_data", "composed_epsilon", "dataset_budgets", "write_report_data",
     "explain_epsilon", "ledger_delta", "render_html", "render_json", "render_ledger", "render_markdown",
     "render_pdf", "report_json_schema", "to_junit", "to_markdown_summary", "to_sarif", "write_ledger",
     "write_report",
@@ -85,7 +85,11 @@ def write_report(store: LineageStore, run_id: str, fmt: str, out_dir: str | Path
     """Render one run's report from the DB and write ``<out_dir>/<run_id>.<fmt>``; returns the path."""
     if fmt not in REPORT_FORMATS:
         raise GovernError(f"unknown report format '{fmt}' (choose one of {', '.join(REPORT_FORMATS)})")
-    data = build_report_data(store, run_id)
+    return write_report_data(build_report_data(store, run_id), fmt, out_dir)
+
+
+def write_report_data(data: ReportData, fmt: str, out_dir: str | Path = "reports") -> Path:
+    """Write an already built report as ``<out_dir>/<run_id>.<fmt>``; returns the path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{data.run.id}.{fmt}"

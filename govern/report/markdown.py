@@ -28,6 +28,12 @@ def render_markdown(data: ReportData) -> str:
     verdict = r.decision.decision if r.decision else "none"
     add(f"## {_ICON.get(verdict, '❔')} govern: `{verdict.upper()}` — {cell(r.run.name)}")
     add("")
+    if r.chain is not None and not r.chain.ok:
+        add(f"> ⛔ **RECORD BROKEN — do not rely on this report.** The lineage DB no longer matches what govern "
+            f"recorded for this run ({len(r.chain.problems)} problem(s)):")
+        for problem in r.chain.problems[:10]:
+            add(f"> - {cell(problem)}")
+        add("")
     add(f"Run `{r.run.id}` · status **{r.run.status}** · generated {r.generated_at:%Y-%m-%d %H:%M UTC} "
         f"from the lineage DB by {r.generator}")
     if r.policy:
@@ -124,6 +130,13 @@ def render_markdown(data: ReportData) -> str:
         for s in r.signatures:
             add(s.verify_command)
         add("```")
+        add("")
+    if r.actions:
+        add("### Who did what")
+        add("| action | who | when | detail |")
+        add("|---|---|---|---|")
+        for a in r.actions:
+            add(f"| {a.action} | {cell(a.actor)} | {a.at:%Y-%m-%d %H:%M UTC} | {cell(a.detail)} |")
         add("")
     rp = r.reproducibility
     add("<details><summary>Reproducibility</summary>")

@@ -368,13 +368,21 @@ def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, A
     from govern.errors import NotFoundError
 
     _require_existing_db(db_url)
-    store = LineageStore.open(db_url)
+    store = LineageStore.open(db_url, read_only=True)
     try:
         try:
             run = store.get_run(run_id)
         except NotFoundError:
             report.add("lineage-run", False, f"lineage: run {run_id} is not in {store.display_url}")
             return
+        # Fail closed: the digest and decision below are only worth what the record's integrity is.
+        integrity = store.verify_run(run.id)
+        if integrity.ok:
+            report.add("lineage-integrity", True, f"lineage: record of run {run.id} intact ({integrity.events} "
+                                                  "events; every row it reads matches its audit event)")
+        else:
+            for problem in integrity.problems:
+                report.add("lineage-integrity", False, f"lineage: record broken: {problem}")
         recorded = {a.sha256 for a in store.artifacts(run.id) if a.kind in ("model", "adapter")}
         recorded |= {s.subject_digest for s in store.signatures(run.id) if s.kind == "model"}
         if report.model_digest in recorded:
