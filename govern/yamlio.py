@@ -18,8 +18,63 @@ from govern.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def duplicate_keys(root: yaml.Node | None) -> list[str]:
+    """``line N, a.x: duplicate key 'x' (first at line M)`` for every mapping key given twice, at any depth.
+
+    YAML loaders keep the last value silently; in a policy that can turn ``max_epsilon: 1`` into the
+    ``max_epsilon: 8`` written further down. Keys are compared as loaded values (``1`` and ``"1"``
+    differ, as they do in the loaded data); ``<<`` merge keys are YAML's own way to override and are
+    not duplicates.
+    """
+    if root is None:
+        return []
+    constructor = yaml.SafeLoader("")
+    problems: list[str] = []
+    seen_nodes: set[int] = set()
+
+    def key_of(node: yaml.Node) -> Any:
+        try:
+            key = constructor.construct_object(node, deep=True)
+            hash(key)
+            return key
+        except Exception:  # noqa: BLE001 - an unhashable or odd key: compare its source text instead
+            return (node.tag, getattr(node, "value", None) if isinstance(node, yaml.ScalarNode) else id(node))
+
+    def walk(node: yaml.Node, path: list[str]) -> None:
+        if id(node) in seen_nodes:  # aliases (and recursive anchors) are visited once
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = key_of(key_node)
+                line = key_node.start_mark.line + 1
+                label = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else str(key)
+                if key in first:
+                    where = ".".join([*path, label])
+                    problems.append(f"line {line}, {where}: duplicate key '{label}' (first at line {first[key]}; "
+                                    "YAML would silently keep only the last one)")
+                else:
+                    first[key] = line
+                walk(value_node, [*path, label])
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, [*path, str(index)])
+
+    walk(root, [])
+    return problems
+
+
 def read_yaml(path: Path, error_type: type[ConfigError] = ConfigError) -> tuple[Any, yaml.Node | None]:
-    """Parse ``path``; return the plain data and the composed node tree (for line lookups)."""
+    """Parse ``path``; return the plain data and the composed node tree (for line lookups).
+
+    Duplicate mapping keys are an error here, for every file read through this function (run configs
+    and policies), so no caller can forget the check."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -36,6 +91,9 @@ def read_yaml(path: Path, error_type: type[ConfigError] = ConfigError) -> tuple[
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise error_type(path, [f"{where}YAML syntax error: {problem}"]) from None
+    duplicates = duplicate_keys(node)
+    if duplicates:
+        raise error_type(path, duplicates)
     return data, node
 
 
@@ -75,6 +133,8 @@ def validation_problems(exc: ValidationError, node: yaml.Node | None) -> list[st
             msg = "unknown field (check the spelling; see `govern config schema`)"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         problems.append(f"{where}{path}: {msg}")
     return problems
 

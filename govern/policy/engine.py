@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from govern.policy.cel import evaluate_expression
+from govern.policy.cel import cel_document, evaluate_expression
 from govern.policy.schema import Policy, Severity
 
 Status = Literal["pass", "fail", "waived", "skipped", "error"]
@@ -312,7 +312,8 @@ def _signing_checks(policy: Policy, doc: dict[str, Any], final: bool) -> Iterabl
 
 # -------------------------------------------------------------------------------------------- engine
 def _custom_rules(policy: Policy, doc: dict[str, Any], final: bool) -> Iterable[RuleResult]:
-    for rule in policy.rules:
+    cel_evidence = cel_document(doc) if policy.rules else None
+    for index, rule in enumerate(policy.rules):
         missing_req = [k for k in rule.requires if doc.get(k) is None]
         if missing_req:
             yield RuleResult(rule_id=rule.id, severity=rule.severity, status="error" if final else "skipped",
@@ -320,8 +321,19 @@ def _custom_rules(policy: Policy, doc: dict[str, Any], final: bool) -> Iterable[
                                       + ("was never produced" if final else "is not available yet")),
                              evidence_path=None)
             continue
-        outcome = evaluate_expression(rule.expression, doc)
-        if outcome.value is not None:
+        max_cost = rule.max_cost or policy.rule_limits.max_cost
+        timeout_s = rule.timeout_s or policy.rule_limits.timeout_s
+        outcome = evaluate_expression(rule.expression, max_cost=max_cost, timeout_s=timeout_s,
+                                      cel_evidence=cel_evidence)
+        if outcome.exceeded is not None:
+            # Fail closed, at every gate: a rule that could not finish was not checked.
+            yield RuleResult(rule_id=rule.id, severity=rule.severity, status="error",
+                             message=(f"exceeded its evaluation budget and was stopped: {outcome.exceeded}. "
+                                      f"If the rule is meant to be this expensive, raise rules[{index}].max_cost / "
+                                      f"timeout_s or rule_limits in the policy; otherwise simplify it (nested "
+                                      f"all/exists/map multiply: three levels over 100 elements are 10^6 steps)"),
+                             threshold=rule.expression, observed={"cost": outcome.cost})
+        elif outcome.value is not None:
             yield RuleResult(rule_id=rule.id, severity=rule.severity, status="pass" if outcome.value else "fail",
                              message=rule.description or rule.message if outcome.value else rule.message,
                              evidence_path=None, threshold=rule.expression)

@@ -15,6 +15,7 @@ import yaml
 
 from govern.errors import PolicyError
 from govern.policy.cel import compile_rules
+from govern.policy.entities import unknown_entity_problem
 from govern.policy.schema import Policy
 from govern.yamlio import line_of, read_yaml, validation_problems
 
@@ -67,11 +68,11 @@ def load_policy(ref: str | Path) -> LoadedPolicy:
         raise PolicyError(path, ["expected a mapping at the top level"])
     from pydantic import ValidationError
 
+    problems = entity_problems(data, node)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(path, validation_problems(exc, node)) from None
-    problems = []
+        raise PolicyError(path, validation_problems(exc, node) + problems) from None
     for index, rule, message in compile_rules(policy):
         line = line_of(node, ["rules", index, "expression"])
         where = f"line {line}, " if line else ""
@@ -80,6 +81,29 @@ def load_policy(ref: str | Path) -> LoadedPolicy:
         raise PolicyError(path, problems)
     digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadedPolicy(policy=policy, path=str(path), digest=digest, document=data)
+
+
+def entity_problems(document: dict[str, Any], node: yaml.Node | None) -> list[str]:
+    """Entity names no recognizer knows (a misspelling would otherwise fail only at scan time).
+
+    Works on the raw document, so these problems are reported together with schema errors."""
+    pii = document.get("pii")
+    if not isinstance(pii, dict):
+        return []
+    recognizers = pii.get("custom_recognizers")
+    custom = {str(c.get("entity")) for c in recognizers if isinstance(c, dict)} if isinstance(recognizers, list) else set()
+    problems = []
+    for section in ("entities", "ner_entities", "context_words"):
+        names = pii.get(section)
+        if not isinstance(names, dict):
+            continue
+        for name in names:
+            problem = unknown_entity_problem(str(name), custom)
+            if problem is not None:
+                line = line_of(node, ["pii", section, str(name)])
+                where = f"line {line}, " if line else ""
+                problems.append(f"{where}pii.{section}.{name}: {problem}")
+    return problems
 
 
 def policy_from_document(document: dict[str, Any], digest: str, source: str = "<stored policy>") -> LoadedPolicy:
@@ -118,6 +142,11 @@ def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
     allowed = [e for e, a in p.pii.entities.items() if a == "allow"]
     if allowed:
         notes.append(f"pii: {', '.join(sorted(allowed))} allowed into training data")
+    for limit in p.membership.max_tpr_at_fpr:
+        if limit.max_tpr < limit.fpr:
+            notes.append(f"membership.max_tpr_at_fpr: max_tpr {limit.max_tpr:g} is below its fpr {limit.fpr:g}: an "
+                         "attack at chance level (TPR = FPR) already fails it, so even a model that leaks nothing "
+                         "blocks about half the time")
     if not p.signing.required:
         notes.append("signing.required is false: unsigned models pass")
     for r in p.rules:

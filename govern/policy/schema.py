@@ -9,9 +9,10 @@ prints this as JSON Schema for editors.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import TypedDict
 
 Severity = Literal["block", "warn", "info"]
 PIIAction = Literal["block", "redact", "allow"]
@@ -164,15 +165,59 @@ class MembershipPolicy(Section):
     severity: Severity = "block"
 
 
-FairnessMetric = Literal[
-    "demographic_parity_difference",
-    "equalized_odds_difference",
-    "accuracy_difference",
-    "true_positive_rate_difference",
-    "false_positive_rate_difference",
-    "perplexity_difference",
-]
-FairnessRatio = Literal["demographic_parity_ratio", "equalized_odds_ratio"]
+# Fairness limits are checked where they are written: a limit outside the range its metric can take
+# either never passes (every run trains for hours, then blocks) or never fails (the gate is silently
+# off, e.g. a typo'd sign). Both are load errors naming the line, not advisories.
+def _difference_limit(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{value:g} can never pass: a difference between groups is never negative "
+                         "(limits lie in [0, 1]; 0 demands exact parity)")
+    if value > 1:
+        raise ValueError(f"{value:g} can never fail: a difference between two rates is at most 1 "
+                         "(limits lie in [0, 1]; remove the limit to stop gating on it)")
+    return value
+
+
+def _ratio_limit(value: float) -> float:
+    if value > 1:
+        raise ValueError(f"{value:g} can never pass: a ratio of the smallest to the largest group rate is "
+                         "at most 1 (limits lie in (0, 1]; 0.8 is the four-fifths rule)")
+    if value <= 0:
+        raise ValueError(f"{value:g} can never fail: a ratio of rates is never negative (limits lie in "
+                         "(0, 1]; remove the limit to stop gating on it)")
+    return value
+
+
+def _perplexity_difference_limit(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{value:g} can never pass: a perplexity gap between groups is never negative")
+    return value
+
+
+DifferenceLimit = Annotated[float, AfterValidator(_difference_limit)]
+RatioLimit = Annotated[float, AfterValidator(_ratio_limit)]
+
+
+class MaxDifference(TypedDict, total=False):
+    """Fairness metric → largest allowed gap between groups (the worst pair of groups is gated)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    demographic_parity_difference: DifferenceLimit
+    equalized_odds_difference: DifferenceLimit
+    accuracy_difference: DifferenceLimit
+    true_positive_rate_difference: DifferenceLimit
+    false_positive_rate_difference: DifferenceLimit
+    perplexity_difference: Annotated[float, AfterValidator(_perplexity_difference_limit)]
+
+
+class MinRatio(TypedDict, total=False):
+    """Fairness ratio → smallest allowed ratio of the lowest to the highest group rate."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    demographic_parity_ratio: RatioLimit
+    equalized_odds_ratio: RatioLimit
 
 
 class FairnessPolicy(Section):
@@ -180,8 +225,8 @@ class FairnessPolicy(Section):
     gate_on: Literal["point", "ci"] = Field(
         default="point", description="point: the estimate; ci: the CI bound least favourable to passing."
     )
-    max_difference: dict[FairnessMetric, float] = Field(default_factory=dict)
-    min_ratio: dict[FairnessRatio, float] = Field(default_factory=dict)
+    max_difference: MaxDifference = Field(default_factory=lambda: MaxDifference())
+    min_ratio: MinRatio = Field(default_factory=lambda: MinRatio())
     min_worst_group_accuracy: float | None = Field(default=None, ge=0, le=1)
     insufficient_data: Severity = "warn"
     severity: Severity = "block"
@@ -203,6 +248,22 @@ class SigningPolicy(Section):
     severity: Severity = "block"
 
 
+class RuleLimits(Section):
+    """What one custom rule may spend before it is stopped and counted as an ``error`` (fail closed).
+
+    ``max_cost`` is deterministic (one unit per CEL node evaluated plus the length of every list, map or
+    string built), so a replay by ``govern check`` reaches the same verdict on any machine; ``timeout_s``
+    is a wall-clock backstop. A simple predicate costs ~25 units per list element, so the default allows
+    ~4,000 element visits (≈0.5 s in cel-python): far above what a rule over govern's evidence needs
+    (the strict policy's rule over a 500-point curve costs ~550), far below a nested-``all`` bomb (10⁶
+    visits). Raise them here, or per rule, for a deliberately heavy rule.
+    """
+
+    max_cost: int = Field(default=100_000, ge=1_000, le=100_000_000,
+                          description="Cost units per rule evaluation (nodes evaluated + sizes of values built).")
+    timeout_s: float = Field(default=2.0, gt=0, le=600, description="Wall-clock seconds per rule evaluation.")
+
+
 class CustomRule(Section):
     """A rule in CEL. ``expression`` must evaluate to true for the rule to pass (as in Kubernetes
     ValidatingAdmissionPolicy); the evidence document is bound to ``evidence``."""
@@ -216,6 +277,10 @@ class CustomRule(Section):
         default_factory=list,
         description="Evidence keys that must exist before the rule is evaluated (e.g. [training]).",
     )
+    max_cost: int | None = Field(default=None, ge=1_000, le=100_000_000,
+                                 description="Overrides rule_limits.max_cost for this rule.")
+    timeout_s: float | None = Field(default=None, gt=0, le=600,
+                                    description="Overrides rule_limits.timeout_s for this rule.")
 
 
 class Policy(Section):
@@ -229,6 +294,7 @@ class Policy(Section):
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     signing: SigningPolicy = Field(default_factory=SigningPolicy)
+    rule_limits: RuleLimits = Field(default_factory=RuleLimits)
     rules: list[CustomRule] = Field(default_factory=list)
 
     @model_validator(mode="after")

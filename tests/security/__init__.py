@@ -1,0 +1,1 @@
+"""Security tests: inputs that try to hang, confuse or slip past govern."""

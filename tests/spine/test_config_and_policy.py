@@ -47,6 +47,10 @@ def test_missing_required_section_and_yaml_syntax_errors(tmp_path: Path) -> None
         load_run_config(cfg)
     with pytest.raises(ConfigError, match="file not found"):
         load_run_config(tmp_path / "nope.yaml")
+    # a key given twice is an error (YAML would silently keep the last value)
+    cfg.write_text("name: x\nname: y\n")
+    with pytest.raises(ConfigError, match=r"line 2, name: duplicate key 'name' \(first at line 1"):
+        load_run_config(cfg)
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,6 +156,10 @@ def test_policy_schema_errors_and_unknown_names(tmp_path: Path) -> None:
         load_policy(path)
     assert "privacy.max_epsilon: Input should be a valid number" in str(exc.value)
     assert "fairnes: unknown field" in str(exc.value)
+    path.write_text(yaml.safe_dump(policy_doc(fairness={"min_ratio": {"demographic_parity_ratio": 5.0}}),
+                                   sort_keys=False))
+    with pytest.raises(PolicyError, match=r"line \d+, fairness.min_ratio.demographic_parity_ratio: 5 can never pass"):
+        load_policy(path)
     with pytest.raises(PolicyError, match="shipped: default, dev, strict"):
         load_policy("nonexistent")
     assert policy_json_schema()["properties"]["apiVersion"]
