@@ -133,6 +133,7 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
                               policy=PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest,
                                                document=loaded.document),
                               results=[r.model_dump(mode="json") for r in decision.results])
+        _witness(store, "check", record.id)
         return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status)
 
 
@@ -171,7 +172,15 @@ def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_ur
             except NotFoundError:
                 raise GovernError(
                     f"'{target}' is neither a run id nor a data-set fingerprint (sha256:...)") from None
-        return store.add_waiver(target=target, rule_id=rule_id, by=by, reason=reason, until=until)
+        waiver_id = store.add_waiver(target=target, rule_id=rule_id, by=by, reason=reason, until=until)
+        _witness(store, "waiver", target if target.startswith("run-") else None)
+        return waiver_id
+
+
+def _witness(store: LineageStore, reason: str, run_id: str | None) -> None:
+    from govern.lineage.witness import emit_witness, witness_key
+
+    emit_witness(store, reason, run_id=run_id, sign_key=witness_key())
 
 
 # ------------------------------------------------------------------------------------------- reports
@@ -220,9 +229,21 @@ def report(run_id: str | None, fmt: str, out: str | Path = "reports", *, since: 
 
 
 # ------------------------------------------------------------------------------------------- lineage
-def lineage_verify(*, db_url: str | None = None) -> ChainReport:
+def lineage_verify(*, db_url: str | None = None, witnesses: list[str] | None = None,
+                   witness_key: Path | None = None) -> ChainReport:
+    """The whole DB's integrity: the chain, every committed row and, with ``witnesses``, that the DB still
+    extends every witnessed chain head (what catches a deleted tail or a re-hashed chain)."""
     with closing(LineageStore.open(db_url, read_only=True)) as store:
-        return store.verify_chain()
+        report = store.verify_chain()
+        if witnesses:
+            from govern.lineage.witness import verify_witnesses
+
+            checks = verify_witnesses(store, witnesses, public_key=witness_key)
+            report.problems.extend(p for c in checks for p in c.problems)
+            report.notes.extend(n for c in checks for n in c.notes)
+            report.witnesses = sum(c.statements for c in checks)
+            report.ok = not report.problems
+        return report
 
 
 # ------------------------------------------------------------------------- standalone, recorded verbs
@@ -358,6 +379,7 @@ def sign_recorded(path: str | Path, method: str, *, db_url: str | None = None, *
         outcome = _record_standalone(store, kind="sign", name=f"sign:{target.name}", stage="signing", loaded=None,
                                      inputs=inputs, compute=compute, artifacts=artifacts)
         store.add_signature(outcome.run_id, **holder["result"].signature_record("model"))
+        _witness(store, "signature", outcome.run_id)
         return outcome.run_id, holder["result"]
 
 

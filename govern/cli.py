@@ -404,19 +404,35 @@ def waive_command(
 
 
 @lineage_app.command("verify")
-def lineage_verify_command(db: DbOption = None, output_format: FormatOption = "table") -> None:
-    """Check the audit-event hash chain: any edited or deleted event is reported. Exit 1 if broken."""
+def lineage_verify_command(
+    db: DbOption = None,
+    output_format: FormatOption = "table",
+    witness: Annotated[list[str] | None, typer.Option(
+        "--witness", help="Witness statement file, folder of them, or second lineage DB URL: prove the DB still "
+                          "extends every witnessed chain head (catches deleted tails and re-hashed chains).")] = None,
+    witness_key: Annotated[Path | None, typer.Option(
+        "--witness-key", help="Public key (PEM) that signed the witnesses: their signatures are checked.")] = None,
+) -> None:
+    """Check the audit log and every recorded row: any edited, inserted or deleted row is named. Exit 1 if broken."""
     from govern import api
 
-    report = api.lineage_verify(db_url=db)
+    report = api.lineage_verify(db_url=db, witnesses=list(witness or []), witness_key=witness_key)
     if output_format == "json":
         emit_json(report.model_dump(mode="json"))
-    elif report.ok:
-        console.print(f"[green]ok[/] audit log intact: {report.events} events, hash chain verified")
+        exit_with(0 if report.ok else 1)
+    witnessed = f", {report.witnesses} witness statement(s) extended" if witness else ""
+    if report.ok:
+        console.print(f"[green]ok[/] audit log intact: {report.events} events, hash chain verified, every "
+                      f"recorded row matches its event{witnessed}", highlight=False)
+        if not witness:
+            console.print("  (without --witness, a deleted tail or a re-hashed chain cannot be detected)",
+                          highlight=False)
     else:
         console.print(f"[bold red]BROKEN[/] audit log: {len(report.problems)} problem(s) in {report.events} events")
         for p in report.problems:
-            console.print(f"  - {p}", highlight=False)
+            console.print(f"  - {p}", highlight=False, markup=False, soft_wrap=True)
+    for n in report.notes:
+        console.print(f"  note: {n}", highlight=False, markup=False, soft_wrap=True)
     exit_with(0 if report.ok else 1)
 
 # ============================================================================== pii (issue 3 helper)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from govern.config import RunConfig, load_run_config, run_config_from_dict
-from govern.errors import ConfigError, GovernError
+from govern.errors import ConfigError, GovernError, RecordIntegrityError
 from govern.evidence import EVIDENCE_MODELS, Evidence, LedgerEntry, RunEvidence
 from govern.lineage import LineageStore
 from govern.lineage.records import PolicyRef
@@ -184,6 +184,9 @@ class Pipeline:
         self.listener = listener or NullListener()
         self._stages = stages
         self._on_stage_done = on_stage_done
+        #: The run this pipeline recorded and its config, once known (for the witness written after it).
+        self.run_id: str | None = None
+        self.config: RunConfig | None = None
 
     # ------------------------------------------------------------------------------------------ start
     def start(self, config_path: str | Path) -> RunOutcome:
@@ -193,6 +196,7 @@ class Pipeline:
             policy = load_policy(config.policy)
         except ConfigError as exc:
             run_id = self.store.create_run(name=path.parent.name or path.stem, kind="run", config_path=str(path))
+            self.run_id = run_id
             self.store.set_run_status(run_id, "failed", error=str(exc))
             exc.run_id = run_id  # type: ignore[attr-defined]
             raise
@@ -201,6 +205,7 @@ class Pipeline:
             config_path=str(path.resolve()), policy=_policy_ref(policy), code_revision=code_revision(),
             versions=package_versions(),
         )
+        self.run_id, self.config = run_id, config
         run_dir = (config.output_dir or Path.cwd() / ".govern" / "runs") / run_id
         self.store.set_run_dir(run_id, str(run_dir))
         return self._execute(run_id, config, policy, run_dir, resumed=False)
@@ -213,8 +218,13 @@ class Pipeline:
             raise GovernError(f"run {record.id} already completed (decision: {record.decision}); nothing to resume")
         if record.config is None or record.policy_document is None:
             raise GovernError(f"run {record.id} failed before its config was valid; start a new run instead")
+        # Resume reuses recorded evidence and outputs: only if the record is still what govern wrote.
+        integrity = self.store.verify_run(record.id)
+        if not integrity.ok:
+            raise RecordIntegrityError(f"run {record.id}", integrity.problems)
         base = Path(record.config_path).parent if record.config_path else Path.cwd()
         config = run_config_from_dict(record.config, base, source=f"stored config of {record.id}")
+        self.run_id, self.config = record.id, config
         policy = policy_from_document(record.policy_document, record.policy_digest or "",
                                       source=f"stored policy of {record.id}")
         run_dir = Path(record.run_dir) if record.run_dir else Path.cwd() / ".govern" / "runs" / record.id
@@ -353,12 +363,18 @@ def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: 
         except ConfigError:
             url = None
     store = LineageStore.open(url)
+    pipeline = Pipeline(store, progress=progress, listener=listener)
     try:
-        pipeline = Pipeline(store, progress=progress, listener=listener)
         if resume is not None:
             return pipeline.resume(resume)
         return pipeline.start(config_path)
     finally:
+        if pipeline.run_id is not None:  # a witness of the chain head after every run, failed ones too
+            from govern.lineage.witness import emit_witness, witness_key
+
+            signing = pipeline.config.signing if pipeline.config is not None else None
+            key = signing.private_key if signing is not None and signing.method == "key" else None
+            emit_witness(store, "run", run_id=pipeline.run_id, sign_key=key or witness_key())
         store.close()
         if os.environ.get("WORLD_SIZE", "1") != "1":  # under torchrun: never leave the other ranks waiting
             from govern.training.distributed import release_workers

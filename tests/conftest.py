@@ -55,6 +55,10 @@ def isolated_lineage_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """No test writes to a developer's real lineage DB: the default DB is a fresh temporary one."""
     db = tmp_path_factory.mktemp("lineage") / "lineage.db"
     monkeypatch.setenv("GOVERN_DB_URL", f"sqlite:///{db}")
+    # Chain-head witnesses land beside the reports (./reports/witness) by default: never in the checkout.
+    monkeypatch.setenv("GOVERN_WITNESS_DIR", str(db.parent / "witness"))
+    monkeypatch.delenv("GOVERN_WITNESS_TO", raising=False)
+    monkeypatch.delenv("GOVERN_WITNESS_KEY", raising=False)
 
 
 @pytest.fixture

@@ -204,6 +204,9 @@ class ChainReport(_Record):
     head_event_id: int
     head_hash: str
     problems: list[str] = Field(default_factory=list)
+    #: Witness statements checked (``govern lineage verify --witness``) and remarks that are not problems.
+    witnesses: int = 0
+    notes: list[str] = Field(default_factory=list)
 
 
 class AncestryGraph(_Record):

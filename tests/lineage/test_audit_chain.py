@@ -115,3 +115,15 @@ def test_edited_or_deleted_evidence_is_detected_against_the_logged_digest(store:
     problems = store.verify_chain().problems
     assert any("evidence of stage execution #2" in p and "deleted" in p for p in problems)
     assert store.verify_chain(check_evidence=False).ok
+
+
+def test_hashing_the_stored_text_equals_hashing_the_parsed_payload(store: LineageStore) -> None:
+    """Verification hashes each event's stored canonical text (fast path); it must be the same link."""
+    from govern.lineage.store import event_hash_text
+
+    _seed(store)
+    for e in store.events():
+        with store.engine.connect() as conn:
+            text = conn.execute(sa.text("SELECT payload_json FROM audit_events WHERE id = :i"), {"i": e.id}).scalar_one()
+        assert event_hash_text(e.prev_hash, e.id, e.created_at, e.kind, e.run_id, text) == e.hash
+        assert event_hash(e.prev_hash, e.id, e.created_at, e.kind, e.run_id, e.payload) == e.hash

@@ -95,7 +95,7 @@ def test_events_record_the_github_actor_and_workflow(tmp_path: Path, monkeypatch
                               "--until", (date.today() + timedelta(days=3)).isoformat(), "--db", url)
     assert code == 0, err
     actors = _actors(url)
-    assert len(actors) == 2
+    assert len(actors) == 3  # run.created, waiver.added, witness.emitted
     assert all(a["source"] == "github" and a["name"] == "octocat" for a in actors)
     assert actors[1]["context"]["GITHUB_WORKFLOW_REF"].endswith("gate.yml@refs/heads/main")  # type: ignore[index]
     assert actors[1]["context"]["GITHUB_RUN_ID"] == "4242"  # type: ignore[index]

@@ -8,6 +8,7 @@ would, with sqlite3 on the file (no govern code, no foreign-key cascades)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -265,6 +266,8 @@ def test_an_untouched_record_still_checks_and_reports(db: tuple[Path, str], pris
     assert code == 0 and "intact" in out
     code, _, _ = govern_cli("check", pristine.run.run_id, "--db", url)
     assert code == 1  # still blocked, and now judged
+    witnesses = [json.loads(p.read_text()) for p in Path(os.environ["GOVERN_WITNESS_DIR"]).glob("witness-*.json")]
+    assert [(w["reason"], w["run_id"]) for w in witnesses] == [("check", pristine.run.run_id)]
     code, _, _ = govern_cli("report", pristine.run.run_id, "--format", "md", "--out", str(tmp_path), "--db", url)
     assert code == 0 and "RECORD BROKEN" not in (tmp_path / f"{pristine.run.run_id}.md").read_text()
     assert api.lineage_verify(db_url=url).ok
