@@ -5,7 +5,10 @@ label column (class names are not personal data). The id column *is* scanned: id
 the lineage DB as ``record_id``, so an id that is an e-mail address must be caught — such a record's
 findings are stored without its id, and redaction always pseudonymises the id column
 (``<EMAIL_ADDRESS_3>``), keeping ids unique even in ``entity_type`` mode. Numbers are scanned as text,
-nested objects and lists leaf by leaf (field paths like ``meta.email``, ``tags[2]``).
+nested objects and lists leaf by leaf (field paths like ``meta.email``, ``tags[2]``). Object keys are
+scanned too: a key holding personal data is shown in every field path by its redacted name
+(``meta.<EMAIL_ADDRESS>#key`` for the key, ``meta.<EMAIL_ADDRESS>`` for its value), never as itself,
+and the redacted copy renames it to exactly that name.
 
 The stage never stops the run itself: findings whose action is ``block`` are counted in
 ``evidence.blocked`` and the policy gate blocks the run before training.
