@@ -350,19 +350,22 @@ class RecordScanner:
         ``label``...) and answer, for the walk, which of them hold personal data."""
         s = self.settings
         distinct: dict[str, int] = {}  # key -> location of the first record that has it
-
-        def collect(location: int) -> KeyHits:
-            def hits(_path: str, key: str) -> Sequence[KeyHit]:
-                distinct.setdefault(key, location)
-                return ()
-            return hits
-
         for location, record in chunk:
-            try:
-                for _ in iter_field_texts(record, s.columns, s.exclude_columns, collect(location)):
-                    pass
-            except _FieldProblem:
-                continue  # reported by the value walk, with its field
+            top = s.columns if s.columns is not None else [k for k in record if k not in s.exclude_columns]
+            stack: list[Any] = []
+            for k in top:
+                if k in record:
+                    distinct.setdefault(k, location)
+                    stack.append(record[k])
+            while stack:  # the keys of every nested object (what the walk will ask about)
+                value = stack.pop()
+                if isinstance(value, dict):
+                    for k, v in value.items():
+                        if isinstance(k, str):
+                            distinct.setdefault(k, location)
+                        stack.append(v)
+                elif isinstance(value, list):
+                    stack.extend(value)
         keys = list(distinct)
         try:
             analysed = self._analyze_texts(keys)
