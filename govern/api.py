@@ -390,25 +390,29 @@ def _bundle_artifact(bundle: Path) -> Any:
 
 
 def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | None = None,
-         progress: Progress | None = None, workers: int | None = None, db_url: str | None = None
-         ) -> tuple[str, Any]:
+         progress: Progress | None = None, workers: int | None = None, db_url: str | None = None,
+         max_record_bytes: int | None = None) -> tuple[str, Any]:
     """``govern scan``: PII scan of data files, gated by the policy and recorded (run kind ``scan``).
 
     Returns (run id, :class:`govern.pii.ScanReport`). The keyed hashes use the key that belongs to the
     lineage DB, so a value found here correlates with the same value found in any governed run.
     """
+    from govern.config import DEFAULT_MAX_RECORD_BYTES
+    from govern.data.io import safe_resolve
     from govern.pii import load_or_create_key, scan_paths
     from govern.stage import ArtifactOut
 
     loaded = load_policy(policy)
     holder: dict[str, Any] = {}
-    inputs = {"paths": [str(Path(p).resolve()) for p in paths], "engine": engine}
+    limit = max_record_bytes or DEFAULT_MAX_RECORD_BYTES
+    # safe_resolve: a path that cannot be resolved (a symlink loop) is reported by the scan, recorded failed.
+    inputs = {"paths": [str(safe_resolve(Path(p))) for p in paths], "engine": engine, "max_record_bytes": limit}
     with open_store(db_url) as store:
         key = load_or_create_key(store.url)
 
         def compute() -> Any:
             report = scan_paths(paths, loaded.policy, engine, progress, key, workers=workers,
-                                policy_file=loaded.path)
+                                policy_file=loaded.path, max_record_bytes=limit)
             holder["report"] = report
             return report.evidence
 

@@ -445,6 +445,9 @@ def scan_command(
     output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or sarif.")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of stdout.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Scanner processes (default: all cores).")] = None,
+    max_record_bytes: Annotated[int | None, typer.Option(
+        "--max-record-bytes", min=1, help="Largest record (JSONL line, CSV record, Parquet row) in bytes; "
+        "a larger one is an error (default 1 MiB).")] = None,
     db: DbOption = None,
 ) -> None:
     """Scan data files for personal data (the pre-merge gate). Exit 0 clean, 1 findings the policy
@@ -457,7 +460,7 @@ def scan_command(
     if engine is not None and engine not in ("patterns", "spacy"):
         raise GovernError(f"--engine must be patterns or spacy, not '{engine}'")
     with progress_bars(enabled=err_console.is_terminal) as progress:
-        report = _scan_report(paths, policy, engine, progress, workers, db)
+        report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes)
     if output_format == "table":
         if out is not None:
             with open(out, "w", encoding="utf-8") as fh:
@@ -485,11 +488,12 @@ def scan_command(
 
 
 def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
-                 db: str | None) -> Any:
+                 db: str | None, max_record_bytes: int | None = None) -> Any:
     """The scan, recorded in the lineage DB as a run of kind ``scan``."""
     from govern import api
 
-    run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db)
+    run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db,
+                              max_record_bytes=max_record_bytes)
     err_console.print(f"recorded as {run_id}", highlight=False)
     return report
 
@@ -717,6 +721,8 @@ def sign_command(
     identity_token: Annotated[Path | None, typer.Option("--identity-token", help="File holding the OIDC token.")] = None,
     staging: Annotated[bool, typer.Option("--staging", help="Sigstore's staging instance (testing).")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Bundle path (default: PATH.sigstore.json).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse a private key that group or others can read (default: warn).")] = False,
     db: DbOption = None,
     output_format: FormatOption = "table",
 ) -> None:
@@ -737,8 +743,12 @@ def sign_command(
         raise GovernError("say how to sign: --key KEY, --signing-cert CERT --key KEY [--cert-chain ...], or --sigstore")
     kwargs: dict[str, Any] = {"private_key": key, "signing_certificate": signing_cert,
                               "certificate_chain": list(cert_chain or []), "identity_token": identity_token,
-                              "staging": staging, "out": out}
+                              "staging": staging, "out": out, "strict": strict}
     run_id, result = api.sign_recorded(path, method, db_url=db, **kwargs)
+    from rich.markup import escape
+
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     if output_format == "json":
         emit_json({"run_id": run_id, **result.model_dump(mode="json")})
         return

@@ -21,8 +21,33 @@ Task = Literal["classification", "causal-lm"]
 DataFormat = Literal["auto", "jsonl", "csv", "parquet"]
 
 
+#: Largest record (one JSONL line, one CSV record, one Parquet row) read by default: far above any
+#: training example, far below what would let one line cost gigabytes once parsed and scanned.
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+
+
+def _numeric(annotation: Any) -> bool:
+    """True when a field's type admits an int or float (``int``, ``float | None``...)."""
+    if annotation in (int, float):
+        return True
+    return any(_numeric(a) for a in getattr(annotation, "__args__", ()))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # allow_inf_nan=False: YAML reads `.inf` and `.nan` as floats, and every numeric setting here is a
+    # count, a rate or a bound; an infinite epsilon or epoch count must be an error that names the
+    # line, not a crash when the config is stored (JSON has no infinity) or an unbounded loop.
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `epochs: true` as 1; a boolean where a number is meant is a mistake.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _numeric(annotation) and bool not in getattr(annotation, "__args__", (annotation,)):
+                raise ValueError("expected a number, found a boolean")
+        return value
 
 
 def _resolve(value: Any, info: ValidationInfo) -> Any:
@@ -30,7 +55,12 @@ def _resolve(value: Any, info: ValidationInfo) -> Any:
     if value is None or base is None:
         return value
     p = Path(value).expanduser()
-    return p if p.is_absolute() else (Path(base) / p).resolve()
+    if p.is_absolute():
+        return p
+    try:
+        return (Path(base) / p).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError up to Python 3.12, OSError after)
+        raise ValueError(f"{Path(base) / p}: cannot resolve the path (a symbolic link loop?)") from None
 
 
 class BaseModelConfig(Strict):
@@ -65,6 +95,11 @@ class DataConfig(Strict):
         default=None, description="Text fields the PII stage scans. Default: every string column."
     )
     near_duplicate_threshold: float = Field(default=0.9, gt=0, le=1, description="MinHash Jaccard threshold.")
+    max_record_bytes: int = Field(
+        default=DEFAULT_MAX_RECORD_BYTES, ge=1,
+        description="Largest record read (a JSONL line, a CSV record, a Parquet row), in bytes; a larger "
+                    "one is an error naming its line. Bounds the memory one record can cost.",
+    )
 
     _resolve_paths = field_validator("train", "eval", mode="after")(_resolve)
 
@@ -231,7 +266,11 @@ def canonical_json(obj: Any) -> str:
 def load_run_config(path: str | Path) -> RunConfig:
     """Load and validate a run config; errors name the file, line and field path."""
     p = Path(path)
-    return load_model(p, RunConfig, ConfigError, context={"base_dir": p.resolve().parent})
+    try:
+        base = p.resolve().parent
+    except (RuntimeError, OSError):  # a symlink loop: RuntimeError up to Python 3.12, OSError after
+        raise ConfigError(p, ["cannot resolve the path (a symbolic link loop?)"]) from None
+    return load_model(p, RunConfig, ConfigError, context={"base_dir": base})
 
 
 def run_config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "<stored config>") -> RunConfig:

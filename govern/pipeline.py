@@ -353,6 +353,18 @@ def _policy_of(ctx: StageContext) -> LoadedPolicy:
     return LoadedPolicy(policy=ctx.policy, path="", digest="")
 
 
+def _lineage_db_hint(path: Path) -> str | None:
+    """``lineage_db`` of a config that does not validate, when its YAML parses and the value is a string."""
+    from govern.yamlio import read_yaml
+
+    try:
+        data, _ = read_yaml(path)
+    except (ConfigError, RuntimeError, OSError):
+        return None
+    value = data.get("lineage_db") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: str | None = None,
                  progress: Progress | None = None, listener: PipelineListener | None = None) -> RunOutcome:
     """Run (or resume) a governed fine-tune; see :class:`Pipeline`."""
@@ -361,7 +373,9 @@ def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: 
         try:
             url = load_run_config(config_path).lineage_db
         except ConfigError:
-            url = None
+            # An invalid config is still recorded as a failed run, in the DB it names when that one
+            # setting can be read; otherwise in the default DB (GOVERN_DB_URL or .govern/lineage.db).
+            url = _lineage_db_hint(Path(config_path))
     store = LineageStore.open(url)
     pipeline = Pipeline(store, progress=progress, listener=listener)
     try:

@@ -14,8 +14,10 @@ CSV has no types, so a CSV cell is always a string, and an empty cell is a missi
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -60,24 +62,69 @@ def location_kwargs(fmt: Format, location: int) -> dict[str, int]:
     return {"record": location} if fmt == "parquet" else {"line": location}
 
 
-def iter_records(path: Path, fmt: str = "auto", *, batch_size: int = 1000) -> Iterator[tuple[int, dict[str, Any]]]:
+def check_data_file(path: Path) -> os.stat_result:
+    """The file's ``stat`` when ``path`` is a readable regular file; else a :class:`DataError` saying why.
+
+    One place for what can be wrong with a path itself (missing, a symbolic link loop, a directory, a
+    FIFO or device, no read permission), so every command reports it the same way instead of a
+    traceback from ``Path.resolve`` or ``open``.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(path, "cannot open: a symbolic link loop") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DataError(path, "file not found") from None
+        raise DataError(path, f"cannot read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(path, "is a directory, expected a data file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(path, "not a regular file (a FIFO, socket or device cannot be read as data)")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "cannot read: permission denied")
+    return st
+
+
+def safe_resolve(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path when it cannot be resolved (a symlink loop): for
+    recording and display, where the real error is reported by :func:`check_data_file`."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # RuntimeError up to Python 3.12, OSError after
+        return Path(os.path.abspath(path))
+
+
+def iter_records(path: Path, fmt: str = "auto", *, batch_size: int = 1000,
+                 max_record_bytes: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Stream ``(location, record)`` pairs from a JSONL, CSV or Parquet file in constant memory.
 
     ``location`` is the 1-based line (JSONL, CSV) or 0-based row index (Parquet). Blank lines are
     skipped. ``batch_size`` is the number of Parquet rows decoded at a time.
+
+    ``max_record_bytes`` bounds one record (a JSONL line, a CSV record with its quoted newlines, a
+    Parquet row's Arrow size): a larger one is a :class:`DataError` naming its line or row, raised
+    *before* it becomes Python objects — a JSONL line is read at most ``max_record_bytes + 1`` bytes
+    at a time, so a 21 MB line costs 1 MiB, not gigabytes. ``None`` (no bound) is for files govern
+    wrote itself from records that were already admitted under a bound (redacted copies).
     """
     path = Path(path)
+    check_data_file(path)
     resolved = detect_format(path, fmt)
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if path.is_dir():
-        raise DataError(path, "is a directory, expected a data file")
     if resolved == "jsonl":
-        yield from _iter_jsonl(path)
+        yield from _iter_jsonl(path, max_record_bytes)
     elif resolved == "csv":
-        yield from _iter_csv(path)
+        yield from _iter_csv(path, max_record_bytes)
     else:
-        yield from _iter_parquet(path, batch_size)
+        yield from _iter_parquet(path, batch_size, max_record_bytes)
+
+
+def _too_large(path: Path, limit: int, **where: int) -> DataError:
+    return DataError(
+        path, f"record is larger than the maximum record size of {limit:,} bytes (raise data.max_record_bytes "
+        "in the run config, or --max-record-bytes for govern scan, if such records are intended)", **where,
+    )
 
 
 def read_records(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
@@ -95,9 +142,31 @@ def _decode_line(path: Path, raw: bytes, line_no: int) -> str:
     return text
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_line(fh: Any, limit: int | None) -> tuple[bytes, bool]:
+    """One line, at most ``limit`` bytes of it (without its newline); ``(b"", False)`` at the end.
+
+    The flag is true when the line is longer than ``limit``: the caller reports it (an error) without
+    the rest of the line ever being read.
+    """
+    if limit is None:
+        return fh.readline(), False
+    raw = fh.readline(limit + 1)
+    if len(raw) <= limit or raw.endswith(b"\n"):  # at most ``limit`` bytes before the newline
+        return raw, False
+    return b"", True
+
+
+def _iter_jsonl(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
+        line_no = 0
+        while True:
+            raw, oversized = _read_line(fh, limit)
+            line_no += 1
+            if oversized:
+                assert limit is not None
+                raise _too_large(path, limit, line=line_no)
+            if not raw:
+                break
             text = _decode_line(path, raw, line_no)
             if not text.strip():
                 continue
@@ -128,29 +197,45 @@ def _json_type_name(value: Any) -> str:
 
 
 class _LineCounter:
-    """Feeds decoded lines to ``csv.reader`` while remembering the physical line number."""
+    """Feeds decoded lines to ``csv.reader`` while remembering the physical line number, and the
+    bytes of the record being read (``record_bytes``, reset by the caller per record) against ``limit``."""
 
-    def __init__(self, path: Path, fh: Any) -> None:
+    def __init__(self, path: Path, fh: Any, limit: int | None = None) -> None:
         self.path = path
         self.fh = fh
         self.line_no = 0
+        self.limit = limit
+        self.record_bytes = 0
+        self.record_start = 1
 
     def __iter__(self) -> _LineCounter:
         return self
 
     def __next__(self) -> str:
-        raw = next(self.fh)
+        budget = None if self.limit is None else self.limit - self.record_bytes
+        raw, oversized = _read_line(self.fh, max(budget, 0) if budget is not None else None)
+        if oversized:
+            assert self.limit is not None
+            raise _too_large(self.path, self.limit, line=self.record_start)
+        if not raw:
+            raise StopIteration
         self.line_no += 1
+        self.record_bytes += len(raw)
         return _decode_line(self.path, raw, self.line_no)
 
 
-def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_csv(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    if limit is not None and csv.field_size_limit() < limit:
+        # csv's own per-field cap (128 KiB by default) would reject what the record bound admits;
+        # the record bound is the one that holds (the setting is process-wide, and only ever raised).
+        csv.field_size_limit(limit)
     with open(path, "rb") as fh:
-        lines = _LineCounter(path, fh)
+        lines = _LineCounter(path, fh, limit)
         reader = csv.reader(lines, strict=True)
         header: list[str] | None = None
         while True:
             start = lines.line_no + 1  # the line the next record starts on
+            lines.record_bytes, lines.record_start = 0, start
             try:
                 row = next(reader)
             except StopIteration:
@@ -180,7 +265,7 @@ def _check_header(path: Path, header: list[str], line_no: int) -> None:
         seen.add(name)
 
 
-def _iter_parquet(path: Path, batch_size: int) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_parquet(path: Path, batch_size: int, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -191,6 +276,12 @@ def _iter_parquet(path: Path, batch_size: int) -> Iterator[tuple[int, dict[str, 
     index = 0
     try:
         for batch in parquet_file.iter_batches(batch_size=batch_size):
+            if limit is not None and batch.nbytes > limit:
+                # Only a batch larger than the bound can hold a row larger than it; measure its rows
+                # in Arrow (a slice's nbytes counts only the bytes that row references).
+                for i in range(batch.num_rows):
+                    if batch.slice(i, 1).nbytes > limit:
+                        raise _too_large(path, limit, record=index + i)
             for record in batch.to_pylist():
                 yield index, record
                 index += 1

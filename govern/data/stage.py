@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from govern.data.io import check_data_file
 from govern.data.leakage import check_leakage
 from govern.data.validate import LoadedDataset, check_label_sets, load_dataset
 from govern.errors import DataError
@@ -83,4 +84,5 @@ def _sha256_or_missing(path: Path) -> str:
     except IsADirectoryError:
         return f"directory:{path}"
     except OSError as exc:
+        check_data_file(path)  # names the problem (a symbolic link loop, permission denied...)
         raise DataError(path, f"cannot read: {exc.strerror}") from None

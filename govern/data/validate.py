@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from govern.config import DataConfig, canonical_json
-from govern.data.io import Format, detect_format, iter_records, location_kwargs
+from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs
 from govern.errors import DataError
 from govern.evidence import FileRecord
 from govern.stage import file_sha256
@@ -167,9 +167,13 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
     """
     path = Path(path)
     fmt = detect_format(path, cfg.format)
-    if not path.exists():
-        raise DataError(path, f"{role} data file not found")
-    if path.is_file() and path.stat().st_size == 0:
+    try:
+        st = check_data_file(path)
+    except DataError as exc:
+        if exc.reason == "file not found":
+            raise DataError(path, f"{role} data file not found") from None
+        raise DataError(path, f"{role} data file: {exc.reason}") from None
+    if st.st_size == 0:
         raise DataError(path, f"{role} data file is empty (no records)")
 
     required = required_columns(cfg, task)
@@ -184,7 +188,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
     labels: Counter[str] = Counter()
     fingerprint = RecordFingerprint()
 
-    for location, record in iter_records(path, fmt):
+    for location, record in iter_records(path, fmt, max_record_bytes=cfg.max_record_bytes):
         where = location_kwargs(fmt, location)
         for column in required:
             if column not in record:
@@ -241,7 +245,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
         locations.append(location)
 
     if not records:
-        raise DataError(path, f"{role} data file has no records")
+        raise DataError(path, f"{role} data file has no records (only blank lines)")
 
     file_record = FileRecord(
         role=role,

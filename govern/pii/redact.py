@@ -23,7 +23,7 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from govern.data.io import iter_records, write_records
 from govern.pii.keys import PIIKey
-from govern.pii.scanner import iter_field_texts
+from govern.pii.scanner import KeyHits, iter_field_texts
 from govern.stage import PIIFindingRow
 
 
@@ -56,12 +56,20 @@ def _operators(entities: set[str], mode: str, table: PseudonymTable | None) -> d
 def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, PIIFindingRow]], *,
                 mode: str, key: PIIKey, table: PseudonymTable | None = None,
                 columns: list[str] | None = None, exclude_columns: list[str] | None = None,
-                pseudonym_fields: set[str] | None = None) -> int:
+                pseudonym_fields: set[str] | None = None,
+                key_findings: list[tuple[int, PIIFindingRow]] | None = None) -> int:
     """Write ``source`` to ``target`` (same format) with every finding's span replaced.
 
     ``findings`` are ``(location, row)`` pairs for this file, ``location`` as the reader yields it.
     ``columns``/``exclude_columns`` must be those of the scan, so field paths resolve identically.
     ``pseudonym_fields`` (the id column) are always pseudonymised, so ids stay unique.
+
+    Object keys: ``key_findings`` are *all* findings in keys of this file (any action), because a key
+    with personal data is named by its redacted form in the paths of everything below it, whatever its
+    action. A key with a ``redact`` finding is renamed in the copy to exactly that redacted name
+    (``<EMAIL_ADDRESS>``, made unique as in :func:`~govern.pii.scanner.key_names`, so no two values
+    merge); keys are always replaced by entity type, even in pseudonym mode, because the name must be
+    the one the field paths show. A finding is matched to its raw key by its keyed hash.
     Returns the number of records written (all of them, redacted or not).
     """
     if table is None:
@@ -69,11 +77,25 @@ def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, 
     by_location: dict[int, dict[str, list[PIIFindingRow]]] = defaultdict(lambda: defaultdict(list))
     for location, row in findings:
         by_location[location][row.field].append(row)
+    keys_at: dict[int, list[PIIFindingRow]] = defaultdict(list)
+    for location, row in key_findings or []:
+        keys_at[location].append(row)
     engine = AnonymizerEngine()
     entities = {row.entity_type for _, row in findings}
     operators = _operators(entities, mode, table)
     pseudonyms = _operators(entities, "pseudonym", table)
     keep_unique = pseudonym_fields or set()
+
+    def key_hits_for(rows: list[PIIFindingRow]) -> KeyHits:
+        def hits(path: str, raw_key: str) -> list[PIIFindingRow]:
+            prefix = f"{path}." if path else ""
+            matched: dict[tuple[str, int, int], PIIFindingRow] = {}
+            for r in rows:
+                if (r.field.startswith(prefix) and r.end <= len(raw_key)
+                        and key.hmac(r.entity_type, raw_key[r.start:r.end]) == r.value_hmac):
+                    matched.setdefault((r.entity_type, r.start, r.end), r)
+            return list(matched.values())
+        return hits
 
     def records() -> Iterator[dict[str, Any]]:
         for location, record in iter_records(source, fmt):
@@ -81,15 +103,25 @@ def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, 
             if fields:
                 # Collect first, then write: replacing while walking would shift list/dict iteration.
                 edits = []
-                for path, container, leaf_key, text in iter_field_texts(record, columns, exclude_columns or []):
-                    rows = fields.get(path)
+                renames: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
+                for leaf in iter_field_texts(record, columns, exclude_columns or [],
+                                             key_hits_for(keys_at.get(location, []))):
+                    if leaf.is_key:
+                        if any(isinstance(h, PIIFindingRow) and h.action == "redact" for h in leaf.hits):
+                            renames.setdefault(id(leaf.container), (leaf.container, {}))[1][leaf.key] = leaf.text
+                        continue
+                    rows = fields.get(leaf.path)
                     if rows:
                         results = [RecognizerResult(r.entity_type, r.start, r.end, r.score) for r in rows]
-                        ops = pseudonyms if path in keep_unique else operators
-                        edits.append((container, leaf_key,
-                                      engine.anonymize(text=text, analyzer_results=results, operators=ops).text))
+                        ops = pseudonyms if leaf.path in keep_unique else operators
+                        edits.append((leaf.container, leaf.key,
+                                      engine.anonymize(text=leaf.text, analyzer_results=results, operators=ops).text))
                 for container, leaf_key, new_text in edits:
                     container[leaf_key] = new_text
+                for container, names in renames.values():  # in place, order kept: parents hold these objects
+                    items = list(container.items())
+                    container.clear()
+                    container.update((names.get(k, k), v) for k, v in items)
             yield record
 
     return write_records(target, records(), fmt)

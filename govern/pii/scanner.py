@@ -24,15 +24,16 @@ import os
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel, Field
 
-from govern.data.io import Format, detect_format, iter_records, location_kwargs
+from govern.config import DEFAULT_MAX_RECORD_BYTES
+from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs, safe_resolve
 from govern.errors import DataError, GovernError
 from govern.evidence import PIICount, PIIEvidence
 from govern.pii.analyzer import (
@@ -100,6 +101,8 @@ class ScanSettings(BaseModel):
     exclude_columns: list[str] = Field(default_factory=list)
     id_column: str | None = None
     policy_file: str = "<policy>"
+    #: a larger record is an error naming its line (see :func:`govern.data.io.iter_records`)
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
 
 
 class RawFinding(NamedTuple):
@@ -123,40 +126,145 @@ class ChunkResult:
 
 
 # ------------------------------------------------------------------------------------ field access
-def iter_field_texts(record: dict[str, Any], columns: list[str] | None,
-                     exclude: list[str]) -> Iterator[tuple[str, Any, Any, str]]:
-    """Yield ``(field path, container, key, text)`` for every scannable leaf.
+#: Ends the field path of a finding in an object *key*: ``meta.<EMAIL_ADDRESS>#key`` is the key, and
+#: ``meta.<EMAIL_ADDRESS>`` the value stored under it.
+KEY_MARKER = "#key"
+
+
+class KeyHit(Protocol):
+    """What the walk needs of a finding in a key: its entity and span (scanner hits and stored
+    :class:`PIIFindingRow` rows both qualify)."""
+
+    @property
+    def entity_type(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+#: ``(path of the object, raw key) -> findings in that key``
+KeyHits = Callable[[str, str], Sequence[KeyHit]]
+
+
+class FieldText(NamedTuple):
+    """One scannable leaf. For a value, ``container[key]`` holds ``text`` (where the redactor writes).
+    For a key (``is_key``), ``key`` is the raw key of ``container``, ``text`` its redacted name (what
+    ``path`` shows and the redacted copy uses), ``hits`` the findings in it."""
+
+    path: str
+    container: Any
+    key: Any
+    text: str
+    is_key: bool = False
+    hits: Sequence[KeyHit] = ()
+
+
+def redact_key_text(key: str, hits: Sequence[KeyHit]) -> str:
+    """``key`` with every finding's span replaced by ``<ENTITY_TYPE>`` (overlaps: the first wins)."""
+    parts: list[str] = []
+    pos = 0
+    for h in sorted(hits, key=lambda h: (h.start, -h.end)):
+        if h.start < pos:
+            continue
+        parts += [key[pos:h.start], f"<{h.entity_type}>"]
+        pos = h.end
+    parts.append(key[pos:])
+    return "".join(parts)
+
+
+def key_names(path: str, keys: Sequence[Any], key_hits: KeyHits | None) -> dict[Any, tuple[str, Sequence[KeyHit]]]:
+    """Redacted name and findings of every key of one object that holds personal data.
+
+    Two keys that redact alike (``a@x.org`` and ``b@y.org`` both become ``<EMAIL_ADDRESS>``), or a
+    redacted name that equals a key kept as it is, would merge two values into one — in field paths
+    and in the redacted copy. So names are made unique in key order: ``<EMAIL_ADDRESS>``,
+    ``<EMAIL_ADDRESS> (2)``, ... The scanner and the redactor both call this, so a field path is
+    exactly the value's path in the redacted copy.
+    """
+    if key_hits is None:
+        return {}
+    found = {k: key_hits(path, k) for k in keys if isinstance(k, str)}
+    verbatim = {str(k) for k in keys if not found.get(k)}
+    used: set[str] = set()
+    names: dict[Any, tuple[str, Sequence[KeyHit]]] = {}
+    for k in keys:
+        hits = found.get(k)
+        if not hits:
+            continue
+        base = redact_key_text(k, hits)
+        name, n = base, 2
+        while name in verbatim or name in used:
+            name, n = f"{base} ({n})", n + 1
+        used.add(name)
+        names[k] = (name, hits)
+    return names
+
+
+def iter_field_texts(record: dict[str, Any], columns: list[str] | None, exclude: list[str],
+                     key_hits: KeyHits | None = None) -> Iterator[FieldText]:
+    """Yield a :class:`FieldText` for every scannable leaf, values and (with ``key_hits``) keys.
 
     Strings are scanned as they are; numbers as their decimal text (a phone or card number stored as
     an integer is still personal data); nested objects and lists are walked (``meta.email``,
-    ``tags[2]``); null and booleans cannot hold PII and are skipped. ``container[key]`` is where the
-    redactor writes the replacement.
+    ``tags[2]``); null and booleans cannot hold PII and are skipped.
+
+    Object keys can hold personal data too (``{"meta": {"someone@example.org": 1}}``). ``key_hits``
+    says which do; such a key appears in every path by its redacted name (``meta.<EMAIL_ADDRESS>``),
+    never as itself, and is yielded as a leaf of its own (``meta.<EMAIL_ADDRESS>#key``).
     """
     keys = columns if columns is not None else [k for k in record if k not in exclude]
-    for key in keys:
-        if key in record:
-            yield from _walk(str(key), record, key)
+    yield from _walk_object("", record, [k for k in keys if k in record], key_hits)
 
 
-def _walk(path: str, container: Any, key: Any) -> Iterator[tuple[str, Any, Any, str]]:
+def _walk_object(path: str, container: dict[str, Any], keys: Sequence[Any],
+                 key_hits: KeyHits | None) -> Iterator[FieldText]:
+    names = key_names(path, keys, key_hits)
+    for k in keys:
+        renamed = names.get(k)
+        segment = renamed[0] if renamed else str(k)
+        child = f"{path}.{segment}" if path else segment
+        if renamed:
+            yield FieldText(child + KEY_MARKER, container, k, segment, True, renamed[1])
+        yield from _walk(child, container, k, key_hits)
+
+
+def _walk(path: str, container: Any, key: Any, key_hits: KeyHits | None) -> Iterator[FieldText]:
     value = container[key]
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
-        yield path, container, key, value
+        yield FieldText(path, container, key, value)
     elif isinstance(value, dict):
-        for k in value:
-            yield from _walk(f"{path}.{k}", value, k)
+        yield from _walk_object(path, value, list(value), key_hits)
     elif isinstance(value, list):
         for i in range(len(value)):
-            yield from _walk(f"{path}[{i}]", value, i)
+            yield from _walk(f"{path}[{i}]", value, i, key_hits)
     elif isinstance(value, (bytes, bytearray)):
         try:
-            yield path, container, key, bytes(value).decode("utf-8")
+            yield FieldText(path, container, key, bytes(value).decode("utf-8"))
         except UnicodeDecodeError:
             raise _FieldProblem(path, "binary value that is not UTF-8 text cannot be scanned") from None
     else:  # int, float, Decimal, dates from Parquet...
-        yield path, container, key, str(value)
+        yield FieldText(path, container, key, str(value))
+
+
+class _Hit(NamedTuple):
+    """A finding in one text: everything of a :class:`RawFinding` but where the text is."""
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    recognizer: str
+    value_hmac: str
+
+
+class _KeyFailure(Exception):
+    def __init__(self, location: int, error: str) -> None:
+        super().__init__(error)
+        self.location = location
+        self.error = error
 
 
 class _FieldProblem(Exception):
@@ -194,14 +302,23 @@ class RecordScanner:
         # (location, record_id, field, window offset, window text) of every text to analyse
         jobs: list[tuple[int, str | None, str, int, str]] = []
         s = self.settings
+        try:
+            key_hits = self._key_hits(chunk)
+        except _KeyFailure as exc:
+            return ChunkResult([], 0, (exc.location, None, "PII analyzer failed on an object key "
+                                                           f"({exc.error})"))
         for location, record in chunk:
             record_id = None
             if s.id_column is not None and record.get(s.id_column) is not None:
                 record_id = str(record[s.id_column])
             try:
-                for path, _, _, text in iter_field_texts(record, s.columns, s.exclude_columns):
-                    for offset, window in _windows(text):
-                        jobs.append((location, record_id, path, offset, window))
+                for leaf in iter_field_texts(record, s.columns, s.exclude_columns, key_hits):
+                    if leaf.is_key:  # already analysed (once per distinct key of the chunk)
+                        findings.extend(RawFinding(location, record_id, leaf.path, *h)
+                                        for h in leaf.hits if isinstance(h, _Hit))
+                        continue
+                    for offset, window in _windows(leaf.text):
+                        jobs.append((location, record_id, leaf.path, offset, window))
             except _FieldProblem as exc:
                 return ChunkResult([], 0, (location, exc.field, exc.message))
         try:
@@ -227,6 +344,60 @@ class RecordScanner:
         if id_hits:  # an id that is itself personal data must not be stored as the record id
             findings = [f._replace(record_id=None) if f.location in id_hits else f for f in findings]
         return ChunkResult(findings, len(chunk))
+
+    def _key_hits(self, chunk: list[tuple[int, dict[str, Any]]]) -> KeyHits:
+        """Analyse every distinct object key of the chunk once (keys repeat across records: ``text``,
+        ``label``...) and answer, for the walk, which of them hold personal data."""
+        s = self.settings
+        distinct: dict[str, int] = {}  # key -> location of the first record that has it
+        for location, record in chunk:
+            top = s.columns if s.columns is not None else [k for k in record if k not in s.exclude_columns]
+            stack: list[Any] = []
+            for k in top:
+                if k in record:
+                    distinct.setdefault(k, location)
+                    stack.append(record[k])
+            while stack:  # the keys of every nested object (what the walk will ask about)
+                value = stack.pop()
+                if isinstance(value, dict):
+                    for k, v in value.items():
+                        if isinstance(k, str):
+                            distinct.setdefault(k, location)
+                        stack.append(v)
+                elif isinstance(value, list):
+                    stack.extend(value)
+        keys = list(distinct)
+        try:
+            analysed = self._analyze_texts(keys)
+        except Exception as exc:
+            failing = next((k for k in keys if not self._analyzes(k)), keys[0] if keys else "")
+            raise _KeyFailure(distinct.get(failing, chunk[0][0] if chunk else 0), type(exc).__name__) from None
+        found = {k: hits for k, hits in zip(keys, analysed, strict=True) if hits}
+        return lambda _path, key: found.get(key, ())
+
+    def _analyzes(self, text: str) -> bool:
+        try:
+            self._analyze_texts([text])
+        except Exception:
+            return False
+        return True
+
+    def _analyze_texts(self, texts: list[str]) -> list[list[_Hit]]:
+        """Findings per text (long texts in overlapping windows, spans in the whole text)."""
+        jobs = [(i, offset, window) for i, text in enumerate(texts) for offset, window in _windows(text)]
+        results = self._analyze([w for _, _, w in jobs]) if jobs else []
+        out: list[list[_Hit]] = [[] for _ in texts]
+        seen: set[tuple[int, str, int, int]] = set()
+        for (i, offset, window), found in zip(jobs, results, strict=True):
+            for r in found:
+                start, end = r.start + offset, r.end + offset
+                if (i, r.entity_type, start, end) in seen:
+                    continue
+                seen.add((i, r.entity_type, start, end))
+                recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+                out[i].append(_Hit(r.entity_type, start, end, round(float(r.score), 4), recognizer,
+                                   value_hmac(self._key, r.entity_type, window[r.start:r.end])))
+        return out
 
     def _analyze(self, texts: list[str]) -> list[list[Any]]:
         a = self.analyzer
@@ -324,7 +495,7 @@ class ScanInput:
 
 def display_path(path: Path) -> str:
     """Path relative to the working directory when inside it (what SARIF and tables show)."""
-    resolved = path.resolve()
+    resolved = safe_resolve(path)
     try:
         return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
@@ -339,9 +510,8 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
     began = time.perf_counter()
     resolved: list[tuple[ScanInput, Format]] = []
     for item in inputs:
+        check_data_file(item.path)  # first: "a symbolic link loop" says more than "no known suffix"
         fmt = detect_format(item.path, item.format)
-        if not item.path.is_file():
-            raise DataError(item.path, "file not found" if not item.path.exists() else "not a regular file")
         resolved.append((item, fmt))
     scanner = RecordScanner(settings, key.key)
     n_workers = workers or default_workers()
@@ -379,6 +549,9 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
                     task.advance(result.records)
             finally:
                 task.close()
+            if total == 0:
+                # "0 of 0 records scanned" would read as a clean pass of a file that holds nothing.
+                raise DataError(item.path, "no records to scan: the file is empty or holds only blank lines")
             files.append(FileScan(dataset=item.dataset, path=str(item.path), display_path=shown, format=fmt,
                                   sha256=file_sha256(item.path), records_total=total, records_scanned=scanned))
     finally:
@@ -395,14 +568,14 @@ class _CountedResult(ChunkResult):
     skipped: int = 0
 
 
-def _chunks(item: ScanInput, fmt: Format, sample: SampleSpec | None
+def _chunks(item: ScanInput, fmt: Format, sample: SampleSpec | None, max_record_bytes: int | None = None
             ) -> Iterator[tuple[list[tuple[int, dict[str, Any]]], int]]:
     """Chunks of sampled records, each with the number of records skipped by sampling before it."""
     chunk: list[tuple[int, dict[str, Any]]] = []
     skipped = 0
     taken = 0
     cap = sample.max_records if sample is not None else None
-    for location, record in iter_records(item.path, fmt):
+    for location, record in iter_records(item.path, fmt, max_record_bytes=max_record_bytes):
         if (cap is not None and taken >= cap) or not _sampled(sample, location):
             skipped += 1
             continue
@@ -419,13 +592,13 @@ def _results(item: ScanInput, fmt: Format, sample: SampleSpec | None, scanner: R
              pool: ProcessPoolExecutor | None, workers: int) -> Iterator[_CountedResult]:
     """Chunk results in file order; with a pool, at most ``2 × workers`` chunks in flight."""
     if pool is None:
-        for chunk, skipped in _chunks(item, fmt, sample):
+        for chunk, skipped in _chunks(item, fmt, sample, scanner.settings.max_record_bytes):
             r = scanner.scan_chunk(chunk) if chunk else ChunkResult([], 0)
             yield _CountedResult(r.findings, r.records, r.error, skipped)
         return
     pending: deque[tuple[Future[ChunkResult], int]] = deque()
     try:
-        for chunk, skipped in _chunks(item, fmt, sample):
+        for chunk, skipped in _chunks(item, fmt, sample, scanner.settings.max_record_bytes):
             pending.append((pool.submit(_scan_in_worker, chunk), skipped))
             while len(pending) >= 2 * workers:
                 future, sk = pending.popleft()
@@ -483,7 +656,7 @@ def build_evidence(analyzer: ConfiguredAnalyzer, policy: PIIPolicy, files: list[
 def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, progress: Progress | None = None,
                key: PIIKey | bytes | None = None, *, spacy_model: str = DEFAULT_SPACY_MODEL,
                workers: int | None = None, columns: list[str] | None = None,
-               policy_file: str = "<policy>") -> ScanReport:
+               policy_file: str = "<policy>", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScanReport:
     """Scan data files with ``policy.pii`` (the standalone ``govern scan``).
 
     Every field of every record is scanned (``columns`` restricts it); each file is its own data set,
@@ -497,7 +670,7 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
     if not paths:
         raise GovernError("no files to scan")
     settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
-                            columns=columns, policy_file=policy_file)
+                            columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes)
     inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in paths]
     return scan_files(inputs, settings, pii_key, progress, workers)
 

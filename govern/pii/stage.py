@@ -5,7 +5,10 @@ label column (class names are not personal data). The id column *is* scanned: id
 the lineage DB as ``record_id``, so an id that is an e-mail address must be caught — such a record's
 findings are stored without its id, and redaction always pseudonymises the id column
 (``<EMAIL_ADDRESS_3>``), keeping ids unique even in ``entity_type`` mode. Numbers are scanned as text,
-nested objects and lists leaf by leaf (field paths like ``meta.email``, ``tags[2]``).
+nested objects and lists leaf by leaf (field paths like ``meta.email``, ``tags[2]``). Object keys are
+scanned too: a key holding personal data is shown in every field path by its redacted name
+(``meta.<EMAIL_ADDRESS>#key`` for the key, ``meta.<EMAIL_ADDRESS>`` for its value), never as itself,
+and the redacted copy renames it to exactly that name.
 
 The stage never stops the run itself: findings whose action is ``block`` are counted in
 ``evidence.blocked`` and the policy gate blocks the run before training.
@@ -18,7 +21,7 @@ from typing import Any
 
 from govern.pii.keys import load_or_create_key
 from govern.pii.redact import PseudonymTable, redact_file
-from govern.pii.scanner import ScanInput, ScanSettings, scan_files
+from govern.pii.scanner import KEY_MARKER, ScanInput, ScanSettings, scan_files
 from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
 
 
@@ -41,6 +44,7 @@ class PIIStage:
             exclude_columns=exclude,
             id_column=data.id_column,
             policy_file=str(ctx.config.policy),
+            max_record_bytes=data.max_record_bytes,
         )
 
     def _data(self, ctx: StageContext) -> dict[str, Any]:
@@ -81,6 +85,8 @@ class PIIStage:
                 item.path, target, fmt, [(loc, row) for loc, row in to_redact if row.dataset == item.dataset],
                 mode=mode, key=key, table=table, columns=settings.columns, exclude_columns=settings.exclude_columns,
                 pseudonym_fields={settings.id_column} if settings.id_column else set(),
+                key_findings=[(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
+                              if row.dataset == item.dataset and row.field.endswith(KEY_MARKER)],
             )
             fingerprint = fingerprint_file(target, fmt)
             artifact = artifact_for(target, f"{item.dataset}.redacted", "dataset", dataset_fingerprint=fingerprint,

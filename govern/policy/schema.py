@@ -245,6 +245,10 @@ class SigningPolicy(Section):
     methods: list[Literal["key", "certificate", "sigstore"]] = Field(
         default_factory=lambda: ["key", "certificate", "sigstore"]
     )
+    private_key_permissions: Literal["warn", "refuse"] = Field(
+        default="warn",
+        description="A signing private key that group or others can read: warn, or refuse to sign (the run fails).",
+    )
     severity: Severity = "block"
 
 

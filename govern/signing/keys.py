@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -73,3 +75,23 @@ def generate_key_pair(directory: str | Path, *, name: str = "signing-key", overw
     public_path.write_bytes(public_pem)
     os.chmod(public_path, 0o644)
     return KeyPair(private_key=private_path, public_key=public_path, fingerprint=public_key_fingerprint(public_pem))
+
+
+def private_key_permission_problem(path: str | Path) -> str | None:
+    """Why ``path``'s permissions are unsafe for a private key, or None when they are safe.
+
+    Unsafe: any permission for group or others (the rule OpenSSH applies to ``~/.ssh/id_*``): a key
+    that other users can read is a key other users can sign with. The message names the path and the
+    mode, never the key. Not checked on Windows, whose ACLs mode bits do not describe.
+    """
+    if sys.platform.startswith("win"):  # pragma: no cover
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None  # a missing or unreadable key is reported where it is loaded
+    if mode & 0o077 == 0:
+        return None
+    who = " and ".join(w for w, bits in (("group", 0o070), ("others", 0o007)) if mode & bits)
+    return (f"{path}: the private key is accessible to {who} (mode {mode:04o}); anyone who can read it can "
+            f"sign as you. Restrict it: chmod 600 {path}")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from govern.errors import GovernError
 from govern.signing._signers import SigningError, build_signer
+from govern.signing.keys import private_key_permission_problem
 
 SigningMethod = Literal["key", "certificate", "sigstore"]
 
@@ -58,6 +59,10 @@ class SignerConfig(BaseModel):
     identity_token: Path | None = Field(default=None, description="File holding an OIDC token (sigstore).")
     staging: bool = Field(default=False, description="Use Sigstore's staging instance (tests only).")
     network_timeout_s: float = Field(default=5.0, gt=0, description="Per-connection timeout for sigstore.")
+    key_permissions: Literal["warn", "refuse"] = Field(
+        default="warn", description="A private key that group or others can read: warn (in the result's "
+                                    "warnings) or refuse to sign with it.",
+    )
 
     @classmethod
     def from_run_config(cls, signing: Any) -> SignerConfig:
@@ -79,6 +84,14 @@ class Signer:
     def __init__(self, config: SignerConfig) -> None:
         self.config = config
         self.method: SigningMethod = config.method
+        #: things the user should fix that did not stop signing (a key others can read)
+        self.warnings: list[str] = []
+        if config.method in ("key", "certificate") and config.private_key is not None:
+            problem = private_key_permission_problem(config.private_key)
+            if problem is not None and config.key_permissions == "refuse":
+                raise SigningError(problem + " (refused: the policy or --strict forbids such keys)")
+            if problem is not None:
+                self.warnings.append(problem)
         self.backend, self.identity = build_signer(config)
 
     @classmethod
@@ -103,6 +116,7 @@ class SigningResult(BaseModel):
     manifest_digest: str = Field(description="model_signing's root digest: sha256 over the file digests.")
     model_digest: str = Field(description="govern's tree digest (as in the lineage DB's artifacts table).")
     duration_s: float
+    warnings: list[str] = Field(default_factory=list, description="Problems that did not stop signing.")
 
     def signature_record(self, kind: str = "model") -> dict[str, Any]:
         """Keyword arguments for ``LineageStore.add_signature(run_id, **record)``."""
@@ -180,7 +194,7 @@ def sign_model(model_path: str | Path, signer: SignerConfig | Signer,
     return SigningResult(
         method=ready.method, subject=str(model), subject_name=model.resolve().name, bundle_path=str(out),
         signer=ready.identity, files=named, manifest_digest=f"sha256:{root}", model_digest=tree_digest(files),
-        duration_s=time.perf_counter() - started,
+        duration_s=time.perf_counter() - started, warnings=list(ready.warnings),
     )
 
 
@@ -194,8 +208,12 @@ def sign_artifact(
     identity_token: str | Path | None = None,
     staging: bool = False,
     out: str | Path | None = None,
+    strict: bool = False,
 ) -> SigningResult:
-    """Sign any model directory or file standalone (``govern sign``): the keyword form of :func:`sign_model`."""
+    """Sign any model directory or file standalone (``govern sign``): the keyword form of :func:`sign_model`.
+
+    ``strict``: refuse a private key that group or others can read (otherwise: a warning in the result).
+    """
     cfg = SignerConfig(
         method=method,
         private_key=Path(private_key) if private_key else None,
@@ -203,5 +221,6 @@ def sign_artifact(
         certificate_chain=[Path(c) for c in certificate_chain or []],
         identity_token=Path(identity_token) if identity_token else None,
         staging=staging,
+        key_permissions="refuse" if strict else "warn",
     )
     return sign_model(path, cfg, out)

@@ -15,6 +15,7 @@ far, waivers applied) and ``["digest"]`` (the policy file's digest); ``ctx.outpu
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from govern.signing.keys import public_key_fingerprint
 from govern.signing.provenance import audit_predicate, build_provenance, sign_statement
 from govern.signing.signing import Signer, SignerConfig, sign_model
 from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of
+
+log = logging.getLogger("govern.signing")
 
 #: Packages whose versions the provenance records (the ones that decide what the model is).
 ENVIRONMENT_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "accelerate", "presidio-analyzer",
@@ -134,7 +137,11 @@ class SigningStage:
         out_dir = ctx.stage_dir(self.name)
         cfg = ctx.config.signing
         try:
-            signer = Signer(SignerConfig.from_run_config(cfg))
+            signer_config = SignerConfig.from_run_config(cfg).model_copy(
+                update={"key_permissions": ctx.policy.signing.private_key_permissions})
+            signer = Signer(signer_config)
+            for warning in signer.warnings:  # a stage never prints: logging reaches stderr, outputs the DB
+                log.warning("%s", warning)
             task = ctx.progress.task("signing model", total=None, unit="files")
             result = sign_model(model_dir, signer, out_dir / "model.sigstore.json")
             task.advance(len(result.files))
@@ -164,7 +171,8 @@ class SigningStage:
             evidence=evidence,
             artifacts=artifacts,
             outputs={"bundle": result.bundle_path, "provenance": bundles, "verify_command": command,
-                     "signatures": signatures, "model_digest": result.model_digest, "signer": result.signer},
+                     "signatures": signatures, "model_digest": result.model_digest, "signer": result.signer,
+                     "warnings": list(signer.warnings)},
         )
 
     def _sign_attestations(self, ctx: StageContext, model_dir: Path, result: Any, signer: Signer, out_dir: Path,
