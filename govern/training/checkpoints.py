@@ -87,8 +87,8 @@ class CheckpointChain(Protocol):
         """Record a checkpoint that is fully written but not yet visible. Raising keeps it invisible."""
         ...
 
-    def newest(self) -> CheckpointRecord | None:
-        """The most recently recorded checkpoint of this run, or None when none was recorded."""
+    def records(self) -> list[CheckpointRecord]:
+        """Every checkpoint recorded for this run, oldest first (each one checked against its chain link)."""
         ...
 
 
@@ -151,7 +151,7 @@ def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None) -> Chec
 
     - the newest checkpoint on disk must be the newest one recorded, and its folder digest must equal the
       recorded one (so no file was edited, added or removed), and its accountant history the recorded
-      history covering the recorded number of DP steps;
+      history covering the recorded number of DP steps — never fewer than any record of the run covers;
     - no checkpoint on disk while the chain records one, or an older one than the newest recorded, is
       refused rather than resumed: resuming would forget the DP steps after it (ε under-reported).
       Charging them instead would mean re-training those steps on top, for an ε beyond the one σ was
@@ -159,8 +159,15 @@ def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None) -> Chec
     """
     if chain is None:
         return latest_checkpoint(stage_dir)
-    recorded = chain.newest()
+    records = chain.records()
+    recorded = records[-1] if records else None
     root = checkpoint_root(stage_dir)
+    if recorded is not None and recorded.dp_steps < max(r.dp_steps for r in records):
+        # A legitimate run only ever records more steps; fewer means a record was appended to make an
+        # edited checkpoint look recorded. The largest count recorded is what this run has spent.
+        most = max(records, key=lambda r: r.dp_steps)
+        raise _refuse(root / recorded.folder, f"the newest audit record covers {recorded.dp_steps} DP steps but an "
+                                              f"earlier one ({most.folder}) covers {most.dp_steps}")
     if recorded is not None:
         _finish_interrupted_rename(root, recorded)
     found = latest_checkpoint(stage_dir)

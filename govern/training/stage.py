@@ -135,24 +135,26 @@ class LineageCheckpointChain:
     def record(self, record: CheckpointRecord) -> None:
         self.store.append_event(EVENT_KIND, run_id=self.run_id, payload=record.model_dump(mode="json"))
 
-    def newest(self) -> CheckpointRecord | None:
+    def records(self) -> list[CheckpointRecord]:
         from govern.lineage.store import event_hash
 
-        events = [e for e in self.store.events(self.run_id) if e.kind == EVENT_KIND]
-        if not events:
-            return None
-        event = events[-1]
-        # An edited payload no longer matches its own link (a re-hashed one breaks the next link, which
-        # `govern lineage verify` reports); never trust a record the chain does not vouch for.
-        if event_hash(event.prev_hash, event.id, event.created_at, event.kind, event.run_id,
-                      event.payload) != event.hash:
-            raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} does not "
-                                        "match its hash: the lineage DB was edited; run `govern lineage verify`")
-        try:
-            return CheckpointRecord.model_validate(event.payload)
-        except ValueError:
-            raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} is not a "
-                                        "checkpoint record") from None
+        out = []
+        for event in self.store.events(self.run_id):
+            if event.kind != EVENT_KIND:
+                continue
+            # An edited payload no longer matches its own link (a re-hashed one breaks the next link, which
+            # `govern lineage verify` reports): never trust a record the chain does not vouch for.
+            if event_hash(event.prev_hash, event.id, event.created_at, event.kind, event.run_id,
+                          event.payload) != event.hash:
+                raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} does "
+                                             "not match its hash: the lineage DB was edited; run `govern lineage "
+                                             "verify`")
+            try:
+                out.append(CheckpointRecord.model_validate(event.payload))
+            except ValueError:
+                raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} is "
+                                             "not a checkpoint record") from None
+        return out
 
 
 @contextmanager
