@@ -326,9 +326,15 @@ def save_checkpoint(stage_dir: Path, *, model: torch.nn.Module, optimizer: torch
                                       accountant_history_sha256=history_digest(history), dp_steps=dp_steps(history),
                                       noise_multiplier=state.get("noise_multiplier"),
                                       sample_rate=state.get("sample_rate")))
-    shutil.rmtree(final, ignore_errors=True)
+    # Rewriting a step (a resumed run's final checkpoint): move the old folder aside in one rename, so a
+    # kill never leaves a half-deleted step-N, only the recorded step-N.tmp a resume finishes renaming.
+    replaced = root / (final.name + ".old")
+    if final.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(final, replaced)
     os.replace(tmp, final)
-    folders = sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))
+    shutil.rmtree(replaced, ignore_errors=True)
+    folders = sorted(p for p in root.iterdir() if _folder_step(p) is not None)
     for old in folders[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
