@@ -211,10 +211,10 @@ def check_history(checkpoint: Checkpoint, sample_rate: float) -> list[tuple[floa
 
     A consistency check that holds with or without a chain: a history shortened (or with a larger σ or
     smaller q) while ``step`` says more was trained is refused."""
-    history = checkpoint.state.get("accountant_history")
+    history: Any = checkpoint.state.get("accountant_history")
     sigma = checkpoint.state.get("noise_multiplier")
     try:
-        entries = [(float(s), float(q), int(k)) for s, q, k in history]  # type: ignore[union-attr]
+        entries = [(float(s), float(q), int(k)) for s, q, k in history]
     except (TypeError, ValueError):
         raise StageError(STAGE, f"checkpoint {checkpoint.path}: {STATE_FILE} field 'accountant_history' is not "
                                 "a list of [noise_multiplier, sample_rate, steps]") from None
