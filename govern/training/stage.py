@@ -5,17 +5,24 @@ data stage's sorted train labels, and — when the membership audit's canary sta
 canary records it wants inserted (audit canaries: extra training records whose memorisation the
 membership audit measures). Resuming is automatic: ``govern run --resume`` calls the stage again with
 the same run folder, and the trainer continues from the newest checkpoint with the same accountant
-history.
+history — only after checking that checkpoint against the ``checkpoint.saved`` event the run's audit
+chain recorded when it was written (:class:`LineageCheckpointChain`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from govern.errors import StageError
 from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.training.checkpoints import EVENT_KIND, CheckpointRecord
 from govern.training.trainer import DataFile, TrainingSpec, train
+
+if TYPE_CHECKING:
+    from govern.lineage import LineageStore
 
 
 class TrainingStage:
@@ -67,10 +74,15 @@ class TrainingStage:
                                         "privacy (privacy.require_dp: true); enable DP or use a policy that "
                                         "allows non-private training (e.g. dev)")
         spec = self.spec(ctx)
-        from govern.training.distributed import share_spec
+        from govern.training import checkpoints
+        from govern.training.distributed import is_distributed, share_spec
 
-        share_spec(spec.model_dump_json())  # under torchrun: the other ranks train this exact spec
-        outcome = train(spec, progress=ctx.progress)
+        with _chain(ctx) as chain:
+            if is_distributed():
+                # Refuse a tampered checkpoint before the other ranks get the spec and start training.
+                checkpoints.resumable_checkpoint(Path(spec.output_dir), chain)
+            share_spec(spec.model_dump_json())  # under torchrun: the other ranks train this exact spec
+            outcome = train(spec, progress=ctx.progress, chain=chain)
         # The exact recipe, for audits that retrain with it (LiRA's reference models): paths and
         # settings only, no records.
         spec_path = ctx.stage_dir(self.name) / "spec.json"
@@ -107,6 +119,57 @@ class TrainingStage:
             if outcome.final_checkpoint is not None:
                 artifacts.append(artifact_for(outcome.final_checkpoint, f"checkpoint-{evidence.steps}", "checkpoint"))
         return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs)
+
+
+class LineageCheckpointChain:
+    """The run's checkpoints in the lineage DB's hash-chained audit log (``checkpoint.saved`` events).
+
+    What the trainer records when it writes a checkpoint and checks before it resumes from one: a
+    checkpoint whose files or accountant history differ from the recorded ones is refused, so neither a
+    planted file nor an edited history reaches the trainer."""
+
+    def __init__(self, store: LineageStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def record(self, record: CheckpointRecord) -> None:
+        self.store.append_event(EVENT_KIND, run_id=self.run_id, payload=record.model_dump(mode="json"))
+
+    def records(self) -> list[CheckpointRecord]:
+        from govern.lineage.store import event_hash
+
+        out = []
+        for event in self.store.events(self.run_id):
+            if event.kind != EVENT_KIND:
+                continue
+            # An edited payload no longer matches its own link (a re-hashed one breaks the next link, which
+            # `govern lineage verify` reports): never trust a record the chain does not vouch for.
+            if event_hash(event.prev_hash, event.id, event.created_at, event.kind, event.run_id,
+                          event.payload) != event.hash:
+                raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} does "
+                                             "not match its hash: the lineage DB was edited; run `govern lineage "
+                                             "verify`")
+            try:
+                out.append(CheckpointRecord.model_validate(event.payload))
+            except ValueError:
+                raise StageError("training", f"audit event #{event.id} ({EVENT_KIND}) of run {self.run_id} is "
+                                             "not a checkpoint record") from None
+        return out
+
+
+@contextmanager
+def _chain(ctx: StageContext) -> Iterator[LineageCheckpointChain | None]:
+    """The run's checkpoint chain; None when the stage runs without a lineage DB (``db_url`` empty)."""
+    if not ctx.db_url:
+        yield None
+        return
+    from govern.lineage import LineageStore
+
+    store = LineageStore.open(ctx.db_url)
+    try:
+        yield LineageCheckpointChain(store, ctx.run_id)
+    finally:
+        store.close()
 
 
 def _count_canaries(spec: TrainingSpec) -> int:

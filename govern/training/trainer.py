@@ -178,11 +178,16 @@ def _autocast(device: torch.device, precision: str) -> tuple[bool, str]:
 
 
 # ------------------------------------------------------------------------------------------- train
-def train(spec: TrainingSpec, progress: Progress | None = None, *, single_process: bool = False) -> TrainingOutcome:
+def train(spec: TrainingSpec, progress: Progress | None = None, *, single_process: bool = False,
+          chain: ckpt.CheckpointChain | None = None) -> TrainingOutcome:
     """Fine-tune as the spec says; resume from the newest checkpoint in ``output_dir`` if any.
 
     ``single_process``: train in this process only, even under ``torchrun`` — for audit-internal models
     (LiRA's reference models) that rank 0 trains after the other ranks have finished and exited.
+    ``chain``: where rank 0 records every checkpoint it writes and verifies the one it resumes from (the
+    governed run's audit chain; see :func:`checkpoints.resumable_checkpoint`). Without one, checkpoints
+    still load nothing executable and their accountant history must cover their steps, but an edit made
+    consistently cannot be told from the real thing.
     """
     progress = progress or NullProgress()
     cfg = spec.training
@@ -261,13 +266,17 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
 
     # ---- resume?
     fingerprint = spec.fingerprint()
-    resume = ckpt.latest_checkpoint(out_dir)
+    chain = chain if rank == 0 else None  # rank 0 alone writes checkpoints (and governs)
+    resume = ckpt.resumable_checkpoint(out_dir, chain)
     if resume is not None and resume.state.get("fingerprint") != fingerprint:
         raise StageError("training", f"checkpoint {resume.path} was written by a different training set-up "
-                                     "(config, data or base model changed); delete its checkpoints folder to "
-                                     "start over")
+                                     "(config, data or base model changed); "
+                                     + ("start a new run" if chain is not None
+                                        else "delete its checkpoints folder to start over"))
+    resumed_history: list[tuple[float, float, int]] = []
     if resume is not None and dp.enabled:
         noise_multiplier = float(resume.state["noise_multiplier"])  # the σ the history was accrued with
+        resumed_history = ckpt.check_history(resume, sample_rate)
 
     sampler_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 7919)
@@ -337,7 +346,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         else:
             torch.manual_seed(cfg.seed + 31 * rank + resume.step)
         if privacy_engine is not None:
-            privacy_engine.accountant.history = [tuple(h) for h in resume.state["accountant_history"]]
+            privacy_engine.accountant.history = list(resumed_history)
         step = resume.step
         losses = list(resume.state["losses"])
         checkpoints_written = int(resume.state.get("checkpoints_written", 0))
@@ -364,7 +373,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         if rank == 0:
             path = ckpt.save_checkpoint(out_dir, model=plain_model, optimizer=getattr(
                 optimizer, "original_optimizer", optimizer), state=checkpoint_state(), generators=generators,
-                keep=cfg.keep_checkpoints)
+                keep=cfg.keep_checkpoints, chain=chain)
         checkpoints_written += 1
         if world_size > 1:
             torch.distributed.barrier()
