@@ -139,6 +139,21 @@ def record_text(record: dict[str, Any], cfg: DataConfig) -> str:
     return "\n".join(p for p in parts if isinstance(p, str))
 
 
+def _recordable_columns(columns: list[str], declared: set[str]) -> list[str]:
+    """Column names as the evidence may keep them: the ones the config declares by name; any other is
+    counted, not named. A column name can itself be personal data (a JSON key such as an e-mail address),
+    and this runs before the PII scan, so only names the operator wrote in the config are safe to store."""
+    shown: list[str] = []
+    undeclared = 0
+    for column in columns:
+        if column in declared:
+            shown.append(column)
+        else:
+            undeclared += 1
+            shown.append(f"<undeclared column {undeclared}>")
+    return shown
+
+
 def required_columns(cfg: DataConfig, task: str) -> list[str]:
     """Columns every record must have, in the order they are checked."""
     columns: list[str] = []
@@ -254,7 +269,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
         sha256=file_sha256(path),
         size_bytes=path.stat().st_size,
         rows=len(records),
-        columns=list(columns),
+        columns=_recordable_columns(list(columns), set(required)),
         fingerprint=fingerprint.hexdigest(),
     )
     return LoadedDataset(

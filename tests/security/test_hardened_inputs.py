@@ -320,3 +320,23 @@ def test_a_policy_that_refuses_readable_keys_fails_the_run_at_signing(workdir: P
         run = store.list_runs(limit=1)[0]
         assert run.status == "failed" and "refused" in (run.error or "")
         assert [s.status for s in store.stage_executions(run.id)][-1] == "failed"
+
+
+def test_pii_as_a_top_level_column_name_never_reaches_the_db_or_the_run_folder(workdir: Path) -> None:
+    """The data stage records column names before the PII scan: only the names the config declares."""
+    cfg = write_project(workdir)
+    records = make_records(200, 1, "train")
+    top = "top.level.person@example.com"
+    records[4][top] = "a value under a personal key"
+    write_jsonl(workdir / "train.jsonl", records)
+    training = ReadsTrainingData("training", training_evidence())
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
+        assert outcome.decision == "pass", outcome.results
+        columns = store.evidence(outcome.run_id)["data"]["files"][0]["columns"]
+        assert "text" in columns and "<undeclared column 1>" in columns
+        assert any(f.field.endswith("#key") for f in store.pii_findings(outcome.run_id))
+    written = [p for p in workdir.rglob("*") if p.is_file() and p.name != "train.jsonl"]
+    written += [Path(os.environ["GOVERN_DB_URL"].removeprefix("sqlite:///"))]
+    for path in written:
+        assert top.encode() not in path.read_bytes(), f"raw column name found in {path}"
