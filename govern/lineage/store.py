@@ -1091,67 +1091,46 @@ class LineageStore:
                 return ChainReport(ok=False, events=0, head_event_id=0, head_hash="",
                                    problems=["the audit chain head row (audit_chain_head id 1) is missing"])
             head_id, head_hash, head_count = head.last_event_id, head.last_hash, head.events
-            prev_hash, prev_id, seen = GENESIS_HASH, 0, 0
             evidence_digests: dict[Any, tuple[int, str]] = {}
             unverifiable: set[Any] = set()
             commitments: dict[tuple[str, Any], tuple[Commitment, str | None]] = {}
             untrusted: set[tuple[str, Any]] = set()
             untrusted_runs: set[str | None] = set()
-            columns = AuditEvent.__table__.c  # type: ignore[attr-defined]
-            stmt = (sa.select(columns.id, columns.created_at, columns.kind, columns.run_id, columns.payload_json,
-                              columns.prev_hash, columns.hash)
-                    .where(columns.id <= head_id).order_by(columns.id).execution_options(yield_per=5000))
-            scoped_datasets = (self._scope_fingerprints(session, run_id) if run_id is not None else set())
-            for event in _rows(session.execute(stmt)):
-                seen += 1
-                if event.id != prev_id + 1:
-                    missing = (f"#{prev_id + 1}" if event.id == prev_id + 2
-                               else f"#{prev_id + 1}..#{event.id - 1}")
-                    problems.append(f"event(s) {missing} missing: deleted before event #{event.id}")
-                if event.prev_hash != prev_hash:
-                    problems.append(f"event #{event.id} ({event.kind}): prev_hash does not match the hash of "
-                                    f"the event before it (#{prev_id}) — an event was deleted, inserted or "
-                                    "re-hashed")
+
+            def take(event: Any) -> None:
+                """Check one event's own hash; keep what it commits to (rows, evidence digests)."""
                 intact = event_hash_text(event.prev_hash, event.id, event.created_at, event.kind, event.run_id,
                                          event.payload_json) == event.hash
-                # A run's check needs the payloads only of events that can commit to its rows or evidence.
-                needed = (run_id is None or not intact or event.run_id in (run_id, None)
-                          or (event.kind == "artifacts.added" and bool(scoped_datasets)))
-                if not needed:
-                    prev_hash, prev_id = event.hash, event.id
-                    continue
                 try:
                     payload = json.loads(event.payload_json)
                 except ValueError:
                     problems.append(f"event #{event.id} ({event.kind}): payload is not valid JSON — the row "
                                     "was edited")
-                else:
-                    if not intact:
-                        problems.append(f"event #{event.id} ({event.kind}): content does not match its hash — "
-                                        "the row was edited")
-                        if isinstance(payload, dict):
-                            unverifiable.add(payload.get("execution_id"))  # already reported above
-                        untrusted.update((t, pk) for t, pk, *_ in commitments_in(payload))
-                        # What an edited event committed to is unknown: the rows of its run are not judged
-                        # again (the event itself is the problem reported, and verification fails on it).
-                        untrusted_runs.add(event.run_id)
-                    else:
-                        if (event.kind == "stage.finished" and isinstance(payload, dict)
-                                and payload.get("evidence_sha256")):
-                            evidence_digests[payload.get("execution_id")] = (event.id, payload["evidence_sha256"])
-                        for table, pk, columns, digest, tags in commitments_in(payload):
-                            commitments[(table, pk)] = (Commitment(event.id, event.kind, columns, digest, tags),
-                                                        event.run_id)
-                prev_hash, prev_id = event.hash, event.id
-            if prev_id != head_id:
-                missing = f"#{head_id}" if head_id == prev_id + 1 else f"#{prev_id + 1}..#{head_id}"
-                problems.append(f"event(s) {missing} missing: the chain head names event #{head_id} as the "
-                                f"newest but the log ends at #{prev_id} (the newest events were deleted)")
-            elif prev_hash != head_hash:
-                problems.append(f"event #{prev_id}: its hash does not match the chain head — the newest event "
-                                "was edited or replaced")
-            if seen != head_count:
-                problems.append(f"the chain head counts {head_count} events but {seen} are stored")
+                    untrusted_runs.add(event.run_id)
+                    return
+                if not intact:
+                    problems.append(f"event #{event.id} ({event.kind}): content does not match its hash — "
+                                    "the row was edited")
+                    if isinstance(payload, dict):
+                        unverifiable.add(payload.get("execution_id"))  # already reported above
+                    untrusted.update((t, pk) for t, pk, *_ in commitments_in(payload))
+                    # What an edited event committed to is unknown: the rows of its run are not judged again
+                    # (the event itself is the problem reported, and verification fails on it).
+                    untrusted_runs.add(event.run_id)
+                    return
+                if event.kind == "stage.finished" and isinstance(payload, dict) and payload.get("evidence_sha256"):
+                    evidence_digests[payload.get("execution_id")] = (event.id, payload["evidence_sha256"])
+                for table, pk, committed_columns, digest, tags in commitments_in(payload):
+                    commitments[(table, pk)] = (Commitment(event.id, event.kind, committed_columns, digest, tags),
+                                                event.run_id)
+
+            c = AuditEvent.__table__.c  # type: ignore[attr-defined]
+            stmt = (sa.select(c.id, c.created_at, c.kind, c.run_id, c.payload_json, c.prev_hash, c.hash)
+                    .where(c.id <= head_id).order_by(c.id).execution_options(yield_per=5000))
+            if run_id is None:
+                seen = self._walk_whole_chain(session, stmt, take, problems, head_id, head_hash, head_count)
+            else:
+                seen = self._walk_run_events(session, stmt, run_id, take, problems, head_id, head_hash)
             if check_evidence:
                 evidence_problems, edited_executions = self._check_evidence(session, evidence_digests,
                                                                             unverifiable, run_id)
@@ -1162,6 +1141,86 @@ class LineageStore:
                                problems=problems)
 
         return self._read(work)
+
+    @staticmethod
+    def _walk_whole_chain(session: Session, stmt: Any, take: Callable[[Any], None], problems: list[str],
+                          head_id: int, head_hash: str, head_count: int) -> int:
+        """Every event in order: gaps, broken links, and a head that names a missing or other event."""
+        prev_hash, prev_id, seen = GENESIS_HASH, 0, 0
+        for event in _rows(session.execute(stmt)):
+            seen += 1
+            if event.id != prev_id + 1:
+                missing = f"#{prev_id + 1}" if event.id == prev_id + 2 else f"#{prev_id + 1}..#{event.id - 1}"
+                problems.append(f"event(s) {missing} missing: deleted before event #{event.id}")
+            if event.prev_hash != prev_hash:
+                problems.append(f"event #{event.id} ({event.kind}): prev_hash does not match the hash of the event "
+                                f"before it (#{prev_id}) — an event was deleted, inserted or re-hashed")
+            take(event)
+            prev_hash, prev_id = event.hash, event.id
+        if prev_id != head_id:
+            missing = f"#{head_id}" if head_id == prev_id + 1 else f"#{prev_id + 1}..#{head_id}"
+            problems.append(f"event(s) {missing} missing: the chain head names event #{head_id} as the newest "
+                            f"but the log ends at #{prev_id} (the newest events were deleted)")
+        elif prev_hash != head_hash:
+            problems.append(f"event #{prev_id}: its hash does not match the chain head — the newest event was "
+                            "edited or replaced")
+        if seen != head_count:
+            problems.append(f"the chain head counts {head_count} events but {seen} are stored")
+        return seen
+
+    def _walk_run_events(self, session: Session, stmt: Any, run_id: str, take: Callable[[Any], None],
+                         problems: list[str], head_id: int, head_hash: str) -> int:
+        """Only the events that can commit to what judging ``run_id`` reads — the run's own, those of the runs
+        that first recorded its data sets, and the run-less ones (data-set waivers, base models) — each
+        checked against its own hash and linked to both neighbours.
+
+        As strong as walking the whole chain for these events (an edited event breaks its own hash; an edited
+        and re-hashed one breaks its successor's link; a deleted one leaves a gap next to a neighbour) while
+        the cost follows the run, not the DB's age: whole-chain rewrites need a witness either way."""
+        c = AuditEvent.__table__.c  # type: ignore[attr-defined]
+        fingerprints = sorted(self._scope_fingerprints(session, run_id))
+        related = {run_id}
+        if fingerprints:
+            related |= {r for r in session.scalars(sa.select(Dataset.first_run_id).where(
+                Dataset.fingerprint.in_(fingerprints))) if r}  # type: ignore[attr-defined]
+        links: dict[int, tuple[str, str]] = {}
+        seen = 0
+        for event in _rows(session.execute(stmt.where(sa.or_(c.run_id.in_(sorted(related)), c.run_id.is_(None))))):
+            seen += 1
+            links[event.id] = (event.prev_hash, event.hash)
+            take(event)
+        own = set(links)
+        neighbours = sorted(({i - 1 for i in own} | {i + 1 for i in own}) - own - {0})
+        for start in range(0, len(neighbours), 500):
+            chunk = neighbours[start:start + 500]
+            for event_id, prev_hash, digest in session.execute(
+                    sa.select(c.id, c.prev_hash, c.hash).where(c.id.in_(chunk))):
+                links[event_id] = (prev_hash, digest)
+        for event_id in sorted(own):
+            prev_hash, digest = links[event_id]
+            before = links.get(event_id - 1)
+            if event_id == 1:
+                if prev_hash != GENESIS_HASH:
+                    problems.append("event #1: prev_hash is not the genesis hash — the log was rewritten")
+            elif before is None:
+                problems.append(f"event(s) #{event_id - 1} missing: deleted before event #{event_id}")
+            elif before[1] != prev_hash:
+                problems.append(f"event #{event_id}: prev_hash does not match the hash of the event before it "
+                                f"(#{event_id - 1}) — an event was deleted, inserted or re-hashed")
+            after = links.get(event_id + 1)
+            if event_id == head_id:
+                if digest != head_hash:
+                    problems.append(f"event #{event_id}: its hash does not match the chain head — the newest event "
+                                    "was edited or replaced")
+            elif after is None:
+                problems.append(f"event #{event_id + 1} missing: deleted after event #{event_id}")
+            elif after[0] != digest:
+                problems.append(f"event #{event_id + 1}: prev_hash does not match the hash of event #{event_id} — "
+                                f"event #{event_id} was edited and re-hashed")
+        if head_id and head_id not in links and session.get(AuditEvent, head_id) is None:
+            problems.append(f"event #{head_id} missing: the chain head names it as the newest (the newest events "
+                            "were deleted)")
+        return seen
 
     def verify_run(self, run_id: str) -> ChainReport:
         """:meth:`verify_chain` limited to the rows that judging or reporting ``run_id`` reads."""

@@ -250,6 +250,35 @@ def test_the_run_check_is_scoped_to_what_judging_the_run_reads(db: tuple[Path, s
     assert any(p.startswith(f"waivers row {pristine.dataset_waiver}: field(s) until") for p in problems), problems
 
 
+def test_the_run_check_catches_an_edited_or_rehashed_event_of_the_run(db: tuple[Path, str],
+                                                                     pristine: Recorded) -> None:
+    """The per-run check walks the run's events only, each against its own hash and both neighbours."""
+    from govern.lineage.store import event_hash_text
+
+    path, url = db
+    run_id = pristine.run.run_id
+    with sqlite3.connect(path) as conn:
+        event_id, created_at, kind, text, prev = conn.execute(
+            "SELECT id, created_at, kind, payload_json, prev_hash FROM audit_events WHERE run_id = ? AND "
+            "kind = 'decision.recorded' ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
+    payload = json.loads(text)
+    payload["decision"] = "pass"
+    forged = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    attack(path, "UPDATE audit_events SET payload_json = ? WHERE id = ?", (forged, event_id))
+    with LineageStore.open(url) as store:
+        problems = store.verify_run(run_id).problems
+    assert any(p.startswith(f"event #{event_id} (decision.recorded): content does not match its hash")
+               for p in problems), problems
+    from datetime import datetime
+
+    rehashed = event_hash_text(prev, event_id, datetime.fromisoformat(created_at), kind, run_id, forged)
+    attack(path, "UPDATE audit_events SET hash = ? WHERE id = ?", (rehashed, event_id))
+    with LineageStore.open(url) as store:
+        problems = store.verify_run(run_id).problems
+    assert any(p.startswith(f"event #{event_id + 1}: prev_hash does not match the hash of event #{event_id}")
+               for p in problems), problems
+
+
 def test_govern_refuses_to_write_over_a_tampered_row(db: tuple[Path, str], pristine: Recorded) -> None:
     """Updating a run re-commits it: it must not launder an edit made behind govern's back."""
     path, url = db
