@@ -211,7 +211,7 @@ def test_a_row_inserted_by_hand_is_detected(db: tuple[Path, str], pristine: Reco
 
 # --------------------------------------------------------------------------------------- deleted rows
 @pytest.mark.parametrize("table", ["findings", "pii_findings", "signatures", "artifacts", "waivers", "decisions",
-                                   "stage_executions"])
+                                   "stage_executions", "evidence", "datasets", "base_models"])
 def test_a_deleted_row_is_detected(db: tuple[Path, str], pristine: Recorded, table: str) -> None:
     path, url = db
     victim = scalar(path, f"SELECT min(id) FROM {table}")
