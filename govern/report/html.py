@@ -41,6 +41,7 @@ def _environment() -> Environment:
     env.filters["short"] = short_digest
     env.filters["dt"] = lambda d: d.strftime("%Y-%m-%d %H:%M:%S UTC") if d is not None else "—"
     env.filters["bytes"] = fmt_bytes
+    env.filters["breakable"] = breakable
     env.globals["outcome"] = _outcome
     return env
 
@@ -73,6 +74,26 @@ def fmt_json(value: Any) -> str:
     if isinstance(value, str | int | float | bool):
         return fmt_number(value) if not isinstance(value, str) else value
     return json.dumps(value, sort_keys=True, default=str)
+
+
+_BREAK_AFTER = frozenset("._/[,:=")
+
+
+def breakable(value: Any) -> Markup:
+    """Escaped text that may wrap only after separators (``.`` ``_`` ``/`` ``[`` ``,`` ``:`` ``=``).
+
+    Identifiers (``fairness.max_difference.equalized_odds_difference``), evidence paths and digests are
+    too long for a table cell; breaking them anywhere splits tokens (``1.00e-0`` / ``5``), so the
+    stylesheet forbids that and these ``<wbr>`` are the only places a line may end."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Markup.escape(fmt_number(value))  # a number is one token: never broken
+    text = fmt_json(value) if not isinstance(value, str) else value
+    out: list[str] = []
+    for ch in text:
+        out.append(str(Markup.escape(ch)))
+        if ch in _BREAK_AFTER:
+            out.append("<wbr>")
+    return Markup("".join(out))
 
 
 def fmt_bytes(n: int | None) -> str:

@@ -204,7 +204,9 @@ def _grid(xa: _Axis, ya: _Axis | None, left: float, right: float, top: float, bo
              'stroke="#c5cbd1"/>']
     for x, label in zip(xpos_ticks, x_labels, strict=True):
         parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="#eef0f2"/>')
-        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{label}</text>')
+        # Labels at the corners grow inwards, so the first one never runs into the y axis' "0".
+        anchor = "start" if abs(x - left) < 1 else "end" if abs(x - right) < 1 else "middle"
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="{anchor}">{label}</text>')
     if ya is not None:
         for t in ya.ticks:
             y = ya.scale(t, bottom, top)
