@@ -510,18 +510,23 @@ def privacy_plan_command(
     delta: Annotated[float | None, typer.Option("--delta", help="δ (default 1/(10·n) with --dataset-size).")] = None,
     noise_multiplier: Annotated[float | None, typer.Option("--noise-multiplier", "--sigma", help="σ: print ε.")] = None,
     target_epsilon: Annotated[float | None, typer.Option("--target-epsilon", "--epsilon", help="ε: print σ.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="Policy file or shipped name whose max_delta caps the "
+                                        "default δ, as in a run (default: default).")] = "default",
     output_format: FormatOption = "table",
 ) -> None:
     """Plan a DP-SGD budget: ε for a given σ, or σ for a target ε, under RDP, PRV (Opacus) and
     dp-accounting's RDP and PLD — the same accountants the training stage records."""
     from rich.table import Table
 
+    from govern.policy import load_policy
     from govern.training.accounting import plan
 
     if output_format not in ("table", "json"):
         raise GovernError(f"--format must be table or json, not '{output_format}'")
+    loaded = load_policy(policy)
     result = plan(sample_rate=sample_rate, dataset_size=dataset_size, batch_size=batch_size, steps=steps,
-                  epochs=epochs, delta=delta, noise_multiplier_value=noise_multiplier, target_epsilon=target_epsilon)
+                  epochs=epochs, delta=delta, noise_multiplier_value=noise_multiplier, target_epsilon=target_epsilon,
+                  max_delta=loaded.policy.privacy.max_delta, policy=f"{loaded.name} {loaded.version}")
     if output_format == "json":
         emit_json(result.model_dump(mode="json"))
         return
@@ -535,6 +540,8 @@ def privacy_plan_command(
     for row in result.rows:
         table.add_row(row.accountant, f"{row.epsilon:.4f}", f"{row.noise_multiplier:.4f}")
     console.print(table)
+    console.print(f"δ = {result.delta:.3g}: {result.delta_source}"
+                  + (f" (policy {result.policy})" if result.policy else ""), markup=False, highlight=False)
 
 # ========================================================================= fairness (issue 5 helper)
 def _fairness_tables(evidence: Any) -> list[Any]:
