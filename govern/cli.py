@@ -280,10 +280,16 @@ def runs_show(
         emit_json(details.to_json())
         return
     r = details.run
+    latest = details.decision  # the header states the same (latest) decision and policy as the table below
     console.print(f"[bold]{r.id}[/]  {r.name}  kind={r.kind}  status={_styled(r.status)}  "
-                  f"decision={_styled(r.decision)}")
-    console.print(f"policy {r.policy_name} {r.policy_version} {r.policy_digest}\nconfig {r.config_path} "
-                  f"{r.config_digest}\nrun dir {r.run_dir}", highlight=False)
+                  f"decision={_styled(latest.decision if latest else r.decision)}"
+                  + (f"  ({latest.kind}, {latest.created_at:%Y-%m-%d %H:%M})" if latest else ""))
+    if latest:
+        console.print(f"policy {latest.policy_name} {latest.policy_version} {latest.policy_digest}", highlight=False)
+    if not latest or (latest.decision, latest.policy_digest) != (r.decision, r.policy_digest):
+        console.print(f"{'at run time: decision=' + str(r.decision) + ', ' if latest else ''}run policy "
+                      f"{r.policy_name} {r.policy_version} {r.policy_digest}", highlight=False)
+    console.print(f"config {r.config_path} {r.config_digest}\nrun dir {r.run_dir}", highlight=False)
     if r.error:
         console.print(f"[red]error:[/] {r.error}", highlight=False)
     stages = Table(title="stages", header_style="bold")
