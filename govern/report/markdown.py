@@ -112,9 +112,9 @@ def render_markdown(data: ReportData) -> str:
             tpr = "; ".join(_gate_text(f) for f in gated_tpr)
         else:  # no gate on TPR: the strongest attack at every operating point it reports
             points: dict[float, tuple[float, str]] = {}
-            for a in m.attacks:
-                for t in a.tpr_at_fpr:
-                    points[t.fpr] = max(points.get(t.fpr, (-1.0, "")), (t.tpr, a.name))
+            for attack in m.attacks:
+                for t in attack.tpr_at_fpr:
+                    points[t.fpr] = max(points.get(t.fpr, (-1.0, "")), (t.tpr, attack.name))
             tpr = "; ".join(f"TPR {fmt_number(v)} @ FPR {fmt_number(fpr, 4)} ({name})"
                             for fpr, (v, name) in sorted(points.items()))
         bounds = [b["epsilon_lower_bound"] for b in empirical_epsilon_bounds(r) if b["epsilon_lower_bound"]]
