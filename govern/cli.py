@@ -280,10 +280,16 @@ def runs_show(
         emit_json(details.to_json())
         return
     r = details.run
+    latest = details.decision  # the header states the same (latest) decision and policy as the table below
     console.print(f"[bold]{r.id}[/]  {r.name}  kind={r.kind}  status={_styled(r.status)}  "
-                  f"decision={_styled(r.decision)}")
-    console.print(f"policy {r.policy_name} {r.policy_version} {r.policy_digest}\nconfig {r.config_path} "
-                  f"{r.config_digest}\nrun dir {r.run_dir}", highlight=False)
+                  f"decision={_styled(latest.decision if latest else r.decision)}"
+                  + (f"  ({latest.kind}, {latest.created_at:%Y-%m-%d %H:%M})" if latest else ""))
+    if latest:
+        console.print(f"policy {latest.policy_name} {latest.policy_version} {latest.policy_digest}", highlight=False)
+    if not latest or (latest.decision, latest.policy_digest) != (r.decision, r.policy_digest):
+        console.print(f"{'at run time: decision=' + str(r.decision) + ', ' if latest else ''}run policy "
+                      f"{r.policy_name} {r.policy_version} {r.policy_digest}", highlight=False)
+    console.print(f"config {r.config_path} {r.config_digest}\nrun dir {r.run_dir}", highlight=False)
     if r.error:
         console.print(f"[red]error:[/] {r.error}", highlight=False)
     stages = Table(title="stages", header_style="bold")
@@ -510,18 +516,23 @@ def privacy_plan_command(
     delta: Annotated[float | None, typer.Option("--delta", help="δ (default 1/(10·n) with --dataset-size).")] = None,
     noise_multiplier: Annotated[float | None, typer.Option("--noise-multiplier", "--sigma", help="σ: print ε.")] = None,
     target_epsilon: Annotated[float | None, typer.Option("--target-epsilon", "--epsilon", help="ε: print σ.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="Policy file or shipped name whose max_delta caps the "
+                                        "default δ, as in a run (default: default).")] = "default",
     output_format: FormatOption = "table",
 ) -> None:
     """Plan a DP-SGD budget: ε for a given σ, or σ for a target ε, under RDP, PRV (Opacus) and
     dp-accounting's RDP and PLD — the same accountants the training stage records."""
     from rich.table import Table
 
+    from govern.policy import load_policy
     from govern.training.accounting import plan
 
     if output_format not in ("table", "json"):
         raise GovernError(f"--format must be table or json, not '{output_format}'")
+    loaded = load_policy(policy)
     result = plan(sample_rate=sample_rate, dataset_size=dataset_size, batch_size=batch_size, steps=steps,
-                  epochs=epochs, delta=delta, noise_multiplier_value=noise_multiplier, target_epsilon=target_epsilon)
+                  epochs=epochs, delta=delta, noise_multiplier_value=noise_multiplier, target_epsilon=target_epsilon,
+                  max_delta=loaded.policy.privacy.max_delta, policy=f"{loaded.name} {loaded.version}")
     if output_format == "json":
         emit_json(result.model_dump(mode="json"))
         return
@@ -535,6 +546,8 @@ def privacy_plan_command(
     for row in result.rows:
         table.add_row(row.accountant, f"{row.epsilon:.4f}", f"{row.noise_multiplier:.4f}")
     console.print(table)
+    console.print(f"δ = {result.delta:.3g}: {result.delta_source}"
+                  + (f" (policy {result.policy})" if result.policy else ""), markup=False, highlight=False)
 
 # ========================================================================= fairness (issue 5 helper)
 def _fairness_tables(evidence: Any) -> list[Any]:

@@ -162,12 +162,13 @@ def ledger_evidence(store: LineageStore, policy: LoadedPolicy, run_id: str, evid
     cap = policy.policy.privacy.max_total_epsilon_per_dataset
     if cap is None or evidence.training is None or not evidence.training.dp_enabled or evidence.data is None:
         return None
-    from govern.privacy_ledger import compose_ledger, current_run_row
+    from govern.privacy_ledger import compose_ledger, current_run_row, trained_on
 
     train_fps = [f.fingerprint for f in evidence.data.files if f.role == "train"]
     entries: list[LedgerEntry] = []
     for fp in train_fps:
-        rows = [r for r in store.privacy_ledger(fp) if r.run_id != run_id]
+        # Earlier runs that only evaluated on this file spent nothing on it.
+        rows = [r for r in store.privacy_ledger(fp) if r.run_id != run_id and trained_on(r)]
         entries.append(compose_ledger(fp, rows, current_run_row(run_id, fp, evidence.training),
                                       policy.policy.privacy.accountant))
     return entries

@@ -18,6 +18,12 @@ accounted at keeps the total comparable with the per-run ε and is the pessimist
 would give a smaller ε). A run whose q/σ/steps were not recorded cannot be recomposed; it enters by
 basic composition with its own recorded (ε_i, δ_i): the total is ε_accountant(rest, δ − Σδ_i) + Σε_i,
 and infinite when δ − Σδ_i ≤ 0. A run trained without DP makes the total infinite.
+
+Only runs that trained on a data set are charged to it. The lineage DB lists every data set a run
+recorded (train, eval, their redacted copies); DP-SGD's guarantee covers the records it took gradients
+on, and the evaluation set is only scored (loss, membership non-members, fairness). Its role comes
+from the artifact name the pipeline gives it (``train``/``eval``, ``.redacted`` copies, canary files):
+only a name that says evaluation is exempt; anything unrecognised is charged (never optimistic).
 """
 
 from __future__ import annotations
@@ -44,6 +50,29 @@ def accountant_family(accountant: str) -> Literal["rdp", "pld"]:
         return "pld"
     raise ValueError(f"unknown accountant '{accountant}' (expected one of rdp, prv, dp_accounting_rdp, "
                      "dp_accounting_pld)")
+
+
+DatasetRole = Literal["train", "eval", "canary", "unknown"]
+
+
+def dataset_role(name: str | None) -> DatasetRole:
+    """The role a data set played in a run, from its artifact name: ``train``, ``train.redacted`` and
+    ``train.jsonl`` are training data, ``eval``/``eval.redacted`` evaluation data, ``canary-pool`` and
+    ``canaries-inserted`` canaries (inserted into training); anything else ``unknown``."""
+    stem = (name or "").strip().lower().split(".", 1)[0]
+    if stem == "train":
+        return "train"
+    if stem == "eval":
+        return "eval"
+    if stem.startswith("canar"):
+        return "canary"
+    return "unknown"
+
+
+def trained_on(row: LedgerRow) -> bool:
+    """Whether the run in ``row`` trained on the row's data set (so its ε is charged there). Only an
+    evaluation role is exempt: an unknown role is charged, so the ledger is never optimistic."""
+    return dataset_role(row.dataset_name) != "eval"
 
 
 def recomposable(row: LedgerRow) -> bool:

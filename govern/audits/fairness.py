@@ -30,6 +30,21 @@ Deliberate differences from calling Fairlearn's helpers blindly
 
 Uncertainty
     Bootstrap percentile intervals (seeded, count recorded) for every group metric and disparity.
+
+    Every interval is for the same quantity as its estimate. A disparity is a max over group pairs
+    (max − min, min / max) and, one-vs-rest, over classes; re-taking that max in every resample
+    measures a different, upward-biased quantity: with near-equal groups the resampled max − min is
+    mostly noise, so the interval can sit wholly above the estimate (and ``gate_on: ci`` blocks models
+    that pass). So the class, the group pair (min and max group) and, for equalized odds, the
+    component (TPR or FPR) are pinned at the point estimate's argmax / argmin, and the bootstrap
+    resamples that one statistic, e.g. ``SR[max group] − SR[min group]`` for the worst class. It can
+    go negative (or a ratio above 1) in a resample: that is the gap reversing, kept rather than folded.
+    The interval is then for the pinned pair's gap, which is the population's disparity whenever the
+    worst class and pair are clear: a seeded simulation in the tests checks 93–97 % coverage of
+    nominal 95 % over 1,000 data sets (ratio and difference, binary and one-vs-rest). When groups are
+    nearly tied, the pinned pair is the one that looks worst by chance and its interval leans high,
+    like the estimate (Fairlearn's max of noisy rates) itself: four groups with equal rates get 79 %
+    coverage of the true gap 0, against 0 % when the max is re-taken in every resample.
     Resampling ``n`` rows with replacement only changes how many rows fall in each (finest group,
     label, prediction) cell, and every classification metric here is a function of those counts; the
     cell counts of a row resample are exactly ``Multinomial(n, observed cell frequencies)``. So each
@@ -464,52 +479,92 @@ def _nan_worst(a: np.ndarray, b: np.ndarray, worst: Callable[..., np.ndarray]) -
 
 @dataclass
 class _DisparityValues:
-    """Disparity arrays (shape ``[...]``) per (metric, positive class code or None)."""
+    """Disparity arrays (shape ``[...]``) per (metric, positive class code or None), and with a
+    bootstrap, each one's resampled values at the pinned groups (shape ``[B, ...]``)."""
 
     values: dict[tuple[str, int | None], np.ndarray]
     lo_group: dict[tuple[str, int | None], np.ndarray]
     hi_group: dict[tuple[str, int | None], np.ndarray]
+    samples: dict[tuple[str, int | None], np.ndarray] = field(default_factory=dict)
 
 
-def disparities_from_stats(stats: dict[str, np.ndarray], prep: _Prepared, keep: np.ndarray) -> _DisparityValues:
-    """Disparities over the groups in ``keep`` (the ones with enough data), per positive class."""
+def _pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[..., index]`` per element: ``values`` is ``[B, ..., G]`` (or ``[..., G]``), ``index``
+    is ``[...]`` (one group per data set); the result drops the group axis."""
+    index = np.asarray(index, dtype=np.int64)
+    if values.shape[-1] == 0:
+        return np.full(values.shape[:-1], np.nan)
+    extra = values.ndim - 1 - index.ndim  # leading resample axis, if any
+    return np.take_along_axis(values, index.reshape((1,) * extra + index.shape + (1,)), axis=-1)[..., 0]
+
+
+def disparities_from_stats(stats: dict[str, np.ndarray], prep: _Prepared, keep: np.ndarray,
+                           resampled: dict[str, np.ndarray] | None = None) -> _DisparityValues:
+    """Disparities over the groups in ``keep`` (the ones with enough data), per positive class.
+
+    ``stats`` are the observed per-group metrics (``[..., group]``; ``...`` may batch data sets).
+    With ``resampled`` (``[B, ..., group]``), each disparity's bootstrap values are taken at the
+    groups (and, for equalized odds, the TPR/FPR component) that the observed value picked, so the
+    interval is for the same quantity as the estimate (see the module docstring).
+    """
     values: dict[tuple[str, int | None], np.ndarray] = {}
     lo_g: dict[tuple[str, int | None], np.ndarray] = {}
     hi_g: dict[tuple[str, int | None], np.ndarray] = {}
+    samples: dict[tuple[str, int | None], np.ndarray] = {}
     kept = {k: v[..., keep] for k, v in stats.items()}
+    boot = {k: v[..., keep] for k, v in resampled.items()} if resampled is not None else None
+
+    def pinned(metric: str, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Resampled (hi − lo, lo / hi) of one per-group metric at the observed min/max groups."""
+        if boot is None:
+            return None
+        b_lo, b_hi = _pick(boot[metric], lo), _pick(boot[metric], hi)
+        return b_hi - b_lo, _div(b_lo, b_hi)
+
+    def put(key: tuple[str, int | None], value: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
+            sample: np.ndarray | None) -> None:
+        values[key] = value
+        if lo is not None:
+            lo_g[key] = lo
+        if hi is not None:
+            hi_g[key] = hi
+        if sample is not None:
+            samples[key] = sample
+
     if prep.mode == "perplexity":
         diff, _, lo, hi = _spread(kept["perplexity"])
-        values[("perplexity_difference", None)] = diff
-        lo_g[("perplexity_difference", None)], hi_g[("perplexity_difference", None)] = lo, hi
-        values[("worst_group_perplexity", None)] = _nan_reduce(np.nanmax, kept["perplexity"])
-        hi_g[("worst_group_perplexity", None)] = hi
-        return _DisparityValues(values, lo_g, hi_g)
+        pair = pinned("perplexity", lo, hi)
+        put(("perplexity_difference", None), diff, lo, hi, pair[0] if pair else None)
+        put(("worst_group_perplexity", None), _nan_reduce(np.nanmax, kept["perplexity"]), None, hi,
+            _pick(boot["perplexity"], hi) if boot is not None else None)
+        return _DisparityValues(values, lo_g, hi_g, samples)
     diff, _, lo, hi = _spread(kept["accuracy"])
-    values[("accuracy_difference", None)] = diff
-    lo_g[("accuracy_difference", None)], hi_g[("accuracy_difference", None)] = lo, hi
-    values[("worst_group_accuracy", None)] = _nan_reduce(np.nanmin, kept["accuracy"])
-    lo_g[("worst_group_accuracy", None)] = lo
+    pair = pinned("accuracy", lo, hi)
+    put(("accuracy_difference", None), diff, lo, hi, pair[0] if pair else None)
+    put(("worst_group_accuracy", None), _nan_reduce(np.nanmin, kept["accuracy"]), lo, None,
+        _pick(boot["accuracy"], lo) if boot is not None else None)
     for code in prep.positives:
-        sr_d, sr_r, sr_lo, sr_hi = _spread(kept[metric_name("selection_rate", prep, code)])
-        tpr_d, tpr_r, tpr_lo, tpr_hi = _spread(kept[metric_name("true_positive_rate", prep, code)])
-        fpr_d, fpr_r, fpr_lo, fpr_hi = _spread(kept[metric_name("false_positive_rate", prep, code)])
-        for metric, v, lo, hi in (
-            ("demographic_parity_difference", sr_d, sr_lo, sr_hi),
-            ("demographic_parity_ratio", sr_r, sr_lo, sr_hi),
-            ("true_positive_rate_difference", tpr_d, tpr_lo, tpr_hi),
-            ("false_positive_rate_difference", fpr_d, fpr_lo, fpr_hi),
-        ):
-            values[(metric, code)], lo_g[(metric, code)], hi_g[(metric, code)] = v, lo, hi
-        # Fairlearn's agg="worst_case": the larger of the TPR/FPR differences, the smaller ratio.
+        sr, tpr, fpr = (metric_name(m, prep, code) for m in ("selection_rate", "true_positive_rate",
+                                                             "false_positive_rate"))
+        sr_d, sr_r, sr_lo, sr_hi = _spread(kept[sr])
+        tpr_d, tpr_r, tpr_lo, tpr_hi = _spread(kept[tpr])
+        fpr_d, fpr_r, fpr_lo, fpr_hi = _spread(kept[fpr])
+        sr_b, tpr_b, fpr_b = pinned(sr, sr_lo, sr_hi), pinned(tpr, tpr_lo, tpr_hi), pinned(fpr, fpr_lo, fpr_hi)
+        put(("demographic_parity_difference", code), sr_d, sr_lo, sr_hi, sr_b[0] if sr_b else None)
+        put(("demographic_parity_ratio", code), sr_r, sr_lo, sr_hi, sr_b[1] if sr_b else None)
+        put(("true_positive_rate_difference", code), tpr_d, tpr_lo, tpr_hi, tpr_b[0] if tpr_b else None)
+        put(("false_positive_rate_difference", code), fpr_d, fpr_lo, fpr_hi, fpr_b[0] if fpr_b else None)
+        # Fairlearn's agg="worst_case": the larger of the TPR/FPR differences, the smaller ratio;
+        # the bootstrap keeps the component the estimate took.
         tpr_worse = np.nan_to_num(tpr_d, nan=-np.inf) >= np.nan_to_num(fpr_d, nan=-np.inf)
-        values[("equalized_odds_difference", code)] = _nan_worst(tpr_d, fpr_d, np.nanmax)
-        lo_g[("equalized_odds_difference", code)] = np.where(tpr_worse, tpr_lo, fpr_lo)
-        hi_g[("equalized_odds_difference", code)] = np.where(tpr_worse, tpr_hi, fpr_hi)
+        put(("equalized_odds_difference", code), _nan_worst(tpr_d, fpr_d, np.nanmax),
+            np.where(tpr_worse, tpr_lo, fpr_lo), np.where(tpr_worse, tpr_hi, fpr_hi),
+            np.where(tpr_worse, tpr_b[0], fpr_b[0]) if tpr_b and fpr_b else None)
         tpr_ratio_worse = np.nan_to_num(tpr_r, nan=np.inf) <= np.nan_to_num(fpr_r, nan=np.inf)
-        values[("equalized_odds_ratio", code)] = _nan_worst(tpr_r, fpr_r, np.nanmin)
-        lo_g[("equalized_odds_ratio", code)] = np.where(tpr_ratio_worse, tpr_lo, fpr_lo)
-        hi_g[("equalized_odds_ratio", code)] = np.where(tpr_ratio_worse, tpr_hi, fpr_hi)
-    return _DisparityValues(values, lo_g, hi_g)
+        put(("equalized_odds_ratio", code), _nan_worst(tpr_r, fpr_r, np.nanmin),
+            np.where(tpr_ratio_worse, tpr_lo, fpr_lo), np.where(tpr_ratio_worse, tpr_hi, fpr_hi),
+            np.where(tpr_ratio_worse, tpr_b[1], fpr_b[1]) if tpr_b and fpr_b else None)
+    return _DisparityValues(values, lo_g, hi_g, samples)
 
 
 def worst_over_classes(values: dict[tuple[str, int | None], np.ndarray], prep: _Prepared,
@@ -523,6 +578,20 @@ def worst_over_classes(values: dict[tuple[str, int | None], np.ndarray], prep: _
         warnings.simplefilter("ignore", RuntimeWarning)
         worst = np.nanmin(stacked, axis=-1) if is_ratio else np.nanmax(stacked, axis=-1)
     return worst, np.asarray(prep.positives)[which]
+
+
+def worst_class_disparity(observed: _DisparityValues, prep: _Prepared,
+                          metric: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One-vs-rest: (worst value over classes, its bootstrap values at the pinned class, class code).
+
+    The class is pinned at the point estimate's worst class and its resamples are that class's own
+    (already group-pinned) ones, not a fresh max over classes per resample (biased upward)."""
+    worst, which = worst_over_classes(observed.values, prep, metric)
+    if not observed.samples:
+        return worst, None, which
+    stacked = np.stack([observed.samples[(metric, c)] for c in prep.positives], axis=-1)
+    position = np.searchsorted(np.asarray(prep.positives), which)  # positives are sorted codes
+    return worst, _pick(stacked, position), which
 
 
 # ------------------------------------------------------------------------------------- bootstrap
@@ -675,14 +744,12 @@ def compute_fairness(
             groups_out.append(GroupMetrics(attribute=attribute.name, group=group, n=int(sizes[g]),
                                            insufficient_data=short, metrics=metrics))
 
-        observed = disparities_from_stats(point, prep, keep)
-        sampled = disparities_from_stats(boot_stats, prep, keep) if boot_stats else None
+        observed = disparities_from_stats(point, prep, keep, boot_stats)
         kept_groups = [grp for grp, k in zip(attribute.groups, keep, strict=True) if k]
 
         for (metric, code), value in observed.values.items():
             item = _make_disparity(
-                attribute.name, kept_groups, metric, value,
-                sampled.values[(metric, code)] if sampled else None,
+                attribute.name, kept_groups, metric, value, observed.samples.get((metric, code)),
                 observed.lo_group.get((metric, code)), observed.hi_group.get((metric, code)),
                 None if code is None else prep.classes[code], ci_level,
             )
@@ -692,21 +759,22 @@ def compute_fairness(
                 per_class.append(item)
         if prep.mode == "one_vs_rest":
             for metric in (*_DIFFERENCE_METRICS, *_RATIO_METRICS):
-                worst, which = worst_over_classes(observed.values, prep, metric)
+                worst, worst_samples, which = worst_class_disparity(observed, prep, metric)
                 code = int(which)
                 disparities.append(_make_disparity(
-                    attribute.name, kept_groups, metric, worst,
-                    worst_over_classes(sampled.values, prep, metric)[0] if sampled else None,
+                    attribute.name, kept_groups, metric, worst, worst_samples,
                     observed.lo_group[(metric, code)], observed.hi_group[(metric, code)],
                     prep.classes[code], ci_level,
                 ))
 
     method = None
     if bootstrap > 0:
-        method = ("percentile; rows resampled with replacement (causal LM: row indices, bincount)"
+        method = ("percentile; rows resampled with replacement (causal LM: row indices, bincount); "
+                  "each disparity resampled at the group pair its estimate picked"
                   if prep.mode == "perplexity" else
                   "percentile; row resampling drawn as Multinomial(n, observed cell frequencies) over "
-                  "(group, label, prediction) cells")
+                  "(group, label, prediction) cells; each disparity resampled at the class, group pair "
+                  "and TPR/FPR component its estimate picked")
     return FairnessEvidence(
         sensitive_columns=list(prep.sensitive),
         intersections=intersections,

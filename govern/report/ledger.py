@@ -19,11 +19,14 @@ from govern.lineage.records import LedgerRow
 from govern.privacy_ledger import (  # noqa: F401 - re-exported: the report's ledger uses the same maths
     PLD_DISCRETIZATION,
     AccountantName,
+    DatasetRole,
     accountant_family,
     composed_epsilon,
+    dataset_role,
     ledger_delta,
     recomposable,
     recorded_epsilon,
+    trained_on,
 )
 from govern.report.data import ReportModel, RuleResult
 
@@ -46,13 +49,19 @@ class LedgerRun(ReportModel):
     run_status: str
     started_at: datetime
     recomposed: bool = Field(description="True: entered the composition by its (q, σ, steps); false: by its ε.")
+    role: DatasetRole = Field(default="unknown", description="What the data set was in this run (from its "
+                              "artifact name): train, eval, canary or unknown.")
+    charged: bool = Field(default=True, description="True: the run trained on the data set (or its role is "
+                          "unknown), so its ε counts in the total; false: evaluation only, not charged.")
 
 
 class DatasetBudget(ReportModel):
     model_config = _INF_AS_STRING
     dataset_fingerprint: str
     dataset_name: str | None = None
-    runs: list[LedgerRun]
+    runs: list[LedgerRun] = Field(description="Every run that recorded the data set; only charged ones count.")
+    roles: list[DatasetRole] = Field(default_factory=list, description="The roles it played across its runs.")
+    charged_runs: int = Field(default=0, description="Runs that trained on it: the ones composed into the total.")
     accountant: str
     delta: float
     total_epsilon: float = Field(description="Composed under the accountant at delta; inf without DP.")
@@ -103,7 +112,9 @@ COMPOSITION_METHOD = (
     "Per data set, every DP training run is rebuilt as steps × PoissonSampled(q, Gaussian(σ)) from its recorded "
     "q, σ and steps and composed with dp-accounting ({family}); ε is read once at the ledger's δ (the largest δ of "
     "its runs). Runs without recorded q/σ/steps enter by basic composition; a run without DP makes the total "
-    "infinite. All training runs count, whatever their final decision: a blocked model was still trained."
+    "infinite. All training runs count, whatever their final decision: a blocked model was still trained. A run "
+    "is charged only to the data sets it trained on (train files, their redacted copies, canaries); evaluation "
+    "data is listed with its role and ε 0."
 )
 
 
@@ -115,18 +126,24 @@ def dataset_budgets(rows: Sequence[LedgerRow], accountant: str, cap: float | Non
             runs.append(row)
     budgets = []
     for fingerprint, runs in by_dataset.items():
-        delta = ledger_delta(runs)
-        total = composed_epsilon(runs, accountant, delta)
+        charged = [r for r in runs if trained_on(r)]
+        delta = ledger_delta(charged)
+        total = composed_epsilon(charged, accountant, delta)
         eps = [recorded_epsilon(r, accountant) if r.dp_enabled else math.inf for r in runs]
+        trained = [trained_on(r) for r in runs]
+        names = [r.dataset_name for r in charged] or [r.dataset_name for r in runs]
         budgets.append(DatasetBudget(
-            dataset_fingerprint=fingerprint, dataset_name=runs[0].dataset_name,
+            dataset_fingerprint=fingerprint, dataset_name=names[0],
             runs=[LedgerRun(run_id=r.run_id, epsilon=e if math.isfinite(e) else None, delta=r.delta,
                             noise_multiplier=r.noise_multiplier, sample_rate=r.sample_rate, steps=r.steps,
                             dp_enabled=r.dp_enabled, run_status=r.run_status, started_at=r.started_at,
-                            recomposed=r.dp_enabled and recomposable(r))
-                  for r, e in zip(runs, eps, strict=True)],
-            accountant=accountant, delta=delta, total_epsilon=total, sum_of_epsilons=sum(eps),
-            sum_of_deltas=sum(r.delta or 0.0 for r in runs), cap=cap,
+                            recomposed=r.dp_enabled and recomposable(r), role=dataset_role(r.dataset_name),
+                            charged=t)
+                  for r, e, t in zip(runs, eps, trained, strict=True)],
+            roles=sorted({dataset_role(r.dataset_name) for r in runs}), charged_runs=len(charged),
+            accountant=accountant, delta=delta, total_epsilon=total,
+            sum_of_epsilons=sum(e for e, t in zip(eps, trained, strict=True) if t),
+            sum_of_deltas=sum(r.delta or 0.0 for r in charged), cap=cap,
             over_cap=cap is not None and not total <= cap,
         ))
     budgets.sort(key=lambda b: b.dataset_fingerprint)
@@ -179,10 +196,13 @@ def ledger_results(report: LedgerReport) -> list[RuleResult]:
     """The ledger as rule results (one per data set), for JUnit/summary outputs of ``--since``."""
     out = []
     for b in report.datasets:
+        if b.charged_runs == 0:  # evaluation data only: nothing was spent on it, so no budget to gate
+            continue
         out.append(RuleResult(
             rule_id=f"privacy.max_total_epsilon_per_dataset[{b.dataset_fingerprint[:19]}]", severity="block",
             status="skipped" if b.cap is None else ("fail" if b.over_cap else "pass"),
-            message=f"ε = {b.total_epsilon:.3f} over {len(b.runs)} runs ({b.accountant}, δ = {b.delta:.1e})",
+            message=f"ε = {b.total_epsilon:.3f} over {b.charged_runs} training runs ({b.accountant}, "
+                    f"δ = {b.delta:.1e})",
             evidence_path="ledger", observed=b.total_epsilon if math.isfinite(b.total_epsilon) else "inf",
             threshold=b.cap))
     return out

@@ -11,12 +11,13 @@ def render_ledger_markdown(report: LedgerReport) -> str:
              f"Generated {report.generated_at:%Y-%m-%d %H:%M UTC} from `{report.db}`.", "",
              "### Privacy budget per data set", "", f"_{report.method}_", ""]
     if report.datasets:
-        lines += ["| Data set | Fingerprint | Runs | Composed ε | at δ | Σε (basic) | Cap |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| Data set | Role | Fingerprint | Trained on by | Composed ε | at δ | Σε (basic) | Cap |",
+                  "|---|---|---|---|---|---|---|---|"]
         for b in report.datasets:
             cap = fmt_number(b.cap) + (" ⛔ exceeded" if b.over_cap else "")
-            lines.append(f"| {b.dataset_name or '—'} | `{b.dataset_fingerprint[:23]}…` | {len(b.runs)} | "
-                         f"**{fmt_number(b.total_epsilon)}** | {fmt_number(b.delta)} | "
+            epsilon = f"**{fmt_number(b.total_epsilon)}**" if b.charged_runs else "0 (not trained on)"
+            lines.append(f"| {b.dataset_name or '—'} | {', '.join(b.roles)} | `{b.dataset_fingerprint[:23]}…` | "
+                         f"{b.charged_runs} of {len(b.runs)} runs | {epsilon} | {fmt_number(b.delta)} | "
                          f"{fmt_number(b.sum_of_epsilons)} | {cap} |")
     else:
         lines.append("_No DP training run touched a data set in this period._")

@@ -21,6 +21,19 @@ def cell(value: Any) -> str:
             .replace("<", "&lt;").replace(">", "&gt;"))
 
 
+def _gated(data: ReportData, prefixes: tuple[str, ...]) -> list[Any]:
+    """The decision's results for the rules starting with ``prefixes`` (skipped ones left out)."""
+    if data.decision is None:
+        return []
+    return [f for f in data.decision.results if f.rule_id.startswith(prefixes) and f.status != "skipped"]
+
+
+def _gate_text(result: Any) -> str:
+    """A gated rule as key evidence: its outcome and the engine's own message, which names the row,
+    the value compared (point estimate or CI bound) and the threshold."""
+    return f"{_outcome(result)}: {result.message}"
+
+
 def render_markdown(data: ReportData) -> str:
     r = data
     lines: list[str] = []
@@ -94,10 +107,16 @@ def render_markdown(data: ReportData) -> str:
         add(f"| Privacy | {r.absent_reason('training')} |")
     if r.membership:
         m = r.membership
-        tpr = "; ".join(
-            f"{a.name}: TPR {fmt_number(t.tpr)} @ FPR {fmt_number(t.fpr, 4)}"
-            for a in m.attacks for t in a.tpr_at_fpr[:1]
-        )
+        gated_tpr = _gated(r, ("membership.max_tpr_at_fpr[",))
+        if gated_tpr:  # the operating points the policy gated, as the gate saw them
+            tpr = "; ".join(_gate_text(f) for f in gated_tpr)
+        else:  # no gate on TPR: the strongest attack at every operating point it reports
+            points: dict[float, tuple[float, str]] = {}
+            for attack in m.attacks:
+                for t in attack.tpr_at_fpr:
+                    points[t.fpr] = max(points.get(t.fpr, (-1.0, "")), (t.tpr, attack.name))
+            tpr = "; ".join(f"TPR {fmt_number(v)} @ FPR {fmt_number(fpr, 4)} ({name})"
+                            for fpr, (v, name) in sorted(points.items()))
         bounds = [b["epsilon_lower_bound"] for b in empirical_epsilon_bounds(r) if b["epsilon_lower_bound"]]
         extra = f"; empirical ε ≥ {fmt_number(max(bounds))}" if bounds else ""
         if m.canaries:
@@ -107,7 +126,20 @@ def render_markdown(data: ReportData) -> str:
         add(f"| Membership inference | {r.absent_reason('membership')} |")
     if r.fairness:
         fa = r.fairness
-        disp = "; ".join(f"{d.attribute} {d.metric} {fmt_number(d.value)}" for d in fa.disparities[:4]) or "—"
+        gated_fair = _gated(r, ("fairness.max_difference.", "fairness.min_ratio.", "fairness.min_worst_group_accuracy"))
+        if gated_fair:  # each gated metric's worst row, at the value (point or CI bound) the gate compared
+            disp = "; ".join(_gate_text(f) for f in gated_fair)
+        else:  # nothing gated: the worst row per metric (largest difference, smallest ratio/worst-group value)
+            worst: dict[str, Any] = {}
+            for d in fa.disparities:
+                if d.value is None:
+                    continue
+                lower_is_worse = d.metric.endswith("_ratio") or d.metric == "worst_group_accuracy"
+                held = worst.get(d.metric)
+                if held is None or (d.value < held.value if lower_is_worse else d.value > held.value):
+                    worst[d.metric] = d
+            disp = "; ".join(f"worst {d.metric} {fmt_number(d.value)} ({d.attribute}, point estimate)"
+                             for d in worst.values()) or "—"
         insufficient = f"; insufficient data: {', '.join(fa.insufficient_groups)}" if fa.insufficient_groups else ""
         add(f"| Fairness | {cell(disp)}{cell(insufficient)} |")
     else:

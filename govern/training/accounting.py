@@ -209,6 +209,9 @@ class PrivacyPlan(BaseModel):
     given: Literal["noise_multiplier", "target_epsilon"]
     target_epsilon: float | None = None
     noise_multiplier: float | None = None
+    delta_source: str = Field(default="given", description="Where δ came from: given, 1/(10·n), or the "
+                              "policy's max_delta (the smaller of the two, as a run chooses it).")
+    policy: str | None = Field(default=None, description="The policy whose max_delta bounded δ (name version).")
     rows: list[PlanRow] = Field(default_factory=list)
 
 
@@ -223,10 +226,14 @@ def plan(
     noise_multiplier_value: float | None = None,
     target_epsilon: float | None = None,
     accountants: Sequence[AccountantName] = ACCOUNTANTS,
+    max_delta: float | None = None,
+    policy: str | None = None,
 ) -> PrivacyPlan:
     """Given q (or n and batch size), steps (or epochs), δ and σ or a target ε: the other, per accountant.
 
-    δ defaults to 1/(10·n) when the dataset size is known.
+    δ defaults as a run chooses it: 1/(10·n), capped at the policy's ``max_delta`` (``policy`` names
+    that policy in the result). Without the dataset size there is no default: planning at the cap alone
+    would be optimistic (a larger δ gives a smaller ε) whenever the run's 1/(10·n) is below it.
     """
     problems: list[str] = []
     if sample_rate is None:
@@ -246,11 +253,19 @@ def plan(
         problems.append(f"--target-epsilon must be > 0 (got {target_epsilon})")
     if epochs is not None and epochs <= 0:
         problems.append(f"--epochs must be > 0 (got {epochs})")
+    delta_source = "given"
     if delta is None:
         if dataset_size is None:
             problems.append("give --delta (or --dataset-size for the default 1/(10·n))")
-        else:
-            delta = default_delta(dataset_size)
+        elif dataset_size >= 1:
+            delta, delta_source = default_delta(dataset_size), "1/(10·n)"
+            if max_delta is not None and max_delta < delta:
+                delta, delta_source = max_delta, (f"the policy's max_delta, as a run uses it (1/(10·n) = "
+                                                  f"{default_delta(dataset_size):.3g} is above it)")
+            elif max_delta is not None:
+                delta_source = f"1/(10·n), within the policy's max_delta {max_delta:g}"
+    elif max_delta is not None and delta > max_delta:
+        delta_source = f"given, above the policy's max_delta {max_delta:g}: privacy.max_delta would fail"
     if problems:
         raise ConfigError("privacy plan", problems)
     assert sample_rate is not None and delta is not None
@@ -272,5 +287,6 @@ def plan(
     return PrivacyPlan(
         sample_rate=sample_rate, steps=steps, epochs=epochs, delta=delta, dataset_size=dataset_size,
         batch_size=batch_size, given="noise_multiplier" if noise_multiplier_value is not None else "target_epsilon",
-        target_epsilon=target_epsilon, noise_multiplier=noise_multiplier_value, rows=rows,
+        target_epsilon=target_epsilon, noise_multiplier=noise_multiplier_value, delta_source=delta_source,
+        policy=policy if max_delta is not None else None, rows=rows,
     )

@@ -409,3 +409,97 @@ def test_cli_audit_fairness_prints_json_evidence_and_reports_bad_columns(workdir
     bad = runner.invoke(app, ["audit", "fairness", "--predictions", str(path), "--label", "label", "--pred", "pred",
                               "--sensitive", "group,ethnicity"])
     assert isinstance(bad.exception, DataError) and bad.exception.field == "ethnicity"
+
+
+# ------------------------------------------------------------ intervals are for the estimate's quantity
+QUICKSTART_EVAL = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "eval.jsonl"
+
+
+def test_every_interval_on_the_quickstart_eval_set_contains_its_estimate() -> None:
+    """The quickstart's groups are balanced by construction, so the observed gaps are far smaller than
+    noise: a bootstrap that re-took the worst class and group pair in every resample put 23 of 24
+    disparity intervals wholly above their estimates, and ``gate_on: ci`` blocked on them."""
+    frame = pd.read_json(QUICKSTART_EVAL, lines=True)
+    rng = np.random.default_rng(0)
+    intents = sorted(frame["intent"].unique())
+    wrong = rng.random(len(frame)) < 0.1  # a 90 %-accurate intent classifier
+    frame["pred"] = np.where(wrong, rng.choice(intents, len(frame)), frame["intent"])
+    prep = prepare_classification(frame, label="intent", pred="pred",
+                                  sensitive=["age_band", "region", "language_variety"])
+    ev = compute_fairness(prep, min_group_size=30, intersections=False, bootstrap=200, seed=0)
+    assert ev.mode == "one_vs_rest" and len(ev.disparities) == 24
+    for d in [*ev.disparities, *ev.per_class_disparities]:
+        assert d.value is not None and d.ci_low is not None and d.ci_high is not None
+        assert d.ci_low <= d.value <= d.ci_high, (d.attribute, d.metric, d.positive_label, d.value, d.ci_low,
+                                                  d.ci_high)
+    for g in ev.groups:
+        for name, m in g.metrics.items():
+            if m.value is not None:
+                assert m.ci_low <= m.value <= m.ci_high, (g.attribute, g.group, name)
+    # the worst-class entry and its class's own entry are the same number with the same interval
+    for d in ev.disparities:
+        if d.positive_label is not None:
+            [own] = [c for c in ev.per_class_disparities
+                     if (c.attribute, c.metric, c.positive_label) == (d.attribute, d.metric, d.positive_label)]
+            assert (own.value, own.ci_low, own.ci_high, own.min_group, own.max_group) == (
+                d.value, d.ci_low, d.ci_high, d.min_group, d.max_group)
+
+
+def _cells(priors: list[list[float]], weights: list[float], confusion: list[np.ndarray]) -> np.ndarray:
+    """A population: P(group, true class, predicted class) from group weights, per-group class priors
+    and per-group confusion rows."""
+    return (np.asarray(weights)[:, None, None] * np.asarray(priors)[:, :, None] * np.asarray(confusion))
+
+
+def _coverage(population: np.ndarray, classes: list[str], n: int, *, sets: int = 1000, resamples: int = 1000,
+              seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Draw ``sets`` data sets of ``n`` rows from ``population`` and run govern's own interval code
+    (per-group statistics, pinned disparities, worst class, percentiles) on all of them at once; the
+    bootstrap is govern's: a Multinomial(n, observed cell frequencies) per resample. Returns, per
+    metric, (share of intervals containing the population's disparity, share containing the estimate)."""
+    from govern.audits.fairness import _percentiles, disparities_from_stats, worst_class_disparity
+
+    prep = prepare_arrays(classes, classes, {"g": ["x"] * len(classes)})
+    groups, k, _ = population.shape
+    keep = np.ones(groups, dtype=bool)
+    metrics = ("demographic_parity_difference", "demographic_parity_ratio")
+
+    def disparities(stats: dict[str, np.ndarray], boot: dict[str, np.ndarray] | None = None) -> dict:  # type: ignore[type-arg]
+        values = disparities_from_stats(stats, prep, keep, boot)
+        if prep.mode == "binary":
+            return {m: (values.values[(m, prep.positives[0])], values.samples.get((m, prep.positives[0])))
+                    for m in metrics}
+        return {m: worst_class_disparity(values, prep, m)[:2] for m in metrics}
+
+    truth = {m: float(v) for m, (v, _) in disparities(classification_stats(population, prep)).items()}
+    rng = np.random.default_rng(seed)
+    covered = dict.fromkeys(metrics, 0)
+    contains = dict.fromkeys(metrics, 0)
+    for start in range(0, sets, 100):
+        batch = min(100, sets - start)
+        observed = rng.multinomial(n, population.ravel(), size=batch)
+        boot = rng.multinomial(n, observed / n, size=(resamples, batch))
+        results = disparities(classification_stats(observed.reshape(batch, groups, k, k), prep),
+                              classification_stats(boot.reshape(resamples, batch, groups, k, k), prep))
+        for m, (value, samples) in results.items():
+            low, high = _percentiles(samples, 0.95)
+            covered[m] += int(np.sum((low <= truth[m]) & (truth[m] <= high)))
+            contains[m] += int(np.sum((low <= value) & (value <= high)))
+    return {m: (covered[m] / sets, contains[m] / sets) for m in metrics}
+
+
+def test_nominal_95_percent_intervals_cover_the_population_disparity_93_to_97_percent_of_the_time() -> None:
+    # binary: three groups with selection rates 0.305, 0.38, 0.45 (DP difference 0.145, ratio 0.678)
+    binary = _cells([[0.7, 0.3], [0.6, 0.4], [0.5, 0.5]], [0.3, 0.3, 0.4],
+                    [np.array([[0.95, 0.05], [0.1, 0.9]]), np.array([[0.9, 0.1], [0.2, 0.8]]),
+                     np.array([[0.8, 0.2], [0.3, 0.7]])])
+    # three intents; in the third group half of the "b" requests are misread as "a" or "c", so "b" has
+    # the worst gap (DP difference 0.133, ratio 0.6) and the other two half of it
+    base = np.full((3, 3), 0.05) + np.eye(3) * 0.85
+    misread = base.copy()
+    misread[1] = [0.25, 0.5, 0.25]
+    multi = _cells([[1 / 3] * 3] * 3, [0.3, 0.3, 0.4], [base, base, misread])
+    for population, classes, n in ((binary, ["0", "1"], 2000), (multi, ["a", "b", "c"], 3000)):
+        for metric, (covered, contains) in _coverage(population, classes, n).items():
+            assert 0.93 <= covered <= 0.97, (classes, metric, covered)
+            assert contains == 1.0, (classes, metric, contains)

@@ -102,8 +102,11 @@ def _stage(store: LineageStore, run_id: str, stage: str, evidence: Any, *, outpu
 def record_governed_run(store: LineageStore, root: Path, *, name: str = "support-intents", seed: int = 0,
                         q: float = 0.05, sigma: float = 0.9, steps: int = 120, delta: float = 1e-5,
                         policy_ref: str | Path = "default", data_dir: Path | None = None,
-                        waive_fairness: bool = True, parent_run_id: str | None = None) -> RecordedRun:
-    """One complete run (data → pii → training → evaluation → membership → fairness → signing)."""
+                        waive_fairness: bool = True, parent_run_id: str | None = None,
+                        disparities: list[Disparity] | None = None,
+                        tpr_at_fpr: list[TprAtFpr] | None = None) -> RecordedRun:
+    """One complete run (data → pii → training → evaluation → membership → fairness → signing);
+    ``disparities`` / ``tpr_at_fpr`` replace the fairness rows / the attack's TPR-at-FPR points."""
     from govern.pii import scan_paths
 
     rng = random.Random(seed)
@@ -193,8 +196,8 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
     roc = [(float(a), float(b)) for a, b in zip(fpr, tpr, strict=True)][:: max(1, len(fpr) // 50)] + [(1.0, 1.0)]
     membership = MembershipEvidence(n_members=200, n_nonmembers=200, seed=seed, max_auc=auc, attacks=[
         AttackResult(name="loss", auc=auc, auc_ci_low=auc - 0.05, auc_ci_high=auc + 0.05, roc=roc,
-                     tpr_at_fpr=[TprAtFpr(fpr=0.01, tpr=0.02, ci_low=0.005, ci_high=0.045),
-                                 TprAtFpr(fpr=0.1, tpr=0.14, ci_low=0.11, ci_high=0.19)])],
+                     tpr_at_fpr=tpr_at_fpr or [TprAtFpr(fpr=0.01, tpr=0.02, ci_low=0.005, ci_high=0.045),
+                                               TprAtFpr(fpr=0.1, tpr=0.14, ci_low=0.11, ci_high=0.19)])],
         lira=LiraDetails(reference_models=4, pool="eval", pool_size=200, records_per_model=[98, 101, 99, 102],
                          min_out_models_per_record=2, variance="global", dp=True,
                          steps=[141] * 4, noise_multiplier=0.61, reference_epsilon=[21.3, 20.8, 21.0, 21.4], seeds=[1, 2, 3, 4], training_s=41.0))
@@ -211,7 +214,7 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
                 "selection_rate": MetricValue(value=0.25, ci_low=0.18, ci_high=0.33)}))
     fairness = FairnessEvidence(
         sensitive_columns=["region", "age_band"], intersections=False, bootstrap=200, seed=seed, min_group_size=30,
-        groups=groups, insufficient_groups=["age_band=45+"], disparities=[
+        groups=groups, insufficient_groups=["age_band=45+"], disparities=disparities or [
             Disparity(attribute="region", metric="equalized_odds_difference", value=0.14, ci_low=0.05, ci_high=0.22),
             Disparity(attribute="region", metric="demographic_parity_ratio", value=0.91, ci_low=0.8, ci_high=0.99),
             Disparity(attribute="age_band", metric="equalized_odds_difference", value=0.06, ci_low=0.01, ci_high=0.15),

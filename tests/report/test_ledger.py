@@ -134,3 +134,85 @@ def test_ledger_cli_renders_every_format(workdir: Path) -> None:
     md = (workdir / "reports" / "ledger-since-2000-01-01.md").read_text()
     assert "∞" in md and FINGERPRINT[:23] in md  # the non-DP run makes the data set's spend unbounded
     assert '"total_epsilon": "Infinity"' in (workdir / "reports" / "ledger-since-2000-01-01.json").read_text()
+
+
+def test_evaluation_data_is_listed_with_its_role_but_never_charged(workdir: Path) -> None:
+    """A governed run records train, eval and their redacted copies; DP-SGD only trained on the train
+    files, so only they carry the run's ε (the eval files are listed as eval, ε 0)."""
+    fingerprints = {name: "sha256:" + f"{i:02x}" * 32 for i, name in
+                    enumerate(["train", "eval", "train.redacted", "eval.redacted"], start=0x10)}
+    q, sigma, steps = RUNS[0]
+    eps = rdp_epsilon(q, sigma, steps, DELTA)
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        run_id = store.create_run(name="governed", policy=PolicyRef(name="default", version="1", digest="sha256:00"))
+        for stage, names in (("data", ["train", "eval"]), ("pii", ["train.redacted", "eval.redacted"])):
+            execution = store.start_stage(run_id, stage, "sha256:01")
+            store.add_artifacts(run_id, execution, [
+                ArtifactOut(name=n, kind="dataset", path=f"/data/{n}.jsonl", sha256=fingerprints[n], size_bytes=10,
+                            role="input" if stage == "data" else "output", dataset_fingerprint=fingerprints[n],
+                            rows=100) for n in names])
+            store.finish_stage(execution, "completed")
+        execution = store.start_stage(run_id, "training", "sha256:02")
+        store.finish_stage(execution, "completed", evidence={
+            "dp_enabled": True, "non_private": False, "accountant": "rdp", "epsilon": {"rdp": eps}, "delta": DELTA,
+            "noise_multiplier": sigma, "sample_rate": q, "steps": steps, "epochs": 1.0, "n_train": 2000,
+            "batch_size": 100, "method": "lora", "trainable_params": 1, "total_params": 2, "device": "cpu",
+            "duration_s": 1.0, "seed": 0})
+        store.set_run_status(run_id, "completed", decision="pass")
+        report = build_ledger(store, date(2000, 1, 1), accountant="rdp", cap=8.0)
+    budgets = {b.dataset_name: b for b in report.datasets}
+    assert set(budgets) == set(fingerprints)
+    for name in ("train", "train.redacted"):
+        assert budgets[name].roles == ["train"] and budgets[name].charged_runs == 1
+        assert budgets[name].total_epsilon == pytest.approx(eps, rel=1e-9) and budgets[name].runs[0].charged
+    for name in ("eval", "eval.redacted"):
+        b = budgets[name]
+        assert b.roles == ["eval"] and b.charged_runs == 0 and b.total_epsilon == 0.0 and b.sum_of_epsilons == 0
+        assert [(r.run_id, r.role, r.charged) for r in b.runs] == [(run_id, "eval", False)]
+    from govern.report.ledger import ledger_results
+
+    assert len(ledger_results(report)) == 2  # the cap is checked on the two training files only
+
+    result = CliRunner().invoke(app, ["report", "--since", "2000-01-01", "--format", "md"])
+    assert result.exit_code == 0, result.output
+    md = (workdir / "reports" / "ledger-since-2000-01-01.md").read_text()
+    [eval_row] = [line for line in md.splitlines() if line.startswith("| eval |")]
+    assert "| eval |" in eval_row and "0 (not trained on)" in eval_row and "0 of 1 runs" in eval_row
+    [train_row] = [line for line in md.splitlines() if line.startswith("| train |")]
+    assert "| train |" in train_row and "1 of 1 runs" in train_row
+
+
+def test_the_per_dataset_cap_does_not_charge_a_file_for_runs_that_only_evaluated_on_it(workdir: Path) -> None:
+    """Yesterday's eval file becomes today's train file: the cap composes today's run alone."""
+    from govern.evidence import DataEvidence, FileRecord, LeakageEvidence, TrainingEvidence
+    from govern.pipeline import ledger_evidence
+
+    q, sigma, steps = RUNS[0]
+    fields = {"dp_enabled": True, "non_private": False, "accountant": "rdp",
+              "epsilon": {"rdp": rdp_epsilon(q, sigma, steps, DELTA)}, "delta": DELTA, "noise_multiplier": sigma,
+              "sample_rate": q, "steps": steps, "epochs": 1.0, "n_train": 2000, "batch_size": 100, "method": "lora",
+              "trainable_params": 1, "total_params": 2, "device": "cpu", "duration_s": 1.0, "seed": 0}
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        earlier = store.create_run(name="earlier", policy=PolicyRef(name="default", version="1", digest="sha256:00"))
+        execution = store.start_stage(earlier, "data", "sha256:01")
+        store.add_artifacts(earlier, execution, [ArtifactOut(
+            name="eval", kind="dataset", path="/data/eval.jsonl", sha256="sha256:" + "ee" * 32, size_bytes=10,
+            role="input", dataset_fingerprint=FINGERPRINT, rows=100)])
+        store.finish_stage(execution, "completed")
+        execution = store.start_stage(earlier, "training", "sha256:02")
+        store.finish_stage(execution, "completed", evidence=fields)
+        store.set_run_status(earlier, "completed", decision="pass")
+
+        loaded = policy_from_document({"apiVersion": "govern.dev/v1", "kind": "Policy",
+                                       "metadata": {"name": "capped", "version": "1"},
+                                       "privacy": {"max_total_epsilon_per_dataset": 50.0}}, "sha256:cap")
+        evidence = Evidence(
+            data=DataEvidence(files=[FileRecord(role="train", path="/data/new-train.jsonl", format="jsonl",
+                                                sha256="sha256:" + "ee" * 32, size_bytes=10, rows=100, columns=["text"],
+                                                fingerprint=FINGERPRINT)],
+                              train_rows=100, eval_rows=0, text_column="text",
+                              leakage=LeakageEvidence(exact_duplicates=0, exact_fraction=0.0, near_duplicates=0,
+                                                      near_fraction=0.0, threshold=0.9)),
+            training=TrainingEvidence.model_validate(fields))
+        [entry] = ledger_evidence(store, loaded, "run-now", evidence) or []
+    assert entry.runs == 1 and entry.total_epsilon == pytest.approx(fields["epsilon"]["rdp"], rel=1e-9)

@@ -216,3 +216,30 @@ def test_signed_report_verifies_and_tampering_is_detected(recorded: RecordedDB, 
         assert any(s.kind == "report" and s.bundle_path == str(bundle.resolve()) for s in store.signatures(recorded.run.run_id))
     report.write_text(report.read_text().replace("WARN", "PASS"))
     assert runner.invoke(app, verify).exit_code == 1
+
+
+def test_markdown_key_evidence_quotes_what_the_gate_used(workdir: Path) -> None:
+    """The strict policy gates the CI bound of each metric's worst row and TPR at 1 % FPR; the summary
+    shows exactly those, not the first rows of the table or the first operating point (0.1 %)."""
+    from govern.evidence import Disparity, TprAtFpr
+    from tests.report.populate import record_governed_run
+
+    rows = [Disparity(attribute=a, metric=m, value=v, ci_low=lo, ci_high=hi) for a, m, v, lo, hi in (
+        ("region", "equalized_odds_difference", 0.04, 0.01, 0.08),
+        ("region", "demographic_parity_ratio", 0.95, 0.9, 0.99),
+        ("age_band", "equalized_odds_difference", 0.05, 0.02, 0.09),
+        ("age_band", "demographic_parity_ratio", 0.93, 0.86, 0.98),
+        ("language", "demographic_parity_ratio", 0.9, 0.71, 0.97),  # the ratio the gate uses (lower bound)
+        ("language", "equalized_odds_difference", 0.07, 0.03, 0.16))]  # the difference it uses (upper bound)
+    points = [TprAtFpr(fpr=0.001, tpr=0.004), TprAtFpr(fpr=0.01, tpr=0.031, ci_low=0.01, ci_high=0.06),
+              TprAtFpr(fpr=0.1, tpr=0.14)]
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        run = record_governed_run(store, workdir, policy_ref="strict", waive_fairness=False, disparities=rows,
+                                  tpr_at_fpr=points)
+        md = render_markdown(build_report_data(store, run.run_id))
+    [fairness] = [line for line in md.splitlines() if line.startswith("| Fairness |")]
+    assert "equalized_odds_difference for 'language' = 0.16 (upper CI bound)" in fairness
+    assert "demographic_parity_ratio for 'language' = 0.71 (lower CI bound)" in fairness
+    assert "'region'" not in fairness and "'age_band'" not in fairness
+    [membership] = [line for line in md.splitlines() if line.startswith("| Membership inference |")]
+    assert "TPR 0.031 at FPR 0.01" in membership and "FPR 0.001" not in membership

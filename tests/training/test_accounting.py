@@ -86,3 +86,46 @@ def test_privacy_plan_cli_json_and_table() -> None:
 
     bad = runner.invoke(app, ["privacy", "plan", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5"])
     assert bad.exit_code != 0
+
+
+@pytest.mark.parametrize("policy_name", ["default", "strict", "dev"])
+def test_privacy_plan_default_delta_is_the_one_a_run_under_the_policy_would_use(policy_name: str) -> None:
+    """1/(10·n) for n = 1,000 is 1e-4, which the default (1e-5) and strict (1e-6) policies block: the plan
+    takes the policy's max_delta as the trainer does, says so, and the δ it plans at passes the policy."""
+    from typer.testing import CliRunner
+
+    from govern.cli import app
+    from govern.policy import evaluate, load_policy
+
+    loaded = load_policy(policy_name)
+    max_delta = loaded.policy.privacy.max_delta
+    assert max_delta is not None
+    args = ["privacy", "plan", "-n", "1000", "-b", "50", "--epochs", "1", "--sigma", "1.0", "--format", "json"]
+    out = CliRunner().invoke(app, [*args, "--policy", policy_name])
+    assert out.exit_code == 0, out.output
+    document = json.loads(out.stdout)
+    run_delta = min(accounting.default_delta(1000), max_delta)  # the trainer's default δ under this policy
+    assert document["delta"] == run_delta and document["policy"] == f"{loaded.name} {loaded.version}"
+    assert ("max_delta" in document["delta_source"]) and (
+        ("as a run uses it" in document["delta_source"]) == (max_delta < accounting.default_delta(1000)))
+    assert math.isclose(document["rows"][0]["epsilon"], accounting.epsilon(1.0, 0.05, 20, run_delta, "rdp"),
+                        rel_tol=1e-12)
+    decision = evaluate(loaded.policy, {"training": {"dp_enabled": True, "non_private": False, "delta": document["delta"],
+                                                     "n_train": 1000, "epsilon": {}}})
+    statuses = {r.rule_id: r.status for r in decision.results}
+    assert statuses["privacy.max_delta"] == "pass" and statuses.get("privacy.delta_below_inverse_n", "pass") == "pass"
+    if policy_name == "default":  # the default policy is what a run without `policy:` uses, and so does plan
+        assert json.loads(CliRunner().invoke(app, args).stdout)["delta"] == run_delta
+    # a δ given above the cap is used as given, with the warning that the policy would fail it
+    given = json.loads(CliRunner().invoke(app, [*args, "--policy", policy_name, "--delta", "0.01"]).stdout)
+    assert given["delta"] == 0.01 and "privacy.max_delta would fail" in given["delta_source"]
+
+
+def test_privacy_plan_table_says_which_delta_and_policy_it_used(govern_cli) -> None:  # type: ignore[no-untyped-def]
+    plan = ["privacy", "plan", "-n", "1000", "-b", "50", "--epochs", "1", "--sigma", "1.0", "--policy"]
+    code, out, _ = govern_cli(*plan, "strict")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "δ = 1e-06: the policy's max_delta, as a run uses it" in text and "(policy strict" in text
+    code, out, err = govern_cli(*plan, "no-such-policy")
+    assert code == 2 and "no-such-policy" in err + out and "Traceback" not in err + out
