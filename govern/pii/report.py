@@ -152,8 +152,7 @@ def to_sarif(report: ScanReport) -> dict[str, Any]:
             region: dict[str, Any] = {"startLine": finding.line}
             column = report.columns[i] if i < len(report.columns) else None
             if column is not None:
-                region["startColumn"] = column
-                region["endColumn"] = column + (finding.end - finding.start)
+                region["startColumn"], region["endColumn"] = column
             location["physicalLocation"]["region"] = region
         else:
             location["logicalLocations"] = [{"name": finding.record_id or "record", "kind": "element"}]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections import Counter, deque
@@ -95,9 +96,9 @@ class ScanReport(BaseModel):
     #: Only the SARIF rendering reads it (hashed again with the location); never dumped, never stored.
     value_fingerprints: list[str | None] = Field(default_factory=list, exclude=True)
     fingerprint_key_id: str | None = None
-    #: parallel to ``findings`` (filled by :func:`scan_paths`): the 1-based column of the match in its
-    #: JSONL/CSV line where it can be located exactly, else None (SARIF ``startColumn``)
-    columns: list[int | None] = Field(default_factory=list)
+    #: parallel to ``findings`` (filled by :func:`scan_paths`): 1-based start and end column (code points,
+    #: end exclusive) of the match in its JSONL/CSV line where it is located exactly, else None
+    columns: list[tuple[int, int] | None] = Field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -707,7 +708,119 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
     settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
                             columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes)
     inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in files]
-    return scan_files(inputs, settings, pii_key, progress, workers, fingerprint_key)
+    report = scan_files(inputs, settings, pii_key, progress, workers, fingerprint_key)
+    report.columns = locate_columns(report, pii_key)
+    return report
+
+
+# ------------------------------------------------------------------------------- columns (SARIF)
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+_JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_token_spans(line: str) -> Iterator[tuple[str, list[int]]]:
+    """Every string (decoded) and number of a JSON line, with the 0-based position in ``line`` of each
+    decoded character (and one past the last): escapes make the two differ."""
+    for match in _JSON_TOKEN.finditer(line):
+        raw = match.group()
+        if raw[0] != '"':
+            yield raw, list(range(match.start(), match.end() + 1))
+            continue
+        text: list[str] = []
+        where: list[int] = []
+        i, end = 1, len(raw) - 1
+        while i < end:
+            where.append(match.start() + i)
+            if raw[i] != "\\":
+                text.append(raw[i])
+                i += 1
+            elif raw[i + 1] == "u" and i + 6 <= end:
+                unit = int(raw[i + 2:i + 6], 16)
+                if 0xD800 <= unit < 0xDC00 and raw[i + 6:i + 8] == "\\u":  # a surrogate pair: one character
+                    low = int(raw[i + 8:i + 12], 16)
+                    text.append(chr(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)))
+                    i += 12
+                else:
+                    text.append(chr(unit))
+                    i += 6
+            else:
+                text.append(_JSON_ESCAPES.get(raw[i + 1], raw[i + 1]))
+                i += 2
+        yield "".join(text), [*where, match.start() + end]
+
+
+def _csv_field_spans(line: str) -> Iterator[tuple[str, list[int]]]:
+    """Every field of one physical CSV line (comma, double quotes as ``csv.reader`` reads them)."""
+    i, n = 0, len(line)
+    while i <= n:
+        text: list[str] = []
+        where: list[int] = []
+        if i < n and line[i] == '"':
+            i += 1
+            while i < n:
+                if line[i] == '"':
+                    if i + 1 < n and line[i + 1] == '"':
+                        where.append(i)
+                        text.append('"')
+                        i += 2
+                        continue
+                    break
+                where.append(i)
+                text.append(line[i])
+                i += 1
+            stop = i
+            i = line.find(",", i)
+        else:
+            comma = line.find(",", i)
+            stop = n if comma < 0 else comma
+            where = list(range(i, stop))
+            text = list(line[i:stop])
+            i = comma
+        yield "".join(text), [*where, stop]
+        if i < 0:
+            return
+        i += 1
+
+
+def locate_columns(report: ScanReport, key: PIIKey) -> list[tuple[int, int] | None]:
+    """Where each finding sits in its JSONL/CSV line, for SARIF's ``startColumn``/``endColumn``.
+
+    The scanner sees parsed records, whose field offsets are not line columns (quotes, escapes, other
+    fields before it). So the lines with findings are read again, and a token of the line counts only
+    when its text at the finding's offsets has the finding's keyed hash: a column is given only where
+    it is exact, never guessed (a match split over a multi-line CSV record gets none). Nothing read is
+    kept. Parquet has no lines, and gets none.
+    """
+    columns: list[tuple[int, int] | None] = [None] * len(report.findings)
+    wanted: dict[str, dict[int, list[int]]] = {}
+    formats = {f.display_path: (f.path, f.format) for f in report.files}
+    for i, finding in enumerate(report.findings):
+        path_format = formats.get(finding.file)
+        if finding.line is not None and path_format is not None and path_format[1] in ("jsonl", "csv"):
+            wanted.setdefault(finding.file, {}).setdefault(finding.line, []).append(i)
+    for shown, lines in wanted.items():
+        path, fmt = formats[shown]
+        spans = _json_token_spans if fmt == "jsonl" else _csv_field_spans
+        try:
+            with open(path, "rb") as fh:  # lines end at b"\n" only, as the readers count them
+                for number, raw in enumerate(fh, start=1):
+                    line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").removeprefix("\ufeff")
+                    for i in lines.get(number, ()):
+                        columns[i] = _column(report.findings[i], spans(line), key)
+                    if number >= max(lines):
+                        break
+        except OSError:  # gone since the scan: no columns, the lines still locate the findings
+            continue
+    return columns
+
+
+def _column(finding: PIIFindingRow, tokens: Iterator[tuple[str, list[int]]], key: PIIKey
+            ) -> tuple[int, int] | None:
+    for text, where in tokens:
+        if finding.end <= len(text) and key.hmac(finding.entity_type, text[finding.start:finding.end]) == \
+                finding.value_hmac:
+            return where[finding.start] + 1, where[finding.end] + 1
+    return None
 
 
 def expand_data_paths(paths: list[Path]) -> list[Path]:
@@ -729,7 +842,7 @@ def expand_data_paths(paths: list[Path]) -> list[Path]:
             found += [Path(folder) / n for n in names
                       if Path(n).suffix.lower() in SUFFIX_FORMATS and not n.startswith(".")]
         if not found:
-            raise DataError(Path(path), "a directory with no data files in it "
+            raise DataError(Path(path), "is a directory with no data files in it "
                                         f"(looked for {', '.join(sorted(SUFFIX_FORMATS))})")
         out += sorted(found)
     return out

@@ -110,7 +110,7 @@ def test_a_folder_is_scanned_recursively_and_an_empty_one_is_an_error(workdir: P
     (workdir / "empty" / "readme.md").write_text("x")
     done = subprocess.run(["govern", "scan", "empty"], cwd=workdir, capture_output=True, text=True, timeout=120,
                           env={**os.environ})
-    assert done.returncode == 2 and "empty: a directory with no data files" in done.stderr
+    assert done.returncode == 2 and "empty: is a directory with no data files" in done.stderr
 
 
 def test_the_pre_commit_scan_records_nothing_in_the_repository(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,3 +131,24 @@ def test_the_pre_commit_scan_records_nothing_in_the_repository(workdir: Path, mo
 
     recorded = runner.invoke(app, ["scan", "clean.jsonl"])
     assert recorded.exit_code == 0 and (repo / ".govern" / "lineage.db").exists()  # the default still records
+
+
+def test_sarif_columns_point_at_the_value_in_its_line_whatever_comes_before_it(workdir: Path) -> None:
+    email, card = PLANTED["EMAIL_ADDRESS"], PLANTED["CREDIT_CARD"]
+    jsonl = workdir / "t.jsonl"
+    jsonl.write_text(json.dumps({"id": "r1", "note": "caf\u00e9 \"quoted\"", "text": f"mail {email} now"}) + "\n"
+                     + json.dumps({"text": f"\u00e9\u00e9 pay {card}"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    csv_file = workdir / "t.csv"
+    csv_file.write_text(f'id,text\nr1,"say ""hi"" to {email}"\n', encoding="utf-8")
+    document = _sarif([str(jsonl), str(csv_file)], workdir / "cols.sarif")
+    lines = {"t.jsonl": jsonl.read_text(encoding="utf-8").splitlines(),
+             "t.csv": csv_file.read_text(encoding="utf-8").splitlines()}
+    located = 0
+    for result in document["runs"][0]["results"]:
+        where = result["locations"][0]["physicalLocation"]
+        region = where["region"]
+        line = lines[where["artifactLocation"]["uri"]][region["startLine"] - 1]
+        found = line[region["startColumn"] - 1:region["endColumn"] - 1]
+        assert found in (email, card), (found, result["ruleId"])
+        located += 1
+    assert located == 3
