@@ -187,14 +187,14 @@ def to_markdown_summary(results: Iterable[Any], meta: str | Mapping[str, Any], *
     failed = gate_failure(meta, rows)
     if failed is not None:
         lines += [f"❗ **{_md(failed[1])}**", ""]
-    meta = []
+    header = []
     if run_id:
-        meta.append(f"run `{run_id}`")
+        header.append(f"run `{run_id}`")
     pol = _policy_fields(policy)
     if pol:
-        meta.append(f"policy **{_md(pol['name'])}** {_md(pol['version'])} (`{pol['digest'][:19]}…`)")
-    if meta:
-        lines += [" · ".join(meta), ""]
+        header.append(f"policy **{_md(pol['name'])}** {_md(pol['version'])} (`{pol['digest'][:19]}…`)")
+    if header:
+        lines += [" · ".join(header), ""]
     lines += [" · ".join(f"{_OUTCOME_ICON[k]} {counts[k]} {k}" for k in _ORDER if counts.get(k)) or "no rules", ""]
     attention = [r for r in rows if outcome(r) not in ("passed", "skipped")]
     if attention:
