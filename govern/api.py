@@ -95,6 +95,8 @@ class CheckOutcome:
     decision: PolicyDecision
     policy: LoadedPolicy
     run_status: str
+    #: why the run failed, as recorded (None when it did not fail)
+    run_error: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -134,7 +136,8 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
                                                document=loaded.document),
                               results=[r.model_dump(mode="json") for r in decision.results])
         _witness(store, "check", record.id)
-        return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status)
+        return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status,
+                            run_error=record.error)
 
 
 def require_intact(store: LineageStore, run_id: str) -> None:
@@ -391,11 +394,15 @@ def _bundle_artifact(bundle: Path) -> Any:
 
 def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | None = None,
          progress: Progress | None = None, workers: int | None = None, db_url: str | None = None,
-         max_record_bytes: int | None = None) -> tuple[str, Any]:
+         max_record_bytes: int | None = None, record: bool = True,
+         fingerprint_key: Any = None) -> tuple[str | None, Any]:
     """``govern scan``: PII scan of data files, gated by the policy and recorded (run kind ``scan``).
 
     Returns (run id, :class:`govern.pii.ScanReport`). The keyed hashes use the key that belongs to the
     lineage DB, so a value found here correlates with the same value found in any governed run.
+    ``record=False`` (``--no-record``, the pre-commit hook) opens no DB and writes no key file: the
+    hashes use a key that lives in memory for this scan only, and the run id is None.
+    ``fingerprint_key`` (a :class:`govern.pii.PIIKey`): the key for stable SARIF fingerprints.
     """
     from govern.config import DEFAULT_MAX_RECORD_BYTES
     from govern.data.io import safe_resolve
@@ -407,12 +414,17 @@ def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | Non
     limit = max_record_bytes or DEFAULT_MAX_RECORD_BYTES
     # safe_resolve: a path that cannot be resolved (a symlink loop) is reported by the scan, recorded failed.
     inputs = {"paths": [str(safe_resolve(Path(p))) for p in paths], "engine": engine, "max_record_bytes": limit}
+    if not record:
+        from govern.pii.keys import ephemeral_key
+
+        return None, scan_paths(paths, loaded.policy, engine, progress, ephemeral_key(), workers=workers,
+                                policy_file=loaded.path, max_record_bytes=limit, fingerprint_key=fingerprint_key)
     with open_store(db_url) as store:
         key = load_or_create_key(store.url)
 
         def compute() -> Any:
             report = scan_paths(paths, loaded.policy, engine, progress, key, workers=workers,
-                                policy_file=loaded.path, max_record_bytes=limit)
+                                policy_file=loaded.path, max_record_bytes=limit, fingerprint_key=fingerprint_key)
             holder["report"] = report
             return report.evidence
 

@@ -326,19 +326,17 @@ def check_command(
     """Re-evaluate a run's recorded evidence under its policy or a newer one. Exit 0 pass, 1 blocked, 2 error."""
     from govern import api
 
-    outcome = api.check(run_id, policy=policy, db_url=db)
+    try:
+        outcome = api.check(run_id, policy=policy, db_url=db)
+    except GovernError as exc:
+        # The CI test report and job summary must say why the gate failed, not just go missing.
+        _write_check_outputs(junit, summary, [], {"run_id": run_id, "decision": "block", "check_error": str(exc)})
+        raise
     results = [r.model_dump(mode="json") for r in outcome.decision.results]
     meta = {"run_id": outcome.run_id, "run_status": outcome.run_status, "decision": outcome.decision.decision,
-            "policy": {"name": outcome.policy.name, "version": outcome.policy.version, "digest": outcome.policy.digest}}
-    if junit is not None or summary is not None:
-        from govern.report import ci as ci_outputs
-
-        if junit is not None:
-            junit.parent.mkdir(parents=True, exist_ok=True)
-            junit.write_text(ci_outputs.to_junit(results, meta))
-        if summary is not None:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(ci_outputs.to_markdown_summary(results, meta))
+            "policy": {"name": outcome.policy.name, "version": outcome.policy.version, "digest": outcome.policy.digest},
+            "run_error": outcome.run_error}
+    _write_check_outputs(junit, summary, results, meta)
     if output_format == "json":
         emit_json({**meta, "results": results})
     else:
@@ -347,6 +345,20 @@ def check_command(
         note = "" if outcome.run_status == "completed" else f" (run status: {outcome.run_status})"
         console.print(f"decision: {_styled(outcome.decision.decision)}{note}")
     exit_with(outcome.exit_code)
+
+
+def _write_check_outputs(junit: Path | None, summary: Path | None, results: list[dict[str, Any]],
+                         meta: dict[str, Any]) -> None:
+    if junit is None and summary is None:
+        return
+    from govern.report import ci as ci_outputs
+
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(ci_outputs.to_junit(results, meta))
+    if summary is not None:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(ci_outputs.to_markdown_summary(results, meta))
 
 
 @policy_app.command("lint")
@@ -455,18 +467,27 @@ def scan_command(
         "--max-record-bytes", min=1, help="Largest record (JSONL line, CSV record, Parquet row) in bytes; "
         "a larger one is an error (default 1 MiB).")] = None,
     db: DbOption = None,
+    no_record: Annotated[bool, typer.Option(
+        "--no-record", help="Record nothing: no lineage DB, no key file (pre-commit hooks, quick checks).")] = False,
+    fingerprint_key_file: Annotated[Path | None, typer.Option(
+        "--fingerprint-key-file", help="Key (hex, mode 0600) for SARIF fingerprints that stay stable across "
+        "lineage DBs (default: $GOVERN_SARIF_KEY).")] = None,
 ) -> None:
-    """Scan data files for personal data (the pre-merge gate). Exit 0 clean, 1 findings the policy
-    blocks, 2 error. Findings hold types, locations and keyed hashes — never the values."""
+    """Scan data files (a folder: every data file under it) for personal data (the pre-merge gate).
+    Exit 0 clean, 1 findings the policy blocks, 2 error. Findings hold types, locations and keyed
+    hashes — never the values."""
     from govern.pii import report_json, to_sarif
+    from govern.pii.keys import load_fingerprint_key
     from govern.pii.report import locations_table, summary_table
 
     if output_format not in ("table", "json", "sarif"):
         raise GovernError(f"--format must be table, json or sarif, not '{output_format}'")
     if engine is not None and engine not in ("patterns", "spacy"):
         raise GovernError(f"--engine must be patterns or spacy, not '{engine}'")
+    fingerprint_key = load_fingerprint_key(fingerprint_key_file)
     with progress_bars(enabled=err_console.is_terminal) as progress:
-        report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes)
+        report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes,
+                              record=not no_record, fingerprint_key=fingerprint_key)
     if output_format == "table":
         if out is not None:
             with open(out, "w", encoding="utf-8") as fh:
@@ -474,9 +495,11 @@ def scan_command(
                 file_console.print(summary_table(report))
                 file_console.print(locations_table(report))
         else:
-            console.print(summary_table(report))
             if report.findings:
+                console.print(summary_table(report))
                 console.print(locations_table(report))
+            else:  # an empty table reads like a failure to scan
+                console.print("[green]no personal data found[/]")
             ev = report.evidence
             console.print(f"{ev.records_scanned:,} of {ev.records_total:,} records scanned, "
                           f"{ev.records_affected:,} with findings, {ev.duration_s:.1f} s "
@@ -494,13 +517,15 @@ def scan_command(
 
 
 def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
-                 db: str | None, max_record_bytes: int | None = None) -> Any:
-    """The scan, recorded in the lineage DB as a run of kind ``scan``."""
+                 db: str | None, max_record_bytes: int | None = None, *, record: bool = True,
+                 fingerprint_key: Any = None) -> Any:
+    """The scan, recorded in the lineage DB as a run of kind ``scan`` (unless ``record`` is false)."""
     from govern import api
 
     run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db,
-                              max_record_bytes=max_record_bytes)
-    err_console.print(f"recorded as {run_id}", highlight=False)
+                              max_record_bytes=max_record_bytes, record=record, fingerprint_key=fingerprint_key)
+    if run_id is not None:
+        err_console.print(f"recorded as {run_id}", highlight=False)
     return report
 
 

@@ -95,20 +95,65 @@ def load_or_create_key(db_url: str | None = None, path: Path | None = None) -> P
     key_path = path if path is not None else key_path_for(db_url)
     if not key_path.exists():
         _create_key_file(key_path)
+    return PIIKey(key=_read_key_file(key_path, "PII hashing key"), path=key_path)
+
+
+def _read_key_file(key_path: Path, what: str) -> bytes:
+    """The key bytes in ``key_path`` (hex, mode 0600, at least 32 bytes), or a :class:`GovernError`."""
     try:
         mode = key_path.stat().st_mode
         raw = key_path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise GovernError(f"{key_path}: cannot read the PII hashing key ({type(exc).__name__})") from None
+        raise GovernError(f"{key_path}: cannot read the {what} ({type(exc).__name__})") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise GovernError(f"{key_path}: the PII hashing key is readable by other users; run `chmod 600 {key_path}`")
+        raise GovernError(f"{key_path}: the {what} is readable by other users; run `chmod 600 {key_path}`")
+    return _key_bytes(raw, str(key_path), what)
+
+
+def _key_bytes(raw: str, source: str, what: str) -> bytes:
     try:
         key = bytes.fromhex(raw)
     except ValueError:
-        raise GovernError(f"{key_path}: not a PII hashing key (expected {_KEY_BYTES * 2} hex digits)") from None
+        raise GovernError(f"{source}: not a {what} (expected {_KEY_BYTES * 2} hex digits)") from None
     if len(key) < _KEY_BYTES:
-        raise GovernError(f"{key_path}: the PII hashing key is too short (need {_KEY_BYTES} bytes)")
-    return PIIKey(key=key, path=key_path)
+        raise GovernError(f"{source}: the {what} is too short (need {_KEY_BYTES} bytes)")
+    return key
+
+
+def ephemeral_key() -> PIIKey:
+    """A random key that lives only in memory: for a scan that records nothing (``govern scan
+    --no-record``, the pre-commit hook), so no key file is written into the user's repository. Its
+    hashes correlate nothing beyond the one scan — there is no DB to correlate with."""
+    return PIIKey(key=secrets.token_bytes(_KEY_BYTES))
+
+
+# ------------------------------------------------------------------------------ SARIF fingerprint key
+#: The key behind SARIF ``partialFingerprints`` (hex, like the key files): a CI secret, e.g.
+#: ``GOVERN_SARIF_KEY: ${{ secrets.GOVERN_SARIF_KEY }}`` (create one with ``openssl rand -hex 32``).
+FINGERPRINT_KEY_ENV = "GOVERN_SARIF_KEY"
+
+
+def load_fingerprint_key(path: Path | None = None) -> PIIKey | None:
+    """The key for SARIF fingerprints: the file ``path`` (``--fingerprint-key-file``, mode 0600), else
+    ``$GOVERN_SARIF_KEY``, else None (fingerprints then hash the per-DB ``value_hmac``, stable only as
+    long as the lineage DB's key is).
+
+    Why a key of its own: code scanning tracks an alert by its fingerprint across runs, and a CI job
+    often starts from a fresh lineage DB — whose new PII key changes every ``value_hmac``, so every
+    alert would look new and every dismissal would be lost. The fingerprint must still depend on the
+    value (a different card number at a dismissed location is a new alert), and must not be a plain
+    hash of it (10⁹ SSNs are hashed in minutes): an HMAC under a stable secret is both. The key never
+    leaves the machine, and the value cannot be recovered from a fingerprint without it.
+    """
+    if path is not None:
+        if not path.is_file():
+            raise GovernError(f"{path}: fingerprint key file not found (create one with "
+                              f"`umask 077; openssl rand -hex 32 > {path}`)")
+        return PIIKey(key=_read_key_file(path, "SARIF fingerprint key"), path=path)
+    raw = os.environ.get(FINGERPRINT_KEY_ENV, "").strip()
+    if not raw:
+        return None
+    return PIIKey(key=_key_bytes(raw, f"${FINGERPRINT_KEY_ENV}", "SARIF fingerprint key"))
 
 
 def _create_key_file(key_path: Path) -> None:

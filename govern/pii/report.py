@@ -1,14 +1,18 @@
 """Renderings of a :class:`~govern.pii.scanner.ScanReport`: JSON, SARIF 2.1.0, and a rich table.
 
-None of them contains a matched value: messages name the entity type, field, score and recognizer,
-and SARIF fingerprints are a hash of the (file, field, entity, keyed hash) — not even the per-value
-HMAC leaves the machine, so uploaded alerts cannot be correlated across repositories.
+None of them contains a matched value: messages name the entity type, field, score and recognizer.
+SARIF fingerprints are keyed hashes of the location and of a keyed hash of the value (see
+:func:`finding_fingerprint`) — not even the per-value HMAC leaves the machine, so uploaded alerts
+cannot be correlated across repositories, nor a value guessed from them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/govern-dev/govern"
+FINGERPRINT_NAME = "governPiiFinding/v2"
 _LEVELS = {"block": "error", "redact": "warning", "allow": "note"}
 
 _DESCRIPTIONS = {
@@ -31,6 +36,18 @@ _DESCRIPTIONS = {
     "LOCATION": "Location (NER)",
     "NRP": "Nationality, religious or political group (NER)",
 }
+
+#: GitHub's ``security-severity`` (0-10; ≥9 critical, ≥7 high, ≥4 medium, else low) per entity type:
+#: what a leak of one value costs the person. Identifiers that open accounts or prove identity are
+#: critical/high; special-category data (GDPR art. 9: nationality, religion, politics) high; contact
+#: details medium; quasi-identifiers low-to-medium. Unknown (custom) types default to medium.
+SECURITY_SEVERITY: dict[str, float] = {
+    "US_SSN": 9.5, "US_ITIN": 9.5, "CREDIT_CARD": 9.0, "US_PASSPORT": 8.5, "US_BANK_NUMBER": 8.5,
+    "IBAN_CODE": 8.0, "US_DRIVER_LICENSE": 8.0, "MEDICAL_LICENSE": 7.0, "NRP": 7.0, "CRYPTO": 6.5,
+    "EMAIL_ADDRESS": 5.5, "PHONE_NUMBER": 5.5, "PERSON": 5.0, "LOCATION": 4.0, "IP_ADDRESS": 4.0,
+    "DATE_TIME": 2.0, "URL": 2.0,
+}
+DEFAULT_SECURITY_SEVERITY = 5.0
 
 
 def _version() -> str:
@@ -54,9 +71,58 @@ def rule_id(entity_type: str) -> str:
     return f"pii/{entity_type}"
 
 
+def repository_root(path: Path) -> Path | None:
+    """The root of the git work tree holding ``path`` (``$GITHUB_WORKSPACE`` when it holds it, else
+    the nearest folder with a ``.git`` entry — a folder, or a file in a worktree or submodule)."""
+    resolved = path.resolve()
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace and resolved.is_relative_to(Path(workspace).resolve()):
+        return Path(workspace).resolve()
+    for folder in resolved.parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def repository_uri(path: Path, fallback: str) -> str:
+    """``path`` relative to its repository root, as code scanning expects (an alert's file is looked
+    up in the repository, whatever folder the scan ran in); ``fallback`` outside any repository."""
+    root = repository_root(path)
+    if root is None:
+        return fallback
+    return path.resolve().relative_to(root).as_posix()
+
+
+def finding_fingerprint(uri: str, finding: Any, value_fingerprint: str | None = None) -> str:
+    """The ``partialFingerprints`` value code scanning tracks an alert by.
+
+    It covers where the finding is (repository path, line or record, field, entity type, span) and
+    which value it is, so a *different* value at a dismissed location is a new alert. The value part:
+
+    * with a fingerprint key (``--fingerprint-key-file`` / ``$GOVERN_SARIF_KEY``): the value's HMAC
+      under that key (``value_fingerprint``, computed by the scanner, which alone sees the value) —
+      stable across lineage DBs and CI runs as long as the key is, and without the key no way back
+      to the value, even for a 9-digit SSN;
+    * without one: the stored ``value_hmac`` (keyed by the lineage DB's PII key), hashed again — stable
+      while the DB's key is (a local DB), but a fresh DB per CI run makes every alert new.
+    """
+    get = finding.get if isinstance(finding, Mapping) else lambda k: getattr(finding, k, None)
+    where = get("line") if get("line") is not None else get("record_id") or ""
+    value = f"fingerprint-key:{value_fingerprint}" if value_fingerprint else f"db-key:{get('value_hmac')}"
+    parts = [uri, str(where), str(get("field")), str(get("entity_type")), str(get("start")), str(get("end")), value]
+    # The value part is keyed already; hashing it with the location just makes one opaque token.
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def security_severity(entity_type: str) -> str:
+    return f"{SECURITY_SEVERITY.get(entity_type, DEFAULT_SECURITY_SEVERITY):.1f}"
+
+
 def to_sarif(report: ScanReport) -> dict[str, Any]:
-    """SARIF 2.1.0 as GitHub code scanning accepts it: one rule per entity type, one result per finding,
-    located by the file's path relative to the working directory and the JSONL/CSV line."""
+    """SARIF 2.1.0 as GitHub code scanning accepts it: one rule per entity type (with its
+    ``security-severity``), one result per finding, located by the file's path relative to its
+    repository root, the JSONL/CSV line and, where it is exact, the column; fingerprints as in
+    :func:`finding_fingerprint`."""
     entities = sorted(set(report.evidence.entities) | {f.entity_type for f in report.findings})
     actions = report.evidence.actions
     rules = []
@@ -72,19 +138,25 @@ def to_sarif(report: ScanReport) -> dict[str, Any]:
             "help": {"text": "Remove or redact the value before the data is used for training, or change the "
                              "policy's pii.entities action (block, redact, allow)."},
             "defaultConfiguration": {"level": _LEVELS.get(action, "warning")},
-            "properties": {"tags": ["privacy", "pii"], "precision": "high"},
+            "properties": {"tags": ["privacy", "pii"], "precision": "high",
+                           "security-severity": security_severity(entity)},
         })
     index = {rule["id"]: i for i, rule in enumerate(rules)}
+    uris = {f.display_path: repository_uri(Path(f.path), f.display_path) for f in report.files}
+    values = report.value_fingerprints
     results = []
-    for finding in report.findings:
-        location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": finding.file}}}
+    for i, finding in enumerate(report.findings):
+        uri = uris.get(finding.file, finding.file)
+        location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
         if finding.line is not None:
-            location["physicalLocation"]["region"] = {"startLine": finding.line}
+            region: dict[str, Any] = {"startLine": finding.line}
+            column = report.columns[i] if i < len(report.columns) else None
+            if column is not None:
+                region["startColumn"], region["endColumn"] = column
+            location["physicalLocation"]["region"] = region
         else:
             location["logicalLocations"] = [{"name": finding.record_id or "record", "kind": "element"}]
-        fingerprint = hashlib.sha256(
-            f"{finding.file}\0{finding.field}\0{finding.entity_type}\0{finding.value_hmac}".encode()
-        ).hexdigest()[:32]
+        value = values[i] if i < len(values) else None
         results.append({
             "ruleId": rule_id(finding.entity_type),
             "ruleIndex": index[rule_id(finding.entity_type)],
@@ -93,18 +165,21 @@ def to_sarif(report: ScanReport) -> dict[str, Any]:
                                 f"{finding.start}-{finding.end}, score {finding.score:.2f}, "
                                 f"{finding.recognizer}); policy action: {finding.action}."},
             "locations": [location],
-            "partialFingerprints": {"governPiiFinding/v1": fingerprint},
+            "partialFingerprints": {FINGERPRINT_NAME: finding_fingerprint(uri, finding, value)},
         })
+    properties: dict[str, Any] = {"engine": report.evidence.engine_version, "minScore": report.evidence.min_score,
+                                  "recordsScanned": report.evidence.records_scanned, "hmacKeyId": report.key_id}
+    if report.fingerprint_key_id is not None:
+        properties["fingerprintKeyId"] = report.fingerprint_key_id
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "govern", "version": _version(), "informationUri": INFORMATION_URI,
                                 "rules": rules}},
+            "columnKind": "unicodeCodePoints",
             "results": results,
-            "properties": {"engine": report.evidence.engine_version, "minScore": report.evidence.min_score,
-                           "recordsScanned": report.evidence.records_scanned,
-                           "hmacKeyId": report.key_id},
+            "properties": properties,
         }],
     }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections import Counter, deque
@@ -33,7 +34,15 @@ from typing import Any, NamedTuple, Protocol
 from pydantic import BaseModel, Field
 
 from govern.config import DEFAULT_MAX_RECORD_BYTES
-from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs, safe_resolve
+from govern.data.io import (
+    SUFFIX_FORMATS,
+    Format,
+    check_data_file,
+    detect_format,
+    iter_records,
+    location_kwargs,
+    safe_resolve,
+)
 from govern.errors import DataError, GovernError
 from govern.evidence import PIICount, PIIEvidence
 from govern.pii.analyzer import (
@@ -83,6 +92,13 @@ class ScanReport(BaseModel):
     record_locations: list[int] = Field(default_factory=list)
     files: list[FileScan] = Field(default_factory=list)
     key_id: str
+    #: parallel to ``findings`` when scanned with a fingerprint key: each value's HMAC under that key.
+    #: Only the SARIF rendering reads it (hashed again with the location); never dumped, never stored.
+    value_fingerprints: list[str | None] = Field(default_factory=list, exclude=True)
+    fingerprint_key_id: str | None = None
+    #: parallel to ``findings`` (filled by :func:`scan_paths`): 1-based start and end column (code points,
+    #: end exclusive) of the match in its JSONL/CSV line where it is located exactly, else None
+    columns: list[tuple[int, int] | None] = Field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -115,6 +131,9 @@ class RawFinding(NamedTuple):
     score: float
     recognizer: str
     value_hmac: str
+    #: HMAC of the value under the SARIF fingerprint key (``govern scan --fingerprint-key-file``): kept in
+    #: memory for the SARIF rendering only, never stored (the DB has ``value_hmac``)
+    fingerprint_hmac: str | None = None
 
 
 @dataclass
@@ -258,6 +277,7 @@ class _Hit(NamedTuple):
     score: float
     recognizer: str
     value_hmac: str
+    fingerprint_hmac: str | None = None
 
 
 class _KeyFailure(Exception):
@@ -289,9 +309,10 @@ def _windows(text: str) -> Iterator[tuple[int, str]]:
 class RecordScanner:
     """Scans chunks of records with one analyzer. Built once per process."""
 
-    def __init__(self, settings: ScanSettings, key: bytes) -> None:
+    def __init__(self, settings: ScanSettings, key: bytes, fingerprint_key: bytes | None = None) -> None:
         self.settings = settings
         self._key = key
+        self._fingerprint_key = fingerprint_key
         self.analyzer: ConfiguredAnalyzer = build_analyzer(
             settings.policy, settings.engine, settings.spacy_model, policy_file=settings.policy_file
         )
@@ -340,7 +361,7 @@ class RecordScanner:
                 recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
                 findings.append(RawFinding(location, record_id, path, r.entity_type, start, end,
                                            round(float(r.score), 4), recognizer,
-                                           value_hmac(self._key, r.entity_type, window[r.start:r.end])))
+                                           *self._hmacs(r.entity_type, window[r.start:r.end])))
         if id_hits:  # an id that is itself personal data must not be stored as the record id
             findings = [f._replace(record_id=None) if f.location in id_hits else f for f in findings]
         return ChunkResult(findings, len(chunk))
@@ -396,8 +417,13 @@ class RecordScanner:
                 seen.add((i, r.entity_type, start, end))
                 recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
                 out[i].append(_Hit(r.entity_type, start, end, round(float(r.score), 4), recognizer,
-                                   value_hmac(self._key, r.entity_type, window[r.start:r.end])))
+                                   *self._hmacs(r.entity_type, window[r.start:r.end])))
         return out
+
+    def _hmacs(self, entity_type: str, text: str) -> tuple[str, str | None]:
+        """The value's HMAC under the DB's key, and under the fingerprint key when one is set."""
+        fingerprint = None if self._fingerprint_key is None else value_hmac(self._fingerprint_key, entity_type, text)
+        return value_hmac(self._key, entity_type, text), fingerprint
 
     def _analyze(self, texts: list[str]) -> list[list[Any]]:
         a = self.analyzer
@@ -445,12 +471,14 @@ class RecordScanner:
 _WORKER_SCANNER: RecordScanner | None = None
 
 
-def _init_worker(scanner: RecordScanner | None, settings_json: str, key: bytes) -> None:
+def _init_worker(scanner: RecordScanner | None, settings_json: str, key: bytes,
+                 fingerprint_key: bytes | None = None) -> None:
     global _WORKER_SCANNER
     import warnings
 
     warnings.simplefilter("ignore")  # workers never write to the (shared) terminal
-    _WORKER_SCANNER = scanner if scanner is not None else RecordScanner(ScanSettings.model_validate_json(settings_json), key)
+    _WORKER_SCANNER = scanner if scanner is not None else RecordScanner(
+        ScanSettings.model_validate_json(settings_json), key, fingerprint_key)
 
 
 def _scan_in_worker(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
@@ -465,7 +493,8 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _make_pool(scanner: RecordScanner, settings: ScanSettings, key: bytes, workers: int) -> ProcessPoolExecutor:
+def _make_pool(scanner: RecordScanner, settings: ScanSettings, key: bytes, workers: int,
+               fingerprint_key: bytes | None = None) -> ProcessPoolExecutor:
     # fork (Linux): workers inherit the built analyzer — no re-import, no model reload. Elsewhere
     # spawn, and each worker builds its own analyzer once in the initializer.
     if sys.platform.startswith("linux"):
@@ -473,7 +502,7 @@ def _make_pool(scanner: RecordScanner, settings: ScanSettings, key: bytes, worke
         args: tuple[Any, ...] = (scanner, "", key)
     else:  # pragma: no cover
         ctx = multiprocessing.get_context("spawn")
-        args = (None, settings.model_dump_json(), key)
+        args = (None, settings.model_dump_json(), key, fingerprint_key)
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=args)
 
 
@@ -503,9 +532,11 @@ def display_path(path: Path) -> str:
 
 
 def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
-               progress: Progress | None = None, workers: int | None = None) -> ScanReport:
+               progress: Progress | None = None, workers: int | None = None,
+               fingerprint_key: PIIKey | None = None) -> ScanReport:
     """Scan ``inputs`` with one analyzer (and one process pool); the engine of :func:`scan_paths`
-    and the PII stage."""
+    and the PII stage. ``fingerprint_key``: also hash each value under this key, for SARIF
+    fingerprints that stay stable across lineage DBs (see :func:`govern.pii.report.to_sarif`)."""
     progress = progress or NullProgress()
     began = time.perf_counter()
     resolved: list[tuple[ScanInput, Format]] = []
@@ -513,13 +544,15 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
         check_data_file(item.path)  # first: "a symbolic link loop" says more than "no known suffix"
         fmt = detect_format(item.path, item.format)
         resolved.append((item, fmt))
-    scanner = RecordScanner(settings, key.key)
+    fp_key = fingerprint_key.key if fingerprint_key is not None else None
+    scanner = RecordScanner(settings, key.key, fp_key)
     n_workers = workers or default_workers()
     total_bytes = sum(item.path.stat().st_size for item, _ in resolved)
     threshold = min(IN_PROCESS_BYTES, IN_PROCESS_BYTES_NER) if scanner.analyzer.uses_ner else IN_PROCESS_BYTES
-    pool = _make_pool(scanner, settings, key.key, n_workers) if n_workers > 1 and total_bytes >= threshold else None
+    pool = _make_pool(scanner, settings, key.key, n_workers, fp_key) if n_workers > 1 and total_bytes >= threshold else None
     findings: list[PIIFindingRow] = []
     locations: list[int] = []
+    fingerprints: list[str | None] = []
     files: list[FileScan] = []
     actions = scanner.analyzer.actions
     try:
@@ -544,6 +577,7 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
                             action=actions[f.entity_type],  # type: ignore[arg-type]
                         ))
                         locations.append(f.location)
+                        fingerprints.append(f.fingerprint_hmac)
                     scanned += result.records
                     total += result.records + result.skipped
                     task.advance(result.records)
@@ -560,7 +594,8 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
     evidence = build_evidence(scanner.analyzer, settings.policy, files, findings, locations, key,
                               time.perf_counter() - began, workers=n_workers if pool is not None else 1)
     return ScanReport(evidence=evidence, findings=findings, record_locations=locations, files=files,
-                      key_id=key.key_id)
+                      key_id=key.key_id, value_fingerprints=fingerprints if fp_key is not None else [],
+                      fingerprint_key_id=fingerprint_key.key_id if fingerprint_key is not None else None)
 
 
 @dataclass
@@ -656,23 +691,161 @@ def build_evidence(analyzer: ConfiguredAnalyzer, policy: PIIPolicy, files: list[
 def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, progress: Progress | None = None,
                key: PIIKey | bytes | None = None, *, spacy_model: str = DEFAULT_SPACY_MODEL,
                workers: int | None = None, columns: list[str] | None = None,
-               policy_file: str = "<policy>", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScanReport:
+               policy_file: str = "<policy>", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+               fingerprint_key: PIIKey | None = None) -> ScanReport:
     """Scan data files with ``policy.pii`` (the standalone ``govern scan``).
 
     Every field of every record is scanned (``columns`` restricts it); each file is its own data set,
-    named by its path as shown. ``key`` defaults to the key of the default lineage DB.
+    named by its path as shown. A directory stands for every data file under it (see
+    :func:`expand_data_paths`). ``key`` defaults to the key of the default lineage DB.
     """
     if key is None:
         from govern.pii.keys import load_or_create_key
 
         key = load_or_create_key(_default_db_url())
     pii_key = key if isinstance(key, PIIKey) else PIIKey(key=key)
-    if not paths:
-        raise GovernError("no files to scan")
+    files = expand_data_paths(paths)
     settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
                             columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes)
-    inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in paths]
-    return scan_files(inputs, settings, pii_key, progress, workers)
+    inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in files]
+    report = scan_files(inputs, settings, pii_key, progress, workers, fingerprint_key)
+    report.columns = locate_columns(report, pii_key)
+    return report
+
+
+# ------------------------------------------------------------------------------- columns (SARIF)
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+_JSON_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_token_spans(line: str) -> Iterator[tuple[str, list[int]]]:
+    """Every string (decoded) and number of a JSON line, with the 0-based position in ``line`` of each
+    decoded character (and one past the last): escapes make the two differ."""
+    for match in _JSON_TOKEN.finditer(line):
+        raw = match.group()
+        if raw[0] != '"':
+            yield raw, list(range(match.start(), match.end() + 1))
+            continue
+        text: list[str] = []
+        where: list[int] = []
+        i, end = 1, len(raw) - 1
+        while i < end:
+            where.append(match.start() + i)
+            if raw[i] != "\\":
+                text.append(raw[i])
+                i += 1
+            elif raw[i + 1] == "u" and i + 6 <= end:
+                unit = int(raw[i + 2:i + 6], 16)
+                if 0xD800 <= unit < 0xDC00 and raw[i + 6:i + 8] == "\\u":  # a surrogate pair: one character
+                    low = int(raw[i + 8:i + 12], 16)
+                    text.append(chr(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)))
+                    i += 12
+                else:
+                    text.append(chr(unit))
+                    i += 6
+            else:
+                text.append(_JSON_ESCAPES.get(raw[i + 1], raw[i + 1]))
+                i += 2
+        yield "".join(text), [*where, match.start() + end]
+
+
+def _csv_field_spans(line: str) -> Iterator[tuple[str, list[int]]]:
+    """Every field of one physical CSV line (comma, double quotes as ``csv.reader`` reads them)."""
+    i, n = 0, len(line)
+    while i <= n:
+        text: list[str] = []
+        where: list[int] = []
+        if i < n and line[i] == '"':
+            i += 1
+            while i < n:
+                if line[i] == '"':
+                    if i + 1 < n and line[i + 1] == '"':
+                        where.append(i)
+                        text.append('"')
+                        i += 2
+                        continue
+                    break
+                where.append(i)
+                text.append(line[i])
+                i += 1
+            stop = i
+            i = line.find(",", i)
+        else:
+            comma = line.find(",", i)
+            stop = n if comma < 0 else comma
+            where = list(range(i, stop))
+            text = list(line[i:stop])
+            i = comma
+        yield "".join(text), [*where, stop]
+        if i < 0:
+            return
+        i += 1
+
+
+def locate_columns(report: ScanReport, key: PIIKey) -> list[tuple[int, int] | None]:
+    """Where each finding sits in its JSONL/CSV line, for SARIF's ``startColumn``/``endColumn``.
+
+    The scanner sees parsed records, whose field offsets are not line columns (quotes, escapes, other
+    fields before it). So the lines with findings are read again, and a token of the line counts only
+    when its text at the finding's offsets has the finding's keyed hash: a column is given only where
+    it is exact, never guessed (a match split over a multi-line CSV record gets none). Nothing read is
+    kept. Parquet has no lines, and gets none.
+    """
+    columns: list[tuple[int, int] | None] = [None] * len(report.findings)
+    wanted: dict[str, dict[int, list[int]]] = {}
+    formats = {f.display_path: (f.path, f.format) for f in report.files}
+    for i, finding in enumerate(report.findings):
+        path_format = formats.get(finding.file)
+        if finding.line is not None and path_format is not None and path_format[1] in ("jsonl", "csv"):
+            wanted.setdefault(finding.file, {}).setdefault(finding.line, []).append(i)
+    for shown, lines in wanted.items():
+        path, fmt = formats[shown]
+        spans = _json_token_spans if fmt == "jsonl" else _csv_field_spans
+        try:
+            with open(path, "rb") as fh:  # lines end at b"\n" only, as the readers count them
+                for number, raw in enumerate(fh, start=1):
+                    line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").removeprefix("\ufeff")
+                    for i in lines.get(number, ()):
+                        columns[i] = _column(report.findings[i], spans(line), key)
+                    if number >= max(lines):
+                        break
+        except OSError:  # gone since the scan: no columns, the lines still locate the findings
+            continue
+    return columns
+
+
+def _column(finding: PIIFindingRow, tokens: Iterator[tuple[str, list[int]]], key: PIIKey
+            ) -> tuple[int, int] | None:
+    for text, where in tokens:
+        if finding.end <= len(text) and key.hmac(finding.entity_type, text[finding.start:finding.end]) == \
+                finding.value_hmac:
+            return where[finding.start] + 1, where[finding.end] + 1
+    return None
+
+
+def expand_data_paths(paths: list[Path]) -> list[Path]:
+    """``paths`` with each directory replaced by the data files under it (by suffix: JSONL, CSV,
+    Parquet), recursively, in sorted order — so CI can scan ``data/`` without a shell glob, which a
+    shell passes on literally when nothing matches. Hidden folders (``.git``, ``.govern``, ``.venv``)
+    are skipped, and symbolic links to folders are not followed (no loops). A directory without data
+    files is an error: a gate that scanned nothing must not read as clean."""
+    if not paths:
+        raise GovernError("no files to scan")
+    out: list[Path] = []
+    for path in paths:
+        if not Path(path).is_dir():
+            out.append(Path(path))  # a missing or unreadable path is reported by the scan itself
+            continue
+        found = []
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [Path(folder) / n for n in names
+                      if Path(n).suffix.lower() in SUFFIX_FORMATS and not n.startswith(".")]
+        if not found:
+            raise DataError(Path(path), "is a directory with no data files in it "
+                                        f"(looked for {', '.join(sorted(SUFFIX_FORMATS))})")
+        out += sorted(found)
+    return out
 
 
 def _default_db_url() -> str:

@@ -21,6 +21,11 @@ waived                             ``<skipped message="waived by waiver #N ...">
                                    recorded waiver let it pass; dashboards count skips visibly
 skipped                            ``<skipped>`` (its evidence does not exist yet, e.g. before training)
 =================================  ===========================================================
+
+A run that failed (or never finished), or a ``govern check`` that could not judge it at all, adds one
+more case, ``govern.run`` / ``run``, with a ``<failure type="run-failed">`` (or ``check-error``) naming
+the recorded error: otherwise a run that failed before any rule would give a file with zero tests
+— green on most dashboards — and a summary with no reason.
 """
 
 from __future__ import annotations
@@ -70,6 +75,24 @@ def _meta(meta: str | Mapping[str, Any], run_id: str | None, policy: Any) -> tup
     return meta, run_id, policy
 
 
+def gate_failure(meta: str | Mapping[str, Any], rows: Sequence[Any] = ()) -> tuple[str, str] | None:
+    """(type, message) of the reason the gate failed outside the rules, or None: ``govern check`` could
+    not run (``check_error``), the run did not complete (``run_status`` failed/running, with its
+    recorded ``run_error``), or no rule was evaluated at all (nothing judged is not a pass)."""
+    if not isinstance(meta, Mapping):
+        return None if rows else ("no-rules", "no policy rule was evaluated")
+    if meta.get("check_error"):
+        return "check-error", f"govern check could not judge the run: {meta['check_error']}"
+    status = meta.get("run_status")
+    if status in ("failed", "running"):
+        what = "failed" if status == "failed" else "did not finish (still marked running)"
+        reason = f": {meta['run_error']}" if meta.get("run_error") else " (no error was recorded)"
+        return "run-failed", f"run {meta.get('run_id') or ''} {what}{reason}".replace("  ", " ")
+    if not rows:
+        return "no-rules", "no policy rule was evaluated"
+    return None
+
+
 def to_junit(results: Iterable[Any], meta: str | Mapping[str, Any], *, suite_name: str = "govern policy",
              run_id: str | None = None, policy: Any = None, timestamp: datetime | None = None,
              time_s: float = 0.0) -> str:
@@ -80,14 +103,16 @@ def to_junit(results: Iterable[Any], meta: str | Mapping[str, Any], *, suite_nam
     """
     decision, run_id, policy = _meta(meta, run_id, policy)
     rows = [_as_dict(r) for r in results]
+    failed = gate_failure(meta, rows)
     timestamp = timestamp or datetime.now(UTC)
-    failures = sum(1 for r in rows if outcome(r) == "blocking")
+    failures = sum(1 for r in rows if outcome(r) == "blocking") + (failed is not None)
     errors = sum(1 for r in rows if outcome(r) == "error")
     skipped = sum(1 for r in rows if outcome(r) in ("waived", "skipped"))
-    suites = ET.Element("testsuites", {"name": "govern", "tests": str(len(rows)), "failures": str(failures),
+    tests = len(rows) + (failed is not None)
+    suites = ET.Element("testsuites", {"name": "govern", "tests": str(tests), "failures": str(failures),
                                        "errors": str(errors), "time": f"{time_s:.3f}"})
     suite = ET.SubElement(suites, "testsuite", {
-        "name": _clean(suite_name), "tests": str(len(rows)), "failures": str(failures), "errors": str(errors),
+        "name": _clean(suite_name), "tests": str(tests), "failures": str(failures), "errors": str(errors),
         "skipped": str(skipped), "time": f"{time_s:.3f}",
         "timestamp": timestamp.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
     })
@@ -97,6 +122,10 @@ def to_junit(results: Iterable[Any], meta: str | Mapping[str, Any], *, suite_nam
         ET.SubElement(props, "property", {"name": "run_id", "value": _clean(run_id)})
     for k, v in _policy_fields(policy).items():
         ET.SubElement(props, "property", {"name": f"policy.{k}", "value": _clean(v)})
+    if failed is not None:
+        case = ET.SubElement(suite, "testcase", {"classname": "govern.run", "name": "run", "time": "0"})
+        el = ET.SubElement(case, "failure", {"type": failed[0], "message": _clean(failed[1])})
+        el.text = _clean(failed[1])
     for r in rows:
         rule_id = str(r["rule_id"])
         section = rule_id.split(".", 1)[0] if "." in rule_id else "custom"
@@ -155,14 +184,17 @@ def to_markdown_summary(results: Iterable[Any], meta: str | Mapping[str, Any], *
     for r in rows:
         counts[outcome(r)] = counts.get(outcome(r), 0) + 1
     lines = [f"### {_ICON.get(decision, '❔')} {title}: **{decision.upper()}**", ""]
-    meta = []
+    failed = gate_failure(meta, rows)
+    if failed is not None:
+        lines += [f"❗ **{_md(failed[1])}**", ""]
+    header = []
     if run_id:
-        meta.append(f"run `{run_id}`")
+        header.append(f"run `{run_id}`")
     pol = _policy_fields(policy)
     if pol:
-        meta.append(f"policy **{_md(pol['name'])}** {_md(pol['version'])} (`{pol['digest'][:19]}…`)")
-    if meta:
-        lines += [" · ".join(meta), ""]
+        header.append(f"policy **{_md(pol['name'])}** {_md(pol['version'])} (`{pol['digest'][:19]}…`)")
+    if header:
+        lines += [" · ".join(header), ""]
     lines += [" · ".join(f"{_OUTCOME_ICON[k]} {counts[k]} {k}" for k in _ORDER if counts.get(k)) or "no rules", ""]
     attention = [r for r in rows if outcome(r) not in ("passed", "skipped")]
     if attention:
@@ -193,8 +225,12 @@ _LEVEL = {"block": "error", "redact": "warning", "allow": "note"}
 
 def to_sarif(findings: Sequence[Any], *, tool_version: str = "0", information_uri: str | None = None) -> dict[str, Any]:
     """SARIF 2.1.0 for PII findings: one result per finding with its file, line and field — never the
-    matched text (the store has none). ``level``: block → error, redact → warning, allow → note. The keyed
-    hash goes into ``partialFingerprints`` so code scanning can track a finding across commits."""
+    matched text (the store has none). ``level``: block → error, redact → warning, allow → note.
+    ``partialFingerprints`` hash the location with the keyed hash (never the keyed hash itself: it would
+    let anyone who can read the alerts correlate values across repositories); see
+    :func:`govern.pii.report.finding_fingerprint`."""
+    from govern.pii.report import FINGERPRINT_NAME, finding_fingerprint, security_severity
+
     rules: dict[str, dict[str, Any]] = {}
     results = []
     for f in findings:
@@ -206,6 +242,7 @@ def to_sarif(findings: Sequence[Any], *, tool_version: str = "0", information_ur
             "shortDescription": {"text": f"Personal data of type {entity} in training data"},
             "help": {"text": "Remove or redact the value (govern redacts entities whose policy action is 'redact'); "
                              "the policy's pii.entities sets the action per type."},
+            "properties": {"tags": ["privacy", "pii"], "security-severity": security_severity(entity)},
         })
         action = str(get("action"))
         where = f"field '{get('field')}'" + (f", record {get('record_id')}" if get("record_id") else "")
@@ -221,7 +258,7 @@ def to_sarif(findings: Sequence[Any], *, tool_version: str = "0", information_ur
             "level": _LEVEL.get(action, "warning"),
             "message": {"text": f"{entity} in {where} (score {float(get('score')):.2f}, policy action: {action})"},
             "locations": [location],
-            "partialFingerprints": {"valueHmac/v1": str(get("value_hmac"))},
+            "partialFingerprints": {FINGERPRINT_NAME: finding_fingerprint(str(get("file")), f)},
             "properties": {"dataset": get("dataset"), "field": get("field"), "recognizer": get("recognizer"),
                            "start": get("start"), "end": get("end"), "action": action},
         })

@@ -69,3 +69,48 @@ def test_markdown_summary_puts_blocking_findings_first_and_folds_the_passes() ->
     assert "waiver #3" in md and "<details>" in md and "data.min_train_rows" in md.split("<details>")[1]
     assert "&lt;WAIVED&gt; & reviewed" in md and "<WAIVED>" not in md  # raw HTML would vanish on GitHub
     assert to_markdown_summary([r for r in RESULTS if r["status"] == "pass"], "pass").startswith("### ✅")
+
+
+def test_a_run_that_failed_before_any_rule_gives_one_failing_case_naming_the_failure(
+        workdir: Path, tmp_path: Path) -> None:
+    import os
+
+    from typer.testing import CliRunner
+
+    from govern.cli import app
+    from govern.errors import GovernError
+    from govern.lineage import LineageStore, PolicyRef
+
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        run_id = store.create_run(name="stopped-early", policy=PolicyRef(name="default", version="1",
+                                                                         digest="sha256:00"))
+        store.set_run_status(run_id, "failed", error="stage 'data': train.jsonl, line 3: not JSON")
+    junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
+    result = CliRunner().invoke(app, ["check", run_id, "--policy", "default", "--junit", str(junit),
+                                      "--summary", str(summary)])
+    assert result.exit_code == 1, result.output
+    XSD.validate(junit.read_text())
+    suite = ET.fromstring(junit.read_text()).find("testsuite")
+    assert suite is not None and int(suite.get("failures", "0")) >= 1
+    failure = suite.find("testcase[@name='run']/failure")
+    assert failure is not None and failure.get("type") == "run-failed"
+    assert "line 3: not JSON" in failure.get("message", "") and run_id in failure.get("message", "")
+    assert "line 3: not JSON" in summary.read_text()
+
+    # With no rule results at all, the file still holds one failing test, not zero tests.
+    xml = to_junit([], {"run_id": run_id, "run_status": "failed", "decision": "block",
+                        "run_error": "stage 'config': govern.yaml: no such file"})
+    XSD.validate(xml)
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    assert "govern.yaml: no such file" in to_markdown_summary([], {"run_id": run_id, "run_status": "failed",
+                                                                   "decision": "block",
+                                                                   "run_error": "govern.yaml: no such file"})
+
+    # `govern check` that cannot judge at all (no such run) still says why, in both files.
+    junit.unlink()
+    missing = CliRunner().invoke(app, ["check", "run-missing", "--junit", str(junit), "--summary", str(summary)])
+    assert isinstance(missing.exception, GovernError)  # exit 2 through the console script
+    failure = ET.fromstring(junit.read_text()).find("testsuite/testcase[@name='run']/failure")
+    assert failure is not None and failure.get("type") == "check-error" and "run-missing" in failure.get("message", "")
+    assert "run-missing" in summary.read_text().split("###")[-1]
