@@ -220,6 +220,16 @@ class SigningConfig(Strict):
         return self
 
 
+class DocumentationConfig(Strict):
+    """What the model is for: facts govern cannot measure, stated by the team, shown in the report and the
+    model card (an auditor's first questions)."""
+
+    intended_use: str | None = Field(default=None, description="What the model is meant to do, for whom.")
+    limitations: str | None = Field(default=None, description="Known limits, risks, populations it was not "
+                                                              "evaluated on.")
+    out_of_scope_use: str | None = Field(default=None, description="Uses the model must not be put to.")
+
+
 class RunConfig(Strict):
     """A governed fine-tune. ``govern config schema`` prints this as JSON Schema."""
 
@@ -231,6 +241,7 @@ class RunConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     audits: AuditsConfig = Field(default_factory=AuditsConfig)
     signing: SigningConfig = Field(default_factory=SigningConfig)
+    documentation: DocumentationConfig = Field(default_factory=DocumentationConfig)
     policy: Path = Field(default=Path("default"), description="A policy file, or the name of a shipped one.")
     lineage_db: str | None = Field(default=None, description="SQLAlchemy URL; default GOVERN_DB_URL or SQLite.")
     output_dir: Path | None = Field(default=None, description="Where run folders go (default .govern/runs).")

@@ -118,7 +118,9 @@ class TrainingEvidence(EvidenceModel):
     method: str
     trainable_params: int
     total_params: int
-    base_model: dict[str, Any] = Field(default_factory=dict, description="name, path, digest.")
+    base_model: dict[str, Any] = Field(
+        default_factory=dict, description="name, path, digest; source, licence and package where the model's "
+                                          "own card or package metadata state them.")
     curve: list[TrainingPoint] = Field(default_factory=list)
     device: str
     world_size: int = 1

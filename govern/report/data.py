@@ -69,6 +69,19 @@ class RunInfo(ReportModel):
     parent_run_id: str | None = None
 
 
+class ModelInfo(ReportModel):
+    """The model under review, as an auditor asks first: what it started from and what it is for."""
+
+    base_model: str | None = Field(default=None, description="The base model's name.")
+    source: str | None = Field(default=None, description="Where the base model comes from (its card or package).")
+    licence: str | None = Field(default=None, description="The base model's licence, as its own files state it.")
+    package: str | None = None
+    digest: str | None = Field(default=None, description="sha256 of the base model's files as loaded.")
+    intended_use: str | None = None
+    limitations: str | None = None
+    out_of_scope_use: str | None = None
+
+
 class PolicyInfo(ReportModel):
     name: str
     version: str
@@ -298,6 +311,7 @@ class ReportData(ReportModel):
     generator: str = Field(description="govern version that generated the report.")
     db: str = Field(description="The lineage DB the report was generated from (password masked).")
     run: RunInfo
+    model: ModelInfo = Field(default_factory=ModelInfo)
     policy: PolicyInfo | None = None
     decision: DecisionInfo | None = Field(default=None, description="The final decision (else the latest).")
     decisions: list[DecisionInfo] = Field(default_factory=list, description="Every decision, oldest first.")
@@ -497,11 +511,26 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         actions=actions,
         chain=chain,
         reproducibility=_reproducibility(run, typed, executions, base_model),
+        model=_model_info(run.config or {}, dict(training.base_model) if training is not None else base_model),
     )
     from govern.report.compliance import compliance_rows
 
     data.compliance = compliance_rows(data)
     return data
+
+
+def _model_info(config: dict[str, Any], base_model: dict[str, Any]) -> ModelInfo:
+    documentation = config.get("documentation") or {}
+
+    def text(source: dict[str, Any], key: str) -> str | None:
+        value = source.get(key)
+        return str(value) if value not in (None, "") else None
+
+    return ModelInfo(base_model=text(base_model, "name"), source=text(base_model, "source"),
+                     licence=text(base_model, "licence"), package=text(base_model, "package"),
+                     digest=text(base_model, "digest"), intended_use=text(documentation, "intended_use"),
+                     limitations=text(documentation, "limitations"),
+                     out_of_scope_use=text(documentation, "out_of_scope_use"))
 
 
 def _actor_of(payload: dict[str, Any]) -> str | None:

@@ -240,7 +240,38 @@ def render_html(data: ReportData) -> str:
         if data.reproducibility.config is not None else "",
         other_json={k: json.dumps(v, indent=2, sort_keys=True, default=str) for k, v in data.other_evidence.items()},
         fairness_limits=_fairness_limits(data),
+        glossary=GLOSSARY,
     )
+
+
+#: The report's metrics in plain language, for the compliance reader (the last section of every report).
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("ε (epsilon) and δ (delta)", "The differential-privacy guarantee: whether or not any one person's record was "
+     "in the training data, the model's behaviour changes by at most a factor e^ε, except with probability δ. "
+     "Smaller is more private; ε ≤ 8 with δ far below 1/n is a common ceiling. govern records the ε its "
+     "accountant computed, never the value asked for."),
+    ("Accountant (RDP, PRV)", "The method that adds up the privacy cost of every training step. Different "
+     "accountants give slightly different (all valid) upper bounds; the policy names the one it gates on."),
+    ("Membership inference, AUC", "An attack that tries to tell records used in training from records that were "
+     "not. AUC 0.5 means it does no better than a coin; 1.0 means it always succeeds."),
+    ("TPR at low FPR", "How many training records the attack finds (true-positive rate) while wrongly accusing only "
+     "a few non-members (false-positive rate, e.g. 1 %). The measure that matters for individual people."),
+    ("Empirical ε lower bound", "What the audit could prove about privacy from the attack's success: if it is above "
+     "the accountant's ε, something is wrong with the training or the accounting."),
+    ("Demographic parity (difference, ratio)", "How different the rate of positive predictions is between groups. "
+     "The ratio's 0.8 threshold is the four-fifths rule used in employment law."),
+    ("Equalized odds difference", "The largest gap between groups in true-positive or false-positive rate: whether "
+     "the model's errors fall equally on every group."),
+    ("95 % confidence interval", "The range the measured value would fall in 95 times out of 100 if the evaluation "
+     "were repeated on new data; a policy may gate on its pessimistic end."),
+    ("Expected calibration error", "How far the model's stated confidence is from how often it is right."),
+    ("Waiver", "A recorded, time-limited decision by a named person to accept one failed rule, with the reason."),
+    ("Fingerprint, digest", "sha256 values that identify a data set's content or a file's bytes: any change, of a "
+     "single byte, gives a different value."),
+    ("Audit event, hash chain, witness", "Every change to the record is an event whose hash covers the one before it, "
+     "so an edit breaks the chain; a witness is a copy of the newest hash kept elsewhere, so even a rewrite of "
+     "the whole chain is caught."),
+)
 
 
 def _group_metric_names(data: ReportData) -> list[str]:

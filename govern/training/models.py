@@ -114,6 +114,54 @@ def base_model_digest(folder: Path, gguf_file: str | None) -> str:
     return "sha256:" + tree_sha256(folder)
 
 
+def base_model_facts(folder: Path) -> dict[str, str]:
+    """Where the base model came from and under what licence, as its own files say — what an auditor asks
+    first. Read from the model card's front matter (``license:``, ``base_model:``/``model_name:``) and, for a
+    model shipped in a Python package, that package's metadata. Unknown facts are absent, never guessed."""
+    import importlib.metadata
+
+    facts: dict[str, str] = {}
+    card = folder / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8", errors="replace")
+        if text.startswith("---"):
+            import yaml
+
+            try:
+                front = yaml.safe_load(text.split("---", 2)[1]) or {}
+            except yaml.YAMLError:
+                front = {}
+            if isinstance(front, dict):
+                for key, target in (("license", "licence"), ("base_model", "source"), ("model_name", "source")):
+                    value = front.get(key)
+                    if isinstance(value, str) and value.strip() and target not in facts:
+                        facts[target] = value.strip()
+    for distribution in importlib.metadata.distributions():
+        files = distribution.files or []
+        root = next((f for f in files if str(f).endswith("config.json")), None)
+        if root is None:
+            continue
+        try:
+            located = Path(str(distribution.locate_file(root))).resolve().parent
+        except (OSError, ValueError):
+            continue
+        if located == folder.resolve() or folder.resolve() in located.parents or located in folder.resolve().parents:
+            meta = distribution.metadata
+            facts["package"] = f"{meta['Name']} {distribution.version} (PyPI)"
+            if "licence" not in facts:
+                licence = meta.get("License-Expression") or meta.get("License")
+                if licence:
+                    facts["licence"] = f"{licence} (package licence)"
+            summary = meta.get("Summary") or ""
+            if "source" not in facts and "/" in summary:
+                # e.g. "A packaged version of the sentence-transformers/all-MiniLM-L6-v2 model ..."
+                token = next((w for w in summary.split() if w.count("/") == 1 and len(w) > 3), None)
+                if token:
+                    facts["source"] = token.strip(".,;")
+            break
+    return facts
+
+
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load reports and progress bars: stages never print."""
