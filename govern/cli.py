@@ -338,6 +338,20 @@ def runs_list(
     if output_format == "json":
         emit_json([r.model_dump(mode="json", exclude={"policy_document", "config", "versions"}) for r in runs])
         return
+    if console.width < 100:
+        # An 80-column terminal: seven boxed columns would squeeze every cell to "st…". Fewer, borderless
+        # columns keep the run id whole and the status readable; the name and policy fold into one cell.
+        from rich import box
+
+        narrow = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for col in ("run id", "status/decision", "kind", "started", "name, policy"):
+            narrow.add_column(col, no_wrap=col in ("run id", "status/decision", "started"), overflow="fold")
+        for r in runs:
+            narrow.add_row(r.id, f"{_styled(r.status)}/{_styled(r.decision)}", r.kind,
+                           r.started_at.strftime("%m-%d %H:%M"),
+                           f"{r.name}, {r.policy_name or '-'} {r.policy_version or ''}".strip())
+        console.print(narrow)
+        return
     table = Table(header_style="bold")
     for col in ("run id", "name", "kind", "status", "decision", "policy", "started"):
         table.add_column(col, no_wrap=col in ("run id", "started"))
