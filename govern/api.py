@@ -44,6 +44,28 @@ def validate_config(path: str | Path) -> tuple[RunConfig, LoadedPolicy]:
     return config, load_policy(config.policy)
 
 
+def check_config(path: str | Path, config: RunConfig, policy: LoadedPolicy) -> Any:
+    """Beyond the schema: missing data files or base model, settings the policy would block
+    (:class:`govern.preflight.ConfigChecks`: errors and warnings)."""
+    from govern.preflight import check_config as _check_config
+
+    return _check_config(path, config, policy)
+
+
+@dataclass
+class PolicyTestOutcome:
+    policy: LoadedPolicy
+    decision: PolicyDecision
+
+
+def policy_test(policy: str | Path, evidence: str | Path) -> PolicyTestOutcome:
+    """Evaluate ``policy`` on an evidence document (JSON): the final decision, no waivers, nothing recorded."""
+    from govern.policy.loader import lint_policy, load_evidence_document
+
+    loaded, _notes = lint_policy(policy)
+    return PolicyTestOutcome(policy=loaded, decision=evaluate(loaded.policy, load_evidence_document(evidence)))
+
+
 # ----------------------------------------------------------------------------------------------- runs
 @dataclass
 class RunDetails:
@@ -162,22 +184,66 @@ def _ledger_document(store: LineageStore, loaded: LoadedPolicy, run_id: str, doc
 
 
 # --------------------------------------------------------------------------------------------- waive
-def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_url: str | None = None) -> int:
-    """Record a waiver of ``rule_id`` for a run (id or ``latest``) or a data set (content fingerprint)."""
+@dataclass
+class WaiverOutcome:
+    id: int
+    #: The run id (``latest`` resolved) or data-set fingerprint the waiver was recorded for.
+    target: str
+    rule_id: str
+
+
+def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_url: str | None = None,
+          policy: str | Path | None = None) -> WaiverOutcome:
+    """Record a waiver of ``rule_id`` for a run (id or ``latest``) or a data set (content fingerprint).
+
+    The rule must be one some policy can produce: a built-in rule, or a custom rule of the run's policy,
+    of a decision recorded for the run (``govern check --policy``), of ``policy``, or (for a data set,
+    which has no policy of its own) of a shipped policy. A misspelt id would otherwise be recorded and
+    waive nothing, and the block it was meant for would stay."""
     if not by.strip() or not reason.strip():
         raise GovernError("a waiver needs who (--by) and why (--reason)")
     if until < date.today():
         raise GovernError(f"--until {until.isoformat()} is in the past: a waiver must expire in the future")
     with open_store(db_url) as store:
+        custom: set[str] = set(_custom_rule_ids(load_policy(policy).document)) if policy is not None else set()
         if not target.startswith("sha256:"):
             try:
-                target = store.get_run(target).id
+                record = store.get_run(target)
             except NotFoundError:
                 raise GovernError(
                     f"'{target}' is neither a run id nor a data-set fingerprint (sha256:...)") from None
+            target = record.id
+            custom |= set(_custom_rule_ids(record.policy_document))
+            custom |= {r.rule_id for d in store.decisions(target) for r in d.results}
+        else:
+            from govern.policy import shipped_policies
+
+            for name in shipped_policies():
+                custom |= set(_custom_rule_ids(load_policy(name).document))
+        _require_known_rule(rule_id, custom, run_target=target.startswith("run-"), policy_given=policy is not None)
         waiver_id = store.add_waiver(target=target, rule_id=rule_id, by=by, reason=reason, until=until)
         _witness(store, "waiver", target if target.startswith("run-") else None)
-        return waiver_id
+        return WaiverOutcome(id=waiver_id, target=target, rule_id=rule_id)
+
+
+def _custom_rule_ids(document: dict[str, Any] | None) -> list[str]:
+    rules = (document or {}).get("rules") or []
+    return [str(r["id"]) for r in rules if isinstance(r, dict) and "id" in r]
+
+
+def _require_known_rule(rule_id: str, custom: set[str], *, run_target: bool, policy_given: bool) -> None:
+    import difflib
+
+    from govern.policy.engine import builtin_rule_ids, is_known_rule_id
+
+    if is_known_rule_id(rule_id, custom):
+        return
+    close = difflib.get_close_matches(rule_id, sorted(builtin_rule_ids() | custom), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    whose = "the run's policy" if run_target else "a shipped policy"
+    more = "" if policy_given else " (a custom rule of another policy: name it with --policy)"
+    raise GovernError(f"no policy produces a rule '{rule_id}': {hint}it is neither a built-in rule nor a custom rule "
+                      f"of {whose}{more}; the rule ids are in the decision table of `govern check`")
 
 
 def _witness(store: LineageStore, reason: str, run_id: str | None) -> None:

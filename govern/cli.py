@@ -7,12 +7,14 @@ blocks, 2 error (bad input, missing file, unreachable DB).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -32,12 +34,39 @@ from rich.text import Text
 
 from govern.errors import GovernError
 
+#: Exit status of a command whose reader closed the pipe (``govern scan … | head -1``): 128 + SIGPIPE, what a
+#: shell reports for a process killed by it, so `set -o pipefail` sees a broken pipe, not a policy block (1).
+BROKEN_PIPE_EXIT = 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
+def _exit_broken_pipe() -> None:
+    """The reader is gone: point stdout at /dev/null (so the interpreter's last flush cannot raise again,
+    see the Python docs' "Note on SIGPIPE") and exit with the pipe's status, without a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
+    raise SystemExit(BROKEN_PIPE_EXIT)
+
+
+class _GovernGroup(typer.core.TyperGroup):
+    """Catches a broken pipe before click does: click and typer turn it into exit 1, a policy block."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.core passes its own vendored click Context
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _exit_broken_pipe()
+
+
 app = typer.Typer(
     name="govern",
     help="Governed, auditable fine-tuning: PII, DP training, audits, signing, lineage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_GovernGroup,
 )
 runs_app = typer.Typer(help="List and inspect runs in the lineage DB.", no_args_is_help=True)
 policy_app = typer.Typer(help="Lint policies and print their JSON Schema.", no_args_is_help=True)
@@ -54,20 +83,36 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
 
+class _GovernConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's default exits 1, which reads as "blocked by the policy".
+        self.quiet = True
+        _exit_broken_pipe()
+
+
 def _console(stderr: bool = False) -> Console:
-    # Piped output (CI logs) gets 120 columns instead of rich's 80, so rule ids and findings stay on one line.
+    # Piped output (CI logs) gets 120 columns instead of rich's 80, so rule ids and findings stay on one line;
+    # COLUMNS, when set, wins (COLUMNS=80 gives tables that fold to 80 columns).
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal or os.environ.get("COLUMNS") else 120
-    return Console(stderr=stderr, width=width)
+    return _GovernConsole(stderr=stderr, width=width)
 
 
 console = _console()
 err_console = _console(stderr=True)
+#: The final verdict (decision, ok/BROKEN) and errors: printed even under -q, which silences the rest.
+verdict_console = _console()
+error_console = _console(stderr=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Lineage DB URL (default: GOVERN_DB_URL or sqlite:///.govern/lineage.db).")
 ]
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+FormatOption = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
+
+
+def _is_stdout(path: Path | None) -> bool:
+    """``--out -`` means standard output, as everywhere on the command line."""
+    return path is not None and str(path) == "-"
 
 
 def emit_json(obj: Any) -> None:
@@ -138,8 +183,12 @@ def main() -> None:
     try:
         app()
     except GovernError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        from rich.markup import escape
+
+        error_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        _exit_broken_pipe()
 
 
 # ===================================================================================== spine (lead)
@@ -191,13 +240,45 @@ class ConsoleListener:
             err_console.print(f"    {_styled(r.status)} {r.rule_id} [{r.severity}]: {r.message}", highlight=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("govern")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            number = "0+unknown"
+        sys.stdout.write(f"govern {number}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def global_options(
     actor: Annotated[str | None, typer.Option(
         "--actor", envvar="GOVERN_ACTOR",
         help="Who is acting, recorded on every audit event (default: the CI identity, else user@host).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only errors and the final verdict (exit codes are unchanged).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging of govern to stderr.")] = False,
+    _version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Governed, auditable fine-tuning: PII, DP training, audits, signing, lineage."""
+    if quiet and verbose:
+        raise typer.BadParameter("give --quiet or --verbose, not both", param_hint="-q/-v")
+    # Set (not only switched on) every time: the API and tests may call the app more than once per process.
+    console.quiet = err_console.quiet = quiet
+    logger = logging.getLogger("govern")
+    for old in [h for h in logger.handlers if getattr(h, "govern_verbose", False)]:
+        logger.removeHandler(old)
+    logger.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    if verbose:
+        # Only govern's own loggers: third-party debug output (a PII analyzer's) could carry record text.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.govern_verbose = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.debug("govern %s", " ".join(sys.argv[1:]))
     if actor is not None:
         if not actor.strip():
             raise GovernError("--actor must name someone")
@@ -232,8 +313,8 @@ def run_command(
                    "run_dir": outcome.run_dir, "error": outcome.error})
     else:
         console.print(results_table(outcome.results, f"Policy decision for {outcome.run_id}"))
-        console.print(f"decision: {_styled(outcome.decision)}   status: {_styled(outcome.status)}   "
-                      f"run dir: {outcome.run_dir}")
+        verdict_console.print(f"decision: {_styled(outcome.decision)}   status: {_styled(outcome.status)}   "
+                              f"run dir: {outcome.run_dir}")
         console.print(f"report:   govern report {outcome.run_id} --format html", highlight=False)
     exit_with(1 if outcome.status == "blocked" else 0 if outcome.status == "completed" else 2)
 
@@ -241,8 +322,10 @@ def run_command(
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
-    kind: Annotated[str | None, typer.Option(help="run, scan, audit-fairness, audit-membership, sign, verify.")] = None,
+    status: Annotated[Literal["running", "completed", "blocked", "failed"] | None, typer.Option(
+        help="Only runs with this status.")] = None,
+    kind: Annotated[Literal["run", "scan", "audit-fairness", "audit-membership", "sign", "verify"] | None,
+                    typer.Option(help="Only runs of this kind.")] = None,
     db: DbOption = None,
     output_format: FormatOption = "table",
 ) -> None:
@@ -254,6 +337,20 @@ def runs_list(
     runs = api.list_runs(db_url=db, limit=limit, status=status, kind=kind)
     if output_format == "json":
         emit_json([r.model_dump(mode="json", exclude={"policy_document", "config", "versions"}) for r in runs])
+        return
+    if console.width < 100:
+        # An 80-column terminal: seven boxed columns would squeeze every cell to "st…". Fewer, borderless
+        # columns keep the run id whole and the status readable; the name and policy fold into one cell.
+        from rich import box
+
+        narrow = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for col in ("run id", "status/decision", "kind", "started", "name, policy"):
+            narrow.add_column(col, no_wrap=col in ("run id", "status/decision", "started"), overflow="fold")
+        for r in runs:
+            narrow.add_row(r.id, f"{_styled(r.status)}/{_styled(r.decision)}", r.kind,
+                           r.started_at.strftime("%m-%d %H:%M"),
+                           f"{r.name}, {r.policy_name or '-'} {r.policy_version or ''}".strip())
+        console.print(narrow)
         return
     table = Table(header_style="bold")
     for col in ("run id", "name", "kind", "status", "decision", "policy", "started"):
@@ -343,7 +440,7 @@ def check_command(
         console.print(results_table(results, f"govern check {outcome.run_id} under {outcome.policy.name} "
                                              f"{outcome.policy.version}"))
         note = "" if outcome.run_status == "completed" else f" (run status: {outcome.run_status})"
-        console.print(f"decision: {_styled(outcome.decision.decision)}{note}")
+        verdict_console.print(f"decision: {_styled(outcome.decision.decision)}{note}")
     exit_with(outcome.exit_code)
 
 
@@ -368,27 +465,75 @@ def policy_lint(files: Annotated[list[str], typer.Argument(help="Policy files or
 
     for f in files:
         loaded, notes = lint_policy(f)
-        console.print(f"[green]ok[/] {loaded.path}: {loaded.name} {loaded.version} {loaded.digest}", highlight=False)
+        verdict_console.print(f"[green]ok[/] {loaded.path}: {loaded.name} {loaded.version} {loaded.digest}",
+                              highlight=False)
         for n in notes:
             console.print(f"  [yellow]note:[/] {n}", highlight=False)
 
 
 @policy_app.command("schema")
-def policy_schema() -> None:
-    """Print the policy JSON Schema (for editor validation of policies/*.yaml)."""
+def policy_schema(
+    evidence: Annotated[bool, typer.Option(
+        "--evidence", help="Print the schema of the evidence document CEL rules read as `evidence` instead.")] = False,
+) -> None:
+    """Print the policy JSON Schema (for editor validation of policies/*.yaml), or with --evidence the
+    evidence document's (every path a custom rule can name)."""
     from govern.policy import policy_json_schema
+    from govern.policy.paths import evidence_json_schema
 
-    emit_json(policy_json_schema())
+    emit_json(evidence_json_schema() if evidence else policy_json_schema())
+
+
+@policy_app.command("test")
+def policy_test(
+    policy: Annotated[str, typer.Argument(help="Policy file or shipped name.")],
+    evidence: Annotated[Path, typer.Argument(help="Evidence document (JSON), e.g. a fixture of the case to test.")],
+    expect: Annotated[Literal["pass", "warn", "block"] | None, typer.Option(
+        "--expect", help="Assert this decision: exit 0 when it is the decision, 1 when not.")] = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Unit-test a policy: evaluate it on an evidence document (the final decision) and print every result.
+
+    Exit 0 pass or warn, 1 block (with --expect: 0 when the decision is the expected one, else 1), 2 on a
+    policy or evidence document that is not valid."""
+    from govern import api
+
+    outcome = api.policy_test(policy, evidence)
+    results = [r.model_dump(mode="json") for r in outcome.decision.results]
+    decision = outcome.decision.decision
+    if output_format == "json":
+        emit_json({"policy": {"name": outcome.policy.name, "version": outcome.policy.version,
+                              "digest": outcome.policy.digest},
+                   "evidence": str(evidence), "decision": decision, "expected": expect, "results": results})
+    else:
+        console.print(results_table(results, f"{outcome.policy.name} {outcome.policy.version} on {evidence.name}"))
+        line = f"decision: {_styled(decision)}"
+        if expect is not None:
+            line += "   expected: " + _styled(expect) + ("  [green]✓[/]" if decision == expect else "  [red]✗[/]")
+        verdict_console.print(line, highlight=False)
+    if expect is not None:
+        exit_with(0 if decision == expect else 1)
+    exit_with(1 if decision == "block" else 0)
 
 
 @config_app.command("validate")
 def config_validate(file: Annotated[Path, typer.Argument(help="Run config (govern.yaml).")]) -> None:
     """Validate a run config and the policy it names."""
+    from rich.markup import escape
+
     from govern import api
 
     config, policy = api.validate_config(file)
-    console.print(f"[green]ok[/] {file}: task {config.task}, policy {policy.name} {policy.version} "
-                  f"({policy.path}), config digest {config.digest()}", highlight=False)
+    checks = api.check_config(file, config, policy)
+    for warning in checks.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+    if checks.errors:
+        from govern.errors import ConfigError
+
+        raise ConfigError(file, checks.errors)
+    verdict_console.print(f"[green]ok[/] {file}: task {config.task}, policy {policy.name} {policy.version} "
+                          f"({policy.path}), config digest {config.digest()}"
+                          + (f", {len(checks.warnings)} warning(s)" if checks.warnings else ""), highlight=False)
 
 
 @config_app.command("schema")
@@ -406,9 +551,14 @@ def waive_command(
     by: Annotated[str, typer.Option("--by", help="Who takes responsibility.")],
     reason: Annotated[str, typer.Option("--reason", help="Why the block is acceptable.")],
     until: Annotated[str, typer.Option("--until", help="Expiry date, YYYY-MM-DD.")],
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="Also accept the custom rules of this policy (file or shipped name).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Record a waiver: the only way past a block. It is shown wherever the rule is."""
+    """Record a waiver: the only way past a block. It is shown wherever the rule is.
+
+    RULE must be a rule some policy produces (a built-in rule, or a custom rule of the run's policy or of
+    --policy): a misspelt id would waive nothing."""
     from datetime import date
 
     from govern import api
@@ -417,8 +567,9 @@ def waive_command(
         until_date = date.fromisoformat(until)
     except ValueError:
         raise GovernError(f"--until '{until}' is not a date (YYYY-MM-DD)") from None
-    waiver_id = api.waive(target, rule, by=by, reason=reason, until=until_date, db_url=db)
-    console.print(f"waiver #{waiver_id} recorded: {rule} for {target} until {until_date.isoformat()}", highlight=False)
+    waiver = api.waive(target, rule, by=by, reason=reason, until=until_date, db_url=db, policy=policy)
+    verdict_console.print(f"waiver #{waiver.id} recorded: {waiver.rule_id} for {waiver.target} until "
+                          f"{until_date.isoformat()}", highlight=False)
 
 
 @lineage_app.command("verify")
@@ -440,13 +591,14 @@ def lineage_verify_command(
         exit_with(0 if report.ok else 1)
     witnessed = f", {report.witnesses} witness statement(s) extended" if witness else ""
     if report.ok:
-        console.print(f"[green]ok[/] audit log intact: {report.events} events, hash chain verified, every "
-                      f"recorded row matches its event{witnessed}", highlight=False)
+        verdict_console.print(f"[green]ok[/] audit log intact: {report.events} events, hash chain verified, every "
+                              f"recorded row matches its event{witnessed}", highlight=False)
         if not witness:
             console.print("  (without --witness, a deleted tail or a re-hashed chain cannot be detected)",
                           highlight=False)
     else:
-        console.print(f"[bold red]BROKEN[/] audit log: {len(report.problems)} problem(s) in {report.events} events")
+        verdict_console.print(f"[bold red]BROKEN[/] audit log: {len(report.problems)} problem(s) in {report.events} "
+                              "events")
         for p in report.problems:
             console.print(f"  - {p}", highlight=False, markup=False, soft_wrap=True)
     for n in report.notes:
@@ -459,9 +611,11 @@ def lineage_verify_command(
 def scan_command(
     paths: Annotated[list[Path], typer.Argument(help="JSONL, CSV or Parquet files to scan.")],
     policy: Annotated[str, typer.Option("--policy", "-p", help="Policy file or shipped policy name.")] = "default",
-    engine: Annotated[str | None, typer.Option("--engine", help="patterns or spacy (default: the policy's).")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or sarif.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of stdout.")] = None,
+    engine: Annotated[Literal["patterns", "spacy"] | None, typer.Option(
+        "--engine", help="patterns or spacy (default: the policy's).")] = None,
+    output_format: Annotated[Literal["table", "json", "sarif"], typer.Option(
+        "--format", "-f", help="table, json or sarif.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of stdout (-: stdout).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Scanner processes (default: all cores).")] = None,
     max_record_bytes: Annotated[int | None, typer.Option(
         "--max-record-bytes", min=1, help="Largest record (JSONL line, CSV record, Parquet row) in bytes; "
@@ -485,6 +639,8 @@ def scan_command(
     if engine is not None and engine not in ("patterns", "spacy"):
         raise GovernError(f"--engine must be patterns or spacy, not '{engine}'")
     fingerprint_key = load_fingerprint_key(fingerprint_key_file)
+    if _is_stdout(out):
+        out = None
     with progress_bars(enabled=err_console.is_terminal) as progress:
         report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes,
                               record=not no_record, fingerprint_key=fingerprint_key)
@@ -512,7 +668,7 @@ def scan_command(
             emit_json(document)
     if report.blocked:
         blocked = ", ".join(f"{e} ({n})" for e, n in report.evidence.blocked.items())
-        err_console.print(f"[bold red]blocked:[/] the policy blocks {blocked}")
+        error_console.print(f"[bold red]blocked:[/] the policy blocks {blocked}")
         exit_with(1)
 
 
@@ -688,7 +844,8 @@ def audit_membership_command(
     base: Annotated[Path | None, typer.Option(
         "--base", help="The pre-fine-tune base model folder (needed for adapters and the reference attack).")] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Policy file or shipped name (default: default).")] = None,
-    task: Annotated[str, typer.Option("--task", help="classification or causal-lm.")] = "classification",
+    task: Annotated[Literal["classification", "causal-lm"], typer.Option(
+        "--task", help="classification or causal-lm.")] = "classification",
     text_column: Annotated[str, typer.Option("--text-column")] = "text",
     label_column: Annotated[str | None, typer.Option("--label-column", help="classification: the label.")] = "label",
     prompt_column: Annotated[str | None, typer.Option("--prompt-column", help="causal-lm: prompt.")] = None,
@@ -767,6 +924,9 @@ def sign_command(
     """Sign a model trained anywhere into a sigstore bundle (written outside it), recorded in the lineage DB."""
     from govern import api
 
+    if _is_stdout(out):
+        raise GovernError("--out -: the bundle is recorded in the lineage DB by its path and verified from it; "
+                          "give a file path (the default is PATH.sigstore.json)")
     if sigstore:
         if key or signing_cert or cert_chain:
             raise GovernError("--sigstore is keyless: do not combine it with --key / --signing-cert / --cert-chain")
@@ -842,8 +1002,9 @@ def verify_command(
 @app.command("report")
 def report_command(
     run_id: Annotated[str | None, typer.Argument(help="Run id or 'latest' (omit with --since).")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="html, pdf, md or json (ledger: html, md, json).")] = "html",
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
+    output_format: Annotated[Literal["html", "pdf", "md", "json"], typer.Option(
+        "--format", "-f", help="html, pdf, md or json (ledger: html, md, json).")] = "html",
+    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the report to stdout).")] = Path("reports"),
     since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD: all runs since then and the per-data-set privacy ledger.")] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Ledger only: take the accountant and ε cap from this policy.")] = None,
     sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the report file with this ECDSA private key (PEM).")] = None,
@@ -852,17 +1013,32 @@ def report_command(
     """Write a run's audit report (from the lineage DB alone), or with --since the cross-run ledger."""
     from govern import api
 
+    if _is_stdout(out):
+        if sign_key is not None:
+            raise GovernError("--out - with --sign-key: a signature covers a file; write the report to a folder")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="govern-report-") as tmp:
+            outcome = api.report(run_id, output_format, tmp, since=since, policy=policy, db_url=db)
+            sys.stdout.buffer.write(outcome.path.read_bytes())
+            sys.stdout.flush()
+        _report_problems(outcome)
+        return
     outcome = api.report(run_id, output_format, out, since=since, policy=policy, sign_key=sign_key, db_url=db)
     console.print(f"wrote {outcome.path}", highlight=False, soft_wrap=True)
     if outcome.signed is not None:
         console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
         console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+    _report_problems(outcome)
+
+
+def _report_problems(outcome: Any) -> None:
     if outcome.problems:
-        err_console.print(f"[bold red]error:[/] the lineage record of {outcome.run_id} is broken "
-                          f"({len(outcome.problems)} problem(s)); the report says so on its first screen:",
-                          highlight=False)
+        error_console.print(f"[bold red]error:[/] the lineage record of {outcome.run_id} is broken "
+                            f"({len(outcome.problems)} problem(s)); the report says so on its first screen:",
+                            highlight=False)
         for p in outcome.problems[:20]:
-            err_console.print(f"  - {p}", highlight=False, markup=False)
+            error_console.print(f"  - {p}", highlight=False, markup=False)
         exit_with(2)
 
 

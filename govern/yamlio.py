@@ -120,8 +120,12 @@ def line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def validation_problems(exc: ValidationError, node: yaml.Node | None) -> list[str]:
-    """Turn a pydantic error into lines like ``line 12, training.dp.target_epsilon: must be > 0``."""
+def validation_problems(exc: ValidationError, node: yaml.Node | None,
+                        schema_command: str = "govern config schema") -> list[str]:
+    """Turn a pydantic error into lines like ``line 12, training.dp.target_epsilon: must be > 0``.
+
+    ``schema_command`` is the command that prints the schema of this kind of file: an unknown field in
+    a policy must point to ``govern policy schema``, not to the run config's schema."""
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
@@ -130,7 +134,7 @@ def validation_problems(exc: ValidationError, node: yaml.Node | None) -> list[st
         where = f"line {line}, " if line is not None else ""
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see `govern config schema`)"
+            msg = f"unknown field (check the spelling; see `{schema_command}`)"
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "value_error":

@@ -273,11 +273,15 @@ def _fairness_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult
 
 
 # --------------------------------------------------------------------------------------- evaluation
+#: (evidence key, policy field, higher is better) of every evaluation limit.
+_EVALUATION_LIMITS = (("accuracy", "min_accuracy", True), ("macro_f1", "min_macro_f1", True),
+                      ("ece", "max_ece", False), ("perplexity", "max_perplexity", False))
+
+
 @builtin("evaluation")
 def _evaluation_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
     p, e = policy.evaluation, doc["evaluation"]
-    for key, attr, higher_better in (("accuracy", "min_accuracy", True), ("macro_f1", "min_macro_f1", True),
-                                     ("ece", "max_ece", False), ("perplexity", "max_perplexity", False)):
+    for key, attr, higher_better in _EVALUATION_LIMITS:
         threshold = getattr(p, attr)
         if threshold is None:
             continue
@@ -308,6 +312,39 @@ def _signing_checks(policy: Policy, doc: dict[str, Any], final: bool) -> Iterabl
                       "this model was trained with audit canaries; the policy forbids signing it for release "
                       "(set membership.canaries.ship_canaried_model or run the audit separately)",
                       "membership.canaries", True, False)
+
+
+# ------------------------------------------------------------------------------------------ rule ids
+#: Built-in rules that produce one result per limit or data set, as ``family[parameter]``; a waiver of
+#: the family covers every member (see ``_apply_waivers``).
+RULE_FAMILIES = ("membership.max_tpr_at_fpr", "privacy.max_total_epsilon_per_dataset")
+
+
+def builtin_rule_ids() -> frozenset[str]:
+    """Every rule id the built-in checks can produce under some policy (families without ``[...]``).
+
+    Kept next to the checks that emit them; tests/spine/test_cli_conventions.py evaluates a policy
+    with every limit set and checks that each id it produces is listed here."""
+    from govern.policy.schema import MaxDifference, MinRatio
+
+    ids = {"data.min_train_rows", "data.min_eval_rows", "data.max_exact_leakage", "data.max_near_duplicate_fraction",
+           "pii.blocked_entities", "privacy.require_dp", "privacy.max_epsilon", "privacy.max_delta",
+           "privacy.delta_below_inverse_n", "membership.max_auc", "membership.empirical_epsilon",
+           "fairness.min_worst_group_accuracy", "fairness.insufficient_data", "signing.required", "signing.method",
+           "signing.no_canaries_in_release", *RULE_FAMILIES}
+    ids |= {f"fairness.max_difference.{m}" for m in MaxDifference.__annotations__}
+    ids |= {f"fairness.min_ratio.{m}" for m in MinRatio.__annotations__}
+    ids |= {f"evaluation.{attr}" for _, attr, _ in _EVALUATION_LIMITS}
+    return frozenset(ids)
+
+
+def is_known_rule_id(rule_id: str, custom_ids: Iterable[str] = ()) -> bool:
+    """True when ``rule_id`` is a built-in rule, a member ``family[...]`` of one, or one of ``custom_ids``."""
+    custom = set(custom_ids)
+    if rule_id in custom or rule_id in builtin_rule_ids():
+        return True
+    family, bracket, rest = rule_id.partition("[")
+    return bool(bracket) and rest.endswith("]") and len(rest) > 1 and family in RULE_FAMILIES
 
 
 # -------------------------------------------------------------------------------------------- engine

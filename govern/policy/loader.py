@@ -22,6 +22,9 @@ from govern.yamlio import line_of, read_yaml, validation_problems
 #: Shipped policies live at the project's top level (``policies/``), next to the package.
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "policies"
 
+#: Where an unknown policy field sends the author.
+POLICY_SCHEMA_COMMAND = "govern policy schema"
+
 
 @dataclass
 class LoadedPolicy:
@@ -72,7 +75,7 @@ def load_policy(ref: str | Path) -> LoadedPolicy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(path, validation_problems(exc, node) + problems) from None
+        raise PolicyError(path, validation_problems(exc, node, POLICY_SCHEMA_COMMAND) + problems) from None
     for index, rule, message in compile_rules(policy):
         line = line_of(node, ["rules", index, "expression"])
         where = f"line {line}, " if line else ""
@@ -113,7 +116,7 @@ def policy_from_document(document: dict[str, Any], digest: str, source: str = "<
     try:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
-        raise PolicyError(source, validation_problems(exc, None)) from None
+        raise PolicyError(source, validation_problems(exc, None, POLICY_SCHEMA_COMMAND)) from None
     return LoadedPolicy(policy=policy, path=source, digest=digest, document=document)
 
 
@@ -128,6 +131,9 @@ def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
     """Load a policy (errors raise) and list advisories a reviewer should see."""
     loaded = load_policy(ref)
     p = loaded.policy
+    path_problems = _rule_path_problems(loaded)
+    if path_problems:
+        raise PolicyError(loaded.path, path_problems)
     notes: list[str] = []
     if not p.privacy.require_dp:
         notes.append("privacy.require_dp is false: non-private training passes (development only)")
@@ -153,6 +159,60 @@ def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
         if not r.requires:
             notes.append(f"rule '{r.id}' has no `requires`: it is evaluated after every stage")
     return loaded, notes
+
+
+def _rule_path_problems(loaded: LoadedPolicy) -> list[str]:
+    """Evidence paths the custom rules name that the evidence schema does not have (file/line/rule each).
+
+    An error, not an advisory: such a rule can never be evaluated, so at the final decision it is an
+    ``error`` that blocks every run."""
+    from govern.policy.paths import unknown_evidence_paths
+
+    problems: list[str] = []
+    node = None
+    for index, rule in enumerate(loaded.policy.rules):
+        unknown = unknown_evidence_paths(rule.expression)
+        if unknown and node is None:
+            node = read_yaml(Path(loaded.path), PolicyError)[1]
+        for problem in unknown:
+            line = line_of(node, ["rules", index, "expression"])
+            where = f"line {line}, " if line else ""
+            problems.append(f"{where}rules.{index}.expression (rule '{rule.id}'): {problem}")
+    return problems
+
+
+def load_evidence_document(path: str | Path) -> dict[str, Any]:
+    """An evidence document from a JSON file (``govern policy test``), validated against the evidence models.
+
+    Validated because the built-in checks read fields directly: a fixture with a misspelt or missing
+    field must be an error naming it, not a test that passes because a check never ran."""
+    import json
+
+    from pydantic import ValidationError
+
+    from govern.errors import GovernError
+    from govern.evidence import Evidence
+    from govern.yamlio import validation_problems
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GovernError(f"{p}: evidence file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GovernError(f"{p}: cannot read the evidence file ({type(exc).__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GovernError(f"{p}: not valid JSON — line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise GovernError(f"{p}: expected a JSON object with the evidence sections (data, pii, training, ...)")
+    try:
+        return Evidence.model_validate(data).document()
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {problem}" for problem in
+                          validation_problems(exc, None, "govern policy schema --evidence"))
+        raise GovernError(f"{p}: not a valid evidence document\n{lines}") from None
 
 
 def dump_yaml(document: dict[str, Any]) -> str:

@@ -191,8 +191,10 @@ def test_sections_a_stage_did_not_produce_say_so(workdir: Path) -> None:
 
 
 def test_report_cli_rejects_bad_input_with_exit_code_2(recorded: RecordedDB, workdir: Path) -> None:
-    for args, needle in ((["report", "latest", "--format", "docx"], "unknown report format"),
-                         (["report", "--since", "yesterday"], "not a date"),
+    # An unknown format is refused by the option itself (exit 2, the choices listed), before any DB read.
+    result = runner.invoke(app, ["report", "latest", "--format", "docx", "--db", recorded.url])
+    assert result.exit_code == 2 and "'docx' is not one of 'html', 'pdf', 'md', 'json'" in result.output
+    for args, needle in ((["report", "--since", "yesterday"], "not a date"),
                          (["report"], "give a RUN_ID"),
                          (["report", "run-does-not-exist"], "run-does-not-exist")):
         result = runner.invoke(app, [*args, "--db", recorded.url])

@@ -91,7 +91,7 @@ def test_events_record_the_github_actor_and_workflow(tmp_path: Path, monkeypatch
     url = f"sqlite:///{tmp_path / 'lineage.db'}"
     with LineageStore.open(url) as store:
         run_id = store.create_run(name="r")
-    code, _, err = govern_cli("waive", run_id, "fairness.x", "--by", "dpo", "--reason", "ok",
+    code, _, err = govern_cli("waive", run_id, "fairness.min_ratio.demographic_parity_ratio", "--by", "dpo", "--reason", "ok",
                               "--until", (date.today() + timedelta(days=3)).isoformat(), "--db", url)
     assert code == 0, err
     actors = _actors(url)
@@ -109,7 +109,7 @@ def test_outside_ci_the_os_user_and_host_are_recorded_and_actor_overrides(
     with LineageStore.open(url) as store:
         run_id = store.create_run(name="r")
     assert _actors(url)[0] == {"source": "os", "name": getpass.getuser(), "context": {"host": socket.gethostname()}}
-    code, _, err = govern_cli("--actor", "Compliance Officer Ada", "waive", run_id, "fairness.x", "--by", "ada",
+    code, _, err = govern_cli("--actor", "Compliance Officer Ada", "waive", run_id, "fairness.min_ratio.demographic_parity_ratio", "--by", "ada",
                               "--reason", "ok", "--until", (date.today() + timedelta(days=3)).isoformat(),
                               "--db", url)
     assert code == 0, err
