@@ -45,6 +45,7 @@ STAGES: list[str] = [
     "govern.audits.stages:EvaluationStage",
     "govern.audits.membership:MembershipStage",
     "govern.audits.stages:FairnessStage",
+    "govern.report.model_card:ModelCardStage",
     "govern.signing.stage:SigningStage",
 ]
 
