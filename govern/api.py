@@ -138,7 +138,7 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
             loaded = load_policy(policy)
         elif record.policy_document is not None:
             loaded = policy_from_document(record.policy_document, record.policy_digest or "",
-                                          source=f"stored policy of {record.id}")
+                                          source=f"stored policy of {record.id}", text=record.policy_source)
         else:
             raise GovernError(f"run {record.id} has no policy recorded (it failed before loading one); pass --policy")
         document: dict[str, Any] = dict(store.evidence(record.id))
@@ -155,7 +155,7 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
             decision.decision = "block"
         store.record_decision(record.id, kind="check", decision=decision.decision,
                               policy=PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest,
-                                               document=loaded.document),
+                                               document=loaded.document, source=loaded.source),
                               results=[r.model_dump(mode="json") for r in decision.results])
         _witness(store, "check", record.id)
         return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status,
@@ -338,7 +338,8 @@ def _record_standalone(store: LineageStore, *, kind: str, name: str, stage: str,
     """
     from govern.stage import digest_of
 
-    policy_ref = (PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document)
+    policy_ref = (PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document,
+                            source=loaded.source)
                   if loaded else None)
     run_id = store.create_run(name=name, kind=kind, config=inputs, config_digest=digest_of(inputs), policy=policy_ref)
     exec_id = store.start_stage(run_id, stage, digest_of(inputs))

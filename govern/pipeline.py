@@ -137,7 +137,8 @@ def code_revision() -> str | None:
 
 
 def _policy_ref(loaded: LoadedPolicy) -> PolicyRef:
-    return PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document)
+    return PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document,
+                     source=loaded.source)
 
 
 def _waivers(store: LineageStore, targets: list[str]) -> list[WaiverRef]:
@@ -228,7 +229,7 @@ class Pipeline:
         config = run_config_from_dict(record.config, base, source=f"stored config of {record.id}")
         self.run_id, self.config = record.id, config
         policy = policy_from_document(record.policy_document, record.policy_digest or "",
-                                      source=f"stored policy of {record.id}")
+                                      source=f"stored policy of {record.id}", text=record.policy_source)
         run_dir = Path(record.run_dir) if record.run_dir else Path.cwd() / ".govern" / "runs" / record.id
         self.store.set_run_status(record.id, "running")
         self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})

@@ -128,6 +128,7 @@ class Run(SQLModel, table=True):
     policy_version: str | None = None
     policy_digest: str | None = None
     policy_document: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
+    policy_source: str | None = Field(default=None, sa_type=sa.Text)
     run_dir: str | None = None
     code_revision: str | None = None
     versions: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
@@ -201,6 +202,7 @@ class Decision(SQLModel, table=True):
     policy_version: str
     policy_digest: str
     policy_document: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
+    policy_source: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 

@@ -24,6 +24,8 @@ class PolicyRef(_Record):
     version: str
     digest: str
     document: dict[str, Any] = Field(default_factory=dict)
+    #: The policy file as written (its bytes hash to ``digest``); None for stored policies without one.
+    source: str | None = None
 
 
 class RunRecord(_Record):
@@ -42,6 +44,7 @@ class RunRecord(_Record):
     policy_version: str | None = None
     policy_digest: str | None = None
     policy_document: dict[str, Any] | None = None
+    policy_source: str | None = None
     run_dir: str | None = None
     code_revision: str | None = None
     versions: dict[str, Any] | None = None
@@ -53,7 +56,7 @@ class RunRecord(_Record):
         if self.policy_name is None:
             return None
         return PolicyRef(name=self.policy_name, version=self.policy_version or "", digest=self.policy_digest or "",
-                         document=self.policy_document or {})
+                         document=self.policy_document or {}, source=self.policy_source)
 
 
 class StageRecord(_Record):

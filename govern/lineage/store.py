@@ -480,6 +480,7 @@ class LineageStore:
                     config=config_doc, config_digest=config_digest, config_path=config_path,
                     policy_name=policy.name if policy else None, policy_version=policy.version if policy else None,
                     policy_digest=policy.digest if policy else None, policy_document=policy_doc,
+                    policy_source=policy.source if policy else None,
                     run_dir=run_dir, code_revision=code_revision, versions=dict(versions) if versions else None,
                     parent_run_id=parent_run_id,
                 ))
@@ -571,6 +572,7 @@ class LineageStore:
             self._guard(session, "runs", run_id, run_id)
             run.policy_name, run.policy_version, run.policy_digest = policy.name, policy.version, policy.digest
             run.policy_document = json_document(policy.document)
+            run.policy_source = policy.source
             self._append_event(session, "run.policy", run_id, {
                 "name": policy.name, "version": policy.version, "digest": policy.digest},
                 rows=self._run_row(session, run_id))
@@ -783,7 +785,7 @@ class LineageStore:
             self._require_run(session, run_id)
             row = Decision(run_id=run_id, kind=kind, decision=decision, policy_name=policy.name,
                            policy_version=policy.version, policy_digest=policy.digest,
-                           policy_document=policy_doc, created_at=utcnow())
+                           policy_document=policy_doc, policy_source=policy.source, created_at=utcnow())
             session.add(row)
             session.flush()
             assert row.id is not None

@@ -32,6 +32,8 @@ class LoadedPolicy:
     path: str
     digest: str
     document: dict[str, Any] = field(default_factory=dict)
+    #: The file as written (None when rebuilt from a stored document without its source).
+    source: str | None = None
 
     @property
     def name(self) -> str:
@@ -82,8 +84,10 @@ def load_policy(ref: str | Path) -> LoadedPolicy:
         problems.append(f"{where}rules.{index}.expression (rule '{rule}'): {message}")
     if problems:
         raise PolicyError(path, problems)
-    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return LoadedPolicy(policy=policy, path=str(path), digest=digest, document=data)
+    raw = path.read_bytes()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return LoadedPolicy(policy=policy, path=str(path), digest=digest, document=data,
+                        source=raw.decode("utf-8", errors="replace"))
 
 
 def entity_problems(document: dict[str, Any], node: yaml.Node | None) -> list[str]:
@@ -109,7 +113,8 @@ def entity_problems(document: dict[str, Any], node: yaml.Node | None) -> list[st
     return problems
 
 
-def policy_from_document(document: dict[str, Any], digest: str, source: str = "<stored policy>") -> LoadedPolicy:
+def policy_from_document(document: dict[str, Any], digest: str, source: str = "<stored policy>",
+                         text: str | None = None) -> LoadedPolicy:
     """Rebuild a policy stored in the lineage DB (for ``govern check`` without a file)."""
     from pydantic import ValidationError
 
@@ -117,7 +122,7 @@ def policy_from_document(document: dict[str, Any], digest: str, source: str = "<
         policy = Policy.model_validate(document)
     except ValidationError as exc:
         raise PolicyError(source, validation_problems(exc, None, POLICY_SCHEMA_COMMAND)) from None
-    return LoadedPolicy(policy=policy, path=source, digest=digest, document=document)
+    return LoadedPolicy(policy=policy, path=source, digest=digest, document=document, source=text)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -13,6 +13,7 @@ report goes one step further and shows only counts (by data set, field, entity t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from datetime import UTC, datetime
@@ -87,6 +88,9 @@ class PolicyInfo(ReportModel):
     version: str
     digest: str
     document: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(default=None, description="The policy file as written (YAML with its comments).")
+    source_matches_digest: bool | None = Field(
+        default=None, description="sha256 of the recorded source equals the policy digest (None: no source).")
 
 
 RuleStatus = Literal["pass", "fail", "waived", "skipped", "error"]
@@ -460,8 +464,11 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
 
     policy = None
     if run.policy_name is not None:
+        source = run.policy_source
+        matches = (None if source is None else
+                   "sha256:" + hashlib.sha256(source.encode("utf-8")).hexdigest() == run.policy_digest)
         policy = PolicyInfo(name=run.policy_name, version=run.policy_version or "", digest=run.policy_digest or "",
-                            document=run.policy_document or {})
+                            document=run.policy_document or {}, source=source, source_matches_digest=matches)
     elif final is not None:
         policy = PolicyInfo(name=final.policy_name, version=final.policy_version, digest=final.policy_digest)
 

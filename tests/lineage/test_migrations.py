@@ -35,10 +35,11 @@ def _config(url: str | None = None) -> Config:
 def test_fresh_db_is_migrated_to_head_and_reopening_is_a_no_op(empty_db_url: str,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head == "0001"
+    assert head == "0002"
     with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
         store = LineageStore.open(empty_db_url)
     assert any("Running upgrade  -> 0001" in r.getMessage() for r in caplog.records)
+    assert any("Running upgrade 0001 -> 0002" in r.getMessage() for r in caplog.records)
     try:
         assert store.schema_revision() == head
         assert set(sa.inspect(store.engine).get_table_names()) == TABLES
@@ -74,7 +75,8 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     cfg = _config()
     command.history(cfg)
     history = cfg.stdout.getvalue()  # type: ignore[attr-defined]
-    assert "<base> -> 0001 (head), Initial lineage schema" in history
+    assert "<base> -> 0001, Initial lineage schema" in history
+    assert "0001 -> 0002 (head), Policy source text" in history
 
     url = f"sqlite:///{tmp_path / 'lineage.db'}"
     LineageStore.open(url).close()
@@ -83,5 +85,21 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
     engine.dispose()
     with LineageStore.open(url) as store:
-        assert store.schema_revision() == "0001"
+        assert store.schema_revision() == "0002"
         assert store.verify_chain().ok
+
+
+def test_a_db_at_0001_with_records_upgrades_in_place_and_still_verifies(tmp_path: Path) -> None:
+    """Rows committed before 0002 added ``policy_source`` keep verifying: a commitment covers its own columns."""
+    from govern.lineage import PolicyRef
+
+    url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    with LineageStore.open(url) as store:
+        run_id = store.create_run(name="before", policy=PolicyRef(name="p", version="1", digest="sha256:x"))
+        store.set_run_status(run_id, "completed", decision="pass")
+    command.downgrade(_config(url), "0001")
+    with LineageStore.open(url) as store:  # upgrades to head again
+        assert store.schema_revision() == "0002"
+        report = store.verify_chain()
+        assert report.ok, report.problems
+        assert store.get_run(run_id).policy_source is None

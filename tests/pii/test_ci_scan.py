@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,10 @@ def test_a_folder_is_scanned_recursively_and_an_empty_one_is_an_error(workdir: P
 
     (workdir / "empty").mkdir()
     (workdir / "empty" / "readme.md").write_text("x")
-    done = subprocess.run(["govern", "scan", "empty"], cwd=workdir, capture_output=True, text=True, timeout=120,
+    # The installed entry point, as a user runs it (the venv's bin need not be on PATH under `make test`).
+    govern = shutil.which("govern", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert govern is not None
+    done = subprocess.run([govern, "scan", "empty"], cwd=workdir, capture_output=True, text=True, timeout=120,
                           env={**os.environ})
     assert done.returncode == 2 and "empty: is a directory with no data files" in done.stderr
 

@@ -111,7 +111,8 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
 
     rng = random.Random(seed)
     loaded = load_policy(policy_ref)
-    policy = PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document)
+    policy = PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document,
+                       source=loaded.source)
     data_dir = data_dir or root / "data"
     if not (data_dir / "train.jsonl").exists():
         write_data(data_dir)

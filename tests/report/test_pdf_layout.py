@@ -116,3 +116,17 @@ def test_lineage_graph_labels_fit_their_boxes(recorded: RecordedDB) -> None:
         font.set_text(text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
         width = font.get_width_height()[0] / 64 / 10
         assert width <= _BOX_W - 2 * _PAD + 0.5, f"'{text}' is {width:.1f} px wide in a {_BOX_W - 2 * _PAD} px box"
+
+
+def test_the_report_shows_the_policy_as_written_and_proves_it_is_that_file(recorded: RecordedDB) -> None:
+    from govern.policy import load_policy
+    from govern.report import render
+
+    with LineageStore.open(recorded.url, read_only=True) as store:
+        data = build_report_data(store, recorded.run.run_id)
+    html = render(data, "html").decode()
+    source = load_policy("default").source or ""
+    comment = next(line for line in source.splitlines() if line.startswith("#") and len(line) > 20)
+    assert data.policy is not None and data.policy.source == source and data.policy.source_matches_digest
+    assert "The policy as written" in html and comment.replace('"', "&#34;").replace("'", "&#39;") in html
+    assert "so this is exactly that file" in html
