@@ -53,7 +53,7 @@ from govern.lineage.models import (
 #: to were inserted outside govern. (``audit_events``/``audit_chain_head`` are the chain itself; ``meta``
 #: holds nothing a gate or report reads.)
 COMMITTED_TABLES: dict[str, type[SQLModel]] = {
-    model.__tablename__: model  # type: ignore[misc]
+    str(model.__tablename__): model
     for model in (Run, StageExecution, Artifact, EvidenceRow, Decision, Finding, Waiver, PIIFinding, Signature,
                   Dataset, BaseModelRow)
 }
@@ -66,7 +66,7 @@ def _columns(table: str) -> list[str]:
 
 
 def _primary_key(table: str) -> str:
-    keys = [c.name for c in COMMITTED_TABLES[table].__table__.primary_key.columns]  # type: ignore[attr-defined]
+    keys: list[str] = [str(c.name) for c in COMMITTED_TABLES[table].__table__.primary_key.columns]  # type: ignore[attr-defined]
     assert len(keys) == 1, table
     return keys[0]
 

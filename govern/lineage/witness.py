@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("govern.lineage.witness")
 
-WITNESS_TYPE = "https://govern.dev/witness/v1"
+WITNESS_TYPE: Literal["https://govern.dev/witness/v1"] = "https://govern.dev/witness/v1"
 #: Event hashes listed in one statement at most; a longer stretch is sampled evenly (head always kept).
 MAX_LISTED_EVENTS = 50_000
 

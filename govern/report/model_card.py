@@ -96,16 +96,16 @@ def render_model_card(ctx: StageContext) -> str:
         lines.append("- not evaluated")
     if ev.fairness is not None and ev.fairness.disparities:
         lines += ["", "## Fairness (worst per metric)", ""]
-        worst: dict[str, Any] = {}
+        worst: dict[str, tuple[float, str]] = {}
         for d in ev.fairness.disparities:
             if d.value is None:
                 continue
             keep = worst.get(d.metric)
-            bad = (d.value < keep.value) if d.metric.endswith("ratio") else (keep is None or d.value > keep.value)
-            if keep is None or bad:
-                worst[d.metric] = d
-        for metric, d in sorted(worst.items()):
-            lines.append(f"- {metric}: {_fmt(d.value)} ({d.attribute})")
+            lower_is_worse = d.metric.endswith("ratio")
+            if keep is None or (d.value < keep[0] if lower_is_worse else d.value > keep[0]):
+                worst[d.metric] = (d.value, d.attribute)
+        for metric, (value, attribute) in sorted(worst.items()):
+            lines.append(f"- {metric}: {_fmt(value)} ({attribute})")
     lines += ["", "## Governance", "",
               f"- Policy decision before signing: **{policy.get('decision', 'not yet judged')}** under policy "
               f"`{policy.get('digest') or '—'}`",
