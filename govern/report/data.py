@@ -729,7 +729,9 @@ def verify_command(subject: str, bundle_path: str, method: str, outputs: dict[st
         public_key = (outputs or {}).get("public_key")
         cmd += f" --key {_shell_quote(public_key) if isinstance(public_key, str) else '<public-key.pem>'}"
     elif method == "certificate":
-        cmd += " --certificate <signing-cert.pem>"
+        # Whom to trust is the verifier's choice, not the signer's: the CA chain they trust.
+        chain = (outputs or {}).get("certificate_chain")
+        cmd += f" --cert-chain {_shell_quote(chain) if isinstance(chain, str) else '<trusted-ca-chain.pem>'}"
     elif method == "sigstore":
         cmd += " --identity <signer identity> --issuer <OIDC issuer>"
     return cmd

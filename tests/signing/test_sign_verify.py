@@ -246,3 +246,25 @@ def test_copy_of_signed_model_elsewhere_still_verifies(model_dir: Path, keys: Ke
     moved = tmp_path / "released" / "model-v1"
     shutil.copytree(model_dir, moved)
     assert verify(moved, result.bundle_path, Trust(public_key=keys.public_key)).verified
+
+
+def test_the_reports_verify_command_for_a_certificate_signature_runs(model_dir: Path, pki, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    govern_cli) -> None:
+    """The command a report prints is one `govern verify` accepts: only whom to trust is filled in."""
+    import shlex
+
+    from govern.lineage import LineageStore
+    from govern.report import build_report_data
+
+    bundle = tmp_path / "model.sigstore.json"
+    signed = govern_cli("sign", model_dir, "--key", pki.leaf_key, "--signing-cert", pki.leaf_cert,
+                        "--cert-chain", pki.ca_cert, "--out", bundle, "--format", "json")
+    assert signed.code == 0, signed.err
+    with LineageStore.open(None, read_only=True) as store:
+        (run,) = [r for r in store.list_runs() if r.kind == "sign"]
+        (signature,) = build_report_data(store, run.id).signatures
+    command = shlex.split(signature.verify_command)
+    assert command[:2] == ["govern", "verify"] and "--certificate" not in command
+    command = [str(pki.ca_cert) if part == "<trusted-ca-chain.pem>" else part for part in command]
+    result = govern_cli(*command[1:], "--no-record")
+    assert result.code == 0 and "VERIFIED" in result.out, result.out + result.err
