@@ -16,7 +16,14 @@ from typing import Any
 from govern.config import RunConfig, load_run_config
 from govern.errors import GovernError, NotFoundError, RecordIntegrityError
 from govern.lineage import LineageStore
-from govern.lineage.records import ChainReport, DecisionRecord, PolicyRef, RunRecord, StageRecord
+from govern.lineage.records import (
+    AncestryGraph,
+    ChainReport,
+    DecisionRecord,
+    PolicyRef,
+    RunRecord,
+    StageRecord,
+)
 from govern.pipeline import PipelineListener, RunOutcome, run_pipeline, waiver_targets
 from govern.policy import LoadedPolicy, PolicyDecision, WaiverRef, evaluate, load_policy, policy_from_document
 from govern.stage import Progress
@@ -74,14 +81,18 @@ class RunDetails:
     decision: DecisionRecord | None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     waivers: list[dict[str, Any]] = field(default_factory=list)
+    #: Where the run's model came from (its run's inputs, data sets, base model, policy, parent runs).
+    ancestry: AncestryGraph | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "run": self.run.model_dump(mode="json", exclude={"policy_document"}),
+            "run": self.run.model_dump(mode="json", exclude={"policy_document", "policy_source"}),
             "stages": [s.model_dump(mode="json", exclude={"evidence"}) for s in self.stages],
             "decision": self.decision.model_dump(mode="json") if self.decision else None,
             "artifacts": self.artifacts,
             "waivers": self.waivers,
+            "ancestry": self.ancestry.model_dump(mode="json", exclude={"run", "stages", "policy"})
+            if self.ancestry else None,
         }
 
 
@@ -96,12 +107,15 @@ def show_run(run_id: str, *, db_url: str | None = None) -> RunDetails:
         record = store.get_run(run_id)
         evidence = store.evidence(record.id)
         targets = waiver_targets(record.id, evidence)
+        artifacts = store.artifacts(record.id)
+        model = next((a for a in reversed(artifacts) if a.role == "output" and a.kind in ("model", "adapter")), None)
         return RunDetails(
             run=record,
             stages=store.stage_executions(record.id),
             decision=_latest_decision(store, record.id),
-            artifacts=[a.model_dump(mode="json") for a in store.artifacts(record.id)],
+            artifacts=[a.model_dump(mode="json") for a in artifacts],
             waivers=[w.model_dump(mode="json") for w in store.waivers(targets=targets)],
+            ancestry=store.ancestry(model.sha256) if model is not None else None,
         )
 
 

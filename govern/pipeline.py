@@ -330,6 +330,10 @@ class Pipeline:
             self.store.add_artifacts(ctx.run_id, exec_id, result.artifacts)
         if result.pii_findings:
             self.store.add_pii_findings(ctx.run_id, result.pii_findings)
+        if result.base_model is not None:
+            base = result.base_model
+            self.store.link_base_model(ctx.run_id, self.store.upsert_base_model(name=base.name, path=base.path,
+                                                                                digest=base.digest))
         for signature in result.outputs.get("signatures", []):
             self.store.add_signature(ctx.run_id, **signature)
         evidence_json = result.evidence.model_dump(mode="json")

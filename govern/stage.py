@@ -43,6 +43,14 @@ class ArtifactOut(BaseModel):
     rows: int | None = None
 
 
+class BaseModelOut(BaseModel):
+    """The pre-trained model a run started from, for the lineage DB's base-model record."""
+
+    name: str
+    path: str
+    digest: str
+
+
 class PIIFindingRow(BaseModel):
     """One PII finding as stored: location, type, score, keyed hash. Never the matched text."""
 
@@ -118,6 +126,8 @@ class StageResult:
     #: JSON-serialisable values later stages read (e.g. ``{"train_path": ".../train.redacted.jsonl"}``)
     outputs: dict[str, Any] = field(default_factory=dict)
     pii_findings: list[PIIFindingRow] = field(default_factory=list)
+    #: The base model the stage started from (recorded once per name and digest, linked to the run).
+    base_model: BaseModelOut | None = None
 
 
 @runtime_checkable

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from govern.errors import StageError
-from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.stage import (
+    ArtifactOut,
+    BaseModelOut,
+    StageContext,
+    StageResult,
+    artifact_for,
+    digest_of,
+    file_sha256,
+)
 from govern.training.checkpoints import EVENT_KIND, CheckpointRecord
 from govern.training.trainer import DataFile, TrainingSpec, train
 
@@ -118,7 +126,11 @@ class TrainingStage:
             artifacts.append(artifact_for(base, evidence.base_model.get("name") or base.name, "model", role="input"))
             if outcome.final_checkpoint is not None:
                 artifacts.append(artifact_for(outcome.final_checkpoint, f"checkpoint-{evidence.steps}", "checkpoint"))
-        return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs)
+        base_model = BaseModelOut(name=str(evidence.base_model.get("name") or outcome.base_model_path.name),
+                                  path=str(outcome.base_model_path / outcome.gguf_file if outcome.gguf_file
+                                           else outcome.base_model_path),
+                                  digest=outcome.base_model_digest)
+        return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs, base_model=base_model)
 
 
 class LineageCheckpointChain:

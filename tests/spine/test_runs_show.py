@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+from govern.data.stage import DataStage
 from govern.lineage import LineageStore
+from govern.pipeline import Pipeline
 from tests.report.populate import record_governed_run
+from tests.spine.helpers import write_project
+from tests.spine.stages import EvidenceStage, training_evidence
 
 
 def test_runs_show_after_a_stricter_check_states_the_check_decision_and_its_policy(
@@ -37,3 +42,30 @@ def test_runs_show_after_a_stricter_check_states_the_check_decision_and_its_poli
     text = " ".join(out.split())
     assert "decision=warn (final," in text and "at run time" not in text
     assert [line.split()[1] for line in out.splitlines() if line.startswith("policy ")] == ["default"]
+
+
+def test_runs_show_gives_the_models_ancestry_and_the_base_model_is_recorded(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
+    """`runs show` answers "where did this model come from": data sets, base model, parents, signatures."""
+    import json
+
+    from govern.stage import BaseModelOut, StageContext, StageResult
+
+    class TrainsFromABaseModel(EvidenceStage):
+        def run(self, ctx: StageContext) -> StageResult:
+            result = super().run(ctx)
+            result.base_model = BaseModelOut(name="tiny-base", path="/models/tiny", digest="sha256:" + "ab" * 32)
+            return result
+
+    cfg = write_project(workdir, policy="dev")
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        outcome = Pipeline(store, stages=[DataStage(), TrainsFromABaseModel("training", training_evidence())]).start(cfg)
+        run = store.get_run(outcome.run_id)
+        assert run.base_model_id is not None
+        assert store.base_model(run.base_model_id).name == "tiny-base"
+    code, out, err = govern_cli("runs", "show", outcome.run_id, "--format", "json")
+    assert code == 0, err
+    ancestry = json.loads(out)["ancestry"]
+    assert ancestry["artifact"]["kind"] == "model" and ancestry["base_model"]["digest"] == "sha256:" + "ab" * 32
+    assert len(ancestry["datasets"]) == 2  # train and eval, by content fingerprint
+    code, out, _ = govern_cli("runs", "show", outcome.run_id)
+    assert code == 0 and "model ancestry" in out and "tiny-base" in out
