@@ -12,6 +12,10 @@ Backends: SQLite (default, ``.govern/lineage.db`` under the working directory) a
   the database stays locked; schema migrations are serialised by a file lock next to the DB file.
 - PostgreSQL: every write transaction takes ``pg_advisory_xact_lock`` first; migrations are serialised by a
   session-level ``pg_advisory_lock``.
+
+Where the rest lives: engines and migrations in :mod:`govern.lineage.engines`, the chain's links in
+:mod:`govern.lineage.chain`, row commitments in :mod:`govern.lineage.integrity`, witnessed heads in
+:mod:`govern.lineage.witness`. This module keeps the one class that reads and writes.
 """
 
 from __future__ import annotations
@@ -23,13 +27,11 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from filelock import FileLock
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict, ValidationError
 from sqlalchemy.engine import URL, Engine, make_url
@@ -39,6 +41,15 @@ from sqlalchemy.orm import Session
 from govern.actor import Actor, current_actor
 from govern.config import canonical_json
 from govern.errors import LineageError, NotFoundError
+from govern.lineage.chain import GENESIS_HASH, event_hash, event_hash_text
+from govern.lineage.engines import (
+    PG_WRITE_LOCK,
+    is_lock_error,
+    migrate,
+    reason,
+    require_schema,
+    sqlite_engines,
+)
 from govern.lineage.integrity import (
     COMMITTED_TABLES,
     Commitment,
@@ -93,14 +104,6 @@ DECISION_KINDS = frozenset({"gate", "final", "check"})
 FINDING_STATUSES = frozenset({"pass", "fail", "waived", "skipped", "error"})
 SIGNATURE_KINDS = frozenset({"model", "provenance", "audit", "report"})
 
-#: ``prev_hash`` of the first audit event (must match migration 0001).
-GENESIS_HASH = "0" * 64
-#: pg_advisory_xact_lock key serialising writers (ASCII "govern" as an integer).
-_PG_WRITE_LOCK = 0x676F7665726E
-#: pg_advisory_lock key serialising schema migrations.
-_PG_MIGRATE_LOCK = 0x676F7665726F
-_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-_SQLITE_BUSY_TIMEOUT_S = 60.0
 #: ``meta`` key set once every row of the DB is committed to by an audit event (fast path only).
 _COMMITMENTS_FLAG = "row_commitments"
 #: Tables whose rows belong to no single run.
@@ -127,42 +130,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _event_time(value: datetime) -> str:
-    """The canonical text of an event's timestamp inside its hash (microseconds, UTC)."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_hash(prev_hash: str, event_id: int, created_at: datetime, kind: str, run_id: str | None,
-               payload: Any) -> str:
-    """``sha256(prev_hash + canonical_json(content))`` — the link of the audit chain."""
-    content = {"id": event_id, "created_at": _event_time(created_at), "kind": kind, "run_id": run_id,
-               "payload": payload}
-    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
-
-
-def event_hash_text(prev_hash: str, event_id: int, created_at: datetime, kind: str, run_id: str | None,
-                    payload_json: str) -> str:
-    """:func:`event_hash` over the payload's stored canonical text, without parsing and re-serialising it.
-
-    The same bytes as ``canonical_json(content)`` (keys sorted: created_at, id, kind, payload, run_id) when
-    ``payload_json`` is canonical — which is how govern stores it; a stored text that is not (an edit) hashes
-    differently, as it should. Verification hashes every event, so this is its hot path."""
-    dump = json.dumps
-    text = (f'{{"created_at":{dump(_event_time(created_at), ensure_ascii=False)},"id":{int(event_id)},'
-            f'"kind":{dump(kind, ensure_ascii=False)},"payload":{payload_json},'
-            f'"run_id":{dump(run_id, ensure_ascii=False)}}}')
-    return hashlib.sha256((prev_hash + text).encode()).hexdigest()
-
-
 def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(json_document(value)).encode()).hexdigest()
-
-
-def _is_lock_error(exc: BaseException) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return ("database is locked" in text or "database table is locked" in text or "busy" in text
-            or "deadlock detected" in text or "could not serialize" in text)
 
 
 class _FindingIn(PydanticModel):
@@ -218,7 +187,7 @@ class LineageStore:
                                f"postgresql+psycopg://USER@HOST/DB): {exc}") from None
         backend = sa_url.get_backend_name()
         if backend == "sqlite":
-            write_engine, read_engine = _sqlite_engines(sa_url, read_only=read_only)
+            write_engine, read_engine = sqlite_engines(sa_url, read_only=read_only)
         elif backend == "postgresql":
             if sa_url.drivername == "postgresql":
                 sa_url = sa_url.set(drivername="postgresql+psycopg")
@@ -230,13 +199,13 @@ class LineageStore:
         store = cls(sa_url, write_engine, read_engine, read_only=read_only, actor=actor)
         try:
             if read_only:
-                store._require_schema()
+                require_schema(store._read_engine, store.display_url)
             else:
-                store._migrate()
+                migrate(store._url, store._backend, store._write_engine)
                 store._adopt_uncommitted_rows()
         except (OperationalError, DBAPIError) as exc:
             store.close()
-            raise LineageError(f"cannot open lineage DB {store.display_url}: {_reason(exc)}") from None
+            raise LineageError(f"cannot open lineage DB {store.display_url}: {reason(exc)}") from None
         except OSError as exc:
             store.close()
             raise LineageError(f"cannot open lineage DB {store.display_url}: {exc}") from None
@@ -295,84 +264,12 @@ class LineageStore:
 
         self._write(work)
 
-    def _require_schema(self) -> None:
-        """A read-only open: the DB must exist and be a govern lineage DB at this govern's schema."""
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        with self._read_engine.connect() as conn:
-            if "alembic_version" not in sa.inspect(conn).get_table_names():
-                raise LineageError(f"{self.display_url} is not a govern lineage DB (no govern schema in it)")
-        revision = self.schema_revision()
-        if revision != head:
-            raise LineageError(f"lineage DB {self.display_url} is at schema revision {revision}, this govern "
-                               f"expects {head}: run a recording command (e.g. `govern check`) to upgrade it")
-
     def schema_revision(self) -> str | None:
         """The Alembic revision the DB is at (``None`` for an empty DB)."""
         from alembic.runtime.migration import MigrationContext
 
         with self._read_engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
-
-    def _migrate(self) -> None:
-        from alembic import command
-        from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
-        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-
-        def current(conn: sa.Connection) -> str | None:
-            return MigrationContext.configure(conn).get_current_revision()
-
-        def upgrade(conn: sa.Connection) -> None:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-
-        if self._backend == "sqlite":
-            database = self._url.database
-            lock: Any = _null_lock()
-            if database and database != ":memory:":
-                lock = FileLock(f"{database}.lock", timeout=300)
-            with lock:
-                migrate_engine = sa.create_engine(self._url, poolclass=sa.pool.NullPool,
-                                                  connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
-                try:
-                    with migrate_engine.connect() as conn:
-                        if database and database != ":memory:":
-                            # Persistent: readers never block the writer, nor the writer readers.
-                            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-                        if current(conn) != head:
-                            upgrade(conn)
-                            conn.commit()
-                finally:
-                    migrate_engine.dispose()
-            if database in (None, "", ":memory:"):
-                # An in-memory DB lives in the one pooled connection: migrate through it.
-                with self._write_engine.connect() as conn:
-                    if current(conn) != head:
-                        upgrade(conn)
-                        conn.commit()
-        else:
-            with self._write_engine.connect() as conn:
-                if current(conn) == head:
-                    return
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
-                conn.commit()
-                try:
-                    if current(conn) != head:
-                        upgrade(conn)
-                    conn.commit()
-                finally:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATE_LOCK})
-                    conn.commit()
 
     # ------------------------------------------------------------------------------ transactions
     def _write(self, work: Callable[[Session], T]) -> T:
@@ -384,11 +281,11 @@ class LineageStore:
             try:
                 with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                     if self._backend == "postgresql":
-                        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK})
                     return work(session)
             except OperationalError as exc:
-                if not _is_lock_error(exc) or attempt == _WRITE_ATTEMPTS - 1:
-                    raise LineageError(f"lineage DB {self.display_url}: {_reason(exc)}") from None
+                if not is_lock_error(exc) or attempt == _WRITE_ATTEMPTS - 1:
+                    raise LineageError(f"lineage DB {self.display_url}: {reason(exc)}") from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
@@ -398,7 +295,7 @@ class LineageStore:
             with Session(self._read_engine, expire_on_commit=False) as session, session.begin():
                 return work(session)
         except OperationalError as exc:
-            raise LineageError(f"lineage DB {self.display_url}: {_reason(exc)}") from None
+            raise LineageError(f"lineage DB {self.display_url}: {reason(exc)}") from None
 
     def _append_event(self, session: Session, kind: str, run_id: str | None, payload: Any,
                       rows: dict[str, list[Any]] | None = None) -> int:
@@ -1362,73 +1259,6 @@ def _rows(result: Iterable[T]) -> Iterator[T]:
 def _waiver_record(w: Waiver) -> WaiverRecord:
     return WaiverRecord(id=w.id or 0, target=w.target, rule_id=w.rule_id, by=w.granted_by, reason=w.reason,
                         until=w.until, created_at=w.created_at)
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextmanager
-def _null_lock() -> Iterator[None]:
-    yield None
-
-
-def _sqlite_engines(url: URL, *, read_only: bool = False) -> tuple[Engine, Engine]:
-    """Two engines over one SQLite file: writes begin ``IMMEDIATE`` (take the write lock up front, so two
-    writers never deadlock upgrading read locks); reads begin deferred (WAL readers never block).
-
-    Read-only: the file must exist (nothing is created, not even its folder) and SQLite opens it with
-    ``mode=ro``, so no command that only reads can change the DB."""
-    database = url.database
-    if read_only:
-        if not database or database == ":memory:":
-            raise LineageError("a read-only command needs an existing lineage DB file, not an in-memory one")
-        path = Path(database).expanduser()
-        if not path.is_file():
-            raise LineageError(f"no lineage DB at {path} (check --db / GOVERN_DB_URL; nothing was created)")
-        engine = _sqlite_engine(url, immediate=False, read_only_path=path)
-        return engine, engine
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engines = (_sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False))
-        return engines
-    # In-memory: one shared connection, used for both.
-    engine = _sqlite_engine(url, immediate=True, memory=True)
-    return engine, engine
-
-
-def _sqlite_engine(url: URL, *, immediate: bool, memory: bool = False, read_only_path: Path | None = None) -> Engine:
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}}
-    if memory:
-        kwargs["poolclass"] = sa.pool.StaticPool
-    if read_only_path is not None:
-        import sqlite3
-        from urllib.parse import quote
-
-        uri = f"file:{quote(str(read_only_path.resolve()))}?mode=ro"
-        kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S,
-                                                    check_same_thread=False)
-        kwargs.pop("connect_args")
-    engine = sa.create_engine(url, **kwargs)
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy (not the sqlite3 module) emit BEGIN, so we can choose IMMEDIATE.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        if read_only_path is None:
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 __all__ = [

@@ -148,7 +148,7 @@ class LineageCheckpointChain:
         self.store.append_event(EVENT_KIND, run_id=self.run_id, payload=record.model_dump(mode="json"))
 
     def records(self) -> list[CheckpointRecord]:
-        from govern.lineage.store import event_hash
+        from govern.lineage.chain import event_hash
 
         out = []
         for event in self.store.events(self.run_id):
