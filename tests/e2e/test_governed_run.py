@@ -58,7 +58,7 @@ def test_governed_run_end_to_end_then_audit_from_the_db(quick_project: Path, wor
     stages = {s["name"]: s["status"] for s in outcome["stages"]}
     assert stages == {"data": "completed", "pii": "completed", "canaries": "skipped", "training": "completed",
                       "evaluation": "completed", "membership": "completed", "fairness": "completed",
-                      "signing": "completed"}
+                      "model_card": "completed", "signing": "completed"}
     run_id = outcome["run_id"]
 
     code, out, _ = govern_cli("runs", "show", run_id, "--format", "json")
