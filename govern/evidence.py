@@ -144,6 +144,9 @@ class TrainingEvidence(EvidenceModel):
     label_names: list[str] = Field(default_factory=list)
     canaries_inserted: int = Field(default=0, description="Audit canary records appended to the training set.")
     checkpoints_written: int = 0
+    model_digest: str | None = Field(
+        default=None, description="Tree sha256 of the model folder this stage wrote (as in the lineage DB's "
+                                  "artifacts); the evaluation, membership and fairness evidence name it too.")
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -166,6 +169,9 @@ class EvaluationEvidence(EvidenceModel):
     tokens: int | None = Field(default=None, description="causal-lm: predicted tokens the loss averages over.")
     device: str | None = None
     duration_s: float = 0.0
+    model_digest: str | None = Field(
+        default=None, description="Tree sha256 of the model folder whose predictions these are (as in the lineage DB's "
+                                  "artifacts): the model these numbers are about.")
 
 
 # ---------------------------------------------------------------------------------------- fairness
@@ -225,6 +231,9 @@ class FairnessEvidence(EvidenceModel):
         default_factory=list, description="one_vs_rest: every class's disparities (`disparities` holds the worst)."
     )
     duration_s: float = 0.0
+    model_digest: str | None = Field(
+        default=None, description="Tree sha256 of the model folder whose predictions were audited (as in the lineage DB's "
+                                  "artifacts): the model these numbers are about.")
 
 
 # -------------------------------------------------------------------------------------- membership
@@ -311,6 +320,9 @@ class MembershipEvidence(EvidenceModel):
     nonmembers_source: str | None = None
     notes: list[str] = Field(default_factory=list, description="Caveats, e.g. FPR budgets too small for the sample.")
     duration_s: float = 0.0
+    model_digest: str | None = Field(
+        default=None, description="Tree sha256 of the model folder that was attacked (as in the lineage DB's "
+                                  "artifacts): the model these numbers are about.")
 
 
 # ----------------------------------------------------------------------------------------- signing

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from govern.config import RunConfig, canonical_json
+from govern.errors import StageError
 from govern.evidence import Evidence, EvidenceModel
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class StageContext:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     db_url: str = ""
     progress: Progress = field(default_factory=NullProgress)
+    #: model folder → (stat signature of its files, tree sha256): one hash per folder per process, and a
+    #: fresh one whenever a file's size, mtime or inode changes (see :func:`trained_model_digest`).
+    digest_cache: dict[str, tuple[tuple[Any, ...], str]] = field(default_factory=dict, repr=False)
 
     def data_paths(self) -> dict[str, Any]:
         """The data set later stages must read: the PII stage's redacted copy when it made one,
@@ -196,3 +200,46 @@ def artifact_for(path: Path, name: str, kind: ArtifactKind, role: Literal["input
         size = path.stat().st_size
     return ArtifactOut(name=name, kind=kind, path=str(path), sha256=tree_sha256(path), size_bytes=size,
                        role=role, **extra)
+
+
+def _stat_signature(root: Path) -> tuple[Any, ...]:
+    files = sorted(q for q in root.rglob("*") if q.is_file()) if root.is_dir() else [root]
+    return tuple((p.relative_to(root).as_posix() if root.is_dir() else p.name, st.st_size, st.st_mtime_ns, st.st_ino)
+                 for p in files for st in (p.stat(),))
+
+
+def trained_model_digest(ctx: StageContext) -> str | None:
+    """Tree sha256 of the trained model folder *as it is on disk now* (``None`` when training left none).
+
+    Every stage that consumes the model puts this in its input digest, so ``--resume`` never reuses a
+    result computed on another model: not after training re-ran, and not after someone replaced the
+    folder's files between kill and resume (the digest training recorded would then be stale). Within one
+    process the digest is cached per folder and recomputed whenever a file's size, mtime or inode changes;
+    a resume is a new process and always reads the bytes again (cost: one pass over the model per resume —
+    milliseconds for a LoRA adapter, about a second per GB for a full fine-tune)."""
+    model_dir = (ctx.outputs.get("training") or {}).get("model_dir")
+    if not model_dir or not Path(model_dir).exists():
+        return None
+    root = Path(model_dir)
+    signature = _stat_signature(root)
+    cached = ctx.digest_cache.get(str(root))
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    digest = tree_sha256(root)
+    ctx.digest_cache[str(root)] = (signature, digest)
+    return digest
+
+
+def judged_model_digest(ctx: StageContext, stage: str) -> str:
+    """The digest of the model a stage is about to judge (or sign): the bytes on disk, refused when they are
+    not the model the training stage recorded — a replaced model folder must never be judged, or signed,
+    under this run's name."""
+    training = ctx.outputs.get("training") or {}
+    digest = trained_model_digest(ctx)
+    if digest is None:
+        raise StageError(stage, "no trained model: the training stage did not run or left no model_dir")
+    recorded = training.get("model_digest")
+    if recorded is not None and recorded != digest:
+        raise StageError(stage, f"the model folder {training['model_dir']} changed after the training stage wrote "
+                                f"it (recorded sha256 {recorded}, on disk {digest}): restore it, or start a new run")
+    return digest

@@ -53,7 +53,7 @@ from govern.audits.canaries import (
 )
 from govern.errors import DataError, StageError
 from govern.evidence import AttackResult, CanaryAudit, LiraDetails, MembershipEvidence, TprAtFpr
-from govern.stage import StageContext, StageResult, digest_of
+from govern.stage import StageContext, StageResult, digest_of, judged_model_digest, trained_model_digest
 
 if TYPE_CHECKING:
     from govern.policy.schema import MembershipPolicy
@@ -696,8 +696,9 @@ class MembershipStage:
 
     def input_digest(self, ctx: StageContext) -> str:
         training = ctx.outputs.get("training") or {}
-        return digest_of("membership/1", ctx.config.audits.membership, ctx.policy.membership,
-                         training.get("model_dir"), training.get("model_digest"), ctx.data_paths(),
+        # The attacked model's bytes on disk (what training recorded may be stale after a replaced folder).
+        return digest_of("membership/2", ctx.config.audits.membership, ctx.policy.membership,
+                         training.get("model_dir"), trained_model_digest(ctx), ctx.data_paths(),
                          (ctx.outputs.get("canaries") or {}).get("pool_path"))
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -708,6 +709,7 @@ class MembershipStage:
         training = ctx.outputs.get("training")
         if not training or not training.get("model_dir"):
             raise StageError(STAGE, "no trained model: the training stage did not run or produced no model_dir")
+        model_digest = judged_model_digest(ctx, STAGE)
         task = training.get("task") or ctx.config.task
         model_dir = Path(training["model_dir"])
         base_path = training.get("base_model_path")
@@ -789,6 +791,7 @@ class MembershipStage:
                                   canaries=canaries, members_source="train", nonmembers_source="eval",
                                   duration_s=time.perf_counter() - started)
         evidence.lira = lira_details
+        evidence.model_digest = model_digest
         from govern.stage import artifact_for
 
         return StageResult(evidence=evidence, artifacts=[artifact_for(scores_path, "membership-scores", "predictions")],

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from govern.errors import DataError, StageError
-from govern.stage import StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.stage import (
+    StageContext,
+    StageResult,
+    artifact_for,
+    digest_of,
+    file_sha256,
+    judged_model_digest,
+    trained_model_digest,
+)
 
 PREDICTIONS_FILE = "predictions.parquet"
 #: Columns of the predictions file; sensitive columns keep their own names next to them.
@@ -50,7 +58,10 @@ class EvaluationStage:
     def input_digest(self, ctx: StageContext) -> str:
         paths = ctx.data_paths()
         d = ctx.config.data
-        return digest_of(self.name, ctx.outputs.get("training", {}), file_sha256(Path(paths["eval_path"])),
+        # The model's bytes on disk, not only what the training stage said it wrote: a resume after training
+        # re-ran, or after the folder was replaced, must score the model that is there now.
+        return digest_of(self.name, ctx.outputs.get("training", {}), trained_model_digest(ctx),
+                         file_sha256(Path(paths["eval_path"])),
                          ctx.config.task, d.text_column, d.label_column, d.id_column, d.prompt_column,
                          d.completion_column, d.sensitive_columns, ctx.config.training.max_length)
 
@@ -62,6 +73,7 @@ class EvaluationStage:
         training = ctx.outputs.get("training")
         if not training or not training.get("model_dir"):
             raise StageError(self.name, "no trained model: the training stage did not run or left no model_dir")
+        model_digest = judged_model_digest(ctx, self.name)
         started = time.perf_counter()
         cfg, data = ctx.config, ctx.config.data
         task = training.get("task") or cfg.task
@@ -116,10 +128,12 @@ class EvaluationStage:
         _write_parquet(out_path, columns, data.sensitive_columns)
         evidence.device = device
         evidence.duration_s = time.perf_counter() - started
+        evidence.model_digest = model_digest
         return StageResult(
             evidence=evidence,
             artifacts=[artifact_for(out_path, "predictions", "predictions", rows=len(records))],
-            outputs={"predictions_path": str(out_path), "label_names": label_names, "task": task},
+            outputs={"predictions_path": str(out_path), "label_names": label_names, "task": task,
+                     "model_digest": model_digest},
         )
 
     @staticmethod
@@ -208,7 +222,10 @@ class FairnessStage:
     def input_digest(self, ctx: StageContext) -> str:
         evaluation = ctx.outputs.get("evaluation", {})
         path = evaluation.get("predictions_path")
+        # The predictions' bytes and the model they came from: equal predictions from another model are
+        # still another model's audit.
         return digest_of(self.name, file_sha256(Path(path)) if path and Path(path).exists() else None,
+                         evaluation.get("model_digest"),
                          ctx.config.audits.fairness, ctx.config.data.sensitive_columns,
                          ctx.policy.fairness.min_group_size)
 
@@ -241,6 +258,7 @@ class FairnessStage:
                                     max_intersection_size=cfg.max_intersection_size,
                                     bootstrap=cfg.bootstrap, seed=cfg.seed,
                                     ci_level=cfg.ci_level)
+        evidence.model_digest = evaluation.get("model_digest")
         return StageResult(evidence=evidence,
                            artifacts=[artifact_for(path, "predictions", "predictions", role="input",
                                                    rows=len(frame))])

@@ -151,6 +151,14 @@ class StageInfo(ReportModel):
     duration_s: float | None = None
     input_digest: str
     error: str | None = None
+    model_digest: str | None = Field(
+        default=None, description="Tree sha256 of the model folder this execution wrote (training), judged "
+                                  "(evaluation, membership, fairness) or signed (signing), as its evidence names it.")
+
+
+#: Stages whose evidence is about one trained model, and what they did with it.
+MODEL_STAGES: dict[str, str] = {"training": "wrote", "evaluation": "judged", "membership": "judged",
+                                "fairness": "judged", "signing": "signed"}
 
 
 class ArtifactInfo(ReportModel):
@@ -362,6 +370,32 @@ class ReportData(ReportModel):
             return f"The {stage} stage {status} before producing evidence."
         return f"The {stage} stage recorded no evidence."
 
+    def judged_model_digests(self) -> dict[str, str | None]:
+        """Stage → digest of the model its evidence in this report is about (the latest completed execution)."""
+        out: dict[str, str | None] = {}
+        for s in self.stages:
+            if s.stage in MODEL_STAGES and s.status == "completed":
+                out[s.stage] = s.model_digest
+        return out
+
+    def model_digest_problems(self) -> list[str]:
+        """Audits or a signature about a model other than the one training wrote (or naming none): each one
+        means that number is not evidence about the model this report is for."""
+        digests = self.judged_model_digests()
+        trained = digests.get("training")
+        if trained is None:
+            return []
+        problems = []
+        for stage, digest in digests.items():
+            if stage == "training":
+                continue
+            if digest is None:
+                problems.append(f"{stage}: its evidence names no model digest (recorded by an older govern)")
+            elif digest != trained:
+                problems.append(f"{stage}: {MODEL_STAGES[stage]} model {digest[:16]}…, not the model training "
+                                f"wrote ({trained[:16]}…)")
+        return problems
+
 
 # ------------------------------------------------------------------------------------------ assembly
 def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None = None) -> ReportData:
@@ -450,6 +484,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         StageInfo(
             stage=e.stage, status=e.status, started_at=e.started_at, ended_at=e.ended_at,
             duration_s=_seconds(e.started_at, e.ended_at), input_digest=e.input_digest, error=e.error,
+            model_digest=_model_digest_of(e.stage, e.evidence, e.outputs),
         )
         for e in executions
     ]
@@ -824,3 +859,14 @@ def _lineage_graph(run_id: str, run_name: str, executions: list[Any], artifacts:
                                  detail=s.bundle_path))
         g.edges.append(GraphEdge(source=node, target=by_digest.get(s.subject_digest, run_node), relation="signs"))
     return g
+
+
+def _model_digest_of(stage: str, evidence: dict[str, Any] | None, outputs: dict[str, Any] | None) -> str | None:
+    """The model digest a stage execution's evidence names (its outputs for stages that record it there)."""
+    if stage not in MODEL_STAGES:
+        return None
+    for doc in (evidence, outputs):
+        value = (doc or {}).get("model_digest")
+        if isinstance(value, str) and value:
+            return value
+    return None

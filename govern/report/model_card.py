@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from govern.evidence import EvidenceModel
-from govern.stage import StageContext, StageResult, artifact_for, digest_of
+from govern.stage import StageContext, StageResult, artifact_for, digest_of, trained_model_digest
 
 
 class ModelCardEvidence(EvidenceModel):
@@ -32,7 +32,8 @@ class ModelCardStage:
         return bool((ctx.outputs.get("training") or {}).get("model_dir"))
 
     def input_digest(self, ctx: StageContext) -> str:
-        return digest_of("model_card/1", render_model_card(ctx))
+        # The card names the model's digest as it is on disk, so a changed model means a new card.
+        return digest_of("model_card/2", render_model_card(ctx))
 
     def run(self, ctx: StageContext) -> StageResult:
         model_dir = Path(str((ctx.outputs.get("training") or {})["model_dir"]))
@@ -73,6 +74,9 @@ def render_model_card(ctx: StageContext) -> str:
                   f"- Base model: {base.get('name', '—')} ({base.get('source') or 'source not stated'}; licence "
                   f"{base.get('licence') or 'not stated'}); digest `{base.get('digest', '—')}`",
                   f"- Trained on {training.n_train} records for {training.steps} steps"]
+    digest = trained_model_digest(ctx)
+    if digest is not None:  # the card describes these bytes: the same tree sha256 the audits and signature name
+        lines.append(f"- Model digest (tree sha256 of the model folder): `{digest}`")
     lines += ["", "## Privacy", ""]
     if training is not None and training.dp_enabled:
         eps = training.epsilon.get(training.accountant or "rdp") if training.epsilon else None

@@ -26,7 +26,15 @@ from govern.evidence import SigningEvidence
 from govern.signing.keys import public_key_fingerprint
 from govern.signing.provenance import audit_predicate, build_provenance, sign_statement
 from govern.signing.signing import Signer, SignerConfig, sign_model
-from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of
+from govern.stage import (
+    ArtifactOut,
+    StageContext,
+    StageResult,
+    artifact_for,
+    digest_of,
+    judged_model_digest,
+    trained_model_digest,
+)
 
 log = logging.getLogger("govern.signing")
 
@@ -126,7 +134,8 @@ class SigningStage:
     def input_digest(self, ctx: StageContext) -> str:
         doc = ctx.evidence.document()
         doc.pop("signing", None)
-        return digest_of(ctx.config.signing, ctx.outputs.get("training") or {}, doc,
+        # The bytes to be signed as they are on disk now: a reused signature must be over this very model.
+        return digest_of(ctx.config.signing, ctx.outputs.get("training") or {}, trained_model_digest(ctx), doc,
                          (ctx.outputs.get("policy") or {}).get("decision"))
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -134,6 +143,7 @@ class SigningStage:
             model_dir = Path((ctx.outputs.get("training") or {})["model_dir"])
         except KeyError:
             raise StageError(self.name, "no trained model to sign: the training stage produced no model_dir") from None
+        judged_model_digest(ctx, self.name)  # only the folder training wrote (and the audits judged) is signed
         out_dir = ctx.stage_dir(self.name)
         cfg = ctx.config.signing
         try:

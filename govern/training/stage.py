@@ -112,8 +112,12 @@ class TrainingStage:
         artifacts: list[ArtifactOut] = []
         if outcome.model_dir is not None:  # rank 0 only under torchrun
             model_dir = outcome.model_dir
-            artifacts.append(artifact_for(model_dir, f"{ctx.config.name}-{cfg.method}",
-                                          "adapter" if cfg.method == "lora" else "model"))
+            model = artifact_for(model_dir, f"{ctx.config.name}-{cfg.method}", "adapter" if cfg.method == "lora"
+                                 else "model")
+            artifacts.append(model)
+            # Hashed once, as the model is written: what every later stage checks the folder against
+            # before it judges or signs it (govern.stage.judged_model_digest).
+            outputs["model_digest"] = evidence.model_digest = model.sha256
             tokenizer_file = next((model_dir / n for n in ("tokenizer.json", "tokenizer_config.json")
                                    if (model_dir / n).is_file()), None)
             if tokenizer_file is not None:

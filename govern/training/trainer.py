@@ -36,7 +36,7 @@ from torch import nn
 from govern.config import TrainingConfig, canonical_json
 from govern.errors import ConfigError, DataError, StageError
 from govern.evidence import TrainingEvidence, TrainingPoint
-from govern.stage import NullProgress, Progress
+from govern.stage import NullProgress, Progress, file_sha256
 from govern.training import accounting
 from govern.training import checkpoints as ckpt
 from govern.training.encoding import (
@@ -91,12 +91,17 @@ class TrainingSpec(BaseModel):
     allow_non_private: bool = Field(default=False, description="The policy allows training without DP.")
     max_delta: float | None = Field(default=None, description="The policy's δ cap: the default δ stays below it.")
 
-    def fingerprint(self) -> str:
-        """What a checkpoint must match to be resumed from (not the output folder)."""
+    def fingerprint(self, base_digest: str | None = None) -> str:
+        """What a checkpoint must match to be resumed from: the recipe and the bytes it trains on — each
+        training file's contents and the base model's digest — not only their paths (not the output folder).
+
+        A checkpoint written before one training record changed is another model's: continuing it would
+        produce weights trained on the old data under evidence describing the new data."""
         import hashlib
 
         data = self.model_dump(mode="json", exclude={"output_dir"})
-        return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
+        contents = [file_sha256(Path(f.path)) for f in self.train_files]
+        return "sha256:" + hashlib.sha256(canonical_json([data, contents, base_digest]).encode()).hexdigest()
 
 
 @dataclass
@@ -266,7 +271,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                                                            dp.accountant)
 
     # ---- resume?
-    fingerprint = spec.fingerprint()
+    fingerprint = spec.fingerprint(digest)
     chain = chain if rank == 0 else None  # rank 0 alone writes checkpoints (and governs)
     resume = ckpt.resumable_checkpoint(out_dir, chain)
     if resume is not None and resume.state.get("fingerprint") != fingerprint:
