@@ -15,17 +15,11 @@ from typing import Any
 
 from govern.config import RunConfig, load_run_config
 from govern.errors import GovernError, NotFoundError, RecordIntegrityError
+from govern.gate import decide, policy_ref, run_waiver_targets, settle, stored_document
 from govern.lineage import LineageStore
-from govern.lineage.records import (
-    AncestryGraph,
-    ChainReport,
-    DecisionRecord,
-    PolicyRef,
-    RunRecord,
-    StageRecord,
-)
-from govern.pipeline import PipelineListener, RunOutcome, run_pipeline, waiver_targets
-from govern.policy import LoadedPolicy, PolicyDecision, WaiverRef, evaluate, load_policy, policy_from_document
+from govern.lineage.records import AncestryGraph, ChainReport, DecisionRecord, RunRecord, StageRecord
+from govern.pipeline import PipelineListener, RunOutcome, run_pipeline
+from govern.policy import LoadedPolicy, PolicyDecision, evaluate, load_policy, policy_from_document
 from govern.stage import Progress
 
 
@@ -106,7 +100,7 @@ def show_run(run_id: str, *, db_url: str | None = None) -> RunDetails:
     with closing(LineageStore.open(db_url, read_only=True)) as store:
         record = store.get_run(run_id)
         evidence = store.evidence(record.id)
-        targets = waiver_targets(record.id, evidence)
+        targets = run_waiver_targets(store, record.id, evidence)
         artifacts = store.artifacts(record.id)
         model = next((a for a in reversed(artifacts) if a.role == "output" and a.kind in ("model", "adapter")), None)
         return RunDetails(
@@ -155,22 +149,9 @@ def check(run_id: str, *, policy: str | Path | None = None, db_url: str | None =
                                           source=f"stored policy of {record.id}", text=record.policy_source)
         else:
             raise GovernError(f"run {record.id} has no policy recorded (it failed before loading one); pass --policy")
-        document: dict[str, Any] = dict(store.evidence(record.id))
-        document.setdefault("run", {"run_id": record.id, "name": record.name, "task": (record.config or {}).get(
-            "task", ""), "config_digest": record.config_digest or ""})
-        ledger = _ledger_document(store, loaded, record.id, document)
-        if ledger is not None:
-            document["ledger"] = ledger
-        waivers = [WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until)
-                   for w in store.waivers(targets=waiver_targets(record.id, document))]
-        decision = evaluate(loaded.policy, document, waivers=waivers, final=True)
-        if record.status in ("failed", "running") and decision.decision != "block":
-            # Evidence of an unfinished run is incomplete; never let it pass a gate.
-            decision.decision = "block"
-        store.record_decision(record.id, kind="check", decision=decision.decision,
-                              policy=PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest,
-                                               document=loaded.document, source=loaded.source),
-                              results=[r.model_dump(mode="json") for r in decision.results])
+        # Evidence of an unfinished run is incomplete; never let it pass a gate.
+        decision = decide(store, record.id, loaded, stored_document(store, record, loaded), final=True,
+                          kind="check", incomplete=record.status in ("failed", "running"))
         _witness(store, "check", record.id)
         return CheckOutcome(run_id=record.id, decision=decision, policy=loaded, run_status=record.status,
                             run_error=record.error)
@@ -182,19 +163,6 @@ def require_intact(store: LineageStore, run_id: str) -> None:
     report = store.verify_run(run_id)
     if not report.ok:
         raise RecordIntegrityError(f"run {run_id}", report.problems)
-
-
-def _ledger_document(store: LineageStore, loaded: LoadedPolicy, run_id: str, document: dict[str, Any]
-                     ) -> list[dict[str, Any]] | None:
-    from govern.evidence import Evidence
-    from govern.pipeline import ledger_evidence
-
-    try:
-        evidence = Evidence.model_validate({k: v for k, v in document.items() if k in Evidence.model_fields})
-    except Exception:  # noqa: BLE001 - evidence written by an older govern: no ledger rather than a crash
-        return None
-    entries = ledger_evidence(store, loaded, run_id, evidence)
-    return [e.model_dump(mode="json") for e in entries] if entries is not None else None
 
 
 # --------------------------------------------------------------------------------------------- waive
@@ -352,10 +320,8 @@ def _record_standalone(store: LineageStore, *, kind: str, name: str, stage: str,
     """
     from govern.stage import digest_of
 
-    policy_ref = (PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document,
-                            source=loaded.source)
-                  if loaded else None)
-    run_id = store.create_run(name=name, kind=kind, config=inputs, config_digest=digest_of(inputs), policy=policy_ref)
+    run_id = store.create_run(name=name, kind=kind, config=inputs, config_digest=digest_of(inputs),
+                              policy=policy_ref(loaded) if loaded else None)
     exec_id = store.start_stage(run_id, stage, digest_of(inputs))
     try:
         evidence = compute()
@@ -372,22 +338,34 @@ def _record_standalone(store: LineageStore, *, kind: str, name: str, stage: str,
         store.set_run_status(run_id, "completed")
         return StandaloneOutcome(run_id=run_id, evidence=evidence, decision="pass", results=[])
     # Only the checks whose evidence exists apply (final=False): a fairness audit is not judged on signing.
-    decision = evaluate(loaded.policy, {stage: evidence_json},
-                        waivers=[WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason,
-                                           until=w.until) for w in store.waivers(targets=[run_id])],
-                        final=False)
-    results = [r.model_dump(mode="json") for r in decision.results if r.status != "skipped"]
-    store.record_decision(run_id, kind="final", decision=decision.decision, policy=policy_ref,  # type: ignore[arg-type]
-                          results=results)
-    store.set_run_status(run_id, "blocked" if decision.decision == "block" else "completed",
-                         decision=decision.decision)
+    # Waivers: of this run, or of a data set it read (the fingerprints of its input artifacts).
+    decision = decide(store, run_id, loaded, {stage: evidence_json}, final=False, kind="final", drop_skipped=True)
+    results = [r.model_dump(mode="json") for r in decision.results]
+    settle(store, run_id, decision.decision)
     return StandaloneOutcome(run_id=run_id, evidence=evidence, decision=decision.decision, results=results)
 
 
-def _input_artifact(path: Path, name: str, kind: str) -> Any:
+def _input_artifact(path: Path, name: str, kind: str, data_format: str | None = None) -> Any:
+    """An input of a standalone audit; with ``data_format``, a data set recorded with its content
+    fingerprint, so a waiver of that data set applies here as in a governed run (:mod:`govern.gate`)."""
     from govern.stage import artifact_for
 
-    return artifact_for(path, name, kind, role="input")  # type: ignore[arg-type]
+    if data_format is None:
+        return artifact_for(path, name, kind, role="input")  # type: ignore[arg-type]
+    return artifact_for(path, name, kind, role="input",  # type: ignore[arg-type]
+                        dataset_fingerprint=_content_fingerprint(path, data_format))
+
+
+def _content_fingerprint(path: Path, data_format: str = "auto") -> str | None:
+    """The data set's content fingerprint (as ``evidence.data.files[].fingerprint``), or None when the file
+    does not read as records: then only a waiver of the run applies, never a wider one by mistake."""
+    from govern.data.validate import fingerprint_file
+    from govern.errors import DataError
+
+    try:
+        return fingerprint_file(Path(path), data_format)
+    except (DataError, ValueError, OSError):
+        return None
 
 
 def audit_fairness_recorded(*, predictions: Path, label: str, pred: str, sensitive: list[str],
@@ -409,7 +387,7 @@ def audit_fairness_recorded(*, predictions: Path, label: str, pred: str, sensiti
                                            positive_label=positive_label, bootstrap=bootstrap, seed=seed,
                                            intersections=intersections,
                                            max_intersection_size=max_intersection_size),
-            artifacts=lambda ev: [_input_artifact(Path(predictions), "predictions", "predictions")])
+            artifacts=lambda ev: [_input_artifact(Path(predictions), "predictions", "predictions", "auto")])
 
 
 def audit_membership_recorded(*, model: Path, base: Path | None, members: Path, nonmembers: Path,
@@ -419,6 +397,7 @@ def audit_membership_recorded(*, model: Path, base: Path | None, members: Path, 
     from govern.audits.membership import audit_membership
 
     loaded = load_policy(policy or "default")
+    data_format = str(kwargs.get("data_format") or "auto")
     inputs = {"model": str(Path(model).resolve()), "base": str(base) if base else None,
               "members": str(Path(members).resolve()), "nonmembers": str(Path(nonmembers).resolve()),
               **{k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool | type(None))}}
@@ -428,8 +407,8 @@ def audit_membership_recorded(*, model: Path, base: Path | None, members: Path, 
             loaded=loaded, inputs=inputs,
             compute=lambda: audit_membership(model, base, members, nonmembers, loaded.policy.membership, **kwargs),
             artifacts=lambda ev: [_input_artifact(Path(model), "model", "model"),
-                                  _input_artifact(Path(members), "members", "dataset"),
-                                  _input_artifact(Path(nonmembers), "nonmembers", "dataset")])
+                                  _input_artifact(Path(members), "members", "dataset", data_format),
+                                  _input_artifact(Path(nonmembers), "nonmembers", "dataset", data_format)])
 
 
 def sign_recorded(path: str | Path, method: str, *, db_url: str | None = None, **kwargs: Any) -> tuple[str, Any]:
@@ -511,7 +490,8 @@ def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | Non
 
         def artifacts(_evidence: Any) -> list[ArtifactOut]:
             return [ArtifactOut(name=f.display_path, kind="dataset", path=f.path, sha256=f.sha256,
-                                size_bytes=Path(f.path).stat().st_size, role="input", rows=f.records_total)
+                                size_bytes=Path(f.path).stat().st_size, role="input", rows=f.records_total,
+                                dataset_fingerprint=_content_fingerprint(Path(f.path), f.format))
                     for f in holder["report"].files]
 
         outcome = _record_standalone(store, kind="scan", name=f"scan:{len(paths)} file(s)", stage="pii",
@@ -546,8 +526,7 @@ def verify_recorded(path: str | Path, signature: str | Path, trust: Any, *, prov
                                            config_digest=digest_of(inputs))
         exec_id = store.start_stage(verification_id, "verification", digest_of(inputs))
         store.finish_stage(exec_id, "completed", evidence=report.model_dump(mode="json"))
-        store.set_run_status(verification_id, "completed" if report.verified else "blocked",
-                             decision="pass" if report.verified else "block")
+        settle(store, verification_id, "pass" if report.verified else "block")
         if report.run_id:
             try:
                 checked = store.get_run(report.run_id).id

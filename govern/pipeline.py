@@ -24,14 +24,14 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from govern.config import RunConfig, load_run_config, run_config_from_dict
 from govern.errors import ConfigError, GovernError, RecordIntegrityError
-from govern.evidence import EVIDENCE_MODELS, Evidence, LedgerEntry, RunEvidence
+from govern.evidence import EVIDENCE_MODELS, Evidence, RunEvidence
+from govern.gate import decide, ledger_evidence, policy_ref, record, settle, waiver_targets  # noqa: F401 - moved
 from govern.lineage import LineageStore
-from govern.lineage.records import PolicyRef
-from govern.policy import LoadedPolicy, PolicyDecision, WaiverRef, evaluate, load_policy, policy_from_document
+from govern.policy import LoadedPolicy, PolicyDecision, load_policy, policy_from_document
 from govern.stage import NullProgress, Progress, Stage, StageContext, StageResult
 
 log = logging.getLogger("govern.pipeline")
@@ -136,46 +136,6 @@ def code_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
-def _policy_ref(loaded: LoadedPolicy) -> PolicyRef:
-    return PolicyRef(name=loaded.name, version=loaded.version, digest=loaded.digest, document=loaded.document,
-                     source=loaded.source)
-
-
-def _waivers(store: LineageStore, targets: list[str]) -> list[WaiverRef]:
-    return [WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until)
-            for w in store.waivers(targets=targets)]
-
-
-def waiver_targets(run_id: str, evidence: dict[str, Any]) -> list[str]:
-    """A waiver applies to the run itself or to any data set it used (by content fingerprint)."""
-    targets = [run_id]
-    for f in (evidence.get("data") or {}).get("files", []):
-        if f.get("fingerprint"):
-            targets.append(f["fingerprint"])
-    return targets
-
-
-def ledger_evidence(store: LineageStore, policy: LoadedPolicy, run_id: str, evidence: Evidence
-                    ) -> list[LedgerEntry] | None:
-    """Privacy budget spent per training data set, including this run, composed under the gated accountant.
-
-    Only computed when the policy caps it, because composition needs every earlier run's (q, σ, steps).
-    """
-    cap = policy.policy.privacy.max_total_epsilon_per_dataset
-    if cap is None or evidence.training is None or not evidence.training.dp_enabled or evidence.data is None:
-        return None
-    from govern.privacy_ledger import compose_ledger, current_run_row, trained_on
-
-    train_fps = [f.fingerprint for f in evidence.data.files if f.role == "train"]
-    entries: list[LedgerEntry] = []
-    for fp in train_fps:
-        # Earlier runs that only evaluated on this file spent nothing on it.
-        rows = [r for r in store.privacy_ledger(fp) if r.run_id != run_id and trained_on(r)]
-        entries.append(compose_ledger(fp, rows, current_run_row(run_id, fp, evidence.training),
-                                      policy.policy.privacy.accountant))
-    return entries
-
-
 class Pipeline:
     """One governed run. Use :func:`run_pipeline` unless you need to swap stages (tests do)."""
 
@@ -205,7 +165,7 @@ class Pipeline:
             raise
         run_id = self.store.create_run(
             name=config.name, kind="run", config=config.model_dump(mode="json"), config_digest=config.digest(),
-            config_path=str(path.resolve()), policy=_policy_ref(policy), code_revision=code_revision(),
+            config_path=str(path.resolve()), policy=policy_ref(policy), code_revision=code_revision(),
             versions=package_versions(),
         )
         self.run_id, self.config = run_id, config
@@ -259,9 +219,8 @@ class Pipeline:
                 # What the signing stage attests: the decision so far, waivers applied.
                 ctx.outputs["policy"] = {"decision": decision.decision, "digest": policy.digest}
                 if decision.decision == "block":
-                    self.store.record_decision(run_id, kind="gate", decision="block", policy=_policy_ref(policy),
-                                               results=[r.model_dump(mode="json") for r in decision.results])
-                    self.store.set_run_status(run_id, "blocked", decision="block")
+                    record(self.store, run_id, policy, decision, kind="gate")
+                    settle(self.store, run_id, "block")
                     outcome.status, outcome.decision = "blocked", "block"
                     outcome.results = [r.model_dump(mode="json") for r in decision.results]
                     outcome.stages[-1].status = outcome.stages[-1].status + "/blocked"
@@ -269,12 +228,9 @@ class Pipeline:
                 if self._on_stage_done is not None:
                     self._on_stage_done(stage.name)
             current = "final decision"
-            final = self._gate("final", ctx, policy, final=True)
+            final = self._gate("final", ctx, policy, final=True, kind="final")
             results = [r.model_dump(mode="json") for r in final.results]
-            self.store.record_decision(run_id, kind="final", decision=final.decision, policy=_policy_ref(policy),
-                                       results=results)
-            status = "blocked" if final.decision == "block" else "completed"
-            self.store.set_run_status(run_id, status, decision=final.decision)
+            status = settle(self.store, run_id, final.decision)
             outcome.status, outcome.decision, outcome.results = status, final.decision, results
             return outcome
         except GovernError as exc:
@@ -347,10 +303,9 @@ class Pipeline:
         self.listener.stage_finished(name, "completed", seconds)
         return "completed"
 
-    def _gate(self, name: str, ctx: StageContext, policy: LoadedPolicy, *, final: bool) -> PolicyDecision:
-        document = ctx.evidence.document()
-        decision = evaluate(policy.policy, document, waivers=_waivers(self.store, waiver_targets(ctx.run_id, document)),
-                            final=final)
+    def _gate(self, name: str, ctx: StageContext, policy: LoadedPolicy, *, final: bool,
+              kind: Literal["final"] | None = None) -> PolicyDecision:
+        decision = decide(self.store, ctx.run_id, policy, ctx.evidence.document(), final=final, kind=kind)
         self.listener.gate(name, decision)
         return decision
 
