@@ -191,8 +191,7 @@ def main() -> None:
         _exit_broken_pipe()
 
 
-# ===================================================================================== spine (lead)
-# (run, runs, check, report, policy, waive, lineage, config commands are defined below by the lead)
+# ------------------------------------------------------------------ runs, checks, policies, lineage
 
 STATUS_STYLE = {"pass": "green", "completed": "green", "reused": "cyan", "warn": "yellow", "waived": "yellow",
                 "skipped": "dim", "info": "blue", "fail": "red", "error": "red", "block": "bold red",
@@ -612,7 +611,7 @@ def lineage_verify_command(
         console.print(f"  note: {n}", highlight=False, markup=False, soft_wrap=True)
     exit_with(0 if report.ok else 1)
 
-# ============================================================================== pii (issue 3 helper)
+# --------------------------------------------------------------------------------------------- pii
 
 @app.command("scan")
 def scan_command(
@@ -692,7 +691,7 @@ def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progres
     return report
 
 
-# ========================================================================= training (issue 4 helper)
+# ---------------------------------------------------------------------------------------- training
 
 @privacy_app.command("plan")
 def privacy_plan_command(
@@ -737,7 +736,7 @@ def privacy_plan_command(
     console.print(f"δ = {result.delta:.3g}: {result.delta_source}"
                   + (f" (policy {result.policy})" if result.policy else ""), markup=False, highlight=False)
 
-# ========================================================================= fairness (issue 5 helper)
+# ---------------------------------------------------------------------------------------- fairness
 def _fairness_tables(evidence: Any) -> list[Any]:
     """Disparities, then per-group metrics (binary: every rate; one-vs-rest: n and accuracy)."""
     from rich.table import Table
@@ -822,7 +821,7 @@ def audit_fairness_command(
     exit_with(1 if decision == "block" else 0)
 
 
-# ======================================================================= membership (issue 6 helper)
+# -------------------------------------------------------------------------------------- membership
 def _membership_table(evidence: Any) -> Any:
     """One row per attack: AUC with its CI, then TPR at each FPR budget (* = not resolvable by the sample)."""
     from rich.table import Table
@@ -896,7 +895,7 @@ def audit_membership_command(
 
 
 
-# ========================================================================== signing (issue 7 helper)
+# ----------------------------------------------------------------------------------------- signing
 
 @keys_app.command("generate")
 def keys_generate(
@@ -1004,7 +1003,7 @@ def verify_command(
     exit_with(0 if report.verified else 1)
 
 
-# =========================================================================== reports (issue 8 helper)
+# ----------------------------------------------------------------------------------------- reports
 
 @app.command("report")
 def report_command(

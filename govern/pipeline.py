@@ -33,6 +33,7 @@ from govern.gate import decide, ledger_evidence, policy_ref, record, settle, wai
 from govern.lineage import LineageStore
 from govern.policy import LoadedPolicy, PolicyDecision, load_policy, policy_from_document
 from govern.stage import NullProgress, Progress, Stage, StageContext, StageResult
+from govern.versions import package_versions
 
 log = logging.getLogger("govern.pipeline")
 
@@ -48,11 +49,6 @@ STAGES: list[str] = [
     "govern.report.model_card:ModelCardStage",
     "govern.signing.stage:SigningStage",
 ]
-
-#: Package versions recorded with every run (reproducibility record, SLSA resolvedDependencies).
-RECORDED_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "presidio-analyzer", "presidio-anonymizer",
-                     "fairlearn", "dp-accounting", "model-signing", "sigstore", "sqlmodel", "numpy", "scikit-learn")
-
 
 def load_stage(spec: str) -> Stage:
     module_name, _, class_name = spec.partition(":")
@@ -105,19 +101,6 @@ class RunOutcome:
     error: str | None = None
     run_dir: str | None = None
     db_url: str = ""
-
-
-def package_versions() -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    import platform
-
-    versions["python"] = platform.python_version()
-    return versions
 
 
 def code_revision() -> str | None:

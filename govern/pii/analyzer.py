@@ -24,7 +24,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
@@ -325,10 +324,9 @@ def effective_actions(policy: PIIPolicy, engine: str) -> dict[str, str]:
 
 
 def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    from govern.versions import package_version
+
+    return package_version(name) or "unknown"
 
 
 def _spacy_engine(model: str) -> NlpEngine:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,10 +50,9 @@ DEFAULT_SECURITY_SEVERITY = 5.0
 
 
 def _version() -> str:
-    try:
-        return metadata.version("govern")
-    except metadata.PackageNotFoundError:  # pragma: no cover (running from a source tree)
-        return "0.0.0"
+    from govern.versions import package_version
+
+    return package_version("govern") or "0.0.0"
 
 
 def report_json(report: ScanReport) -> dict[str, Any]:

@@ -219,6 +219,3 @@ def load_evidence_document(path: str | Path) -> dict[str, Any]:
                           validation_problems(exc, None, "govern policy schema --evidence"))
         raise GovernError(f"{p}: not a valid evidence document\n{lines}") from None
 
-
-def dump_yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False)

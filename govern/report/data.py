@@ -658,12 +658,9 @@ def _parents(store: LineageStore, parent_run_id: str | None) -> list[ParentRun]:
 
 
 def _govern_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from govern.versions import govern_version
 
-    try:
-        return version("govern")
-    except PackageNotFoundError:
-        return "unknown"
+    return govern_version()
 
 
 def _pii_summary(evidence: PIIEvidence | None, findings: list[Any]) -> PIISummary:

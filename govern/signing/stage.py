@@ -14,7 +14,6 @@ far, waivers applied) and ``["digest"]`` (the policy file's digest); ``ctx.outpu
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import shlex
 from datetime import UTC, datetime
@@ -35,24 +34,13 @@ from govern.stage import (
     judged_model_digest,
     trained_model_digest,
 )
+from govern.versions import package_versions
 
 log = logging.getLogger("govern.signing")
 
-#: Packages whose versions the provenance records (the ones that decide what the model is).
-ENVIRONMENT_PACKAGES = ("govern", "torch", "transformers", "peft", "opacus", "accelerate", "presidio-analyzer",
-                        "presidio-anonymizer", "fairlearn", "scikit-learn", "dp-accounting", "numpy",
-                        "model-signing", "sigstore", "sqlmodel")
-
-
 def environment_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for pkg in ENVIRONMENT_PACKAGES:
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    versions.update(extra or {})
-    return versions
+    """What the provenance lists as resolved dependencies: govern's one list, plus what training recorded."""
+    return {**package_versions(), **(extra or {})}
 
 
 def _decision_so_far(ctx: StageContext) -> tuple[str, str]:

@@ -17,7 +17,6 @@ govern.training SPEC.json`` runs it from a spec file (what torchrun launches).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from govern.training.models import (
     pick_device,
     resolve_base_model,
 )
+from govern.versions import package_versions
 
 # Opacus' hooks on the first adapted layer see inputs that need no gradient; PyTorch warns about it
 # on every backward although per-sample gradients are computed correctly.
@@ -126,16 +126,6 @@ def seed_everything(seed: int) -> dict[str, int]:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return {"torch": seed, "numpy": seed, "random": seed, "sampler": seed, "noise": seed}
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("torch", "transformers", "peft", "opacus", "dp-accounting", "safetensors"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
-    return out
 
 
 def _dist_info() -> tuple[int, int]:
@@ -508,7 +498,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         base_model={"name": spec.base_model_name or (gguf or folder.name), "path": str(folder),
                     "gguf_file": gguf, "digest": digest, **base_model_facts(folder)},
         curve=curve, device=str(device), world_size=world_size, duration_s=round(elapsed, 3), seed=cfg.seed,
-        versions=_library_versions(), resumed_from_step=resumed_from, task=spec.task,
+        versions=package_versions(), resumed_from_step=resumed_from, task=spec.task,
         target_epsilon=dp.target_epsilon if dp.enabled and dp.noise_multiplier is None else None,
         accountant_history=[(float(s), float(q), int(k)) for s, q, k in history],
         steps_per_epoch=steps_per_epoch, grad_sample_mode=dp.grad_sample_mode if dp.enabled else None,
