@@ -7,12 +7,7 @@ is met. Annex IV points refer to Regulation (EU) 2024/1689; NIST AI RMF to NIST 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from govern.report.data import ComplianceRow
-
-if TYPE_CHECKING:
-    from govern.report.data import ReportData
+from collections.abc import Mapping
 
 DISCLAIMER = (
     "This mapping is an aid for preparing technical documentation. It is not legal advice and not a "
@@ -68,22 +63,9 @@ _MAPPING: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
-def compliance_rows(data: ReportData) -> list[ComplianceRow]:
-    present = {
-        "Decision and findings": data.decision is not None,
-        "Policy": data.policy is not None,
-        "Waivers": bool(data.waivers),
-        "Data provenance": data.data is not None,
-        "PII summary": data.pii_summary.scanned,
-        "Privacy guarantee": data.privacy is not None,
-        "Membership inference": data.membership is not None,
-        "Fairness": data.fairness is not None,
-        "Task metrics and calibration": data.evaluation is not None,
-        "Training curves": data.training is not None and bool(data.training.curve),
-        "Signatures and provenance": bool(data.signatures) or data.signing is not None,
-        "Lineage graph": bool(data.lineage.nodes),
-        "Reproducibility record": data.reproducibility.config is not None or bool(data.reproducibility.seeds),
-        "Audit-event log": bool(data.events),
-    }
-    return [ComplianceRow(section=s, annex_iv=a, nist_ai_rmf=n, evidence_present=present.get(s, False))
-            for s, a, n in _MAPPING]
+def compliance_sections(present: Mapping[str, bool]) -> list[tuple[str, list[str], list[str], bool]]:
+    """(report section, Annex IV items, NIST AI RMF functions, whether the report has evidence for it).
+
+    Takes which sections have evidence rather than the report itself, so the mapping knows nothing of the
+    report's model (and the two modules do not import each other)."""
+    return [(section, annex, nist, bool(present.get(section, False))) for section, annex, nist in _MAPPING]

@@ -30,6 +30,7 @@ from govern.evidence import (
     SigningEvidence,
     TrainingEvidence,
 )
+from govern.report.compliance import compliance_sections
 
 if TYPE_CHECKING:  # the store imports SQLAlchemy; keep `import govern.report` light
     from govern.lineage.store import LineageStore
@@ -555,10 +556,28 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         reproducibility=_reproducibility(run, typed, executions, base_model),
         model=_model_info(run.config or {}, dict(training.base_model) if training is not None else base_model),
     )
-    from govern.report.compliance import compliance_rows
-
-    data.compliance = compliance_rows(data)
+    data.compliance = [ComplianceRow(section=s, annex_iv=a, nist_ai_rmf=n, evidence_present=p)
+                       for s, a, n, p in compliance_sections(_sections_with_evidence(data))]
     return data
+
+
+def _sections_with_evidence(data: ReportData) -> dict[str, bool]:
+    return {
+        "Decision and findings": data.decision is not None,
+        "Policy": data.policy is not None,
+        "Waivers": bool(data.waivers),
+        "Data provenance": data.data is not None,
+        "PII summary": data.pii_summary.scanned,
+        "Privacy guarantee": data.privacy is not None,
+        "Membership inference": data.membership is not None,
+        "Fairness": data.fairness is not None,
+        "Task metrics and calibration": data.evaluation is not None,
+        "Training curves": data.training is not None and bool(data.training.curve),
+        "Signatures and provenance": bool(data.signatures) or data.signing is not None,
+        "Lineage graph": bool(data.lineage.nodes),
+        "Reproducibility record": data.reproducibility.config is not None or bool(data.reproducibility.seeds),
+        "Audit-event log": bool(data.events),
+    }
 
 
 def _model_info(config: dict[str, Any], base_model: dict[str, Any]) -> ModelInfo:

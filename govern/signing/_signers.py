@@ -33,7 +33,7 @@ from govern.errors import GovernError
 from govern.signing.keys import public_key_fingerprint
 
 if TYPE_CHECKING:
-    from govern.signing.signing import SignerConfig
+    from govern.signing.config import SignerConfig
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.?[A-Za-z0-9_\-]*")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import model_signing
 from model_signing._signing import signing as _ms_signing
@@ -30,9 +30,8 @@ from pydantic import BaseModel, Field
 
 from govern.errors import GovernError
 from govern.signing._signers import SigningError, build_signer
+from govern.signing.config import SignerConfig, SigningMethod
 from govern.signing.keys import private_key_permission_problem
-
-SigningMethod = Literal["key", "certificate", "sigstore"]
 
 __all__ = [
     "FileDigest",
@@ -47,34 +46,6 @@ __all__ = [
     "sign_model",
     "tree_digest",
 ]
-
-
-class SignerConfig(BaseModel):
-    """Who signs, and how. Paths only: key material is read from its file when signing, never held here."""
-
-    method: SigningMethod
-    private_key: Path | None = None
-    signing_certificate: Path | None = None
-    certificate_chain: list[Path] = Field(default_factory=list)
-    identity_token: Path | None = Field(default=None, description="File holding an OIDC token (sigstore).")
-    staging: bool = Field(default=False, description="Use Sigstore's staging instance (tests only).")
-    network_timeout_s: float = Field(default=5.0, gt=0, description="Per-connection timeout for sigstore.")
-    key_permissions: Literal["warn", "refuse"] = Field(
-        default="warn", description="A private key that group or others can read: warn (in the result's "
-                                    "warnings) or refuse to sign with it.",
-    )
-
-    @classmethod
-    def from_run_config(cls, signing: Any) -> SignerConfig:
-        """From a run config's ``signing`` section (``govern.config.SigningConfig``)."""
-        return cls(
-            method=signing.method,
-            private_key=signing.private_key,
-            signing_certificate=signing.signing_certificate,
-            certificate_chain=list(signing.certificate_chain),
-            identity_token=signing.identity_token,
-            staging=getattr(signing, "sigstore_staging", False),
-        )
 
 
 class Signer:
