@@ -51,6 +51,7 @@ from govern.audits.canaries import (
     read_inserted_ids,
     split_secret,
 )
+from govern.devices import pick_device
 from govern.errors import DataError, StageError
 from govern.evidence import AttackResult, CanaryAudit, LiraDetails, MembershipEvidence, TprAtFpr
 from govern.stage import StageContext, StageResult, digest_of, judged_model_digest, trained_model_digest
@@ -190,9 +191,7 @@ def zlib_score(mean_nll: float, text: str) -> float:
 
 # ============================================================================================ scoring
 def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device("auto")
 
 
 @dataclass
@@ -716,7 +715,7 @@ class MembershipStage:
         base_path = Path(base_path) if base_path else None
         gguf_file = training.get("gguf_file")
         label_names = training.get("label_names") or (ctx.outputs.get("data") or {}).get("label_names")
-        device = training.get("device") or default_device()
+        device = pick_device(training.get("device"))  # a GPU-trained model is judged on the CPU if needed
         attacks, notes = attacks_for(policy, task, base_path is not None, lira_available=True)
 
         paths = ctx.data_paths()

@@ -32,14 +32,9 @@ _CHUNK = 256
 
 
 def _device(ctx: StageContext, training: dict[str, Any]) -> str:
-    import torch
+    from govern.devices import pick_device
 
-    wanted = training.get("device") or ctx.config.training.device
-    if wanted in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(wanted).startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return str(wanted)
+    return pick_device(training.get("device") or ctx.config.training.device)
 
 
 def _cell(value: Any) -> str | None:

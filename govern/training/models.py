@@ -304,9 +304,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``cuda`` when available (or asked for), else ``cpu``; under torchrun, this rank's GPU."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise StageError("training", "training.device is 'cuda' but no CUDA device is available")
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """The training device (govern's one rule, :func:`govern.devices.pick_device`); a missing CUDA that
+    was asked for is an error."""
+    from govern.devices import pick_device as pick
+
+    try:
+        return torch.device(pick(requested, required=True))
+    except ValueError as exc:
+        raise StageError("training", f"training.{exc}") from None
