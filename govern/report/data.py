@@ -771,21 +771,23 @@ def explain_epsilon(dp_enabled: bool, epsilon: float | None, delta: float | None
 
 def verify_command(subject: str, bundle_path: str, method: str, outputs: dict[str, Any] | None) -> str:
     """The exact ``govern verify`` command for a signature (the signing stage's own, when it recorded one)."""
+    from govern.signing.commands import verify_command as build
+
     if outputs:
         recorded = outputs.get("verify_command")
         if isinstance(recorded, str) and recorded and bundle_path in recorded:
             return recorded
-    cmd = f"govern verify {_shell_quote(subject)} --signature {_shell_quote(bundle_path)}"
+    trust: list[str] = []
     if method == "key":
         public_key = (outputs or {}).get("public_key")
-        cmd += f" --key {_shell_quote(public_key) if isinstance(public_key, str) else '<public-key.pem>'}"
+        trust = ["--key", _shell_quote(public_key) if isinstance(public_key, str) else "<public-key.pem>"]
     elif method == "certificate":
         # Whom to trust is the verifier's choice, not the signer's: the CA chain they trust.
         chain = (outputs or {}).get("certificate_chain")
-        cmd += f" --cert-chain {_shell_quote(chain) if isinstance(chain, str) else '<trusted-ca-chain.pem>'}"
+        trust = ["--cert-chain", _shell_quote(chain) if isinstance(chain, str) else "<trusted-ca-chain.pem>"]
     elif method == "sigstore":
-        cmd += " --identity <signer identity> --issuer <OIDC issuer>"
-    return cmd
+        trust = ["--identity", "<signer identity>", "--issuer", "<OIDC issuer>"]
+    return build(subject, bundle_path, trust)
 
 
 def _shell_quote(value: str) -> str:

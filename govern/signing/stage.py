@@ -22,6 +22,7 @@ from typing import Any
 
 from govern.errors import GovernError, StageError
 from govern.evidence import SigningEvidence
+from govern.signing.commands import verify_command
 from govern.signing.keys import public_key_fingerprint
 from govern.signing.provenance import audit_predicate, build_provenance, sign_statement
 from govern.signing.signing import Signer, SignerConfig, sign_model
@@ -84,31 +85,6 @@ def _public_key_for(signer: Signer, private_key: Path, out_dir: Path) -> Path:
     target = out_dir / "signing-key.pub.pem"
     target.write_bytes(pem)
     return target
-
-
-def _safe_db_url(url: str) -> str:
-    """A DB URL fit for a printed command: never with its password."""
-    if not url:
-        return ""
-    try:
-        from sqlalchemy.engine import make_url
-
-        if make_url(url).password:
-            return '"$GOVERN_DB_URL"'
-    except Exception:
-        return '"$GOVERN_DB_URL"'
-    return shlex.quote(url)
-
-
-def verify_command(model_dir: Path, bundle: Path, trust_args: list[str], provenance: list[str], db_url: str,
-                   run_id: str) -> str:
-    parts = ["govern", "verify", shlex.quote(str(model_dir)), "--signature", shlex.quote(str(bundle)),
-             *trust_args]
-    for p in provenance:
-        parts += ["--provenance", shlex.quote(p)]
-    if db_url:
-        parts += ["--db", _safe_db_url(db_url), "--run", shlex.quote(run_id)]
-    return " ".join(parts)
 
 
 class SigningStage:
