@@ -221,4 +221,5 @@ def load_evidence_document(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False)
+    text: str = yaml.safe_dump(document, sort_keys=False)  # untyped library: its str result as Any
+    return text
