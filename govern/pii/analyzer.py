@@ -223,6 +223,8 @@ class PhoneShapeRecognizer(LocalRecognizer):
 
     CONTEXT = ["phone", "number", "telephone", "tel", "cell", "cellphone", "mobile", "call", "fax",
                "desk", "office", "contact", "reach", "dial", "whatsapp"]
+    #: set by EntityRecognizer.__init__ from its ``name`` argument; declared because presidio leaves it untyped
+    name: str
 
     def __init__(self, context: list[str] | None = None) -> None:
         super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=LANGUAGE,
@@ -382,9 +384,9 @@ def build_analyzer(policy: PIIPolicy, engine: str | None = None, spacy_model: st
             name=custom.name,
             supported_language=LANGUAGE,
             patterns=[Pattern(name=p.name or f"{custom.name}-{i}", regex=p.regex, score=p.score)
-                      for i, p in enumerate(custom.patterns)] or None,
-            deny_list=custom.deny_list or None,
-            context=custom.context or None,
+                      for i, p in enumerate(custom.patterns)] or None,  # type: ignore[arg-type]  # presidio types the list, defaults it to None
+            deny_list=custom.deny_list or None,  # type: ignore[arg-type]  # same: None means "no deny list"
+            context=custom.context or None,  # type: ignore[arg-type]  # same: None means "no context words"
         ))
     for recognizer in registry.recognizers:
         extra = [w for e in recognizer.supported_entities for w in policy.context_words.get(e, [])]
