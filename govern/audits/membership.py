@@ -406,9 +406,9 @@ def load_model(path: Path, *, task: str, label_names: Sequence[str] | None = Non
         # A folder govern trained: its own loader knows the layout (adapter or full weights).
         return load_trained_model(path, base_path, gguf_file=gguf_file, task=task)  # type: ignore[arg-type]
     is_adapter = (path / "adapter_config.json").exists()
-    weights_from = Path(base_path) if is_adapter else path
     if is_adapter and base_path is None:
         raise StageError(STAGE, f"{path} is a LoRA adapter: give the base model it was trained from")
+    weights_from = Path(base_path) if is_adapter and base_path is not None else path
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # stages never print; transformers' load reports would
@@ -589,7 +589,8 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
         if not raw:
             raise DataError(path, "no records")
     if task == "classification" and label_names is None:
-        values = {str(r.get(label_column)) for r in member_raw + nonmember_raw if r.get(label_column) is not None}
+        values = ({str(r.get(label_column)) for r in member_raw + nonmember_raw if r.get(label_column) is not None}
+                  if label_column is not None else set())
         label_names = sorted(values)
     m_idx, n_idx = balanced_sample(len(member_raw), len(nonmember_raw), max_records, seed)
     common = dict(task=task, text_column=text_column, label_column=label_column, label_names=label_names,
@@ -675,8 +676,8 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
         ins = [t for t, k in zip(full, inserted, strict=True) if k][: canary_policy.exposure_canaries]
         outs = [t for t, k in zip(full, inserted, strict=True) if not k][: canary_policy.exposure_canaries]
         kw = dict(candidates=candidates, seed=seed, batch_size=batch_size, max_length=max_length, device=device)
-        exposures = secret_exposures(model, tokenizer, ins, **kw)  # type: ignore[arg-type]
-        exposures_out = secret_exposures(model, tokenizer, outs, **kw)  # type: ignore[arg-type]
+        exposures = secret_exposures(model, tokenizer, ins, **kw)
+        exposures_out = secret_exposures(model, tokenizer, outs, **kw)
     return audit_canaries(scores, inserted, guess_fraction=canary_policy.guess_fraction,
                           confidence=canary_policy.confidence, delta=delta, attack=attack,
                           accountant_epsilon=accountant_epsilon, exposures=exposures,
