@@ -276,7 +276,7 @@ def global_options(
         # Only govern's own loggers: third-party debug output (a PII analyzer's) could carry record text.
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.govern_verbose = True  # type: ignore[attr-defined]
+        handler.govern_verbose = True  # type: ignore[attr-defined]  # a marker attribute on our own handler
         logger.addHandler(handler)
         logger.debug("govern %s", " ".join(sys.argv[1:]))
     if actor is not None:

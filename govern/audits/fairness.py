@@ -229,7 +229,7 @@ def prepare_classification(
         y_true=y_true,
         y_pred=y_pred,
         positives=positives,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]  # one of the modes chosen above
     )
 
 

@@ -41,7 +41,7 @@ def _import_presidio_without_torch() -> None:
     """
     hidden = [name for name in ("transformers", "torch") if name not in sys.modules]
     for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
+        sys.modules[name] = None  # type: ignore[assignment]  # None blocks the import (documented importlib behaviour)
     try:
         import presidio_analyzer  # noqa: F401
         import presidio_analyzer.nlp_engine  # noqa: F401
@@ -347,7 +347,7 @@ def _spacy_engine(model: str) -> NlpEngine:
     nlp_engine = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy", "models": [{"lang_code": LANGUAGE, "model_name": model}],
     }).create_engine()
-    pipeline = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    pipeline = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]  # a SpacyNlpEngine, which has .nlp
     for name in ("parser", "senter"):
         if name in pipeline.pipe_names:
             pipeline.disable_pipe(name)

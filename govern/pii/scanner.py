@@ -457,7 +457,7 @@ class RecordScanner:
             recognizers = self.analyzer.engine.registry.get_recognizers(LANGUAGE, entities=entities)
             self._recognizers[key] = recognizers
         # pattern recognizers need no NLP artefacts; presidio types the argument as required all the same
-        return any(r.analyze(text, entities, None) for r in recognizers)  # type: ignore[arg-type]
+        return any(r.analyze(text, entities, None) for r in recognizers)  # type: ignore[arg-type]  # see above
 
     def _locate_failure(self, jobs: list[tuple[int, str | None, str, int, str]]) -> tuple[int, str | None]:
         for location, _, path, _, text in jobs:

@@ -221,7 +221,7 @@ RatioLimit = Annotated[float, AfterValidator(_ratio_limit)]
 class MaxDifference(TypedDict, total=False):
     """Fairness metric → largest allowed gap between groups (the worst pair of groups is gated)."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic's TypedDict config key
 
     demographic_parity_difference: DifferenceLimit
     equalized_odds_difference: DifferenceLimit
@@ -234,7 +234,7 @@ class MaxDifference(TypedDict, total=False):
 class MinRatio(TypedDict, total=False):
     """Fairness ratio → smallest allowed ratio of the lowest to the highest group rate."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic's TypedDict config key
 
     demographic_parity_ratio: RatioLimit
     equalized_odds_ratio: RatioLimit

@@ -150,7 +150,7 @@ def base_model_facts(folder: Path) -> dict[str, str]:
             facts["package"] = f"{meta['Name']} {distribution.version} (PyPI)"
             if "licence" not in facts:
                 # the runtime object is an email.message.Message, whose get() the PackageMetadata protocol omits
-                licence = meta.get("License-Expression") or meta.get("License")  # type: ignore[attr-defined]
+                licence = meta.get("License-Expression") or meta.get("License")  # type: ignore[attr-defined]  # see above
                 if licence:
                     facts["licence"] = f"{licence} (package licence)"
             summary = meta.get("Summary") or ""  # type: ignore[attr-defined]  # as above
@@ -181,12 +181,12 @@ def quiet_transformers() -> Iterator[None]:
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     # tqdm is a module global there, imported rather than exported: patch it in place
-    old_tqdm = gguf_utils.tqdm  # type: ignore[attr-defined]
-    gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)  # type: ignore[attr-defined]
+    old_tqdm = gguf_utils.tqdm  # type: ignore[attr-defined]  # see above
+    gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)  # type: ignore[attr-defined]  # see above
     try:
         yield
     finally:
-        gguf_utils.tqdm = old_tqdm  # type: ignore[attr-defined]
+        gguf_utils.tqdm = old_tqdm  # type: ignore[attr-defined]  # see above
         tlog.set_verbosity(old)
         tlog.enable_progress_bar()
         hub_logger.setLevel(old_hub)

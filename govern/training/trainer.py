@@ -571,7 +571,7 @@ def _curve(losses: list[float], sigma: float | None, sample_rate: float, delta: 
         eps_every = max(1, math.ceil(len(points) / MAX_EPSILON_POINTS))
         for i, point in enumerate(points):
             if i % eps_every == 0 or i == len(points) - 1:
-                point.epsilon = accounting.epsilon(sigma, sample_rate, point.step, delta, accountant)  # type: ignore[arg-type]
+                point.epsilon = accounting.epsilon(sigma, sample_rate, point.step, delta, accountant)  # type: ignore[arg-type]  # a name the DP config validated
     return points
 
 
