@@ -44,8 +44,10 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m govern.report
 
+# ruff on code and tests; mypy --strict on the package (its settings are in pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check govern tests
+	$(BIN)/mypy govern
 
 clean-demo:
 	rm -rf examples/quickstart/.govern

@@ -275,7 +275,7 @@ def global_options(
         # Only govern's own loggers: third-party debug output (a PII analyzer's) could carry record text.
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.govern_verbose = True  # type: ignore[attr-defined]
+        handler.govern_verbose = True  # type: ignore[attr-defined]  # a marker attribute on our own handler
         logger.addHandler(handler)
         logger.debug("govern %s", " ".join(sys.argv[1:]))
     if actor is not None:
@@ -404,12 +404,12 @@ def runs_show(
             arts.add_row(a["name"], a["kind"], a["role"], a["sha256"][:16], a["path"])
         console.print(arts)
     if details.ancestry is not None:
-        a = details.ancestry
-        base = f"{a.base_model.name} {a.base_model.digest}" if a.base_model else "not recorded"
-        console.print(f"[bold]model ancestry[/] {a.artifact.name} sha256 {a.artifact.sha256[:16]}…: base model {base}; "
-                      f"data sets {', '.join(d.fingerprint[:19] + '…' for d in a.datasets) or 'none'}; "
-                      f"parent runs {', '.join(p.id for p in a.parents) or 'none'}; "
-                      f"signatures {len(a.signatures)}", highlight=False)
+        g = details.ancestry
+        base = f"{g.base_model.name} {g.base_model.digest}" if g.base_model else "not recorded"
+        console.print(f"[bold]model ancestry[/] {g.artifact.name} sha256 {g.artifact.sha256[:16]}…: base model {base}; "
+                      f"data sets {', '.join(d.fingerprint[:19] + '…' for d in g.datasets) or 'none'}; "
+                      f"parent runs {', '.join(p.id for p in g.parents) or 'none'}; "
+                      f"signatures {len(g.signatures)}", highlight=False)
     if details.decision:
         console.print(results_table([f.model_dump(mode="json") for f in details.decision.results],
                                     f"{details.decision.kind} decision: {details.decision.decision}"))

@@ -253,7 +253,8 @@ class RunConfig(Strict):
     def _resolve_policy(cls, value: Path, info: ValidationInfo) -> Path:
         # A bare name ("default", "strict") selects a shipped policy; anything path-like is a file.
         if value.suffix in (".yaml", ".yml") or len(value.parts) > 1:
-            return _resolve(value, info)
+            resolved: Path = _resolve(value, info)
+            return resolved
         return value
 
     @model_validator(mode="after")

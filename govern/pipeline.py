@@ -52,7 +52,8 @@ STAGES: list[str] = [
 
 def load_stage(spec: str) -> Stage:
     module_name, _, class_name = spec.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()  # type: ignore[no-any-return]
+    stage: Stage = getattr(importlib.import_module(module_name), class_name)()  # a plug-in: checked by use
+    return stage
 
 
 def iter_stages(specs: list[str] | None = None) -> Iterator[Stage]:
@@ -144,7 +145,7 @@ class Pipeline:
             run_id = self.store.create_run(name=path.parent.name or path.stem, kind="run", config_path=str(path))
             self.run_id = run_id
             self.store.set_run_status(run_id, "failed", error=str(exc))
-            exc.run_id = run_id  # type: ignore[attr-defined]
+            exc.run_id = run_id  # type: ignore[attr-defined]  # attach the run to the error for the CLI
             raise
         run_id = self.store.create_run(
             name=config.name, kind="run", config=config.model_dump(mode="json"), config_digest=config.digest(),

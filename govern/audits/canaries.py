@@ -130,7 +130,7 @@ def guess_membership(scores: np.ndarray, inserted: np.ndarray, guess_fraction: f
     return CanaryGuesses(guesses=2 * k, correct=correct)
 
 
-def exposure(canary_logprob: float, candidate_logprobs: Sequence[float]) -> float:
+def exposure(canary_logprob: float, candidate_logprobs: Sequence[float] | np.ndarray) -> float:
     """Exposure of a secret (Carlini et al. 2019, "The Secret Sharer"), estimated by sampling.
 
     exposure = log2 |R| − log2 rank, with rank the canary's position among all secrets of the same

@@ -139,7 +139,8 @@ def _encode(values: pd.Series | Sequence[Any]) -> tuple[np.ndarray, list[str | N
 def _group_labels(values: pd.Series | Sequence[Any]) -> np.ndarray:
     codes, texts = _encode(values)
     names = np.array([MISSING_GROUP if t is None else t for t in texts] + [MISSING_GROUP], dtype=object)
-    return names[codes]  # code -1 picks the trailing "(missing)"
+    labels: np.ndarray = names[codes]  # code -1 picks the trailing "(missing)"
+    return labels
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
@@ -158,7 +159,7 @@ def _label_codes(encoded: tuple[np.ndarray, list[str | None]], column: str, clas
     codes, texts = encoded
     index = {c: i for i, c in enumerate(classes)}
     lookup = np.array([index.get(t, -2) if t is not None else -1 for t in texts] + [-1], dtype=np.int64)
-    mapped = lookup[codes]
+    mapped: np.ndarray = lookup[codes]
     bad = np.flatnonzero(mapped < 0)
     if bad.size:
         row = int(bad[0])
@@ -228,7 +229,7 @@ def prepare_classification(
         y_true=y_true,
         y_pred=y_pred,
         positives=positives,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]  # one of the modes chosen above
     )
 
 

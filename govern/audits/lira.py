@@ -62,7 +62,8 @@ def logit_confidence(loss: np.ndarray) -> np.ndarray:
 
     log(1 − p) = log(−expm1(−loss)); a loss of exactly 0 is clipped to 1e-30 so φ stays finite (≈ 69)."""
     loss = np.clip(np.asarray(loss, dtype=float), 1e-30, None)
-    return -loss - np.log(-np.expm1(-loss))
+    phi: np.ndarray = -loss - np.log(-np.expm1(-loss))
+    return phi
 
 
 def balanced_inclusion(n_pool: int, k: int, seed: int) -> np.ndarray:

@@ -403,11 +403,11 @@ def load_model(path: Path, *, task: str, label_names: Sequence[str] | None = Non
 
     if not as_reference and (path / MODEL_META).is_file():
         # A folder govern trained: its own loader knows the layout (adapter or full weights).
-        return load_trained_model(path, base_path, gguf_file=gguf_file, task=task)  # type: ignore[arg-type]
+        return load_trained_model(path, base_path, gguf_file=gguf_file, task=task)  # type: ignore[arg-type]  # task is a validated task name
     is_adapter = (path / "adapter_config.json").exists()
-    weights_from = Path(base_path) if is_adapter else path
     if is_adapter and base_path is None:
         raise StageError(STAGE, f"{path} is a LoRA adapter: give the base model it was trained from")
+    weights_from = Path(base_path) if is_adapter and base_path is not None else path
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # stages never print; transformers' load reports would
@@ -588,15 +588,16 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
         if not raw:
             raise DataError(path, "no records")
     if task == "classification" and label_names is None:
-        values = {str(r.get(label_column)) for r in member_raw + nonmember_raw if r.get(label_column) is not None}
+        values = ({str(r.get(label_column)) for r in member_raw + nonmember_raw if r.get(label_column) is not None}
+                  if label_column is not None else set())
         label_names = sorted(values)
     m_idx, n_idx = balanced_sample(len(member_raw), len(nonmember_raw), max_records, seed)
-    common = dict(task=task, text_column=text_column, label_column=label_column, label_names=label_names,
+    common: dict[str, Any] = dict(task=task, text_column=text_column, label_column=label_column, label_names=label_names,
                   prompt_column=prompt_column, completion_column=completion_column, id_column=id_column)
     members = to_audit_records([member_raw[i] for i in m_idx], source=str(members_path),
-                               locations=[member_loc[i] for i in m_idx], **common)  # type: ignore[arg-type]
+                               locations=[member_loc[i] for i in m_idx], **common)
     nonmembers = to_audit_records([nonmember_raw[i] for i in n_idx], source=str(nonmembers_path),
-                                  locations=[nonmember_loc[i] for i in n_idx], **common)  # type: ignore[arg-type]
+                                  locations=[nonmember_loc[i] for i in n_idx], **common)
     attacks, notes = attacks_for(policy, task, base_path is not None)
     model, tokenizer = load_model(model_dir, task=task, label_names=label_names, base_path=base_path,
                                   gguf_file=gguf_file, seed=seed)
@@ -674,8 +675,8 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
         ins = [t for t, k in zip(full, inserted, strict=True) if k][: canary_policy.exposure_canaries]
         outs = [t for t, k in zip(full, inserted, strict=True) if not k][: canary_policy.exposure_canaries]
         kw = dict(candidates=candidates, seed=seed, batch_size=batch_size, max_length=max_length, device=device)
-        exposures = secret_exposures(model, tokenizer, ins, **kw)  # type: ignore[arg-type]
-        exposures_out = secret_exposures(model, tokenizer, outs, **kw)  # type: ignore[arg-type]
+        exposures = secret_exposures(model, tokenizer, ins, **kw)
+        exposures_out = secret_exposures(model, tokenizer, outs, **kw)
     return audit_canaries(scores, inserted, guess_fraction=canary_policy.guess_fraction,
                           confidence=canary_policy.confidence, delta=delta, attack=attack,
                           accountant_epsilon=accountant_epsilon, exposures=exposures,
@@ -725,13 +726,13 @@ class MembershipStage:
         if not train_raw or not eval_raw:
             raise StageError(STAGE, "membership audit needs training and held-out records")
         m_idx, n_idx = balanced_sample(len(train_raw), len(eval_raw), cfg.max_records, cfg.seed)
-        common = dict(task=task, text_column=data.text_column, label_column=data.label_column,
+        common: dict[str, Any] = dict(task=task, text_column=data.text_column, label_column=data.label_column,
                       label_names=label_names, prompt_column=data.prompt_column,
                       completion_column=data.completion_column, id_column=data.id_column)
         members = to_audit_records([train_raw[i] for i in m_idx], source=str(paths["train_path"]),
-                                   locations=[train_loc[i] for i in m_idx], **common)  # type: ignore[arg-type]
+                                   locations=[train_loc[i] for i in m_idx], **common)
         nonmembers = to_audit_records([eval_raw[i] for i in n_idx], source=str(paths["eval_path"]),
-                                      locations=[eval_loc[i] for i in n_idx], **common)  # type: ignore[arg-type]
+                                      locations=[eval_loc[i] for i in n_idx], **common)
         progress = ctx.progress.task("membership audit", total=None, unit="step")
         max_length = ctx.config.training.max_length
         model, tokenizer = _load_trained(training, model_dir, task, label_names, base_path, gguf_file, cfg.seed)
@@ -750,7 +751,7 @@ class MembershipStage:
         if "lira" in attacks:
             # Every held-out record trains some reference model: validate them all first, so a bad one
             # is reported against the eval file, not against a temporary copy.
-            to_audit_records(eval_raw, source=str(paths["eval_path"]), locations=eval_loc, **common)  # type: ignore[arg-type]
+            to_audit_records(eval_raw, source=str(paths["eval_path"]), locations=eval_loc, **common)
             lira_audit, lira_details = _lira_references(
                 ctx, training, tokenizer, combine(members, nonmembers), n_members=len(members),
                 nonmember_pool_index=n_idx, pool=eval_raw, k=policy.lira.reference_models, seed=cfg.seed,

@@ -45,7 +45,7 @@ def detect_format(path: Path, declared: str = "auto") -> Format:
     if declared != "auto":
         if declared not in _FORMATS:
             raise DataError(path, f"unknown data format '{declared}' (expected one of: auto, {', '.join(_FORMATS)})")
-        return declared  # type: ignore[return-value]
+        return declared
     fmt = SUFFIX_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(SUFFIX_FORMATS))
@@ -120,10 +120,11 @@ def iter_records(path: Path, fmt: str = "auto", *, batch_size: int = 1000,
         yield from _iter_parquet(path, batch_size, max_record_bytes)
 
 
-def _too_large(path: Path, limit: int, **where: int) -> DataError:
+def _too_large(path: Path, limit: int, *, line: int | None = None, record: int | None = None) -> DataError:
     return DataError(
         path, f"record is larger than the maximum record size of {limit:,} bytes (raise data.max_record_bytes "
-        "in the run config, or --max-record-bytes for govern scan, if such records are intended)", **where,
+        "in the run config, or --max-record-bytes for govern scan, if such records are intended)",
+        line=line, record=record,
     )
 
 

@@ -121,7 +121,7 @@ def _datasketch_fmix() -> Callable[[np.ndarray, int], np.ndarray] | None:
         from datasketch.minhash import _fmix
     except ImportError:  # pragma: no cover - depends on the datasketch version
         return None
-    return _fmix  # type: ignore[no-any-return]
+    return _fmix  # type: ignore[no-any-return]  # datasketch is untyped
 
 
 def check_leakage(

@@ -281,6 +281,8 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
 def check_label_sets(train: LoadedDataset, eval_: LoadedDataset, cfg: DataConfig) -> None:
     """Classification needs at least two classes in train, and no eval class train never shows."""
     column = cfg.label_column
+    # only called for classification, and RunConfig refuses classification without a label column
+    assert column is not None
     if len(train.labels) < 2:
         raise DataError(
             train.path,

@@ -47,6 +47,7 @@ from govern.lineage.models import (
     Signature,
     StageExecution,
     Waiver,
+    table_of,
 )
 
 #: Every table whose rows are committed to, by table name. Rows of these tables that no event commits
@@ -62,11 +63,11 @@ _TAG_HEX = 4
 
 
 def _columns(table: str) -> list[str]:
-    return [c.name for c in COMMITTED_TABLES[table].__table__.columns]  # type: ignore[attr-defined]
+    return [c.name for c in table_of(COMMITTED_TABLES[table]).columns]
 
 
 def _primary_key(table: str) -> str:
-    keys: list[str] = [str(c.name) for c in COMMITTED_TABLES[table].__table__.primary_key.columns]  # type: ignore[attr-defined]
+    keys: list[str] = [str(c.name) for c in table_of(COMMITTED_TABLES[table]).primary_key.columns]
     assert len(keys) == 1, table
     return keys[0]
 

@@ -313,3 +313,13 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str = Field(sa_type=sa.Text)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The ``sa.Table`` behind a table model, typed.
+
+    SQLModel sets ``__table__`` on ``table=True`` classes at runtime but does not declare it, so the type
+    checker cannot see it; this is the one place that says so.
+    """
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass at runtime
+    return table

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel as PydanticModel
@@ -37,6 +37,7 @@ from pydantic import ConfigDict, ValidationError
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.actor import Actor, current_actor
 from govern.config import canonical_json
@@ -74,6 +75,7 @@ from govern.lineage.models import (
     Signature,
     StageExecution,
     Waiver,
+    table_of,
 )
 from govern.lineage.records import (
     AncestryGraph,
@@ -249,11 +251,11 @@ class LineageStore:
         def work(session: Session) -> None:
             if flagged(session):
                 return
-            has_events = session.execute(sa.select(AuditEvent.id).limit(1)).first() is not None
-            committed = session.execute(sa.select(AuditEvent.id).where(
-                AuditEvent.payload_json.like('%"rows":{%')).limit(1)).first() is not None  # type: ignore[attr-defined]
+            has_events = session.execute(sa.select(col(AuditEvent.id)).limit(1)).first() is not None
+            committed = session.execute(sa.select(col(AuditEvent.id)).where(
+                col(AuditEvent.payload_json).like('%"rows":{%')).limit(1)).first() is not None
             if has_events and not committed:
-                for (run_id,) in session.execute(sa.select(Run.id).order_by(Run.id)).all():  # type: ignore[arg-type]
+                for (run_id,) in session.execute(sa.select(col(Run.id)).order_by(col(Run.id))).all():
                     scope = self._scope(session, run_id)
                     rows = {table: self._stored(session, table, condition) for table, condition in scope.items()
                             if table not in _GLOBAL_TABLES}
@@ -329,20 +331,20 @@ class LineageStore:
         """Rows of ``table`` as the DB stores them (read back inside the writing transaction, so a
         commitment is over exactly what later reads see, on every backend)."""
         session.flush()
-        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        t = table_of(COMMITTED_TABLES[table])
         return list(session.execute(sa.select(t).where(*conditions)).mappings())
 
     def _stored_ids_after(self, session: Session, table: str, before: int, *conditions: Any) -> list[Any]:
-        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        t = table_of(COMMITTED_TABLES[table])
         return self._stored(session, table, t.c.id > before, *conditions)
 
     @staticmethod
     def _max_id(session: Session, table: str) -> int:
-        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
+        t = table_of(COMMITTED_TABLES[table])
         return int(session.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0))).scalar_one())
 
     def _run_row(self, session: Session, run_id: str) -> dict[str, list[Any]]:
-        return {"runs": self._stored(session, "runs", Run.__table__.c.id == run_id)}  # type: ignore[attr-defined]
+        return {"runs": self._stored(session, "runs", table_of(Run).c.id == run_id)}
 
     @staticmethod
     def _require_run(session: Session, run_id: str) -> Run:
@@ -400,7 +402,7 @@ class LineageStore:
 
         def work(session: Session) -> RunRecord:
             if run_id == "latest":
-                row = session.scalars(sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc())  # type: ignore[attr-defined]
+                row = session.scalars(sa.select(Run).order_by(col(Run.started_at).desc(), col(Run.id).desc())
                                       .limit(1)).first()
                 if row is None:
                     raise NotFoundError("no runs in the lineage DB yet ('latest' needs at least one run)")
@@ -420,18 +422,18 @@ class LineageStore:
     def _run_filters(status: str | None, kind: str | None, since: datetime | None) -> list[Any]:
         conditions: list[Any] = []
         if status is not None:
-            conditions.append(Run.status == status)
+            conditions.append(col(Run.status) == status)
         if kind is not None:
-            conditions.append(Run.kind == kind)
+            conditions.append(col(Run.kind) == kind)
         if since is not None:
-            conditions.append(Run.started_at >= since)  # type: ignore[operator]
+            conditions.append(col(Run.started_at) >= since)
         return conditions
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None,
                   since: datetime | None = None) -> list[RunRecord]:
         """Runs, newest first."""
         stmt = (sa.select(Run).where(*self._run_filters(status, kind, since))
-                .order_by(Run.started_at.desc(), Run.id.desc())  # type: ignore[attr-defined]
+                .order_by(col(Run.started_at).desc(), col(Run.id).desc())
                 .limit(limit).offset(offset))
         return self._read(lambda s: [RunRecord.model_validate(r) for r in s.scalars(stmt)])
 
@@ -501,7 +503,7 @@ class LineageStore:
             self._append_event(session, "stage.started", run_id, {
                 "execution_id": row.id, "stage": stage, "input_digest": input_digest},
                 rows={"stage_executions": self._stored(session, "stage_executions",
-                                                       StageExecution.__table__.c.id == row.id)})  # type: ignore[attr-defined]
+                                                       table_of(StageExecution).c.id == row.id)})
             return row.id
 
         return self._write(work)
@@ -534,7 +536,7 @@ class LineageStore:
                 "outputs_sha256": _digest(outputs_doc) if outputs_doc is not None else None,
                 "error_sha256": hashlib.sha256(error.encode()).hexdigest() if error else None,
             }, rows={"stage_executions": self._stored(session, "stage_executions",
-                                                      StageExecution.__table__.c.id == execution_id),  # type: ignore[attr-defined]
+                                                      table_of(StageExecution).c.id == execution_id),
                      "evidence": self._stored_ids_after(session, "evidence", before)})
 
         self._write(work)
@@ -543,10 +545,10 @@ class LineageStore:
         """Every stage execution of a run, in order, each with the evidence it produced."""
 
         def work(session: Session) -> list[StageRecord]:
-            rows = session.scalars(sa.select(StageExecution).where(StageExecution.run_id == run_id)
-                                   .order_by(StageExecution.id)).all()  # type: ignore[arg-type]
+            rows = session.scalars(sa.select(StageExecution).where(col(StageExecution.run_id) == run_id)
+                                   .order_by(col(StageExecution.id))).all()
             evidence = {e.execution_id: e.document for e in session.scalars(
-                sa.select(EvidenceRow).where(EvidenceRow.run_id == run_id).order_by(EvidenceRow.id))}  # type: ignore[arg-type]
+                sa.select(EvidenceRow).where(col(EvidenceRow.run_id) == run_id).order_by(col(EvidenceRow.id)))}
             return [StageRecord.model_validate(r).model_copy(update={"evidence": evidence.get(r.id)})
                     for r in rows]
 
@@ -558,14 +560,14 @@ class LineageStore:
         def work(session: Session) -> StageRecord | None:
             row = session.scalars(
                 sa.select(StageExecution)
-                .where(StageExecution.run_id == run_id, StageExecution.stage == stage,
-                       StageExecution.status == "completed")
-                .order_by(StageExecution.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+                .where(col(StageExecution.run_id) == run_id, col(StageExecution.stage) == stage,
+                       col(StageExecution.status) == "completed")
+                .order_by(col(StageExecution.id).desc()).limit(1)).first()
             if row is None:
                 return None
-            document = session.scalars(sa.select(EvidenceRow.document)
-                                       .where(EvidenceRow.execution_id == row.id)
-                                       .order_by(EvidenceRow.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+            document = session.scalars(sa.select(col(EvidenceRow.document))
+                                       .where(col(EvidenceRow.execution_id) == row.id)
+                                       .order_by(col(EvidenceRow.id).desc()).limit(1)).first()
             return StageRecord.model_validate(row).model_copy(update={"evidence": document})
 
         return self._read(work)
@@ -591,7 +593,7 @@ class LineageStore:
                         "fingerprint": a.dataset_fingerprint, "name": a.name, "path": a.path, "rows": a.rows,
                         "first_run_id": run_id, "first_seen_at": now}):
                     new_datasets.append(a.dataset_fingerprint)
-            datasets = (self._stored(session, "datasets", Dataset.__table__.c.fingerprint.in_(new_datasets))  # type: ignore[attr-defined]
+            datasets = (self._stored(session, "datasets", table_of(Dataset).c.fingerprint.in_(new_datasets))
                         if new_datasets else [])
             self._append_event(session, "artifacts.added", run_id, {
                 "execution_id": execution_id,
@@ -603,15 +605,19 @@ class LineageStore:
 
     def _insert_ignore(self, session: Session, model: type[Any], keys: list[str], values: dict[str, Any]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True when a row was inserted."""
+        stmt: sa.Executable
         if self._backend == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            stmt = pg_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        result = session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        # an INSERT's result is a CursorResult, which has rowcount; Session.execute is typed as Result
+        result = cast("sa.CursorResult[Any]", session.execute(stmt))
+        return bool(result.rowcount)
 
     def artifacts(self, run_id: str) -> list[ArtifactRecord]:
-        stmt = sa.select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)  # type: ignore[arg-type]
+        stmt = sa.select(Artifact).where(col(Artifact.run_id) == run_id).order_by(col(Artifact.id))
         return self._read(lambda s: [ArtifactRecord.model_validate(r) for r in s.scalars(stmt)])
 
     def upsert_base_model(self, *, name: str, path: str, digest: str) -> int:
@@ -620,13 +626,14 @@ class LineageStore:
         def work(session: Session) -> int:
             inserted = self._insert_ignore(session, BaseModelRow, ["name", "digest"], {
                 "name": name, "path": path, "digest": digest, "first_seen_at": utcnow()})
-            model_id = session.execute(sa.select(BaseModelRow.id).where(
-                BaseModelRow.name == name, BaseModelRow.digest == digest)).scalar_one()
+            # the primary key of a stored row is never NULL (the model declares it optional for inserts)
+            model_id = cast(int, session.execute(sa.select(col(BaseModelRow.id)).where(
+                col(BaseModelRow.name) == name, col(BaseModelRow.digest) == digest)).scalar_one())
             if inserted:
                 self._append_event(session, "base_model.recorded", None,
                                    {"id": model_id, "name": name, "digest": digest},
                                    rows={"base_models": self._stored(session, "base_models",
-                                                                     BaseModelRow.__table__.c.id == model_id)})  # type: ignore[attr-defined]
+                                                                     table_of(BaseModelRow).c.id == model_id)})
             return int(model_id)
 
         return self._write(work)
@@ -653,7 +660,7 @@ class LineageStore:
         return self._read(work)
 
     def datasets(self) -> list[DatasetRecord]:
-        stmt = sa.select(Dataset).order_by(Dataset.id)  # type: ignore[arg-type]
+        stmt = sa.select(Dataset).order_by(col(Dataset.id))
         return self._read(lambda s: [DatasetRecord.model_validate(r) for r in s.scalars(stmt)])
 
     # ----------------------------------------------------------------- evidence, decisions, findings
@@ -661,8 +668,8 @@ class LineageStore:
         """Stage name → the latest evidence document that stage stored for the run."""
 
         def work(session: Session) -> dict[str, dict[str, Any]]:
-            rows = session.execute(sa.select(EvidenceRow.stage, EvidenceRow.document)
-                                   .where(EvidenceRow.run_id == run_id).order_by(EvidenceRow.id))  # type: ignore[arg-type]
+            rows = session.execute(sa.select(col(EvidenceRow.stage), col(EvidenceRow.document))
+                                   .where(col(EvidenceRow.run_id) == run_id).order_by(col(EvidenceRow.id)))
             return {stage: document for stage, document in rows}
 
         return self._read(work)
@@ -697,8 +704,8 @@ class LineageStore:
                 "results_sha256": _digest([f.model_dump() for f in findings]),
                 "failed_rules": sorted({f.rule_id for f in findings if f.status == "fail"}),
                 "waived_rules": sorted({f.rule_id for f in findings if f.status == "waived"}),
-            }, rows={"decisions": self._stored(session, "decisions", Decision.__table__.c.id == row.id),  # type: ignore[attr-defined]
-                     "findings": self._stored(session, "findings", Finding.__table__.c.decision_id == row.id)})  # type: ignore[attr-defined]
+            }, rows={"decisions": self._stored(session, "decisions", table_of(Decision).c.id == row.id),
+                     "findings": self._stored(session, "findings", table_of(Finding).c.decision_id == row.id)})
             return row.id
 
         return self._write(work)
@@ -713,19 +720,19 @@ class LineageStore:
 
     @staticmethod
     def _decisions(session: Session, run_id: str, kind: str | None, latest: int | None) -> list[DecisionRecord]:
-        stmt = sa.select(Decision).where(Decision.run_id == run_id)
+        stmt = sa.select(Decision).where(col(Decision.run_id) == run_id)
         if kind is not None:
-            stmt = stmt.where(Decision.kind == kind)
+            stmt = stmt.where(col(Decision.kind) == kind)
         if latest is not None:
-            stmt = stmt.order_by(Decision.id.desc()).limit(latest)  # type: ignore[union-attr]
+            stmt = stmt.order_by(col(Decision.id).desc()).limit(latest)
         else:
-            stmt = stmt.order_by(Decision.id)  # type: ignore[arg-type]
+            stmt = stmt.order_by(col(Decision.id))
         rows = list(session.scalars(stmt))
         if not rows:
             return []
-        by_decision: dict[int, list[FindingRecord]] = {}
-        for f in session.scalars(sa.select(Finding).where(Finding.decision_id.in_([r.id for r in rows]))  # type: ignore[union-attr]
-                                 .order_by(Finding.id)):  # type: ignore[arg-type]
+        by_decision: dict[int | None, list[FindingRecord]] = {}
+        for f in session.scalars(sa.select(Finding).where(col(Finding.decision_id).in_([r.id for r in rows]))
+                                 .order_by(col(Finding.id))):
             by_decision.setdefault(f.decision_id, []).append(FindingRecord.model_validate(f))
         return [DecisionRecord.model_validate(r).model_copy(update={"results": by_decision.get(r.id, [])})
                 for r in rows]
@@ -745,16 +752,16 @@ class LineageStore:
             self._append_event(session, "waiver.added", target if target.startswith("run-") else None, {
                 "waiver_id": row.id, "target": target, "rule_id": rule_id, "by": by,
                 "until": until.isoformat(), "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
-                rows={"waivers": self._stored(session, "waivers", Waiver.__table__.c.id == row.id)})  # type: ignore[attr-defined]
+                rows={"waivers": self._stored(session, "waivers", table_of(Waiver).c.id == row.id)})
             return row.id
 
         return self._write(work)
 
     def waivers(self, *, targets: list[str] | None = None) -> list[WaiverRecord]:
         """All waivers (expired ones too — callers check ``until``), optionally for some targets only."""
-        stmt = sa.select(Waiver).order_by(Waiver.id)  # type: ignore[arg-type]
+        stmt = sa.select(Waiver).order_by(col(Waiver.id))
         if targets is not None:
-            stmt = stmt.where(Waiver.target.in_(targets))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(Waiver.target).in_(targets))
         return self._read(lambda s: [_waiver_record(w) for w in s.scalars(stmt)])
 
     # ------------------------------------------------------------------------------ PII findings
@@ -778,7 +785,7 @@ class LineageStore:
         self._write(work)
 
     def pii_findings(self, run_id: str, limit: int | None = None) -> list[PIIFindingRecord]:
-        stmt = sa.select(PIIFinding).where(PIIFinding.run_id == run_id).order_by(PIIFinding.id)  # type: ignore[arg-type]
+        stmt = sa.select(PIIFinding).where(col(PIIFinding.run_id) == run_id).order_by(col(PIIFinding.id))
         if limit is not None:
             stmt = stmt.limit(limit)
         return self._read(lambda s: [PIIFindingRecord.model_validate(r) for r in s.scalars(stmt)])
@@ -799,13 +806,13 @@ class LineageStore:
             self._append_event(session, "signature.added", run_id, {
                 "signature_id": row.id, "kind": kind, "subject": subject, "subject_digest": subject_digest,
                 "method": method, "signer": signer},
-                rows={"signatures": self._stored(session, "signatures", Signature.__table__.c.id == row.id)})  # type: ignore[attr-defined]
+                rows={"signatures": self._stored(session, "signatures", table_of(Signature).c.id == row.id)})
             return row.id
 
         return self._write(work)
 
     def signatures(self, run_id: str) -> list[SignatureRecord]:
-        stmt = sa.select(Signature).where(Signature.run_id == run_id).order_by(Signature.id)  # type: ignore[arg-type]
+        stmt = sa.select(Signature).where(col(Signature.run_id) == run_id).order_by(col(Signature.id))
         return self._read(lambda s: [SignatureRecord.model_validate(r) for r in s.scalars(stmt)])
 
     # ---------------------------------------------------------------------------- privacy ledger
@@ -817,14 +824,15 @@ class LineageStore:
         """
 
         def work(session: Session) -> list[LedgerRow]:
-            datasets_stmt = (sa.select(Artifact.run_id, Artifact.dataset_fingerprint, Artifact.name)
-                             .where(Artifact.dataset_fingerprint.is_not(None))  # type: ignore[union-attr]
-                             .order_by(Artifact.id))  # type: ignore[arg-type]
+            datasets_stmt = (sa.select(col(Artifact.run_id), col(Artifact.dataset_fingerprint), col(Artifact.name))
+                             .where(col(Artifact.dataset_fingerprint).is_not(None))
+                             .order_by(col(Artifact.id)))
             if dataset_fingerprint is not None:
-                datasets_stmt = datasets_stmt.where(Artifact.dataset_fingerprint == dataset_fingerprint)
+                datasets_stmt = datasets_stmt.where(col(Artifact.dataset_fingerprint) == dataset_fingerprint)
             per_run: dict[str, dict[str, str]] = {}
             for run_id, fingerprint, name in session.execute(datasets_stmt):
-                per_run.setdefault(run_id, {}).setdefault(fingerprint, name)
+                # cast: the WHERE clause above excludes NULL fingerprints
+                per_run.setdefault(run_id, {}).setdefault(cast(str, fingerprint), name)
             if not per_run:
                 return []
             training: dict[str, dict[str, Any]] = {}
@@ -832,11 +840,11 @@ class LineageStore:
             for chunk_start in range(0, len(run_ids), 500):
                 chunk = run_ids[chunk_start:chunk_start + 500]
                 for run_id, document in session.execute(
-                        sa.select(EvidenceRow.run_id, EvidenceRow.document)
-                        .where(EvidenceRow.stage == "training", EvidenceRow.run_id.in_(chunk))  # type: ignore[attr-defined]
-                        .order_by(EvidenceRow.id)):  # type: ignore[arg-type]
+                        sa.select(col(EvidenceRow.run_id), col(EvidenceRow.document))
+                        .where(col(EvidenceRow.stage) == "training", col(EvidenceRow.run_id).in_(chunk))
+                        .order_by(col(EvidenceRow.id))):
                     training[run_id] = document  # latest wins
-            runs = {r.id: r for r in session.scalars(sa.select(Run).where(Run.id.in_(list(training))))}  # type: ignore[attr-defined]
+            runs = {r.id: r for r in session.scalars(sa.select(Run).where(col(Run.id).in_(list(training))))}
             ledger: list[LedgerRow] = []
             for run_id, document in training.items():
                 run = runs[run_id]
@@ -861,22 +869,22 @@ class LineageStore:
 
         def work(session: Session) -> AncestryGraph:
             artifact = session.scalars(
-                sa.select(Artifact).where(Artifact.sha256 == artifact_sha256)
-                .order_by((Artifact.role == "output").desc(), Artifact.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+                sa.select(Artifact).where(col(Artifact.sha256) == artifact_sha256)
+                .order_by((col(Artifact.role) == "output").desc(), col(Artifact.id).desc()).limit(1)).first()
             if artifact is None:
                 raise NotFoundError(f"no artifact with sha256 {artifact_sha256} in the lineage DB")
             run = session.get(Run, artifact.run_id)
             assert run is not None
             run_artifacts = [ArtifactRecord.model_validate(a) for a in session.scalars(
-                sa.select(Artifact).where(Artifact.run_id == run.id).order_by(Artifact.id))]  # type: ignore[arg-type]
+                sa.select(Artifact).where(col(Artifact.run_id) == run.id).order_by(col(Artifact.id)))]
             fingerprints = sorted({a.dataset_fingerprint for a in run_artifacts if a.dataset_fingerprint})
             datasets = [DatasetRecord.model_validate(d) for d in session.scalars(
-                sa.select(Dataset).where(Dataset.fingerprint.in_(fingerprints)).order_by(Dataset.id))] if fingerprints else []  # type: ignore[attr-defined,arg-type]
+                sa.select(Dataset).where(col(Dataset.fingerprint).in_(fingerprints)).order_by(col(Dataset.id)))] if fingerprints else []
             stages = [StageRecord.model_validate(st) for st in session.scalars(
-                sa.select(StageExecution).where(StageExecution.run_id == run.id).order_by(StageExecution.id))]  # type: ignore[arg-type]
+                sa.select(StageExecution).where(col(StageExecution.run_id) == run.id).order_by(col(StageExecution.id)))]
             base = session.get(BaseModelRow, run.base_model_id) if run.base_model_id is not None else None
             signatures = [SignatureRecord.model_validate(sg) for sg in session.scalars(
-                sa.select(Signature).where(Signature.run_id == run.id).order_by(Signature.id))]  # type: ignore[arg-type]
+                sa.select(Signature).where(col(Signature.run_id) == run.id).order_by(col(Signature.id)))]
             parents: list[RunRecord] = []
             seen = {run.id}
             parent_id = run.parent_run_id
@@ -923,14 +931,14 @@ class LineageStore:
 
     def event_hashes(self, *, after_id: int = 0) -> list[tuple[int, str]]:
         """(id, hash) of every event after ``after_id``, oldest first (what a witness lists)."""
-        stmt = (sa.select(AuditEvent.id, AuditEvent.hash).where(AuditEvent.id > after_id)  # type: ignore[operator]
-                .order_by(AuditEvent.id))  # type: ignore[arg-type]
+        stmt = (sa.select(col(AuditEvent.id), col(AuditEvent.hash)).where(col(AuditEvent.id) > after_id)
+                .order_by(col(AuditEvent.id)))
         return self._read(lambda s: [(int(i), str(h)) for i, h in s.execute(stmt)])
 
     def last_witnessed_event_id(self) -> int:
         """The head event id of the newest witness this DB records having emitted (0 if none)."""
-        stmt = (sa.select(AuditEvent.payload_json).where(AuditEvent.kind == "witness.emitted")
-                .order_by(AuditEvent.id.desc()).limit(1))  # type: ignore[attr-defined]
+        stmt = (sa.select(col(AuditEvent.payload_json)).where(col(AuditEvent.kind) == "witness.emitted")
+                .order_by(col(AuditEvent.id).desc()).limit(1))
 
         def work(session: Session) -> int:
             text = session.execute(stmt).scalar()
@@ -951,9 +959,9 @@ class LineageStore:
         return self._read(work)
 
     def events(self, run_id: str | None = None) -> list[EventRecord]:
-        stmt = sa.select(AuditEvent).order_by(AuditEvent.id)  # type: ignore[arg-type]
+        stmt = sa.select(AuditEvent).order_by(col(AuditEvent.id))
         if run_id is not None:
-            stmt = stmt.where(AuditEvent.run_id == run_id)
+            stmt = stmt.where(col(AuditEvent.run_id) == run_id)
 
         def work(session: Session) -> list[EventRecord]:
             out = []
@@ -1023,7 +1031,7 @@ class LineageStore:
                     commitments[(table, pk)] = (Commitment(event.id, event.kind, committed_columns, digest, tags),
                                                 event.run_id)
 
-            c = AuditEvent.__table__.c  # type: ignore[attr-defined]
+            c = table_of(AuditEvent).c
             stmt = (sa.select(c.id, c.created_at, c.kind, c.run_id, c.payload_json, c.prev_hash, c.hash)
                     .where(c.id <= head_id).order_by(c.id).execution_options(yield_per=5000))
             if run_id is None:
@@ -1076,12 +1084,12 @@ class LineageStore:
         As strong as walking the whole chain for these events (an edited event breaks its own hash; an edited
         and re-hashed one breaks its successor's link; a deleted one leaves a gap next to a neighbour) while
         the cost follows the run, not the DB's age: whole-chain rewrites need a witness either way."""
-        c = AuditEvent.__table__.c  # type: ignore[attr-defined]
+        c = table_of(AuditEvent).c
         fingerprints = sorted(self._scope_fingerprints(session, run_id))
         related = {run_id}
         if fingerprints:
-            related |= {r for r in session.scalars(sa.select(Dataset.first_run_id).where(
-                Dataset.fingerprint.in_(fingerprints))) if r}  # type: ignore[attr-defined]
+            related |= {r for r in session.scalars(sa.select(col(Dataset.first_run_id)).where(
+                col(Dataset.fingerprint).in_(fingerprints))) if r}
         links: dict[int, tuple[str, str]] = {}
         seen = 0
         for event in _rows(session.execute(stmt.where(sa.or_(c.run_id.in_(sorted(related)), c.run_id.is_(None))))):
@@ -1129,8 +1137,8 @@ class LineageStore:
     def _scope_fingerprints(session: Session, run_id: str) -> set[str]:
         """The data sets ``run_id`` used (their waivers and ledger rows apply to it)."""
         return {fp for fp in session.scalars(
-            sa.select(Artifact.dataset_fingerprint).where(Artifact.run_id == run_id,
-                                                          Artifact.dataset_fingerprint.is_not(None)))  # type: ignore[union-attr]
+            sa.select(col(Artifact.dataset_fingerprint)).where(col(Artifact.run_id) == run_id,
+                                                          col(Artifact.dataset_fingerprint).is_not(None)))
             if fp}
 
     @classmethod
@@ -1140,7 +1148,7 @@ class LineageStore:
         fingerprints = sorted(cls._scope_fingerprints(session, run_id))
         scope: dict[str, Any] = {}
         for table, model in COMMITTED_TABLES.items():
-            t = model.__table__  # type: ignore[attr-defined]
+            t = table_of(model)
             if table == "runs":
                 scope[table] = t.c.id == run_id
             elif table == "waivers":
@@ -1161,7 +1169,7 @@ class LineageStore:
         scope = self._scope(session, run_id) if run_id is not None else {}
         found: set[tuple[str, Any]] = set()
         for table, model in COMMITTED_TABLES.items():
-            t = model.__table__  # type: ignore[attr-defined]
+            t = table_of(model)
             pk_name = next(iter(t.primary_key.columns)).name
             stmt = sa.select(t).order_by(t.c[pk_name]).execution_options(yield_per=2000)
             if table in scope:
@@ -1189,10 +1197,10 @@ class LineageStore:
         it would launder the edit into the record."""
         if not self.commit_rows:
             return
-        t = COMMITTED_TABLES[table].__table__  # type: ignore[attr-defined]
-        stmt = (sa.select(AuditEvent.id, AuditEvent.kind, AuditEvent.payload_json)
-                .where(AuditEvent.run_id == run_id, AuditEvent.payload_json.like(f'%"{table}":%'))  # type: ignore[attr-defined]
-                .order_by(AuditEvent.id.desc()))  # type: ignore[attr-defined]
+        t = table_of(COMMITTED_TABLES[table])
+        stmt = (sa.select(col(AuditEvent.id), col(AuditEvent.kind), col(AuditEvent.payload_json))
+                .where(col(AuditEvent.run_id) == run_id, col(AuditEvent.payload_json).like(f'%"{table}":%'))
+                .order_by(col(AuditEvent.id).desc()))
         commitment: Commitment | None = None
         for event_id, kind, text in session.execute(stmt):
             try:
@@ -1218,12 +1226,12 @@ class LineageStore:
         execution ids whose evidence was found edited (the row check then does not report them twice)."""
         problems: list[str] = []
         edited: set[Any] = set()
-        stmt = (sa.select(EvidenceRow.id, EvidenceRow.execution_id, EvidenceRow.run_id, EvidenceRow.stage,
-                          EvidenceRow.document)
-                .order_by(EvidenceRow.id).execution_options(yield_per=2000))  # type: ignore[arg-type]
+        stmt = (sa.select(col(EvidenceRow.id), col(EvidenceRow.execution_id), col(EvidenceRow.run_id), col(EvidenceRow.stage),
+                          col(EvidenceRow.document))
+                .order_by(col(EvidenceRow.id)).execution_options(yield_per=2000))
         if run_id is not None:
-            stmt = stmt.where(EvidenceRow.run_id == run_id)
-            in_run = set(session.scalars(sa.select(StageExecution.id).where(StageExecution.run_id == run_id)))
+            stmt = stmt.where(col(EvidenceRow.run_id) == run_id)
+            in_run = set(session.scalars(sa.select(col(StageExecution.id)).where(col(StageExecution.run_id) == run_id)))
             recorded = {k: v for k, v in recorded.items() if k in in_run}
         found: set[Any] = set()
         for row_id, execution_id, row_run_id, stage, document in session.execute(stmt):

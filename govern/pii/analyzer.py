@@ -40,7 +40,7 @@ def _import_presidio_without_torch() -> None:
     """
     hidden = [name for name in ("transformers", "torch") if name not in sys.modules]
     for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
+        sys.modules[name] = None  # type: ignore[assignment]  # None blocks the import (documented importlib behaviour)
     try:
         import presidio_analyzer  # noqa: F401
         import presidio_analyzer.nlp_engine  # noqa: F401
@@ -222,6 +222,8 @@ class PhoneShapeRecognizer(LocalRecognizer):
 
     CONTEXT = ["phone", "number", "telephone", "tel", "cell", "cellphone", "mobile", "call", "fax",
                "desk", "office", "contact", "reach", "dial", "whatsapp"]
+    #: set by EntityRecognizer.__init__ from its ``name`` argument; declared because presidio leaves it untyped
+    name: str
 
     def __init__(self, context: list[str] | None = None) -> None:
         super().__init__(supported_entities=["PHONE_NUMBER"], supported_language=LANGUAGE,
@@ -343,7 +345,7 @@ def _spacy_engine(model: str) -> NlpEngine:
     nlp_engine = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy", "models": [{"lang_code": LANGUAGE, "model_name": model}],
     }).create_engine()
-    pipeline = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]
+    pipeline = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]  # a SpacyNlpEngine, which has .nlp
     for name in ("parser", "senter"):
         if name in pipeline.pipe_names:
             pipeline.disable_pipe(name)
@@ -380,9 +382,9 @@ def build_analyzer(policy: PIIPolicy, engine: str | None = None, spacy_model: st
             name=custom.name,
             supported_language=LANGUAGE,
             patterns=[Pattern(name=p.name or f"{custom.name}-{i}", regex=p.regex, score=p.score)
-                      for i, p in enumerate(custom.patterns)] or None,
-            deny_list=custom.deny_list or None,
-            context=custom.context or None,
+                      for i, p in enumerate(custom.patterns)] or None,  # type: ignore[arg-type]  # presidio types the list, defaults it to None
+            deny_list=custom.deny_list or None,  # type: ignore[arg-type]  # same: None means "no deny list"
+            context=custom.context or None,  # type: ignore[arg-type]  # same: None means "no context words"
         ))
     for recognizer in registry.recognizers:
         extra = [w for e in recognizer.supported_entities for w in policy.context_words.get(e, [])]

@@ -104,7 +104,9 @@ def finding_fingerprint(uri: str, finding: Any, value_fingerprint: str | None = 
     * without one: the stored ``value_hmac`` (keyed by the lineage DB's PII key), hashed again — stable
       while the DB's key is (a local DB), but a fresh DB per CI run makes every alert new.
     """
-    get = finding.get if isinstance(finding, Mapping) else lambda k: getattr(finding, k, None)
+    def get(key: str) -> Any:  # a finding is a mapping (JSON) or a record object
+        return finding.get(key) if isinstance(finding, Mapping) else getattr(finding, key, None)
+
     where = get("line") if get("line") is not None else get("record_id") or ""
     value = f"fingerprint-key:{value_fingerprint}" if value_fingerprint else f"db-key:{get('value_hmac')}"
     parts = [uri, str(where), str(get("field")), str(get("entity_type")), str(get("start")), str(get("end")), value]

@@ -26,8 +26,9 @@ os.environ.setdefault("CEL_LOG_LEVEL", "WARNING")
 
 import celpy  # noqa: E402
 import lark  # noqa: E402
+from celpy.adapter import json_to_cel  # noqa: E402
 from celpy.celparser import CELParseError  # noqa: E402
-from celpy.evaluation import Activation, Evaluator  # noqa: E402
+from celpy.evaluation import Activation, CELEvalError, Evaluator  # noqa: E402
 
 from govern.policy.schema import Policy, RuleLimits  # noqa: E402
 
@@ -85,19 +86,19 @@ class _BudgetedEvaluator(Evaluator):
     operands. Nested macro evaluators share the parent's budget through ``sub_evaluator``.
     """
 
-    def __init__(self, ast: lark.Tree, activation: Activation, budget: _Budget) -> None:
+    def __init__(self, ast: lark.Tree[Any], activation: Activation, budget: _Budget) -> None:
         super().__init__(ast, activation)
         self.budget = budget
 
-    def sub_evaluator(self, ast: lark.Tree) -> Evaluator:
+    def sub_evaluator(self, ast: lark.Tree[Any]) -> Evaluator:
         return _BudgetedEvaluator(ast, activation=self.activation, budget=self.budget)
 
-    def visit(self, tree: lark.Tree) -> Any:
+    def visit(self, tree: lark.Tree[Any]) -> Any:
         value = super().visit(tree)
         self.budget.charge_value(value)
         return value
 
-    def visit_children(self, tree: lark.Tree) -> list[Any]:
+    def visit_children(self, tree: lark.Tree[Any]) -> list[Any]:
         values = super().visit_children(tree)
         for child, value in zip(tree.children, values, strict=True):
             if isinstance(child, lark.Tree):
@@ -145,7 +146,7 @@ def compile_rules(policy: Policy) -> Iterator[tuple[int, str, str]]:
 
 def cel_document(document: dict[str, Any]) -> Any:
     """The evidence document as CEL values; convert once per evaluation, not once per rule."""
-    return celpy.json_to_cel(document)
+    return json_to_cel(document)
 
 
 def evaluate_expression(expression: str, document: dict[str, Any] | None = None, *,
@@ -162,18 +163,18 @@ def evaluate_expression(expression: str, document: dict[str, Any] | None = None,
         return CelOutcome(exceeded=exc.reason, cost=budget.spent)
     except RecursionError:
         return CelOutcome(error="expression nests too deeply to evaluate", cost=budget.spent)
-    except celpy.CELEvalError as exc:
+    except CELEvalError as exc:
         return _eval_error(exc, budget.spent)
     except Exception as exc:  # noqa: BLE001 - report any evaluation failure as a rule error, never crash
         return CelOutcome(error=f"{type(exc).__name__}: {exc}", cost=budget.spent)
-    if isinstance(result, celpy.CELEvalError):
+    if isinstance(result, CELEvalError):
         return _eval_error(result, budget.spent)
     if isinstance(result, (celpy.celtypes.BoolType, bool)):
         return CelOutcome(value=bool(result), cost=budget.spent)
     return CelOutcome(error=f"expression must be boolean, got {type(result).__name__}", cost=budget.spent)
 
 
-def _eval_error(exc: celpy.CELEvalError, cost: int) -> CelOutcome:
+def _eval_error(exc: CELEvalError, cost: int) -> CelOutcome:
     text = str(exc.args[0]) if exc.args else str(exc)
     if "no such member" in text or "no such key" in text:
         return CelOutcome(missing=text, cost=cost)

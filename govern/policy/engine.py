@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 
@@ -232,8 +232,10 @@ def _fairness_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for d in f["disparities"]:
         by_metric.setdefault(d["metric"], []).append(d)
-    limits: list[tuple[str, float, bool]] = [(m, v, True) for m, v in p.max_difference.items()]
-    limits += [(m, v, False) for m, v in p.min_ratio.items()]
+    # cast: both TypedDicts hold only float limits, but a TypedDict's items() is typed as object values
+    limits: list[tuple[str, float, bool]] = [
+        (m, v, True) for m, v in cast("dict[str, float]", p.max_difference).items()]
+    limits += [(m, v, False) for m, v in cast("dict[str, float]", p.min_ratio).items()]
     for metric, threshold, higher_is_worse in limits:
         kind = "max_difference" if higher_is_worse else "min_ratio"
         rows = [r for r in by_metric.get(metric, []) if r["value"] is not None]

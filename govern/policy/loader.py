@@ -218,4 +218,3 @@ def load_evidence_document(path: str | Path) -> dict[str, Any]:
         lines = "\n".join(f"  - {problem}" for problem in
                           validation_problems(exc, None, "govern policy schema --evidence"))
         raise GovernError(f"{p}: not a valid evidence document\n{lines}") from None
-

@@ -16,6 +16,33 @@ from typing_extensions import TypedDict
 
 Severity = Literal["block", "warn", "info"]
 PIIAction = Literal["block", "redact", "allow"]
+MembershipAttack = Literal["loss", "reference", "min_k", "zlib"]
+SigningMethod = Literal["key", "certificate", "sigstore"]
+
+
+# Defaults as named functions, not lambdas: a lambda's literals are inferred as plain str, so the type
+# checker could not see that they are valid actions/attacks/methods.
+def _default_entities() -> dict[str, PIIAction]:
+    return {
+        "CREDIT_CARD": "redact",
+        "US_SSN": "redact",
+        "IBAN_CODE": "redact",
+        "EMAIL_ADDRESS": "redact",
+        "PHONE_NUMBER": "redact",
+        "IP_ADDRESS": "redact",
+    }
+
+
+def _default_ner_entities() -> dict[str, PIIAction]:
+    return {"PERSON": "allow", "LOCATION": "allow", "NRP": "allow"}
+
+
+def _default_attacks() -> list[MembershipAttack]:
+    return ["loss", "reference"]
+
+
+def _default_signing_methods() -> list[SigningMethod]:
+    return ["key", "certificate", "sigstore"]
 
 API_VERSION = "govern.dev/v1"
 
@@ -80,20 +107,13 @@ class PIIPolicy(Section):
     engine: Literal["patterns", "spacy"] = "patterns"
     min_score: float = Field(default=0.5, ge=0, le=1)
     entities: dict[str, PIIAction] = Field(
-        default_factory=lambda: {
-            "CREDIT_CARD": "redact",
-            "US_SSN": "redact",
-            "IBAN_CODE": "redact",
-            "EMAIL_ADDRESS": "redact",
-            "PHONE_NUMBER": "redact",
-            "IP_ADDRESS": "redact",
-        },
+        default_factory=_default_entities,
         description="Entity type → action. Only these types are scanned.",
     )
     context_words: dict[str, list[str]] = Field(default_factory=dict)
     custom_recognizers: list[CustomRecognizer] = Field(default_factory=list)
     ner_entities: dict[str, PIIAction] = Field(
-        default_factory=lambda: {"PERSON": "allow", "LOCATION": "allow", "NRP": "allow"},
+        default_factory=_default_ner_entities,
         description="Entity → action added when the spacy engine runs (NER types; `entities` wins on overlap).",
     )
     redaction: Literal["entity_type", "pseudonym"] = "entity_type"
@@ -157,7 +177,7 @@ class LiraPolicy(Section):
 
 
 class MembershipPolicy(Section):
-    attacks: list[Literal["loss", "reference", "min_k", "zlib"]] = Field(default_factory=lambda: ["loss", "reference"])
+    attacks: list[MembershipAttack] = Field(default_factory=_default_attacks)
     max_auc: float | None = Field(default=None, ge=0.5, le=1)
     max_tpr_at_fpr: list[TprLimit] = Field(default_factory=list)
     canaries: CanaryPolicy = Field(default_factory=CanaryPolicy)
@@ -201,7 +221,7 @@ RatioLimit = Annotated[float, AfterValidator(_ratio_limit)]
 class MaxDifference(TypedDict, total=False):
     """Fairness metric → largest allowed gap between groups (the worst pair of groups is gated)."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic's TypedDict config key
 
     demographic_parity_difference: DifferenceLimit
     equalized_odds_difference: DifferenceLimit
@@ -214,7 +234,7 @@ class MaxDifference(TypedDict, total=False):
 class MinRatio(TypedDict, total=False):
     """Fairness ratio → smallest allowed ratio of the lowest to the highest group rate."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic's TypedDict config key
 
     demographic_parity_ratio: RatioLimit
     equalized_odds_ratio: RatioLimit
@@ -242,9 +262,7 @@ class EvaluationPolicy(Section):
 
 class SigningPolicy(Section):
     required: bool = False
-    methods: list[Literal["key", "certificate", "sigstore"]] = Field(
-        default_factory=lambda: ["key", "certificate", "sigstore"]
-    )
+    methods: list[SigningMethod] = Field(default_factory=_default_signing_methods)
     private_key_permissions: Literal["warn", "refuse"] = Field(
         default="warn",
         description="A signing private key that group or others can read: warn, or refuse to sign (the run fails).",

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from govern.errors import GovernError
+from govern.privacy_ledger import composed_epsilon, ledger_delta
 from govern.report.ci import to_junit, to_markdown_summary, to_sarif
 from govern.report.data import ReportData, build_report_data, explain_epsilon
-from govern.report.ledger import LedgerReport, build_ledger, composed_epsilon, dataset_budgets, ledger_delta
+from govern.report.ledger import LedgerReport, build_ledger, dataset_budgets
 
 if TYPE_CHECKING:
     from govern.lineage.store import LineageStore

@@ -234,7 +234,9 @@ def to_sarif(findings: Sequence[Any], *, tool_version: str = "0", information_ur
     rules: dict[str, dict[str, Any]] = {}
     results = []
     for f in findings:
-        get = f.get if isinstance(f, Mapping) else lambda k, _f=f: getattr(_f, k, None)
+        def get(key: str, _f: Any = f) -> Any:  # a finding is a mapping (JSON) or a record object
+            return _f.get(key) if isinstance(_f, Mapping) else getattr(_f, key, None)
+
         entity = str(get("entity_type"))
         rule_id = f"pii/{entity}"
         rules.setdefault(rule_id, {

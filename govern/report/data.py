@@ -17,7 +17,7 @@ import hashlib
 import math
 from collections import Counter
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,7 +35,7 @@ from govern.report.compliance import compliance_sections
 if TYPE_CHECKING:  # the store imports SQLAlchemy; keep `import govern.report` light
     from govern.lineage.store import LineageStore
 
-REPORT_SCHEMA_VERSION = "govern.report/v1"
+REPORT_SCHEMA_VERSION: Final = "govern.report/v1"
 
 #: The stages whose evidence a report renders, in pipeline order (canaries ride in membership).
 STAGE_ORDER: tuple[str, ...] = ("data", "pii", "training", "evaluation", "membership", "fairness", "signing")
@@ -629,7 +629,7 @@ def _action_of(event_id: int, at: datetime, kind: str, payload: dict[str, Any]) 
         action, detail = "finished", f"{payload.get('status')}"
     if action is None:
         return None
-    return ActorAction(action=action, actor=actor, at=at, event_id=event_id, detail=detail)  # type: ignore[arg-type]
+    return ActorAction(action=action, actor=actor, at=at, event_id=event_id, detail=detail)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

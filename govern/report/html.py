@@ -162,8 +162,9 @@ def charts(data: ReportData) -> dict[str, Markup]:
                 bars, title=metric.replace("_", " "), x_label=metric.replace("_", " "),
                 reference=1.0 if "ratio" in metric else 0.0, limit=limits.get(metric)))
     if f is not None and f.groups:
-        metric = _headline_group_metric(data)
-        if metric:
+        headline = _headline_group_metric(data)
+        if headline:
+            metric = headline
             bars = [Bar(f"{g.attribute}={g.group}" + (" (insufficient)" if g.insufficient_data else ""),
                         g.metrics[metric].value if metric in g.metrics else None,
                         g.metrics[metric].ci_low if metric in g.metrics else None,

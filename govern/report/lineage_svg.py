@@ -67,7 +67,7 @@ def lineage_svg(graph: LineageGraph) -> str:
     height = rows * (_BOX_H + _GAP_Y) + 40
     pos: dict[str, tuple[float, float]] = {}
     for col, ids in columns.items():
-        x = 10 + remap[col] * _COL_W
+        x: float = 10 + remap[col] * _COL_W
         offset = (rows - len(ids)) * (_BOX_H + _GAP_Y) / 2
         for i, node_id in enumerate(ids):
             pos[node_id] = (x, 30 + offset + i * (_BOX_H + _GAP_Y))

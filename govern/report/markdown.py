@@ -152,13 +152,14 @@ def render_markdown(data: ReportData) -> str:
     else:
         add(f"| Task metrics | {r.absent_reason('evaluation')} |")
     judged = r.judged_model_digests()
-    if judged.get("training"):
+    trained = judged.get("training")
+    if trained:
         problems = r.model_digest_problems()
         if problems:
             add(f"| Model judged | **not all evidence is about the model training wrote**: {cell('; '.join(problems))} |")
         else:
             others = ", ".join(s for s in judged if s != "training") or "no audit yet"
-            add(f"| Model judged | {others}: `{judged['training'][:16]}…` (tree sha256), the model training "
+            add(f"| Model judged | {others}: `{trained[:16]}…` (tree sha256), the model training "
                 "wrote |")
     if r.signatures:
         add(f"| Signatures | {len(r.signatures)} ({', '.join(sorted({s.method for s in r.signatures}))}) |")

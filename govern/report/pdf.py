@@ -31,6 +31,6 @@ def render_pdf(data: ReportData, *, html: str | None = None) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     document = weasyprint.HTML(string=html if html is not None else render_html(data), base_url=None)
-    pdf = document.write_pdf()
+    pdf: bytes | None = document.write_pdf()  # weasyprint is untyped: its result is Any
     assert pdf is not None  # write_pdf without a target returns the bytes
     return pdf

@@ -135,7 +135,7 @@ def probe_hosts(urls: list[str], timeout_s: float) -> None:
         parsed = urlparse(url)
         host, port = parsed.hostname or url, parsed.port or 443
         try:
-            _run_with_deadline(lambda h=host, p=port: connect(h, p), timeout_s + 1, f"{host}:{port}")  # type: ignore[misc]
+            _run_with_deadline(lambda h=host, p=port: connect(h, p), timeout_s + 1, f"{host}:{port}")  # type: ignore[misc]  # mypy cannot infer a lambda with default-bound args
         except OSError as exc:
             raise SigningError(
                 f"no network: sigstore unreachable ({host}:{port}: {exc.strerror or type(exc).__name__}). "

@@ -137,7 +137,7 @@ def _open_signed_payload(path: Path, trust: Trust, report: VerificationReport, l
         raise _Failed(f"{label}: the bundle was signed with {material} material, but {wanted} trust was given "
                       f"(verify with the matching --key / --cert-chain / --identity)")
     if wanted == "key":
-        payload_type, payload = _verify_key_bundle(path, trust.public_key, report, label)  # type: ignore[arg-type]
+        payload_type, payload = _verify_key_bundle(path, trust.public_key, report, label)  # type: ignore[arg-type]  # key trust always carries public_key
     elif wanted == "certificate":
         payload_type, payload = _verify_certificate_bundle(path, trust.certificate_chain, report, label)
     else:

@@ -66,7 +66,7 @@ def _opacus_accountant(name: str, history: Sequence[HistoryEntry]) -> object:
     return accountant
 
 
-def _dp_event(history: Sequence[HistoryEntry]):  # type: ignore[no-untyped-def]
+def _dp_event(history: Sequence[HistoryEntry]):  # type: ignore[no-untyped-def]  # returns a dp_accounting event (untyped library)
     import dp_accounting
 
     return dp_accounting.ComposedDpEvent([
@@ -83,7 +83,7 @@ def epsilon_from_history(history: Sequence[HistoryEntry], delta: float, accounta
     if accountant in ("rdp", "prv"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "optimal order is the largest alpha": ε is still an upper bound
-            return float(_opacus_accountant(accountant, history).get_epsilon(delta))  # type: ignore[attr-defined]
+            return float(_opacus_accountant(accountant, history).get_epsilon(delta))  # type: ignore[attr-defined]  # an Opacus accountant (untyped library)
     from dp_accounting import pld, rdp
 
     if accountant == "dp_accounting_rdp":

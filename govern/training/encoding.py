@@ -96,7 +96,7 @@ def collate(examples: Sequence[EncodedExample], pad_token_id: int, task: str) ->
     input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.long)
     if task == "classification":
-        labels = torch.tensor([int(e.labels) for e in examples], dtype=torch.long)  # type: ignore[arg-type]
+        labels = torch.tensor([int(e.labels) for e in examples], dtype=torch.long)  # type: ignore[arg-type]  # classification examples hold one int label
     else:
         labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
     for row, example in enumerate(examples):

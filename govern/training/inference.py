@@ -30,7 +30,8 @@ def read_model_meta(model_dir: Path | str) -> dict[str, Any]:
     path = Path(model_dir) / MODEL_META
     if not path.is_file():
         raise StageError("training", f"{model_dir} is not a govern model folder (no {MODEL_META})")
-    return json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
 
 
 def load_trained_model(
@@ -138,5 +139,6 @@ def predict_proba(
         logits = model(input_ids=enc["input_ids"].to(device),
                        attention_mask=enc["attention_mask"].to(device)).logits.float()
         probs.append(torch.softmax(logits, dim=-1).cpu().double().numpy())
-    k = int(model.config.num_labels)
+    hf_config: Any = model.config  # a transformers config; nn.Module types attributes as Tensor | Module
+    k = int(hf_config.num_labels)
     return np.concatenate(probs) if probs else np.zeros((0, k))

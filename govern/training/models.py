@@ -149,10 +149,11 @@ def base_model_facts(folder: Path) -> dict[str, str]:
             meta = distribution.metadata
             facts["package"] = f"{meta['Name']} {distribution.version} (PyPI)"
             if "licence" not in facts:
-                licence = meta.get("License-Expression") or meta.get("License")
+                # the runtime object is an email.message.Message, whose get() the PackageMetadata protocol omits
+                licence = meta.get("License-Expression") or meta.get("License")  # type: ignore[attr-defined]  # see above
                 if licence:
                     facts["licence"] = f"{licence} (package licence)"
-            summary = meta.get("Summary") or ""
+            summary = meta.get("Summary") or ""  # type: ignore[attr-defined]  # as above
             if "source" not in facts and "/" in summary:
                 # e.g. "A packaged version of the sentence-transformers/all-MiniLM-L6-v2 model ..."
                 token = next((w for w in summary.split() if w.count("/") == 1 and len(w) > 3), None)
@@ -179,12 +180,13 @@ def quiet_transformers() -> Iterator[None]:
 
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-    old_tqdm = gguf_utils.tqdm
-    gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)
+    # tqdm is a module global there, imported rather than exported: patch it in place
+    old_tqdm = gguf_utils.tqdm  # type: ignore[attr-defined]  # see above
+    gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)  # type: ignore[attr-defined]  # see above
     try:
         yield
     finally:
-        gguf_utils.tqdm = old_tqdm
+        gguf_utils.tqdm = old_tqdm  # type: ignore[attr-defined]  # see above
         tlog.set_verbosity(old)
         tlog.enable_progress_bar()
         hub_logger.setLevel(old_hub)

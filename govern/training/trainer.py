@@ -76,6 +76,11 @@ class DataFile(BaseModel):
     role: str = "train"
 
 
+def _default_columns() -> dict[str, str | None]:
+    # a named function, not a lambda: a lambda's dict is inferred as dict[str, str]
+    return {"text": "text", "label": "label"}
+
+
 class TrainingSpec(BaseModel):
     """Everything one training run needs; JSON so torchrun workers and subprocesses can read it."""
 
@@ -84,7 +89,7 @@ class TrainingSpec(BaseModel):
     gguf_file: str | None = None
     base_model_name: str | None = None
     train_files: list[DataFile]
-    columns: dict[str, str | None] = Field(default_factory=lambda: {"text": "text", "label": "label"})
+    columns: dict[str, str | None] = Field(default_factory=_default_columns)
     label_names: list[str] | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output_dir: str
@@ -239,8 +244,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
 
     forward_params = inspect.signature(model.forward).parameters
     needs_position_ids = cfg.method == "full" and "position_ids" in forward_params
-    needs_token_types = (cfg.method == "full" and "token_type_ids" in forward_params
-                         and getattr(model.config, "type_vocab_size", 0))
+    needs_token_types = bool(cfg.method == "full" and "token_type_ids" in forward_params
+                             and getattr(model.config, "type_vocab_size", 0))
     model.to(device)
     model.train()  # Opacus needs train mode before make_private ("No activations detected" otherwise)
     plain_model = model  # the unwrapped (PEFT) model: what gets saved
@@ -422,7 +427,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
             # Each epoch's sampling is a function of (seed, epoch, rank), so a resumed run draws the
             # same batches as an uninterrupted one.
             sampler_gen.manual_seed(cfg.seed * 1_000_003 + 7 * epoch + rank)
-            for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            samplers: tuple[Any, ...] = (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None))
+            for obj in samplers:
                 if hasattr(obj, "set_epoch"):
                     obj.set_epoch(epoch)
             steps_this_epoch = min(steps_per_epoch - step_in_epoch, total_steps - step)
@@ -431,6 +437,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                 from opacus.utils.batch_memory_manager import BatchMemoryManager
 
                 if step_in_epoch:  # fast-forward the Poisson sampler: same draws, no compute
+                    assert loader.batch_sampler is not None  # Opacus' DP loader always has its Poisson sampler
                     skipped = iter(loader.batch_sampler)
                     for _ in range(step_in_epoch):
                         next(skipped)
@@ -447,7 +454,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                             total_n += size
                         optimizer.step()
                         optimizer.zero_grad()
-                        if optimizer._is_last_step_skipped:  # inside a logical batch: keep accumulating
+                        # a DPOptimizer here (Opacus is untyped, so the variable keeps torch's Optimizer type)
+                        if optimizer._is_last_step_skipped:  # type: ignore[attr-defined]  # inside a logical batch: keep accumulating
                             continue
                         mean_loss = _global_mean(total_loss, total_n, world_size, device)
                         total_loss, total_n = 0.0, 0
@@ -553,7 +561,7 @@ def _curve(losses: list[float], sigma: float | None, sample_rate: float, delta: 
         eps_every = max(1, math.ceil(len(points) / MAX_EPSILON_POINTS))
         for i, point in enumerate(points):
             if i % eps_every == 0 or i == len(points) - 1:
-                point.epsilon = accounting.epsilon(sigma, sample_rate, point.step, delta, accountant)  # type: ignore[arg-type]
+                point.epsilon = accounting.epsilon(sigma, sample_rate, point.step, delta, accountant)  # type: ignore[arg-type]  # a name the DP config validated
     return points
 
 
@@ -567,9 +575,11 @@ def _export(out_dir: Path, model: nn.Module, tokenizer: Any, spec: TrainingSpec,
     tmp = out_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.eval()
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    config = model.base_model.model.config if cfg.method == "lora" else model.config
+    # a transformers model or its PEFT wrapper: nn.Module types their attributes as Tensor | Module
+    hf: Any = model
+    hf.eval()
+    hf.save_pretrained(str(tmp), safe_serialization=True)
+    config = hf.base_model.model.config if cfg.method == "lora" else hf.config
     if cfg.method == "lora":
         config.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
@@ -586,7 +596,7 @@ def _export(out_dir: Path, model: nn.Module, tokenizer: Any, spec: TrainingSpec,
     if cfg.merge_adapter and cfg.method == "lora":
         merged_dir = out_dir / "merged"
         shutil.rmtree(merged_dir, ignore_errors=True)
-        merged = model.merge_and_unload()
+        merged = hf.merge_and_unload()
         merged.save_pretrained(str(merged_dir), safe_serialization=True)
         tokenizer.save_pretrained(str(merged_dir))
         (merged_dir / MODEL_META).write_text(json.dumps({**meta, "method": "full"}, indent=1, sort_keys=True))
