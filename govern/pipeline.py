@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pydantic import ValidationError
+
 from govern.config import RunConfig, load_run_config, run_config_from_dict
 from govern.errors import ConfigError, GovernError, RecordIntegrityError
 from govern.evidence import EVIDENCE_MODELS, Evidence, RunEvidence
-from govern.gate import decide, ledger_evidence, policy_ref, record, settle, waiver_targets  # noqa: F401 - moved
+from govern.gate import decide, ledger_evidence, policy_ref, record, settle
 from govern.lineage import LineageStore
 from govern.policy import LoadedPolicy, PolicyDecision, load_policy, policy_from_document
-from govern.stage import NullProgress, Progress, Stage, StageContext, StageResult
+from govern.stage import GateSoFar, NullProgress, Progress, Stage, StageContext, StageOutputs, StageResult
 from govern.versions import package_versions
 
 log = logging.getLogger("govern.pipeline")
@@ -188,8 +190,8 @@ class Pipeline:
         evidence = Evidence(run=RunEvidence(run_id=run_id, name=config.name, task=config.task,
                                             config_digest=config.digest()))
         ctx = StageContext(run_id=run_id, config=config, run_dir=run_dir, policy=policy.policy, evidence=evidence,
-                           db_url=self.store.url, progress=self.progress)
-        ctx.outputs["run"] = {"started_at": self.store.get_run(run_id).started_at.isoformat()}
+                           db_url=self.store.url, progress=self.progress,
+                           started_at=self.store.get_run(run_id).started_at)
         self.listener.run_started(run_id, resumed)
         current = "setup"
         try:
@@ -199,9 +201,11 @@ class Pipeline:
                 status = self._run_stage(stage, ctx, resumed, outcome)
                 if status == "failed":
                     return outcome
+                # The per-data-set privacy ledger, once a stage (training, run or reused) has spent budget.
+                ctx.evidence.ledger = ledger_evidence(self.store, policy, ctx.run_id, ctx.evidence)
                 decision = self._gate(stage.name, ctx, policy, final=False)
                 # What the signing stage attests: the decision so far, waivers applied.
-                ctx.outputs["policy"] = {"decision": decision.decision, "digest": policy.digest}
+                ctx.gate = GateSoFar(decision=decision.decision, policy_digest=policy.digest)
                 if decision.decision == "block":
                     record(self.store, run_id, policy, decision, kind="gate")
                     settle(self.store, run_id, "block")
@@ -246,10 +250,11 @@ class Pipeline:
         input_digest = stage.input_digest(ctx)
         if resumed:
             previous = self.store.completed_stage(ctx.run_id, name)
-            if previous is not None and previous.input_digest == input_digest:
+            stored = _stored_outputs(stage, previous.outputs) if previous is not None else None
+            if previous is not None and previous.input_digest == input_digest and stored is not None:
                 if name in EVIDENCE_MODELS and previous.evidence is not None:
                     setattr(ctx.evidence, name, EVIDENCE_MODELS[name].model_validate(previous.evidence))
-                ctx.outputs[name] = previous.outputs or {}
+                ctx.outputs[name] = stored
                 outcome.stages.append(StageOutcome(name, "reused"))
                 self.listener.stage_finished(name, "reused", 0.0, "unchanged inputs; result reused")
                 return "reused"
@@ -274,15 +279,14 @@ class Pipeline:
             base = result.base_model
             self.store.link_base_model(ctx.run_id, self.store.upsert_base_model(name=base.name, path=base.path,
                                                                                 digest=base.digest))
-        for signature in result.outputs.get("signatures", []):
-            self.store.add_signature(ctx.run_id, **signature)
+        for signature in result.signatures:
+            self.store.add_signature(ctx.run_id, **signature.model_dump())
         evidence_json = result.evidence.model_dump(mode="json")
-        self.store.finish_stage(exec_id, "completed", evidence=evidence_json, outputs=result.outputs)
+        self.store.finish_stage(exec_id, "completed", evidence=evidence_json,
+                                outputs=result.outputs.model_dump(mode="json"))
         if name in EVIDENCE_MODELS:  # helper stages (canaries) produce files, not gated evidence
             setattr(ctx.evidence, name, result.evidence)
         ctx.outputs[name] = result.outputs
-        if name == "training":
-            ctx.evidence.ledger = ledger_evidence(self.store, _policy_of(ctx), ctx.run_id, ctx.evidence)
         outcome.stages.append(StageOutcome(name, "completed", seconds))
         self.listener.stage_finished(name, "completed", seconds)
         return "completed"
@@ -294,9 +298,15 @@ class Pipeline:
         return decision
 
 
-def _policy_of(ctx: StageContext) -> LoadedPolicy:
-    # The ledger needs the policy's accountant and cap only; wrap the bare Policy.
-    return LoadedPolicy(policy=ctx.policy, path="", digest="")
+def _stored_outputs(stage: Stage, stored: dict[str, Any] | None) -> StageOutputs | None:
+    """A completed execution's stored outputs as the stage's outputs type; None when they do not validate
+    (recorded by a govern whose stage handed on less): the stage then runs again instead of being reused."""
+    try:
+        return stage.outputs_model.model_validate(stored or {})
+    except ValidationError:
+        log.info("stored outputs of stage %s do not fit %s: re-running it", stage.name,
+                 stage.outputs_model.__name__)
+        return None
 
 
 def _lineage_db_hint(path: Path) -> str | None:

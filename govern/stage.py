@@ -1,12 +1,15 @@
 """The contract between the pipeline and its stages.
 
 A stage is a thin adapter over a domain module (``govern.pii``, ``govern.training`` ...): it reads its
-inputs from the config and from earlier stages' ``outputs``, writes files only under ``ctx.run_dir``,
-and returns a :class:`StageResult`. It never prints, exits, or writes SQL — the pipeline records what it
-returns in the lineage DB, and the policy engine gates on its evidence.
+inputs from the config and from earlier stages' typed outputs (``ctx.find(TrainingOutputs)``: asked for by
+*type*, never by another stage's name), writes files only under ``ctx.run_dir``, and returns a
+:class:`StageResult`. It never prints, exits, or writes SQL — the pipeline records what it returns in the
+lineage DB, and the policy engine gates on its evidence.
 
-Adding a stage = one module with a class satisfying :class:`Stage` + one line in
-``govern.pipeline.STAGES``.
+Adding a stage = one module with a class satisfying :class:`Stage` (and, when later stages read what it
+produced, a :class:`StageOutputs` subclass declared beside it) + one line in ``govern.pipeline.STAGES``.
+The pipeline holds no stage names: what it records besides evidence (artifacts, PII findings, the base
+model, signatures) travels in fields of :class:`StageResult`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from govern.config import RunConfig, canonical_json
 from govern.errors import StageError
@@ -69,6 +72,73 @@ class PIIFindingRow(BaseModel):
     action: Literal["block", "redact", "allow"]
 
 
+class SignatureOut(BaseModel):
+    """A signature bundle a stage wrote, for the lineage DB's signature record."""
+
+    kind: Literal["model", "provenance", "audit"] = "model"
+    subject: str
+    subject_digest: str
+    method: str
+    bundle_path: str
+    signer: str | None = None
+
+
+class StageOutputs(BaseModel):
+    """What a stage hands to later stages (paths of files it wrote, facts they need), stored with its
+    execution so ``--resume`` can hand the same to the stages after a reused one.
+
+    Unknown keys are ignored when a stored execution is read back: a run recorded by an older govern
+    still resumes (the keys this version needs are validated, and a missing one fails loudly)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+OutputsT = TypeVar("OutputsT", bound=StageOutputs)
+
+
+class NoOutputs(StageOutputs):
+    """A stage that hands nothing on (its evidence and artifacts are all it produces)."""
+
+
+class DataFiles(StageOutputs):
+    """The data set later stages read. Both the data stage (the validated files) and the PII stage (its
+    redacted copy, or the same files when nothing needed redacting) hand one on; the latest wins."""
+
+    train_path: str
+    eval_path: str
+    format: str
+    train_fingerprint: str
+    eval_fingerprint: str
+    #: The data stage's sorted train labels (classification; empty otherwise).
+    label_names: list[str] = Field(default_factory=list)
+
+
+class ModelFolder(StageOutputs):
+    """A trained model on disk and the digest recorded as it was written: what audits judge and signing
+    signs (:func:`judged_model_digest` checks one against the other)."""
+
+    model_dir: str | None = None
+    model_digest: str | None = None
+
+
+class CanaryFiles(StageOutputs):
+    """Audit canaries: the pool the membership audit scores and the secretly chosen records that
+    training appends (the canary stage hands them on; training and the audit read them by this type)."""
+
+    pool_path: str
+    inserted_path: str
+    inserted_ids_path: str
+    pool_size: int
+    inserted: int
+
+
+class GateSoFar(BaseModel):
+    """The policy decision after the latest gate, waivers applied (what the signing stage attests)."""
+
+    decision: str
+    policy_digest: str
+
+
 class ProgressTask(Protocol):
     def advance(self, n: float = 1) -> None: ...
     def close(self) -> None: ...
@@ -100,22 +170,37 @@ class StageContext:
     run_dir: Path
     policy: Policy
     evidence: Evidence
-    #: stage name → that stage's ``StageResult.outputs`` (JSON values, e.g. paths of files it wrote)
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Each stage's typed outputs in run order (keyed by stage name only to keep that order and to let a
+    #: re-run replace its own entry; stages look others up by type with :meth:`find`).
+    outputs: dict[str, StageOutputs] = field(default_factory=dict)
     db_url: str = ""
     progress: Progress = field(default_factory=NullProgress)
+    #: When the run started (the provenance's start time); None outside a pipeline.
+    started_at: datetime | None = None
+    #: The decision after the latest gate, waivers applied; None before the first gate / outside a pipeline.
+    gate: GateSoFar | None = None
     #: model folder → (stat signature of its files, tree sha256): one hash per folder per process, and a
     #: fresh one whenever a file's size, mtime or inode changes (see :func:`trained_model_digest`).
     digest_cache: dict[str, tuple[tuple[Any, ...], str]] = field(default_factory=dict, repr=False)
 
-    def data_paths(self) -> dict[str, Any]:
-        """The data set later stages must read: the PII stage's redacted copy when it made one,
-        else the data stage's validated files. Keys: train_path, eval_path, format."""
-        for stage in ("pii", "data"):
-            out = self.outputs.get(stage) or {}
-            if "train_path" in out:
+    def find(self, kind: type[OutputsT]) -> OutputsT | None:
+        """The latest earlier stage's outputs of this type (a subclass counts), or None."""
+        for out in reversed(list(self.outputs.values())):
+            if isinstance(out, kind):
                 return out
-        raise KeyError("no data stage output yet")
+        return None
+
+    def require(self, kind: type[OutputsT], stage: str) -> OutputsT:
+        """:meth:`find`, for a stage that cannot run without it (a StageError naming what is missing)."""
+        out = self.find(kind)
+        if out is None:
+            raise StageError(stage, f"no earlier stage produced {kind.__name__}: check the order of STAGES")
+        return out
+
+    def data_paths(self) -> DataFiles:
+        """The data set later stages must read: the PII stage's redacted copy when it made one, else the
+        data stage's validated files."""
+        return self.require(DataFiles, "data")
 
     def stage_dir(self, name: str) -> Path:
         d = self.run_dir / name
@@ -127,17 +212,21 @@ class StageContext:
 class StageResult:
     evidence: EvidenceModel
     artifacts: list[ArtifactOut] = field(default_factory=list)
-    #: JSON-serialisable values later stages read (e.g. ``{"train_path": ".../train.redacted.jsonl"}``)
-    outputs: dict[str, Any] = field(default_factory=dict)
+    #: What later stages read (e.g. the redacted data's paths); stored with the execution for ``--resume``.
+    outputs: StageOutputs = field(default_factory=NoOutputs)
     pii_findings: list[PIIFindingRow] = field(default_factory=list)
     #: The base model the stage started from (recorded once per name and digest, linked to the run).
     base_model: BaseModelOut | None = None
+    #: Signature bundles the stage wrote (recorded as signature rows of the run).
+    signatures: list[SignatureOut] = field(default_factory=list)
 
 
 @runtime_checkable
 class Stage(Protocol):
     #: Also the evidence key (``Evidence.<name>``) and the name shown to users.
     name: str
+    #: The type of ``StageResult.outputs``; a reused execution's stored outputs are read back as it.
+    outputs_model: type[StageOutputs]
 
     def enabled(self, ctx: StageContext) -> bool:
         """False when the config switches the stage off (it is then recorded as skipped)."""
@@ -217,7 +306,8 @@ def trained_model_digest(ctx: StageContext) -> str | None:
     process the digest is cached per folder and recomputed whenever a file's size, mtime or inode changes;
     a resume is a new process and always reads the bytes again (cost: one pass over the model per resume —
     milliseconds for a LoRA adapter, about a second per GB for a full fine-tune)."""
-    model_dir = (ctx.outputs.get("training") or {}).get("model_dir")
+    trained = ctx.find(ModelFolder)
+    model_dir = trained.model_dir if trained is not None else None
     if not model_dir or not Path(model_dir).exists():
         return None
     root = Path(model_dir)
@@ -234,12 +324,12 @@ def judged_model_digest(ctx: StageContext, stage: str) -> str:
     """The digest of the model a stage is about to judge (or sign): the bytes on disk, refused when they are
     not the model the training stage recorded — a replaced model folder must never be judged, or signed,
     under this run's name."""
-    training = ctx.outputs.get("training") or {}
+    trained = ctx.find(ModelFolder)
     digest = trained_model_digest(ctx)
-    if digest is None:
+    if trained is None or digest is None:
         raise StageError(stage, "no trained model: the training stage did not run or left no model_dir")
-    recorded = training.get("model_digest")
+    recorded = trained.model_digest
     if recorded is not None and recorded != digest:
-        raise StageError(stage, f"the model folder {training['model_dir']} changed after the training stage wrote "
+        raise StageError(stage, f"the model folder {trained.model_dir} changed after the training stage wrote "
                                 f"it (recorded sha256 {recorded}, on disk {digest}): restore it, or start a new run")
     return digest

@@ -42,7 +42,7 @@ from scipy import stats
 
 from govern.errors import StageError
 from govern.evidence import CanaryAudit
-from govern.stage import StageContext, StageResult, artifact_for, digest_of
+from govern.stage import CanaryFiles, StageContext, StageResult, artifact_for, digest_of
 
 CANARY_ID_PREFIX = "canary-"
 #: causal-lm canaries end in "secret code" + this many random digits; exposure ranks the digits.
@@ -222,11 +222,11 @@ def _training_labels(ctx: StageContext) -> list[Any]:
         return []
     paths = ctx.data_paths()
     values: dict[str, Any] = {}
-    for rec in read_records(Path(paths["train_path"]), paths.get("format", "auto")):
+    for rec in read_records(Path(paths.train_path), paths.format or "auto"):
         value = rec.get(label_column)
         if value is not None:
             values.setdefault(str(value), value)
-    names = (ctx.outputs.get("data") or {}).get("label_names") or sorted(values)
+    names = paths.label_names or sorted(values)
     return [values.get(str(name), name) for name in names]
 
 
@@ -239,6 +239,7 @@ class CanaryStage:
     """
 
     name = "canaries"
+    outputs_model = CanaryFiles
 
     def __init__(self, seed: int | None = None) -> None:
         #: None (the default) draws a fresh secret seed per run; tests pass one to be reproducible.
@@ -252,7 +253,7 @@ class CanaryStage:
         data = ctx.config.data
         return digest_of("canaries/1", policy, ctx.config.task, data.text_column, data.label_column,
                          data.id_column, data.prompt_column, data.completion_column,
-                         ctx.data_paths().get("train_path"))
+                         ctx.data_paths().train_path)
 
     def run(self, ctx: StageContext) -> StageResult:
         from govern.evidence import EvidenceModel
@@ -286,8 +287,8 @@ class CanaryStage:
         return StageResult(
             evidence=EvidenceModel(),
             artifacts=artifacts,
-            outputs={"pool_path": str(pool_path), "inserted_path": str(inserted_path),
-                     "inserted_ids_path": str(ids_path), "pool_size": len(pool), "inserted": len(inserted)},
+            outputs=CanaryFiles(pool_path=str(pool_path), inserted_path=str(inserted_path),
+                                inserted_ids_path=str(ids_path), pool_size=len(pool), inserted=len(inserted)),
         )
 
 

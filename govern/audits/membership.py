@@ -54,7 +54,15 @@ from govern.audits.canaries import (
 from govern.devices import pick_device
 from govern.errors import DataError, StageError
 from govern.evidence import AttackResult, CanaryAudit, LiraDetails, MembershipEvidence, TprAtFpr
-from govern.stage import StageContext, StageResult, digest_of, judged_model_digest, trained_model_digest
+from govern.stage import (
+    CanaryFiles,
+    StageContext,
+    StageOutputs,
+    StageResult,
+    digest_of,
+    judged_model_digest,
+    trained_model_digest,
+)
 
 if TYPE_CHECKING:
     from govern.policy.schema import MembershipPolicy
@@ -684,54 +692,64 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
 
 
 # ============================================================================================ stage
+class MembershipOutputs(StageOutputs):
+    #: Per-record attack scores (ids only).
+    scores_path: str
+
+
 class MembershipStage:
-    """Attacks the fine-tuned model of this run; reads ``outputs['training']`` (model_dir,
-    base_model_path, gguf_file, label_names, task, device), the data paths, and ``outputs['canaries']``
-    when the canary stage ran. Outputs: ``scores_path`` (per-record attack scores, ids only)."""
+    """Attacks the fine-tuned model of this run; reads the training stage's outputs (model folder, base
+    model, labels, task, device, recipe), the data paths, and the canary files when the canary stage ran."""
 
     name = STAGE
+    outputs_model = MembershipOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return bool(ctx.config.audits.membership.enabled)
 
     def input_digest(self, ctx: StageContext) -> str:
-        training = ctx.outputs.get("training") or {}
+        from govern.training.stage import TrainingOutputs
+
+        trained, canary_files = ctx.find(TrainingOutputs), ctx.find(CanaryFiles)
         # The attacked model's bytes on disk (what training recorded may be stale after a replaced folder).
         return digest_of("membership/2", ctx.config.audits.membership, ctx.policy.membership,
-                         training.get("model_dir"), trained_model_digest(ctx), ctx.data_paths(),
-                         (ctx.outputs.get("canaries") or {}).get("pool_path"))
+                         trained.model_dir if trained else None, trained_model_digest(ctx), ctx.data_paths(),
+                         canary_files.pool_path if canary_files else None)
 
     def run(self, ctx: StageContext) -> StageResult:
         started = time.perf_counter()
         cfg = ctx.config.audits.membership
         policy = ctx.policy.membership
         data = ctx.config.data
-        training = ctx.outputs.get("training")
-        if not training or not training.get("model_dir"):
+        from govern.training.stage import TrainingOutputs
+
+        trained = ctx.require(TrainingOutputs, STAGE)
+        if not trained.model_dir:
             raise StageError(STAGE, "no trained model: the training stage did not run or produced no model_dir")
+        training = trained.model_dump()
         model_digest = judged_model_digest(ctx, STAGE)
         task = training.get("task") or ctx.config.task
         model_dir = Path(training["model_dir"])
         base_path = training.get("base_model_path")
         base_path = Path(base_path) if base_path else None
         gguf_file = training.get("gguf_file")
-        label_names = training.get("label_names") or (ctx.outputs.get("data") or {}).get("label_names")
+        paths = ctx.data_paths()
+        label_names = training.get("label_names") or paths.label_names or None
         device = pick_device(training.get("device"))  # a GPU-trained model is judged on the CPU if needed
         attacks, notes = attacks_for(policy, task, base_path is not None, lira_available=True)
 
-        paths = ctx.data_paths()
-        fmt = paths.get("format", "auto")
-        train_raw, train_loc = read_with_locations(Path(paths["train_path"]), fmt)
-        eval_raw, eval_loc = read_with_locations(Path(paths["eval_path"]), fmt)
+        fmt = paths.format or "auto"
+        train_raw, train_loc = read_with_locations(Path(paths.train_path), fmt)
+        eval_raw, eval_loc = read_with_locations(Path(paths.eval_path), fmt)
         if not train_raw or not eval_raw:
             raise StageError(STAGE, "membership audit needs training and held-out records")
         m_idx, n_idx = balanced_sample(len(train_raw), len(eval_raw), cfg.max_records, cfg.seed)
         common: dict[str, Any] = dict(task=task, text_column=data.text_column, label_column=data.label_column,
                       label_names=label_names, prompt_column=data.prompt_column,
                       completion_column=data.completion_column, id_column=data.id_column)
-        members = to_audit_records([train_raw[i] for i in m_idx], source=str(paths["train_path"]),
+        members = to_audit_records([train_raw[i] for i in m_idx], source=paths.train_path,
                                    locations=[train_loc[i] for i in m_idx], **common)
-        nonmembers = to_audit_records([eval_raw[i] for i in n_idx], source=str(paths["eval_path"]),
+        nonmembers = to_audit_records([eval_raw[i] for i in n_idx], source=paths.eval_path,
                                       locations=[eval_loc[i] for i in n_idx], **common)
         progress = ctx.progress.task("membership audit", total=None, unit="step")
         max_length = ctx.config.training.max_length
@@ -739,19 +757,19 @@ class MembershipStage:
         base_model = base_tokenizer = None
         if base_path is not None and "reference" in attacks:
             base_model, base_tokenizer = _load_base(training, base_path, task, label_names, gguf_file, cfg.seed)
-        canary_out = ctx.outputs.get("canaries") if policy.canaries.enabled else None
+        canary_out = ctx.find(CanaryFiles) if policy.canaries.enabled else None
         pool: list[dict[str, Any]] = []
         if canary_out:
             from govern.data.io import read_records
 
-            pool = read_records(Path(canary_out["pool_path"]), "jsonl")
+            pool = read_records(Path(canary_out.pool_path), "jsonl")
 
         lira_audit = None
         lira_details: LiraDetails | None = None
         if "lira" in attacks:
             # Every held-out record trains some reference model: validate them all first, so a bad one
             # is reported against the eval file, not against a temporary copy.
-            to_audit_records(eval_raw, source=str(paths["eval_path"]), locations=eval_loc, **common)
+            to_audit_records(eval_raw, source=paths.eval_path, locations=eval_loc, **common)
             lira_audit, lira_details = _lira_references(
                 ctx, training, tokenizer, combine(members, nonmembers), n_members=len(members),
                 nonmember_pool_index=n_idx, pool=eval_raw, k=policy.lira.reference_models, seed=cfg.seed,
@@ -764,7 +782,7 @@ class MembershipStage:
 
         canaries: CanaryAudit | None = None
         if canary_out:
-            inserted_ids = read_inserted_ids(Path(canary_out["inserted_ids_path"]))
+            inserted_ids = read_inserted_ids(Path(canary_out.inserted_ids_path))
             ev = ctx.evidence.training
             dp = bool(ev and ev.dp_enabled)
             accountant_eps = None
@@ -777,7 +795,7 @@ class MembershipStage:
                 prompt_column=data.prompt_column, completion_column=data.completion_column,
                 id_column=data.id_column, attacks=attacks, canary_policy=policy.canaries, delta=delta,
                 accountant_epsilon=accountant_eps, batch_size=cfg.batch_size, max_length=max_length,
-                seed=cfg.seed, device=device, source=str(canary_out["pool_path"]),
+                seed=cfg.seed, device=device, source=canary_out.pool_path,
             )
         elif policy.canaries.enabled:
             notes.append("canaries enabled in the policy but the canary stage did not run: no ε lower bound")
@@ -795,7 +813,7 @@ class MembershipStage:
         from govern.stage import artifact_for
 
         return StageResult(evidence=evidence, artifacts=[artifact_for(scores_path, "membership-scores", "predictions")],
-                           outputs={"scores_path": str(scores_path)})
+                           outputs=MembershipOutputs(scores_path=str(scores_path)))
 
 
 def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any, audit: AuditRecords, *,

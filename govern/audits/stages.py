@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from govern.config import Task
 from govern.errors import DataError, StageError
 from govern.stage import (
+    NoOutputs,
     StageContext,
+    StageOutputs,
     StageResult,
     artifact_for,
     digest_of,
@@ -25,16 +28,19 @@ from govern.stage import (
     trained_model_digest,
 )
 
+if TYPE_CHECKING:
+    from govern.training.stage import TrainingOutputs
+
 PREDICTIONS_FILE = "predictions.parquet"
 #: Columns of the predictions file; sensitive columns keep their own names next to them.
 RESERVED_COLUMNS = ("id", "label", "pred", "score", "probabilities", "loss", "tokens")
 _CHUNK = 256
 
 
-def _device(ctx: StageContext, training: dict[str, Any]) -> str:
+def _device(ctx: StageContext, training: TrainingOutputs) -> str:
     from govern.devices import pick_device
 
-    return pick_device(training.get("device") or ctx.config.training.device)
+    return pick_device(training.device or ctx.config.training.device)
 
 
 def _cell(value: Any) -> str | None:
@@ -44,8 +50,18 @@ def _cell(value: Any) -> str | None:
     return label_text(value)
 
 
+class EvaluationOutputs(StageOutputs):
+    """The per-record predictions file and the model that made it (what the fairness audit reads)."""
+
+    predictions_path: str
+    label_names: list[str] = []
+    task: Task
+    model_digest: str
+
+
 class EvaluationStage:
     name = "evaluation"
+    outputs_model = EvaluationOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return True
@@ -55,8 +71,10 @@ class EvaluationStage:
         d = ctx.config.data
         # The model's bytes on disk, not only what the training stage said it wrote: a resume after training
         # re-ran, or after the folder was replaced, must score the model that is there now.
-        return digest_of(self.name, ctx.outputs.get("training", {}), trained_model_digest(ctx),
-                         file_sha256(Path(paths["eval_path"])),
+        from govern.training.stage import TrainingOutputs
+
+        return digest_of(self.name, ctx.find(TrainingOutputs), trained_model_digest(ctx),
+                         file_sha256(Path(paths.eval_path)),
                          ctx.config.task, d.text_column, d.label_column, d.id_column, d.prompt_column,
                          d.completion_column, d.sensitive_columns, ctx.config.training.max_length)
 
@@ -64,17 +82,18 @@ class EvaluationStage:
         from govern.audits.metrics import causal_lm_metrics, classification_metrics
         from govern.data.io import iter_records
         from govern.training.inference import load_trained_model
+        from govern.training.stage import TrainingOutputs
 
-        training = ctx.outputs.get("training")
-        if not training or not training.get("model_dir"):
+        training = ctx.require(TrainingOutputs, self.name)
+        if not training.model_dir:
             raise StageError(self.name, "no trained model: the training stage did not run or left no model_dir")
         model_digest = judged_model_digest(ctx, self.name)
         started = time.perf_counter()
         cfg, data = ctx.config, ctx.config.data
-        task = training.get("task") or cfg.task
+        task = training.task or cfg.task
         paths = ctx.data_paths()
-        eval_path = Path(paths["eval_path"])
-        located = list(iter_records(eval_path, paths.get("format", data.format)))
+        eval_path = Path(paths.eval_path)
+        located = list(iter_records(eval_path, paths.format or data.format))
         if not located:
             raise DataError(eval_path, "the eval set is empty")
         records = [r for _, r in located]
@@ -85,8 +104,8 @@ class EvaluationStage:
                 raise DataError(eval_path, "sensitive column not found in any eval record", field=col)
 
         device = _device(ctx, training)
-        model, tokenizer = load_trained_model(training["model_dir"], training.get("base_model_path"),
-                                              training.get("gguf_file"), task=task)
+        model, tokenizer = load_trained_model(training.model_dir, training.base_model_path, training.gguf_file,
+                                              task=task)
         progress = ctx.progress.task("evaluating", total=len(records), unit="records")
         columns: dict[str, Any] = {
             "id": [str(r.get(data.id_column)) if data.id_column and r.get(data.id_column) is not None else str(loc)
@@ -94,11 +113,11 @@ class EvaluationStage:
         }
         label_names: list[str] = []
         if task == "classification":
-            label_names = [str(n) for n in (training.get("label_names") or [])]
+            label_names = [str(n) for n in (training.label_names or [])]
             if not label_names:
                 raise StageError(self.name, "the training stage recorded no label_names")
             y = self._label_indices(located, data.label_column or "label", label_names, eval_path,
-                                    paths.get("format", data.format))
+                                    paths.format or data.format)
             probabilities = self._in_chunks(records, progress, lambda chunk: _predict(
                 model, tokenizer, chunk, label_names, device, data.text_column, cfg.training.max_length))
             evidence = classification_metrics(y, probabilities, label_names, source=str(eval_path))
@@ -127,8 +146,8 @@ class EvaluationStage:
         return StageResult(
             evidence=evidence,
             artifacts=[artifact_for(out_path, "predictions", "predictions", rows=len(records))],
-            outputs={"predictions_path": str(out_path), "label_names": label_names, "task": task,
-                     "model_digest": model_digest},
+            outputs=EvaluationOutputs(predictions_path=str(out_path), label_names=label_names, task=task,
+                                      model_digest=model_digest),
         )
 
     @staticmethod
@@ -210,17 +229,18 @@ def _write_parquet(path: Path, columns: dict[str, Any], sensitive: list[str]) ->
 
 class FairnessStage:
     name = "fairness"
+    outputs_model = NoOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return ctx.config.audits.fairness.enabled and bool(ctx.config.data.sensitive_columns)
 
     def input_digest(self, ctx: StageContext) -> str:
-        evaluation = ctx.outputs.get("evaluation", {})
-        path = evaluation.get("predictions_path")
+        evaluation = ctx.find(EvaluationOutputs)
+        path = evaluation.predictions_path if evaluation else None
         # The predictions' bytes and the model they came from: equal predictions from another model are
         # still another model's audit.
         return digest_of(self.name, file_sha256(Path(path)) if path and Path(path).exists() else None,
-                         evaluation.get("model_digest"),
+                         evaluation.model_digest if evaluation else None,
                          ctx.config.audits.fairness, ctx.config.data.sensitive_columns,
                          ctx.policy.fairness.min_group_size)
 
@@ -232,17 +252,17 @@ class FairnessStage:
             read_predictions,
         )
 
-        evaluation = ctx.outputs.get("evaluation") or {}
-        if "predictions_path" not in evaluation:
+        evaluation = ctx.find(EvaluationOutputs)
+        if evaluation is None:
             raise StageError(self.name, "no predictions: the evaluation stage did not run")
-        path = Path(evaluation["predictions_path"])
+        path = Path(evaluation.predictions_path)
         cfg = ctx.config.audits.fairness
         sensitive = list(ctx.config.data.sensitive_columns)
         frame = read_predictions(path)
-        task = evaluation.get("task") or ctx.config.task
+        task = evaluation.task or ctx.config.task
         if task == "classification":
             prep = prepare_classification(frame, label="label", pred="pred", sensitive=sensitive,
-                                          classes=evaluation.get("label_names") or None,
+                                          classes=evaluation.label_names or None,
                                           positive_label=cfg.positive_label, multiclass=cfg.multiclass,
                                           source=str(path))
         else:
@@ -253,7 +273,7 @@ class FairnessStage:
                                     max_intersection_size=cfg.max_intersection_size,
                                     bootstrap=cfg.bootstrap, seed=cfg.seed,
                                     ci_level=cfg.ci_level)
-        evidence.model_digest = evaluation.get("model_digest")
+        evidence.model_digest = evaluation.model_digest
         return StageResult(evidence=evidence,
                            artifacts=[artifact_for(path, "predictions", "predictions", role="input",
                                                    rows=len(frame))])

@@ -14,13 +14,26 @@ from govern.data.leakage import check_leakage
 from govern.data.validate import LoadedDataset, check_label_sets, load_dataset
 from govern.errors import DataError
 from govern.evidence import DataEvidence
-from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.stage import (
+    ArtifactOut,
+    DataFiles,
+    StageContext,
+    StageResult,
+    artifact_for,
+    digest_of,
+    file_sha256,
+)
+
+
+class DataOutputs(DataFiles):
+    """The validated train and eval files, as later stages read them (unless the PII stage redacts)."""
 
 
 class DataStage:
     """Stage ``data``: validation, fingerprints and the leakage check. Always enabled."""
 
     name = "data"
+    outputs_model = DataOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return True
@@ -37,7 +50,7 @@ class DataStage:
         eval_ = load_dataset(Path(cfg.eval), cfg, "eval", task)
         if train.format != eval_.format:
             # Later stages write derived copies (the PII-redacted data) in one format and read both
-            # files with outputs["format"]; one format per run keeps that simple and explicit.
+            # files with the outputs' format; one format per run keeps that simple and explicit.
             raise DataError(
                 eval_.path, f"the eval file is {eval_.format} but the train file is {train.format}; use one format"
             )
@@ -57,14 +70,9 @@ class DataStage:
             leakage=leakage,
         )
         artifacts = [_dataset_artifact(d) for d in (train, eval_)]
-        outputs = {
-            "train_path": str(train.path),
-            "eval_path": str(eval_.path),
-            "format": train.format,
-            "train_fingerprint": train.file.fingerprint,
-            "eval_fingerprint": eval_.file.fingerprint,
-            "label_names": sorted(train.labels),
-        }
+        outputs = DataOutputs(train_path=str(train.path), eval_path=str(eval_.path), format=train.format,
+                              train_fingerprint=train.file.fingerprint, eval_fingerprint=eval_.file.fingerprint,
+                              label_names=sorted(train.labels))
         return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs)
 
 

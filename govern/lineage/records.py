@@ -5,11 +5,12 @@ The CLI, API and report render these; nothing outside ``store.py`` sees a table 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from govern.decisions import RuleResult, WaiverRef
 from govern.stage import PIIFindingRow
 
 
@@ -106,18 +107,14 @@ class BaseModelRecord(_Record):
     first_seen_at: datetime
 
 
-class FindingRecord(_Record):
+class FindingRecord(RuleResult):
+    """A recorded rule result (the :class:`RuleResult` fields plus its row, decision and run)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     decision_id: int
     run_id: str
-    rule_id: str
-    severity: str
-    status: str
-    message: str
-    evidence_path: str | None = None
-    observed: Any = None
-    threshold: Any = None
-    waiver_id: int | None = None
 
 
 class DecisionRecord(_Record):
@@ -132,18 +129,12 @@ class DecisionRecord(_Record):
     results: list[FindingRecord] = Field(default_factory=list)
 
 
-class WaiverRecord(_Record):
-    id: int
-    target: str
-    rule_id: str
-    by: str
-    reason: str
-    until: date
-    created_at: datetime
+class WaiverRecord(WaiverRef):
+    """A recorded waiver (the :class:`WaiverRef` fields plus when it was granted)."""
 
-    def active_on(self, day: date) -> bool:
-        """A waiver is valid through its ``until`` day, inclusive."""
-        return day <= self.until
+    model_config = ConfigDict(from_attributes=True)
+
+    created_at: datetime
 
 
 class PIIFindingRecord(PIIFindingRow):

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from pydantic import BaseModel as PydanticModel
-from pydantic import ConfigDict, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -41,6 +40,7 @@ from sqlmodel import col
 
 from govern.actor import Actor, current_actor
 from govern.config import canonical_json
+from govern.decisions import RuleResult
 from govern.errors import LineageError, NotFoundError
 from govern.lineage.chain import GENESIS_HASH, event_hash, event_hash_text
 from govern.lineage.engines import (
@@ -134,21 +134,6 @@ def utcnow() -> datetime:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(json_document(value)).encode()).hexdigest()
-
-
-class _FindingIn(PydanticModel):
-    """One rule result handed to :meth:`LineageStore.record_decision` (extra keys are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    rule_id: str
-    severity: str
-    status: str
-    message: str = ""
-    evidence_path: str | None = None
-    observed: Any = None
-    threshold: Any = None
-    waiver_id: int | None = None
 
 
 # --------------------------------------------------------------------------------------------- store
@@ -680,7 +665,9 @@ class LineageStore:
         if kind not in DECISION_KINDS:
             raise ValueError(f"decision kind must be one of {sorted(DECISION_KINDS)}, not {kind!r}")
         try:
-            findings = [_FindingIn.model_validate(r) for r in results]
+            # Extra keys are ignored (a caller may hand a richer result): the shape recorded is RuleResult's.
+            findings = [RuleResult.model_validate({k: v for k, v in r.items() if k in RuleResult.model_fields})
+                        for r in results]
         except ValidationError as exc:
             raise ValueError(f"invalid rule result for record_decision: {exc}") from None
         policy_doc = json_document(policy.document)

@@ -17,18 +17,33 @@ The stage never stops the run itself: findings whose action is ``block`` are cou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from govern.data.stage import DataOutputs
 from govern.pii.keys import load_or_create_key
 from govern.pii.redact import PseudonymTable, redact_file
 from govern.pii.scanner import KEY_MARKER, ScanInput, ScanSettings, scan_files
-from govern.stage import ArtifactOut, StageContext, StageResult, artifact_for, digest_of, file_sha256
+from govern.stage import (
+    ArtifactOut,
+    DataFiles,
+    StageContext,
+    StageResult,
+    artifact_for,
+    digest_of,
+    file_sha256,
+)
+
+
+class PIIOutputs(DataFiles):
+    """The data later stages read: the redacted copy when the stage made one, else the data stage's files."""
+
+    redacted: bool = False
 
 
 class PIIStage:
     """Stage ``pii``: Presidio scan of every text field, evidence, findings and redaction."""
 
     name = "pii"
+    outputs_model = PIIOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return True
@@ -47,21 +62,22 @@ class PIIStage:
             max_record_bytes=data.max_record_bytes,
         )
 
-    def _data(self, ctx: StageContext) -> dict[str, Any]:
-        return ctx.outputs["data"]
+    def _data(self, ctx: StageContext) -> DataOutputs:
+        # The data stage's validated files, never a redacted copy: what is scanned is what the user gave.
+        return ctx.require(DataOutputs, self.name)
 
     def input_digest(self, ctx: StageContext) -> str:
         data = self._data(ctx)
         key = load_or_create_key(ctx.db_url or None)
-        files = [file_sha256(Path(data[k])) for k in ("train_path", "eval_path")]
+        files = [file_sha256(Path(p)) for p in (data.train_path, data.eval_path)]
         return digest_of(files, self._settings(ctx), key.key_id)
 
     def run(self, ctx: StageContext) -> StageResult:
         data = self._data(ctx)
-        fmt = data["format"]
+        fmt = data.format
         settings = self._settings(ctx)
         key = load_or_create_key(ctx.db_url or None)
-        inputs = [ScanInput("train", Path(data["train_path"]), fmt), ScanInput("eval", Path(data["eval_path"]), fmt)]
+        inputs = [ScanInput("train", Path(data.train_path), fmt), ScanInput("eval", Path(data.eval_path), fmt)]
         report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
         evidence = report.evidence
         to_redact = [(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
@@ -69,13 +85,14 @@ class PIIStage:
         if not to_redact or any(evidence.blocked.values()):
             # Blocked PII stops the run at the gate: a "redacted" copy would still hold the blocked values
             # and would be one more place raw PII is persisted, so none is written.
-            return StageResult(evidence=evidence, outputs=dict(data), pii_findings=report.findings)
+            return StageResult(evidence=evidence, outputs=PIIOutputs(**data.model_dump()),
+                               pii_findings=report.findings)
 
         from govern.data.validate import fingerprint_file
 
         mode = ctx.policy.pii.redaction
         table = PseudonymTable(key)  # one table for train and eval: one data set
-        outputs: dict[str, Any] = dict(data)
+        changed: dict[str, str] = {}
         artifacts: list[ArtifactOut] = []
         redacted_files: dict[str, str] = {}
         out_dir = ctx.stage_dir(self.name)
@@ -93,8 +110,9 @@ class PIIStage:
                                     rows=rows)
             artifacts.append(artifact)
             redacted_files[item.dataset] = artifact.sha256
-            outputs[f"{item.dataset}_path"] = str(target)
-            outputs[f"{item.dataset}_fingerprint"] = fingerprint
+            changed[f"{item.dataset}_path"] = str(target)
+            changed[f"{item.dataset}_fingerprint"] = fingerprint
         evidence = evidence.model_copy(update={"redacted": True, "redaction_mode": mode,
                                                "redacted_files": redacted_files})
+        outputs = PIIOutputs(**{**data.model_dump(), **changed, "redacted": True})
         return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs, pii_findings=report.findings)

@@ -17,50 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from pydantic import BaseModel, Field
-
+from govern.decisions import Decision, PolicyDecision, RuleResult, Severity, Status, WaiverRef
 from govern.policy.cel import cel_document, evaluate_expression
-from govern.policy.schema import Policy, Severity
+from govern.policy.schema import Policy
 
-Status = Literal["pass", "fail", "waived", "skipped", "error"]
-Decision = Literal["pass", "warn", "block"]
-
-
-class RuleResult(BaseModel):
-    rule_id: str
-    severity: Severity
-    status: Status
-    message: str
-    evidence_path: str | None = None
-    observed: Any = None
-    threshold: Any = None
-    waiver_id: int | None = None
-
-
-class WaiverRef(BaseModel):
-    """The part of a waiver the engine needs (the lineage DB holds the full record)."""
-
-    id: int
-    target: str
-    rule_id: str
-    by: str
-    reason: str
-    until: date
-
-
-class PolicyDecision(BaseModel):
-    decision: Decision
-    results: list[RuleResult] = Field(default_factory=list)
-
-    @property
-    def blocking(self) -> list[RuleResult]:
-        return [r for r in self.results if r.severity == "block" and r.status in ("fail", "error")]
-
-    @property
-    def failed(self) -> list[RuleResult]:
-        return [r for r in self.results if r.status in ("fail", "error", "waived")]
+__all__ = ["BUILTIN_CHECKS", "Decision", "PolicyDecision", "RuleResult", "Severity", "Status", "WaiverRef",
+           "evaluate"]
 
 
 Check = Callable[[Policy, dict[str, Any]], Iterable[RuleResult]]

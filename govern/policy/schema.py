@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import TypedDict
 
-Severity = Literal["block", "warn", "info"]
+from govern.decisions import Severity  # one definition, shared with the verdicts
+
 PIIAction = Literal["block", "redact", "allow"]
 MembershipAttack = Literal["loss", "reference", "min_k", "zlib"]
 SigningMethod = Literal["key", "certificate", "sigstore"]

@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from govern.decisions import RuleResult, WaiverRef
 from govern.evidence import (
+    EVIDENCE_MODELS,
     DataEvidence,
     EvaluationEvidence,
     FairnessEvidence,
+    LedgerEntry,
     MembershipEvidence,
     PIIEvidence,
     SigningEvidence,
@@ -40,15 +43,6 @@ REPORT_SCHEMA_VERSION: Final = "govern.report/v1"
 #: The stages whose evidence a report renders, in pipeline order (canaries ride in membership).
 STAGE_ORDER: tuple[str, ...] = ("data", "pii", "training", "evaluation", "membership", "fairness", "signing")
 
-_EVIDENCE_TYPES: dict[str, type[BaseModel]] = {
-    "data": DataEvidence,
-    "pii": PIIEvidence,
-    "training": TrainingEvidence,
-    "evaluation": EvaluationEvidence,
-    "membership": MembershipEvidence,
-    "fairness": FairnessEvidence,
-    "signing": SigningEvidence,
-}
 
 
 class ReportModel(BaseModel):
@@ -94,22 +88,6 @@ class PolicyInfo(ReportModel):
         default=None, description="sha256 of the recorded source equals the policy digest (None: no source).")
 
 
-RuleStatus = Literal["pass", "fail", "waived", "skipped", "error"]
-
-
-class RuleResult(ReportModel):
-    """One policy rule's verdict, as the policy engine recorded it."""
-
-    rule_id: str
-    severity: str
-    status: str
-    message: str
-    evidence_path: str | None = None
-    observed: Any = None
-    threshold: Any = None
-    waiver_id: int | None = None
-
-
 class DecisionInfo(ReportModel):
     id: int
     kind: str = Field(description="gate (after a stage), final, or check.")
@@ -132,13 +110,7 @@ def _outcome(r: RuleResult) -> str:
     return {"pass": "passed", "waived": "waived", "skipped": "skipped", "error": "error"}.get(r.status, r.status)
 
 
-class WaiverInfo(ReportModel):
-    id: int
-    target: str = Field(description="A run id or a data-set fingerprint.")
-    rule_id: str
-    by: str
-    reason: str
-    until: str = Field(description="ISO date; valid through that day.")
+class WaiverInfo(WaiverRef):
     created_at: datetime
     active: bool = Field(description="Still valid on the day the report was generated.")
     applied_to: list[str] = Field(default_factory=list, description="Rule ids of this run it waived.")
@@ -225,13 +197,6 @@ class PrivacySummary(ReportModel):
     n_train: int | None = None
     batch_size: int | None = None
     explanation: str
-
-
-class LedgerEntryInfo(ReportModel):
-    dataset_fingerprint: str
-    runs: int
-    total_epsilon: float
-    accountant: str
 
 
 class SignatureInfo(ReportModel):
@@ -337,7 +302,7 @@ class ReportData(ReportModel):
     pii_summary: PIISummary
     training: TrainingEvidence | None = None
     privacy: PrivacySummary | None = None
-    ledger: list[LedgerEntryInfo] = Field(default_factory=list)
+    ledger: list[LedgerEntry] = Field(default_factory=list)
     evaluation: EvaluationEvidence | None = None
     membership: MembershipEvidence | None = None
     fairness: FairnessEvidence | None = None
@@ -418,7 +383,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
     other: dict[str, Any] = {}
     problems: list[str] = []
     for key, doc in evidence.items():
-        model = _EVIDENCE_TYPES.get(key)
+        model = EVIDENCE_MODELS.get(key) if key in STAGE_ORDER else None
         if model is None:
             other[key] = doc
             continue
@@ -446,8 +411,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
                     applied[r.waiver_id].append(r.rule_id)
     waivers = [
         WaiverInfo(
-            id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until.isoformat(),
-            created_at=w.created_at, active=now.date() <= w.until, applied_to=applied.get(w.id, []),
+            **w.model_dump(), active=w.active_on(now.date()), applied_to=applied.get(w.id, []),
         )
         for w in store.waivers(targets=[run.id, *dataset_fingerprints])
     ]
@@ -513,7 +477,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
     if isinstance(ledger_doc, list):
         for entry in ledger_doc:
             try:
-                ledger.append(LedgerEntryInfo.model_validate(entry))
+                ledger.append(LedgerEntry.model_validate(entry))
             except ValidationError:
                 problems.append("ledger: an entry does not match this version's model")
 
@@ -643,10 +607,7 @@ def _decision_info(d: Any) -> DecisionInfo:
         id=d.id, kind=d.kind, decision=d.decision, created_at=d.created_at, policy_name=d.policy_name,
         policy_version=d.policy_version, policy_digest=d.policy_digest,
         results=[
-            RuleResult(rule_id=r.rule_id, severity=r.severity, status=r.status, message=r.message,
-                       evidence_path=r.evidence_path, observed=r.observed, threshold=r.threshold,
-                       waiver_id=r.waiver_id)
-            for r in d.results
+            RuleResult.model_validate(r.model_dump(include=set(RuleResult.model_fields))) for r in d.results
         ],
     )
 

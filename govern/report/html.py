@@ -16,8 +16,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from govern.decisions import RuleResult
 from govern.report.compliance import DISCLAIMER
-from govern.report.data import ReportData, RuleResult, _outcome
+from govern.report.data import ReportData, _outcome
 from govern.report.lineage_svg import lineage_svg
 from govern.report.plots import Bar, Series, bar_chart, line_chart
 

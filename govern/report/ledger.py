@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field
 
-from govern.lineage.records import LedgerRow
+from govern.lineage.records import LedgerRow, WaiverRecord
 from govern.privacy_ledger import (  # noqa: F401 - re-exported: the report's ledger uses the same maths
     PLD_DISCRETIZATION,
     AccountantName,
@@ -28,7 +28,7 @@ from govern.privacy_ledger import (  # noqa: F401 - re-exported: the report's le
     recorded_epsilon,
     trained_on,
 )
-from govern.report.data import ReportModel, RuleResult
+from govern.report.data import ReportModel
 
 if TYPE_CHECKING:
     from govern.lineage.store import LineageStore
@@ -83,14 +83,7 @@ class LedgerRunSummary(ReportModel):
     blocking_rules: list[str] = Field(default_factory=list)
 
 
-class LedgerWaiver(ReportModel):
-    id: int
-    target: str
-    rule_id: str
-    by: str
-    reason: str
-    until: date
-    created_at: datetime
+class LedgerWaiver(WaiverRecord):
     active: bool
 
 
@@ -178,8 +171,7 @@ def build_ledger(store: LineageStore, since: date, *, accountant: str = "rdp",
                 final.decision if final else None), started_at=run.started_at,
             policy=f"{run.policy_name} {run.policy_version}" if run.policy_name else None,
             policy_digest=run.policy_digest, blocking_rules=blocking))
-    waivers = [LedgerWaiver(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until,
-                            created_at=w.created_at, active=now.date() <= w.until)
+    waivers = [LedgerWaiver(**w.model_dump(), active=w.active_on(now.date()))
                for w in store.waivers() if w.created_at >= since_dt or now.date() <= w.until]
     all_rows = store.privacy_ledger()
     touched = {r.dataset_fingerprint for r in all_rows if r.started_at >= since_dt}
@@ -190,19 +182,3 @@ def build_ledger(store: LineageStore, since: date, *, accountant: str = "rdp",
                                          else f"PLDAccountant, discretisation {PLD_DISCRETIZATION}"),
         runs=summaries, waivers=waivers, datasets=budgets,
     )
-
-
-def ledger_results(report: LedgerReport) -> list[RuleResult]:
-    """The ledger as rule results (one per data set), for JUnit/summary outputs of ``--since``."""
-    out = []
-    for b in report.datasets:
-        if b.charged_runs == 0:  # evaluation data only: nothing was spent on it, so no budget to gate
-            continue
-        out.append(RuleResult(
-            rule_id=f"privacy.max_total_epsilon_per_dataset[{b.dataset_fingerprint[:19]}]", severity="block",
-            status="skipped" if b.cap is None else ("fail" if b.over_cap else "pass"),
-            message=f"ε = {b.total_epsilon:.3f} over {b.charged_runs} training runs ({b.accountant}, "
-                    f"δ = {b.delta:.1e})",
-            evidence_path="ledger", observed=b.total_epsilon if math.isfinite(b.total_epsilon) else "inf",
-            threshold=b.cap))
-    return out

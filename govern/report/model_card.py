@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from govern.evidence import EvidenceModel
-from govern.stage import StageContext, StageResult, artifact_for, digest_of, trained_model_digest
+from govern.stage import (
+    ModelFolder,
+    StageContext,
+    StageOutputs,
+    StageResult,
+    artifact_for,
+    digest_of,
+    trained_model_digest,
+)
 
 
 class ModelCardEvidence(EvidenceModel):
@@ -23,25 +31,31 @@ class ModelCardEvidence(EvidenceModel):
     sha256: str
 
 
+class ModelCardOutputs(StageOutputs):
+    path: str
+
+
 class ModelCardStage:
     """Writes ``MODEL_CARD.md`` next to the trained model (skipped when there is no model)."""
 
     name = "model_card"
+    outputs_model = ModelCardOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
-        return bool((ctx.outputs.get("training") or {}).get("model_dir"))
+        trained = ctx.find(ModelFolder)
+        return trained is not None and bool(trained.model_dir)
 
     def input_digest(self, ctx: StageContext) -> str:
         # The card names the model's digest as it is on disk, so a changed model means a new card.
         return digest_of("model_card/2", render_model_card(ctx))
 
     def run(self, ctx: StageContext) -> StageResult:
-        model_dir = Path(str((ctx.outputs.get("training") or {})["model_dir"]))
+        model_dir = Path(str(ctx.require(ModelFolder, self.name).model_dir))
         path = model_dir.parent / "MODEL_CARD.md"
         path.write_text(render_model_card(ctx), encoding="utf-8")
         artifact = artifact_for(path, "MODEL_CARD.md", "report")
         return StageResult(evidence=ModelCardEvidence(path=str(path), sha256=artifact.sha256), artifacts=[artifact],
-                           outputs={"path": str(path)})
+                           outputs=ModelCardOutputs(path=str(path)))
 
 
 def _fmt(value: Any) -> str:
@@ -57,7 +71,7 @@ def render_model_card(ctx: StageContext) -> str:
     config = ctx.config
     training = ev.training
     evaluation = ev.evaluation
-    policy = ctx.outputs.get("policy") or {}
+    gate = ctx.gate
     doc = config.documentation
     lines = [f"# {config.name}: model card", "",
              "Written by govern after the audits of this run, from the run's evidence (never from its data).", ""]
@@ -111,7 +125,7 @@ def render_model_card(ctx: StageContext) -> str:
         for metric, (value, attribute) in sorted(worst.items()):
             lines.append(f"- {metric}: {_fmt(value)} ({attribute})")
     lines += ["", "## Governance", "",
-              f"- Policy decision before signing: **{policy.get('decision', 'not yet judged')}** under policy "
-              f"`{policy.get('digest') or '—'}`",
+              f"- Policy decision before signing: **{gate.decision if gate else 'not yet judged'}** under policy "
+              f"`{(gate.policy_digest if gate else None) or '—'}`",
               f"- Run `{ctx.run_id}` in the lineage DB: `govern report {ctx.run_id}` has the full record", ""]
     return "\n".join(lines)

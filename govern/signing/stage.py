@@ -1,15 +1,13 @@
 """The signing stage: sign the trained model, then sign its provenance and audit attestations.
 
-Reads ``ctx.outputs["training"]["model_dir"]`` and the evidence so far; writes every bundle into the
-run's ``signing/`` folder (never into the model directory, which would change what was signed); returns
-:class:`govern.evidence.SigningEvidence`, the bundles as artifacts, and in ``outputs``:
+Reads the trained model folder (:class:`govern.stage.ModelFolder`) and the evidence so far; writes every
+bundle into the run's ``signing/`` folder (never into the model directory, which would change what was
+signed); returns :class:`govern.evidence.SigningEvidence`, the bundles as artifacts and as
+``StageResult.signatures`` (one signature row per bundle), and :class:`SigningOutputs` (the bundles and the
+exact ``govern verify`` command a compliance officer runs).
 
-- ``bundle``: the model signature bundle; ``provenance``: the attestation bundles;
-- ``signatures``: keyword arguments for ``LineageStore.add_signature`` (one per bundle);
-- ``verify_command``: the exact ``govern verify`` command a compliance officer runs.
-
-Optional inputs the pipeline may provide: ``ctx.outputs["policy"]["decision"]`` (the gate decision so
-far, waivers applied) and ``["digest"]`` (the policy file's digest); ``ctx.outputs["run"]["started_at"]``.
+Optional inputs the pipeline provides: ``ctx.gate`` (the gate decision so far, waivers applied, and the
+policy file's digest) and ``ctx.started_at``.
 """
 
 from __future__ import annotations
@@ -28,7 +26,11 @@ from govern.signing.provenance import audit_predicate, build_provenance, sign_st
 from govern.signing.signing import Signer, SignerConfig, sign_model
 from govern.stage import (
     ArtifactOut,
+    DataFiles,
+    ModelFolder,
+    SignatureOut,
     StageContext,
+    StageOutputs,
     StageResult,
     artifact_for,
     digest_of,
@@ -44,10 +46,18 @@ def environment_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**package_versions(), **(extra or {})}
 
 
+class SigningOutputs(StageOutputs):
+    bundle: str
+    provenance: list[str]
+    verify_command: str
+    model_digest: str
+    signer: str | None = None
+    warnings: list[str] = []
+
+
 def _decision_so_far(ctx: StageContext) -> tuple[str, str]:
-    given = (ctx.outputs.get("policy") or {}).get("decision")
-    if given:
-        return str(given), "policy gates with waivers (pipeline)"
+    if ctx.gate is not None:
+        return ctx.gate.decision, "policy gates with waivers (pipeline)"
     from govern.policy.engine import evaluate
 
     return evaluate(ctx.policy, ctx.evidence.document(), final=False).decision, "policy gates without waivers"
@@ -60,9 +70,10 @@ def _datasets(ctx: StageContext) -> list[dict[str, Any]]:
             out.append({"name": f.role, "path": f.path, "sha256": f.sha256, "fingerprint": f.fingerprint,
                         "rows": f.rows, "format": f.format, "redacted": False})
     if ctx.evidence.pii is not None:
-        pii_out = ctx.outputs.get("pii") or {}
+        paths = ctx.find(DataFiles)
         for role, digest in sorted(ctx.evidence.pii.redacted_files.items()):
-            out.append({"name": f"{role}.redacted", "path": pii_out.get(f"{role}_path"), "sha256": digest,
+            path = {"train": paths.train_path, "eval": paths.eval_path}.get(role) if paths is not None else None
+            out.append({"name": f"{role}.redacted", "path": path, "sha256": digest,
                         "redacted": True, "redaction_mode": ctx.evidence.pii.redaction_mode})
     return out
 
@@ -91,6 +102,7 @@ class SigningStage:
     """Stage ``signing``: enabled when ``signing.method`` is not ``none``."""
 
     name = "signing"
+    outputs_model = SigningOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return ctx.config.signing.method != "none"
@@ -99,14 +111,15 @@ class SigningStage:
         doc = ctx.evidence.document()
         doc.pop("signing", None)
         # The bytes to be signed as they are on disk now: a reused signature must be over this very model.
-        return digest_of(ctx.config.signing, ctx.outputs.get("training") or {}, trained_model_digest(ctx), doc,
-                         (ctx.outputs.get("policy") or {}).get("decision"))
+        trained = ctx.find(ModelFolder)
+        return digest_of(ctx.config.signing, trained, trained_model_digest(ctx), doc,
+                         ctx.gate.decision if ctx.gate is not None else None)
 
     def run(self, ctx: StageContext) -> StageResult:
-        try:
-            model_dir = Path((ctx.outputs.get("training") or {})["model_dir"])
-        except KeyError:
-            raise StageError(self.name, "no trained model to sign: the training stage produced no model_dir") from None
+        trained = ctx.find(ModelFolder)
+        if trained is None or not trained.model_dir:
+            raise StageError(self.name, "no trained model to sign: the training stage produced no model_dir")
+        model_dir = Path(trained.model_dir)
         judged_model_digest(ctx, self.name)  # only the folder training wrote (and the audits judged) is signed
         out_dir = ctx.stage_dir(self.name)
         cfg = ctx.config.signing
@@ -122,12 +135,12 @@ class SigningStage:
             task.close()
             bundles: list[str] = []
             attestations: list[str] = []
-            signatures = [result.signature_record("model")]
+            signatures = [SignatureOut(**result.signature_record("model"))]
             artifacts: list[ArtifactOut] = [artifact_for(Path(result.bundle_path), "model.sigstore.json", "bundle")]
             if cfg.provenance:
                 bundles, attestations = self._sign_attestations(ctx, model_dir, result, signer, out_dir, artifacts)
                 kinds = {"https://slsa.dev/provenance/v1": "provenance"}
-                signatures += [{**result.signature_record(kinds.get(a, "audit")), "bundle_path": b}
+                signatures += [SignatureOut(**{**result.signature_record(kinds.get(a, "audit")), "bundle_path": b})
                                for b, a in zip(bundles, attestations, strict=True)]
             trust_args = self._trust_args(cfg, signer, out_dir)
         except StageError:
@@ -144,9 +157,10 @@ class SigningStage:
         return StageResult(
             evidence=evidence,
             artifacts=artifacts,
-            outputs={"bundle": result.bundle_path, "provenance": bundles, "verify_command": command,
-                     "signatures": signatures, "model_digest": result.model_digest, "signer": result.signer,
-                     "warnings": list(signer.warnings)},
+            outputs=SigningOutputs(bundle=result.bundle_path, provenance=bundles, verify_command=command,
+                                   model_digest=result.model_digest, signer=result.signer,
+                                   warnings=list(signer.warnings)),
+            signatures=signatures,
         )
 
     def _sign_attestations(self, ctx: StageContext, model_dir: Path, result: Any, signer: Signer, out_dir: Path,
@@ -155,9 +169,7 @@ class SigningStage:
 
         decision, basis = _decision_so_far(ctx)
         training = ctx.evidence.training
-        started = (ctx.outputs.get("run") or {}).get("started_at") or datetime.fromtimestamp(
-            ctx.run_dir.stat().st_ctime, UTC)
-        policy_out = ctx.outputs.get("policy") or {}
+        started = ctx.started_at or datetime.fromtimestamp(ctx.run_dir.stat().st_ctime, UTC)
         slsa, audit = build_provenance(
             model_dir,
             run={"id": ctx.run_id, "name": ctx.config.name, "started_at": started, "finished_at": datetime.now(UTC),
@@ -166,7 +178,7 @@ class SigningStage:
                               "signingMethod": result.method}},
             config=ctx.config,
             policy={"name": ctx.policy.metadata.name, "version": ctx.policy.metadata.version,
-                    "digest": policy_out.get("digest"), "document": ctx.policy.model_dump(mode="json")},
+                    "digest": ctx.gate.policy_digest if ctx.gate is not None else None, "document": ctx.policy.model_dump(mode="json")},
             datasets=_datasets(ctx),
             base_model=dict(training.base_model) if training and training.base_model else None,
             versions=environment_versions(training.versions if training else None),

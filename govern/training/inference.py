@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from govern.config import Task
 from govern.errors import StageError
 from govern.training.encoding import Columns, collate, encode_records, per_sequence_lm_loss
-from govern.training.models import Task, load_base_model, quiet_transformers
+from govern.training.models import load_base_model, quiet_transformers
 
 #: Written next to the weights: what a loader needs to rebuild the model (no data, no text).
 MODEL_META = "govern_training.json"

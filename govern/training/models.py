@@ -14,15 +14,14 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from govern.config import Task
 from govern.errors import ConfigError, StageError
 from govern.stage import file_sha256, tree_sha256
-
-Task = Literal["classification", "causal-lm"]
 
 #: LoRA targets per architecture (``config.model_type``): the attention projections LoRA was designed
 #: for (query/value), which keep the adapter small and train well under DP noise.

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from govern.config import Task
 from govern.errors import StageError
 from govern.stage import (
     ArtifactOut,
     BaseModelOut,
+    CanaryFiles,
+    ModelFolder,
     StageContext,
     StageResult,
     artifact_for,
@@ -33,8 +36,26 @@ if TYPE_CHECKING:
     from govern.lineage import LineageStore
 
 
+class TrainingOutputs(ModelFolder):
+    """The trained model and how it was made: what the audits load and retrain with."""
+
+    task: Task
+    base_model_path: str | None = None
+    gguf_file: str | None = None
+    label_names: list[str] | None = None
+    #: Where it trained (audits judge on the same device when there is one, else on the CPU).
+    device: str | None = None
+    method: str | None = None
+    max_length: int | None = None
+    dp: bool | None = None
+    #: The exact recipe (paths and settings, no records), for audits that retrain with it (LiRA).
+    spec_path: str | None = None
+    merged_dir: str | None = None
+
+
 class TrainingStage:
     name = "training"
+    outputs_model = TrainingOutputs
 
     def enabled(self, ctx: StageContext) -> bool:
         return True
@@ -42,11 +63,10 @@ class TrainingStage:
     def spec(self, ctx: StageContext) -> TrainingSpec:
         cfg = ctx.config
         paths = ctx.data_paths()
-        files = [DataFile(path=str(paths["train_path"]), format=str(paths.get("format") or cfg.data.format))]
-        canaries = (ctx.outputs.get("canaries") or {}).get("inserted_path")
-        if canaries:
-            files.append(DataFile(path=str(canaries), format="jsonl", role="canaries"))
-        data_out = ctx.outputs.get("data") or {}
+        files = [DataFile(path=paths.train_path, format=paths.format or cfg.data.format)]
+        canaries = ctx.find(CanaryFiles)
+        if canaries is not None:
+            files.append(DataFile(path=canaries.inserted_path, format="jsonl", role="canaries"))
         base_path = str(cfg.base_model.path) if cfg.base_model.path else None
         gguf_file = cfg.base_model.gguf_file
         if cfg.base_model.package:
@@ -62,7 +82,7 @@ class TrainingStage:
             train_files=files,
             columns={"text": cfg.data.text_column, "label": cfg.data.label_column,
                      "prompt": cfg.data.prompt_column, "completion": cfg.data.completion_column},
-            label_names=(list(data_out.get("label_names") or []) or None) if cfg.task == "classification" else None,
+            label_names=(list(paths.label_names) or None) if cfg.task == "classification" else None,
             training=cfg.training,
             output_dir=str(ctx.stage_dir(self.name)),
             allow_non_private=not ctx.policy.privacy.require_dp,
@@ -97,18 +117,12 @@ class TrainingStage:
         spec_path.write_text(spec.model_dump_json(indent=1), encoding="utf-8")
         evidence = outcome.evidence
         evidence.canaries_inserted = _count_canaries(spec)
-        outputs: dict[str, Any] = {
-            "model_dir": str(outcome.model_dir) if outcome.model_dir else None,
-            "base_model_path": str(outcome.base_model_path),
-            "gguf_file": outcome.gguf_file,
-            "label_names": outcome.label_names,
-            "task": spec.task,
-            "device": outcome.device,
-            "method": cfg.method,
-            "max_length": cfg.max_length,
-            "dp": cfg.dp.enabled,
-            "spec_path": str(spec_path),
-        }
+        outputs = TrainingOutputs(
+            model_dir=str(outcome.model_dir) if outcome.model_dir else None,
+            base_model_path=str(outcome.base_model_path), gguf_file=outcome.gguf_file,
+            label_names=outcome.label_names, task=spec.task, device=outcome.device, method=cfg.method,
+            max_length=cfg.max_length, dp=cfg.dp.enabled, spec_path=str(spec_path),
+        )
         artifacts: list[ArtifactOut] = []
         if outcome.model_dir is not None:  # rank 0 only under torchrun
             model_dir = outcome.model_dir
@@ -117,7 +131,7 @@ class TrainingStage:
             artifacts.append(model)
             # Hashed once, as the model is written: what every later stage checks the folder against
             # before it judges or signs it (govern.stage.judged_model_digest).
-            outputs["model_digest"] = evidence.model_digest = model.sha256
+            outputs.model_digest = evidence.model_digest = model.sha256
             tokenizer_file = next((model_dir / n for n in ("tokenizer.json", "tokenizer_config.json")
                                    if (model_dir / n).is_file()), None)
             if tokenizer_file is not None:
@@ -125,7 +139,7 @@ class TrainingStage:
             merged = model_dir.parent / "merged"
             if cfg.merge_adapter and merged.is_dir():
                 artifacts.append(artifact_for(merged, f"{ctx.config.name}-merged", "model"))
-                outputs["merged_dir"] = str(merged)
+                outputs.merged_dir = str(merged)
             base = outcome.base_model_path / outcome.gguf_file if outcome.gguf_file else outcome.base_model_path
             artifacts.append(artifact_for(base, evidence.base_model.get("name") or base.name, "model", role="input"))
             if outcome.final_checkpoint is not None:

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from govern.config import TrainingConfig, canonical_json
+from govern.config import Task, TrainingConfig, canonical_json
 from govern.errors import ConfigError, DataError, StageError
 from govern.evidence import TrainingEvidence, TrainingPoint
 from govern.stage import NullProgress, Progress, file_sha256
@@ -48,7 +48,6 @@ from govern.training.encoding import (
 )
 from govern.training.inference import MODEL_META
 from govern.training.models import (
-    Task,
     apply_lora,
     base_model_digest,
     base_model_facts,

@@ -27,7 +27,7 @@ from govern.audits.membership import MembershipStage, roc_auc, tpr_at_fpr
 from govern.config import AuditsConfig, BaseModelConfig, DataConfig, DPSettings, RunConfig, TrainingConfig
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy, PrivacyPolicy
-from govern.stage import StageContext
+from govern.stage import DataFiles, StageContext
 from govern.training.stage import TrainingStage
 from tests.audits.conftest import World, build_word_bert, random_words
 
@@ -156,8 +156,8 @@ def _run(world: World, *, dp: bool) -> LiraRun:
                        data=DataConfig(train=world.train, eval=world.eval), training=training,
                        audits=AuditsConfig.model_validate({"membership": {"bootstrap": 50}}))
     ctx = StageContext(run_id=run_dir.name, config=config, run_dir=run_dir, policy=_policy(), evidence=Evidence())
-    ctx.outputs["data"] = {"train_path": str(world.train), "eval_path": str(world.eval), "format": "jsonl",
-                           "label_names": LABELS}
+    ctx.outputs["data"] = DataFiles(train_path=str(world.train), eval_path=str(world.eval), format="jsonl",
+                                    train_fingerprint="fp-train", eval_fingerprint="fp-eval", label_names=LABELS)
     ctx.outputs["canaries"] = CanaryStage(seed=11).run(ctx).outputs
     trained = TrainingStage().run(ctx)
     assert isinstance(trained.evidence, TrainingEvidence)
@@ -284,7 +284,8 @@ def test_causal_lm_dp_lora_gets_lira_with_the_same_recipe(tmp_path: Path) -> Non
     policy = Policy(apiVersion="govern.dev/v1", kind="Policy", metadata=Metadata(name="t", version="1"),
                     membership=MembershipPolicy(lira=LiraPolicy(enabled=True, reference_models=3)))
     ctx = StageContext(run_id="sft", config=config, run_dir=tmp_path / "run", policy=policy, evidence=Evidence())
-    ctx.outputs["data"] = {"train_path": str(paths["train"]), "eval_path": str(paths["eval"]), "format": "jsonl"}
+    ctx.outputs["data"] = DataFiles(train_path=str(paths["train"]), eval_path=str(paths["eval"]), format="jsonl",
+                                    train_fingerprint="fp-train", eval_fingerprint="fp-eval")
     trained = TrainingStage().run(ctx)
     assert isinstance(trained.evidence, TrainingEvidence)
     ctx.outputs["training"], ctx.evidence.training = trained.outputs, trained.evidence

@@ -42,7 +42,8 @@ from govern.config import DataConfig, RunConfig, TrainingConfig
 from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy
-from govern.stage import StageContext
+from govern.stage import DataFiles, StageContext
+from govern.training.stage import TrainingOutputs
 from tests.audits.conftest import World, build_word_bert, random_words
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -223,17 +224,17 @@ def _run(world: World, *, dp: bool, seed: int) -> RunResult:
     config = RunConfig(task="classification", data=DataConfig(train=world.train, eval=world.eval),
                        training=TrainingConfig(max_length=MAX_LEN))
     ctx = StageContext(run_id=run_dir.name, config=config, run_dir=run_dir, policy=_policy(), evidence=Evidence())
-    ctx.outputs["data"] = {"train_path": str(world.train), "eval_path": str(world.eval), "format": "jsonl",
-                           "label_names": LABELS}
+    ctx.outputs["data"] = DataFiles(train_path=str(world.train), eval_path=str(world.eval), format="jsonl",
+                                    train_fingerprint="fp-train", eval_fingerprint="fp-eval", label_names=LABELS)
     canaries = CanaryStage(seed=1000 + seed).run(ctx)
     ctx.outputs["canaries"] = canaries.outputs
     from govern.data.io import read_records
 
-    training_records = read_records(world.train) + read_records(Path(canaries.outputs["inserted_path"]))
+    training_records = read_records(world.train) + read_records(Path(canaries.outputs.inserted_path))
     model_dir = run_dir / "model"
     info = _train(world, training_records, model_dir, dp=dp, seed=seed)
-    ctx.outputs["training"] = {"model_dir": str(model_dir), "base_model_path": str(world.base), "gguf_file": None,
-                               "label_names": LABELS, "task": "classification", "device": "cpu"}
+    ctx.outputs["training"] = TrainingOutputs(model_dir=str(model_dir), base_model_path=str(world.base),
+                                              label_names=LABELS, task="classification", device="cpu")
     eps = info.get("epsilon")
     ctx.evidence.training = TrainingEvidence(
         dp_enabled=dp, non_private=not dp, accountant="rdp" if dp else None,
@@ -323,11 +324,11 @@ def test_canary_bound_never_exceeds_the_accountants_epsilon_under_dp(dp_runs: li
 def test_canary_secrets_stay_in_private_files_and_out_of_evidence(overfit: RunResult) -> None:
     out = overfit.ctx.outputs["canaries"]
     for key in ("pool_path", "inserted_path", "inserted_ids_path"):
-        assert stat.S_IMODE(os.stat(out[key]).st_mode) == 0o600
-    seed_file = Path(out["pool_path"]).parent / "secret_seed"
+        assert stat.S_IMODE(os.stat(getattr(out, key)).st_mode) == 0o600
+    seed_file = Path(out.pool_path).parent / "secret_seed"
     assert stat.S_IMODE(os.stat(seed_file).st_mode) == 0o600
     document = overfit.evidence.model_dump_json()
-    for canary_id in read_inserted_ids(Path(out["inserted_ids_path"])):
+    for canary_id in read_inserted_ids(Path(out.inserted_ids_path)):
         assert f'"{canary_id}"' not in document
     seed = int(seed_file.read_text())
 
@@ -345,7 +346,7 @@ def test_canary_secrets_stay_in_private_files_and_out_of_evidence(overfit: RunRe
 
 
 def test_standalone_audit_of_a_saved_model_finds_the_same_leak(world: World, overfit: RunResult) -> None:
-    model_dir = overfit.ctx.outputs["training"]["model_dir"]
+    model_dir = overfit.ctx.outputs["training"].model_dir
     ev = audit_membership(model_dir, world.base, world.train, world.eval, _policy().membership,
                           task="classification", max_records=80, seed=3, bootstrap=50, max_length=MAX_LEN)
     assert ev.n_members == ev.n_nonmembers == 80
@@ -359,7 +360,7 @@ def test_a_label_the_model_does_not_know_is_a_data_error_naming_line_and_field(w
     bad.write_text(json.dumps({"id": "a", "text": "x y", "label": "neg"}) + "\n"
                    + json.dumps({"id": "b", "text": "x y", "label": "maybe"}) + "\n")
     with pytest.raises(DataError) as err:
-        audit_membership(overfit.ctx.outputs["training"]["model_dir"], world.base, bad, world.eval,
+        audit_membership(overfit.ctx.outputs["training"].model_dir, world.base, bad, world.eval,
                          task="classification", max_records=80, bootstrap=0, max_length=MAX_LEN)
     assert err.value.line == 2 and err.value.field == "label"
     assert "maybe" not in str(err.value)
@@ -370,7 +371,7 @@ def test_lira_on_a_model_trained_elsewhere_is_a_clear_error_not_a_silent_skip(wo
     # LiRA retrains with the target's recipe, which a model trained elsewhere does not come with.
     policy = MembershipPolicy(lira=LiraPolicy(enabled=True))
     with pytest.raises(StageError, match="only `govern run` knows"):
-        audit_membership(overfit.ctx.outputs["training"]["model_dir"], world.base, world.train, world.eval, policy,
+        audit_membership(overfit.ctx.outputs["training"].model_dir, world.base, world.train, world.eval, policy,
                          task="classification", max_length=MAX_LEN)
 
 
@@ -383,7 +384,7 @@ def test_cli_audit_membership_blocks_the_overfit_model_with_exit_code_1(world: W
     policy = workdir / "membership.yaml"
     policy.write_text("apiVersion: govern.dev/v1\nkind: Policy\nmetadata: {name: mia, version: 1.0.0}\n"
                       "membership:\n  max_auc: 0.6\n")
-    args = ["audit", "membership", "--model", overfit.ctx.outputs["training"]["model_dir"], "--base", str(world.base),
+    args = ["audit", "membership", "--model", overfit.ctx.outputs["training"].model_dir, "--base", str(world.base),
             "--members", str(world.train), "--nonmembers", str(world.eval), "--policy", str(policy),
             "--max-length", str(MAX_LEN), "--bootstrap", "20", "--format", "json"]
     result = CliRunner().invoke(app, args)
@@ -411,9 +412,10 @@ def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_
     policy = Policy(apiVersion="govern.dev/v1", kind="Policy", metadata=Metadata(name="t", version="1"),
                     membership=MembershipPolicy(canaries=canary_policy))
     ctx = StageContext(run_id="causal", config=config, run_dir=run_dir, policy=policy, evidence=Evidence())
-    ctx.outputs["data"] = {"train_path": str(world.train), "eval_path": str(world.eval), "format": "jsonl"}
+    ctx.outputs["data"] = DataFiles(train_path=str(world.train), eval_path=str(world.eval), format="jsonl",
+                                    train_fingerprint="fp-train", eval_fingerprint="fp-eval")
     ctx.outputs["canaries"] = CanaryStage(seed=5).run(ctx).outputs
-    records = read_records(world.train)[:60] + read_records(Path(ctx.outputs["canaries"]["inserted_path"]))
+    records = read_records(world.train)[:60] + read_records(Path(ctx.outputs["canaries"].inserted_path))
 
     tokenizer = AutoTokenizer.from_pretrained(str(world.base))
     torch.manual_seed(0)
@@ -438,8 +440,8 @@ def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_
             loss.backward()
             optimizer.step()
     model.save_pretrained(model_dir)
-    ctx.outputs["training"] = {"model_dir": str(model_dir), "base_model_path": str(base_dir), "gguf_file": None,
-                               "label_names": [], "task": "causal-lm", "device": "cpu"}
+    ctx.outputs["training"] = TrainingOutputs(model_dir=str(model_dir), base_model_path=str(base_dir),
+                                              label_names=[], task="causal-lm", device="cpu")
     ev = MembershipStage().run(ctx).evidence
     assert isinstance(ev, MembershipEvidence)
     assert {a.name for a in ev.attacks} == {"loss", "reference", "min_k", "zlib"}

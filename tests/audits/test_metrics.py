@@ -103,7 +103,8 @@ def _context(tmp_path: Path, records: list[dict[str, Any]], **fairness: Any) -> 
     from govern.config import RunConfig
     from govern.evidence import Evidence
     from govern.policy.schema import Policy
-    from govern.stage import StageContext
+    from govern.stage import DataFiles, StageContext
+    from govern.training.stage import TrainingOutputs
 
     eval_path = tmp_path / "eval.jsonl"
     eval_path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -119,10 +120,10 @@ def _context(tmp_path: Path, records: list[dict[str, Any]], **fairness: Any) -> 
     model_dir = tmp_path / "model"
     _tiny_classifier(model_dir)
     return StageContext(run_id="r1", config=config, run_dir=tmp_path / "run", policy=policy, evidence=Evidence(),
-                        outputs={"data": {"train_path": str(tmp_path / "train.jsonl"), "eval_path": str(eval_path),
-                                          "format": "jsonl"},
-                                 "training": {"model_dir": str(model_dir), "base_model_path": None, "gguf_file": None,
-                                              "label_names": INTENTS, "task": "classification", "device": "cpu"}})
+                        outputs={"data": DataFiles(train_path=str(tmp_path / "train.jsonl"), eval_path=str(eval_path),
+                                                   format="jsonl", train_fingerprint="fp-t", eval_fingerprint="fp-e"),
+                                 "training": TrainingOutputs(model_dir=str(model_dir), label_names=INTENTS,
+                                                             task="classification", device="cpu")})
 
 
 def _records(n: int) -> list[dict[str, Any]]:
@@ -146,14 +147,14 @@ def test_evaluation_then_fairness_stage_on_a_real_model(tmp_path: Path) -> None:
     assert isinstance(ev, EvaluationEvidence) and ev.task == "classification" and ev.n == 120
     assert ev.labels == INTENTS and ev.ece is not None and ev.ece_bins == 15 and ev.device == "cpu"
 
-    predictions = pd.read_parquet(result.outputs["predictions_path"])
+    predictions = pd.read_parquet(result.outputs.predictions_path)
     assert list(predictions.columns) == ["id", "label", "pred", "score", "probabilities", "region", "age_band"]
     assert not predictions.astype(str).apply(lambda c: c.str.contains("secret-text")).any().any()  # no raw text
     assert predictions["id"].tolist() == [r["id"] for r in records]
     assert ev.accuracy == pytest.approx(float((predictions["label"] == predictions["pred"]).mean()))
     assert predictions["age_band"].isna().sum() == 12
     assert result.artifacts[0].kind == "predictions" and result.artifacts[0].rows == 120
-    assert result.outputs["label_names"] == INTENTS
+    assert result.outputs.label_names == INTENTS
 
     ctx.outputs["evaluation"] = result.outputs
     fairness = FairnessStage()
@@ -186,7 +187,7 @@ def test_causal_lm_evaluation_records_token_weighted_perplexity_and_per_group_pe
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from govern.audits.stages import EvaluationStage, FairnessStage
-
+    from govern.training.stage import TrainingOutputs
     records = _records(40)
     ctx = _context(tmp_path, records)
     torch.manual_seed(0)
@@ -197,11 +198,10 @@ def test_causal_lm_evaluation_records_token_weighted_perplexity_and_per_group_pe
     tokenizer.save_pretrained(lm_dir)
     (lm_dir / "govern_training.json").write_text(json.dumps({"task": "causal-lm", "method": "full"}))
     ctx.config.task = "causal-lm"
-    ctx.outputs["training"] = {"model_dir": str(lm_dir), "base_model_path": None, "gguf_file": None,
-                               "label_names": [], "task": "causal-lm", "device": "cpu"}
+    ctx.outputs["training"] = TrainingOutputs(model_dir=str(lm_dir), label_names=[], task="causal-lm", device="cpu")
     result = EvaluationStage().run(ctx)
     ev = result.evidence
-    predictions = pd.read_parquet(result.outputs["predictions_path"])
+    predictions = pd.read_parquet(result.outputs.predictions_path)
     assert list(predictions.columns) == ["id", "loss", "tokens", "region", "age_band"]
     expected = float(np.average(predictions["loss"], weights=predictions["tokens"]))
     assert ev.task == "causal-lm" and ev.loss == pytest.approx(expected) and ev.tokens == predictions["tokens"].sum()

@@ -118,8 +118,9 @@ def stage_with_and_without_lira(outcome: object, tmp: Path, k: int, n_train: int
     from govern.config import load_run_config
     from govern.evidence import Evidence
     from govern.policy.schema import LiraPolicy, MembershipPolicy, Metadata, Policy
-    from govern.stage import StageContext
+    from govern.stage import DataFiles, StageContext
     from govern.training import accounting
+    from govern.training.stage import TrainingOutputs
     from govern.training.trainer import DataFile, TrainingSpec
 
     cfg = load_run_config(QUICKSTART)
@@ -143,12 +144,13 @@ def stage_with_and_without_lira(outcome: object, tmp: Path, k: int, n_train: int
                                             min(accounting.default_delta(n_train), 1e-5), "rdp")
         ctx.evidence.training = outcome.evidence.model_copy(  # type: ignore[attr-defined]
             update={"steps": full_steps, "noise_multiplier": sigma})
-        ctx.outputs["data"] = {"train_path": str(cfg.data.train), "eval_path": str(cfg.data.eval), "format": "jsonl",
-                               "label_names": outcome.label_names}  # type: ignore[attr-defined]
-        ctx.outputs["training"] = {
-            "model_dir": str(outcome.model_dir), "base_model_path": str(outcome.base_model_path),  # type: ignore[attr-defined]
-            "gguf_file": None, "label_names": outcome.label_names, "task": cfg.task,  # type: ignore[attr-defined]
-            "device": outcome.device, "spec_path": str(spec_path)}  # type: ignore[attr-defined]
+        ctx.outputs["data"] = DataFiles(train_path=str(cfg.data.train), eval_path=str(cfg.data.eval), format="jsonl",
+                                        train_fingerprint="fp-train", eval_fingerprint="fp-eval",
+                                        label_names=outcome.label_names)  # type: ignore[attr-defined]
+        ctx.outputs["training"] = TrainingOutputs(
+            model_dir=str(outcome.model_dir), base_model_path=str(outcome.base_model_path),  # type: ignore[attr-defined]
+            label_names=outcome.label_names, task=cfg.task,  # type: ignore[attr-defined]
+            device=outcome.device, spec_path=str(spec_path))  # type: ignore[attr-defined]
         start = time.perf_counter()
         evidence = MembershipStage().run(ctx).evidence
         times.append(time.perf_counter() - start)

@@ -60,12 +60,12 @@ def test_run_returns_evidence_artifacts_and_outputs(tmp_path: Path) -> None:
     assert (train_art.name, train_art.kind, train_art.role, train_art.rows) == ("train", "dataset", "input", 40)
     assert train_art.dataset_fingerprint == evidence.files[0].fingerprint
     assert train_art.sha256 == evidence.files[0].sha256
-    assert result.outputs == {
+    assert result.outputs.model_dump(mode="json") == {
         "train_path": str(tmp_path / "train.jsonl"), "eval_path": str(tmp_path / "eval.jsonl"), "format": "jsonl",
         "train_fingerprint": evidence.files[0].fingerprint, "eval_fingerprint": evidence.files[1].fingerprint,
         "label_names": ["a", "b"],
     }
-    json.dumps(result.outputs)  # stored in the lineage DB as JSON
+    json.dumps(result.outputs.model_dump(mode="json"))  # stored in the lineage DB as JSON
     # the whole evidence document carries no record text
     assert "message" not in Evidence(data=evidence).model_dump_json()
 
@@ -89,9 +89,9 @@ def test_same_data_as_csv_gives_the_same_fingerprints(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
     jsonl = DataStage().run(context(tmp_path / "j", train, eval_))
     csv = DataStage().run(context(tmp_path / "c", train, eval_, fmt="csv"))
-    assert jsonl.outputs["train_fingerprint"] == csv.outputs["train_fingerprint"]
-    assert jsonl.outputs["eval_fingerprint"] == csv.outputs["eval_fingerprint"]
-    assert csv.outputs["format"] == "csv"
+    assert jsonl.outputs.train_fingerprint == csv.outputs.train_fingerprint
+    assert jsonl.outputs.eval_fingerprint == csv.outputs.eval_fingerprint
+    assert csv.outputs.format == "csv"
 
 
 def test_single_class_training_labels_are_refused(tmp_path: Path) -> None:

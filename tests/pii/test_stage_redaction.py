@@ -40,13 +40,13 @@ def test_redacted_copy_holds_no_planted_value_and_is_what_training_reads(tmp_pat
     assert ev.hmac_key_id == load_or_create_key(ctx.db_url).key_id
     ctx.outputs["pii"] = result.outputs
     paths = ctx.data_paths()
-    assert paths["train_path"].endswith("train.redacted.jsonl") and paths["format"] == "jsonl"
+    assert paths.train_path.endswith("train.redacted.jsonl") and paths.format == "jsonl"
     for role in ("train", "eval"):
-        text = Path(paths[f"{role}_path"]).read_text(encoding="utf-8")
+        text = Path(getattr(paths, f"{role}_path")).read_text(encoding="utf-8")
         for value in PLANTED.values():
             assert value not in text
-        assert paths[f"{role}_fingerprint"] != ctx.outputs["data"][f"{role}_fingerprint"]
-    redacted = read_records(Path(paths["train_path"]))
+        assert getattr(paths, f"{role}_fingerprint") != getattr(ctx.outputs["data"], f"{role}_fingerprint")
+    redacted = read_records(Path(paths.train_path))
     assert redacted[0]["text"] == "I paid with <CREDIT_CARD> yesterday."
     assert [r["id"] for r in redacted] == [r["id"] for r in planted_records()]  # untouched fields stay
     assert {a.name for a in result.artifacts} == {"train.redacted", "eval.redacted"}
@@ -62,8 +62,8 @@ def test_redacted_copy_holds_no_planted_value_and_is_what_training_reads(tmp_pat
 def test_pseudonyms_are_consistent_within_the_data_set(tmp_path: Path) -> None:
     ctx = _context(tmp_path, make_policy(redaction="pseudonym"))
     result = PIIStage().run(ctx)
-    eval_text = [r["text"] for r in read_records(Path(result.outputs["eval_path"]))]
-    train_text = Path(result.outputs["train_path"]).read_text(encoding="utf-8")
+    eval_text = [r["text"] for r in read_records(Path(result.outputs.eval_path))]
+    train_text = Path(result.outputs.train_path).read_text(encoding="utf-8")
     assert eval_text[0] == "Mail <EMAIL_ADDRESS_1> again, or <EMAIL_ADDRESS_1>."   # same value, same token
     assert eval_text[1] == "Mail <EMAIL_ADDRESS_2> instead."                     # another value, another token
     assert "<EMAIL_ADDRESS_1>" in train_text                                      # shared across train/eval
@@ -72,7 +72,7 @@ def test_pseudonyms_are_consistent_within_the_data_set(tmp_path: Path) -> None:
 def test_nothing_to_redact_passes_the_data_stage_files_through(tmp_path: Path) -> None:
     ctx = _context(tmp_path, make_policy(entities={"CREDIT_CARD": "allow", "US_SSN": "block"}))
     result = PIIStage().run(ctx)
-    assert result.outputs["train_path"] == ctx.outputs["data"]["train_path"]
+    assert result.outputs.train_path == ctx.outputs["data"].train_path
     assert not result.evidence.redacted and result.artifacts == []
     assert result.evidence.blocked == {"US_SSN": 1}
     assert {r.action for r in result.pii_findings} == {"allow", "block"}
@@ -97,7 +97,7 @@ def test_id_that_is_personal_data_is_not_stored_and_stays_unique(tmp_path: Path)
     ctx.outputs["data"] = DataStage().run(ctx).outputs
     result = PIIStage().run(ctx)
     assert [r.record_id for r in result.pii_findings] == [None, None]
-    ids = [r["id"] for r in read_records(Path(result.outputs["train_path"]))]
+    ids = [r["id"] for r in read_records(Path(result.outputs.train_path))]
     assert ids == ["<EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_2>"]
 
 

@@ -48,7 +48,7 @@ def _assert_clean_error(code: int, err: str, *needles: str) -> None:
 # ================================================================================ PII in JSON keys
 class ReadsTrainingData(EvidenceStage):
     def run(self, ctx: StageContext):  # type: ignore[no-untyped-def]
-        self.read_path = Path(ctx.data_paths()["train_path"])
+        self.read_path = Path(ctx.data_paths().train_path)
         return super().run(ctx)
 
 

@@ -18,7 +18,7 @@ from govern.lineage.store import LineageStore
 from govern.policy import evaluate, load_policy
 from govern.signing.keys import KeyPair
 from govern.signing.stage import SigningStage
-from govern.stage import StageContext, artifact_for
+from govern.stage import GateSoFar, ModelFolder, StageContext, artifact_for
 
 
 def _evidence() -> Evidence:
@@ -46,14 +46,13 @@ def signed_run(workdir: Path, model_dir: Path, keys: KeyPair):
                                        "signing": {"method": "key", "private_key": str(keys.private_key)}})
     run_id = store.create_run(name="demo", config=config.model_dump(mode="json"), policy=policy_ref)
     ctx = StageContext(run_id=run_id, config=config, run_dir=workdir / "runs" / run_id, policy=loaded.policy,
-                       evidence=_evidence(), outputs={"training": {"model_dir": str(model_dir)},
-                                                      "policy": {"decision": "pass", "digest": loaded.digest}},
-                       db_url=store.url)
+                       evidence=_evidence(), outputs={"training": ModelFolder(model_dir=str(model_dir))},
+                       gate=GateSoFar(decision="pass", policy_digest=loaded.digest), db_url=store.url)
     result = SigningStage().run(ctx)
     # What the pipeline records from the stage's result:
     store.add_artifacts(run_id, None, [artifact_for(model_dir, "model", "model"), *result.artifacts])
-    for record in result.outputs["signatures"]:
-        store.add_signature(run_id, **record)
+    for record in result.signatures:
+        store.add_signature(run_id, **record.model_dump())
     store.record_decision(run_id, kind="final", decision="pass", policy=policy_ref, results=[])
     store.set_run_status(run_id, "completed", decision="pass")
     yield store, run_id, result, policy_ref
@@ -68,7 +67,7 @@ def test_stage_signs_model_and_attestations_outside_the_model(signed_run, model_
     for bundle in [ev.bundle, *ev.provenance_bundles]:
         assert Path(bundle).is_file() and not Path(bundle).resolve().is_relative_to(model_dir.resolve())
     assert {a.kind for a in result.artifacts} == {"bundle", "provenance"}
-    assert [s["kind"] for s in result.outputs["signatures"]] == ["model", "provenance", "audit"]
+    assert [s.kind for s in result.signatures] == ["model", "provenance", "audit"]
 
     envelope = json.loads(Path(ev.provenance_bundles[1]).read_text())["dsseEnvelope"]
     audit = json.loads(base64.b64decode(envelope["payload"]))
@@ -98,7 +97,7 @@ def test_policy_requiring_signing_passes_on_the_stage_evidence(signed_run) -> No
 
 def test_printed_verify_command_checks_files_provenance_and_lineage(signed_run, model_dir: Path, govern_cli) -> None:
     store, run_id, result, policy_ref = signed_run
-    command = shlex.split(result.outputs["verify_command"])
+    command = shlex.split(result.outputs.verify_command)
     assert command[:3] == ["govern", "verify", str(model_dir)]
     ok = govern_cli(*command[1:])
     assert ok.code == 0, ok.out + ok.err
@@ -115,7 +114,7 @@ def test_printed_verify_command_checks_files_provenance_and_lineage(signed_run, 
 def test_modified_model_fails_files_provenance_and_lineage(signed_run, model_dir: Path, govern_cli) -> None:
     _, run_id, result, _ = signed_run
     (model_dir / "tokenizer" / "vocab.txt").write_text("[PAD]\n")
-    out = govern_cli(*shlex.split(result.outputs["verify_command"])[1:])
+    out = govern_cli(*shlex.split(result.outputs.verify_command)[1:])
     assert out.code == 1
     assert "changed: tokenizer/vocab.txt" in out.out
     assert "subject digest mismatch for 'tokenizer/vocab.txt'" in out.out
@@ -148,14 +147,14 @@ def test_no_key_material_in_stage_outputs_or_db(signed_run, keys: KeyPair) -> No
                            if p.is_file())
     db_text = json.dumps([e.model_dump(mode="json") for e in store.events(run_id)]) + json.dumps(
         [s.model_dump(mode="json") for s in store.signatures(run_id)])
-    haystack = run_dir_text + db_text + json.dumps(result.outputs) + result.evidence.model_dump_json()
+    haystack = run_dir_text + db_text + result.outputs.model_dump_json() + json.dumps([s.model_dump() for s in result.signatures]) + result.evidence.model_dump_json()
     for needle in needles:
         assert needle not in haystack
 
 
 def test_verify_against_a_missing_db_is_an_error_not_a_new_db(signed_run, workdir: Path, govern_cli) -> None:
     _, _, result, _ = signed_run
-    command = shlex.split(result.outputs["verify_command"])[1:]
+    command = shlex.split(result.outputs.verify_command)[1:]
     missing = workdir / "typo" / "lineage.db"
     command[command.index("--db") + 1] = f"sqlite:///{missing}"
     out = govern_cli(*command)

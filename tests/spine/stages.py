@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from govern.evidence import EvidenceModel, TrainingEvidence
-from govern.stage import StageContext, StageResult, artifact_for, digest_of
+from govern.stage import DataFiles, ModelFolder, StageContext, StageResult, artifact_for, digest_of
 
 
 def training_evidence(eps: float = 3.0, n: int = 200, dp: bool = True) -> TrainingEvidence:
@@ -24,6 +24,8 @@ def training_evidence(eps: float = 3.0, n: int = 200, dp: bool = True) -> Traini
 class EvidenceStage:
     """Writes a model file and returns fixed evidence under ``name``; optional delay for kill tests."""
 
+    outputs_model = ModelFolder
+
     def __init__(self, name: str, evidence: EvidenceModel, delay: float = 0.0, version: str = "1") -> None:
         self.name = name
         self.evidence = evidence
@@ -35,7 +37,8 @@ class EvidenceStage:
         return True
 
     def input_digest(self, ctx: StageContext) -> str:
-        return digest_of(self.name, self.version, ctx.outputs.get("data", {}).get("train_fingerprint"))
+        data = ctx.find(DataFiles)
+        return digest_of(self.name, self.version, data.train_fingerprint if data else None)
 
     def run(self, ctx: StageContext) -> StageResult:
         self.runs += 1
@@ -44,4 +47,4 @@ class EvidenceStage:
         out: Path = ctx.stage_dir(self.name) / "weights.bin"
         out.write_bytes(b"model-" + self.version.encode())
         return StageResult(evidence=self.evidence, artifacts=[artifact_for(out, "model", "model")],
-                           outputs={"model_dir": str(out.parent)})
+                           outputs=ModelFolder(model_dir=str(out.parent)))

@@ -27,7 +27,7 @@ class ReadsTrainingData(EvidenceStage):
     """Records which file the training position in the pipeline would read."""
 
     def run(self, ctx: StageContext):  # type: ignore[no-untyped-def]
-        self.read_path = Path(ctx.data_paths()["train_path"])
+        self.read_path = Path(ctx.data_paths().train_path)
         return super().run(ctx)
 
 

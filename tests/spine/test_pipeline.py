@@ -261,3 +261,43 @@ def test_privacy_budget_ledger_composes_across_runs_and_the_cap_blocks(workdir: 
     (blocked,) = [r for r in outcomes[3].results if r["status"] == "fail"]
     assert blocked["rule_id"].startswith("privacy.max_total_epsilon_per_dataset")
     assert blocked["observed"] == pytest.approx(totals[3], rel=1e-9)
+
+
+def test_a_resumed_run_whose_training_is_reused_still_answers_to_the_ledger(workdir: Path) -> None:
+    """Budget other runs spent on the same data while this one was down counts when it resumes: reusing the
+    training stage must not skip the per-data-set cap (privacy accounting is never optimistic)."""
+    from govern.lineage.records import LedgerRow
+    from govern.privacy_ledger import composed_epsilon
+
+    class Killed(BaseException):
+        pass
+
+    def die_after_training(stage: str) -> None:
+        if stage == "training":
+            raise Killed(stage)
+
+    cfg = write_project(workdir)
+    ev = training_evidence(3.0)
+    row = LedgerRow(run_id="x", dataset_fingerprint="f", dp_enabled=True, epsilon=ev.epsilon, delta=ev.delta,
+                    noise_multiplier=ev.noise_multiplier, sample_rate=ev.sample_rate, steps=ev.steps,
+                    accountant="rdp", started_at="2026-01-01T00:00:00Z", run_status="completed")
+    cap = (composed_epsilon([row] * 2, "rdp", ev.delta) + composed_epsilon([row] * 3, "rdp", ev.delta)) / 2
+    import yaml
+
+    (workdir / "capped.yaml").write_text(yaml.safe_dump(policy_doc(
+        privacy={"max_epsilon": 8, "max_delta": 1e-3, "max_total_epsilon_per_dataset": cap})))
+    cfg.write_text(cfg.read_text().replace("policy: default", "policy: capped.yaml"))
+    training = EvidenceStage("training", ev)
+    with _store(workdir) as store:
+        first = Pipeline(store, stages=[DataStage(), training], on_stage_done=die_after_training)
+        with pytest.raises(Killed):
+            first.start(cfg)
+        assert first.run_id is not None and training.runs == 1
+        # Two more runs spend on the same data while the first one is down: three in all exceed the cap.
+        others = [Pipeline(store, stages=[DataStage(), EvidenceStage("training", ev)]).start(cfg) for _ in range(2)]
+        assert [o.decision for o in others] == ["pass", "block"]
+        resumed = Pipeline(store, stages=[DataStage(), training]).resume(first.run_id)
+    assert training.runs == 1  # training was reused, not re-run
+    assert resumed.decision == "block"
+    (blocked,) = [r for r in resumed.results if r["status"] == "fail"]
+    assert blocked["rule_id"].startswith("privacy.max_total_epsilon_per_dataset")

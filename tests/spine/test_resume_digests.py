@@ -238,10 +238,12 @@ def test_every_consumer_of_the_model_keys_its_reuse_on_the_model_bytes(workdir: 
         stored = store.evidence(run_id)
     evidence = Evidence(**{k: EVIDENCE_MODELS[k].model_validate(v) for k, v in stored.items() if k in EVIDENCE_MODELS})
 
+    kinds = {stage.name: stage.outputs_model for stage in _stages()}
+
     def digests() -> dict[str, str]:
         ctx = StageContext(run_id=run_id, config=config, run_dir=_model_dir(run_id).parents[1],
                            policy=load_policy(config.policy).policy, evidence=evidence,
-                           outputs={k: dict(v) for k, v in outputs.items()})
+                           outputs={k: kinds[k].model_validate(v) for k, v in outputs.items()})
         return {stage.name: stage.input_digest(ctx) for stage in _stages()[2:]}
 
     before = digests()

@@ -17,7 +17,7 @@ from govern.config import RunConfig
 from govern.errors import StageError
 from govern.evidence import Evidence
 from govern.policy.schema import Policy
-from govern.stage import StageContext
+from govern.stage import CanaryFiles, DataFiles, StageContext
 from govern.training.inference import load_base_model, load_trained_model, per_example_loss
 from govern.training.stage import TrainingStage
 from tests.conftest import skip_or_fail
@@ -47,8 +47,10 @@ def _context(tmp_path: Path, training: dict, require_dp: bool = True) -> StageCo
     }, context={"base_dir": tmp_path})
     policy = Policy.model_validate({**POLICY, "privacy": {"require_dp": require_dp}})
     return StageContext(run_id="r1", config=config, run_dir=tmp_path / "run", policy=policy, evidence=Evidence(),
-                        outputs={"data": {"train_path": str(train), "eval_path": str(train), "format": "jsonl"},
-                                 "canaries": {"inserted_path": str(canaries)}})
+                        outputs={"data": DataFiles(train_path=str(train), eval_path=str(train), format="jsonl",
+                                                   train_fingerprint="fp-train", eval_fingerprint="fp-train"),
+                                 "canaries": CanaryFiles(pool_path=str(canaries), inserted_path=str(canaries),
+                                                         inserted_ids_path=str(canaries), pool_size=2, inserted=2)})
 
 
 def test_causal_lm_dp_lora_on_a_gguf_model_through_the_stage(tmp_path: Path) -> None:
@@ -68,10 +70,11 @@ def test_causal_lm_dp_lora_on_a_gguf_model_through_the_stage(tmp_path: Path) -> 
     kinds = {(a.kind, a.role) for a in result.artifacts}
     assert {("adapter", "output"), ("tokenizer", "output"), ("model", "input"), ("checkpoint", "output")} <= kinds
     out = result.outputs
-    assert out["gguf_file"] == "tiny.gguf" and out["task"] == "causal-lm" and out["device"] == "cpu"
+    assert out.gguf_file == "tiny.gguf" and out.task == "causal-lm" and out.device == "cpu"
 
-    trained, tokenizer = load_trained_model(out["model_dir"], out["base_model_path"], out["gguf_file"])
-    base, _ = load_base_model(out["base_model_path"], out["gguf_file"], task="causal-lm")
+    assert out.model_dir is not None
+    trained, tokenizer = load_trained_model(out.model_dir, out.base_model_path, out.gguf_file)
+    base, _ = load_base_model(out.base_model_path, out.gguf_file, task="causal-lm")
     records = _records(6, "e")
     kwargs = {"prompt_column": "prompt", "completion_column": "completion", "max_length": 24}
     trained_loss = per_example_loss(trained, tokenizer, records, "causal-lm", None, 4, "cpu", **kwargs)
