@@ -35,7 +35,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -43,6 +43,9 @@ from scipy import stats
 from govern.errors import StageError
 from govern.evidence import CanaryAudit
 from govern.stage import CanaryFiles, StageContext, StageResult, artifact_for, digest_of
+
+if TYPE_CHECKING:
+    from govern.policy.schema import CanaryPolicy
 
 CANARY_ID_PREFIX = "canary-"
 #: causal-lm canaries end in "secret code" + this many random digits; exposure ranks the digits.
@@ -314,3 +317,77 @@ def audit_canaries(scores: np.ndarray, inserted: np.ndarray, *, guess_fraction: 
         exposure_max=None if exposure_candidates is None else math.log2(exposure_candidates + 1),
         exposure_nonmembers=[float(e) for e in exposures_nonmembers],
     )
+
+
+# ------------------------------------------------------------------------------- the canary audit
+def canary_attack(attacks: Sequence[str]) -> str:
+    """The attack that ranks canaries, fixed before looking at results (choosing the best one after
+    the fact would overstate the bound): reference when available, else loss. Never LiRA: canaries
+    are i.i.d. random records, equally hard, so per-record calibration adds nothing — and swapping
+    the attack when a policy enables LiRA could only weaken the bound the DP gate relies on."""
+    return "reference" if "reference" in attacks else "loss"
+
+
+def secret_exposures(model: Any, tokenizer: Any, texts: Sequence[str], *, candidates: int, seed: int,
+                     batch_size: int, max_length: int, device: str | None) -> list[float]:
+    """Exposure of each causal-LM canary's secret among ``candidates`` random secrets of the same format."""
+    from govern.audits.scoring import AuditRecords, score_records
+
+    rng = np.random.default_rng(seed)
+    out: list[float] = []
+    for text in texts:
+        parts = split_secret(text)
+        if parts is None:
+            continue
+        prefix, secret = parts
+        variants = [secret] + [" " + random_secret(rng) for _ in range(candidates)]
+        recs = AuditRecords(texts=variants, prompts=[prefix] * len(variants))
+        scores = score_records(model, tokenizer, recs, task="causal-lm", batch_size=batch_size,
+                               max_length=max_length, device=device)
+        token_lps = scores.token_logprobs or []
+        if not len(token_lps) or len(token_lps[0]) == 0:
+            continue  # the secret was truncated away by max_length: nothing the model could have learned
+        total_lp = np.array([lp.sum() for lp in token_lps])
+        out.append(exposure(float(total_lp[0]), total_lp[1:]))
+    return out
+
+
+def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokenizer: Any | None, *,
+                 pool: Sequence[dict[str, Any]], inserted_ids: set[str], ctx_task: str, text_column: str,
+                 label_column: str | None, label_names: Sequence[str] | None, prompt_column: str | None,
+                 completion_column: str | None, id_column: str | None, attacks: Sequence[str],
+                 canary_policy: CanaryPolicy, delta: float, accountant_epsilon: float | None, batch_size: int,
+                 max_length: int, seed: int, device: str | None, source: str) -> CanaryAudit:
+    """Score the whole canary pool with the fixed attack and turn the guesses into the ε lower bound."""
+    from govern.audits.scoring import attack_scores, score_records, to_audit_records
+
+    attack = canary_attack(attacks)
+    records = to_audit_records(pool, source=source, task=ctx_task, text_column=text_column,
+                               label_column=label_column, label_names=label_names, prompt_column=prompt_column,
+                               completion_column=completion_column, id_column=id_column)
+    target = score_records(model, tokenizer, records, task=ctx_task, batch_size=batch_size, max_length=max_length,
+                           device=device)
+    base = None
+    if attack == "reference" and base_model is not None:
+        base = score_records(base_model, base_tokenizer, records, task=ctx_task, batch_size=batch_size,
+                             max_length=max_length, device=device)
+    else:
+        attack = "loss"
+    scores = attack_scores([attack], task=ctx_task, target=target, base=base, texts=records.full_texts())[attack]
+    inserted = np.array([canary_id(rec, id_column) in inserted_ids for rec in pool])
+    exposures: list[float] = []
+    exposures_out: list[float] = []
+    candidates = None
+    if ctx_task == "causal-lm" and canary_policy.exposure_canaries > 0:
+        candidates = canary_policy.exposure_candidates
+        full = records.full_texts()
+        ins = [t for t, k in zip(full, inserted, strict=True) if k][: canary_policy.exposure_canaries]
+        outs = [t for t, k in zip(full, inserted, strict=True) if not k][: canary_policy.exposure_canaries]
+        kw: dict[str, Any] = dict(candidates=candidates, seed=seed, batch_size=batch_size, max_length=max_length, device=device)
+        exposures = secret_exposures(model, tokenizer, ins, **kw)
+        exposures_out = secret_exposures(model, tokenizer, outs, **kw)
+    return audit_canaries(scores, inserted, guess_fraction=canary_policy.guess_fraction,
+                          confidence=canary_policy.confidence, delta=delta, attack=attack,
+                          accountant_epsilon=accountant_epsilon, exposures=exposures,
+                          exposures_nonmembers=exposures_out, exposure_candidates=candidates)
+

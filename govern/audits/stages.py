@@ -81,7 +81,7 @@ class EvaluationStage:
     def run(self, ctx: StageContext) -> StageResult:
         from govern.audits.metrics import causal_lm_metrics, classification_metrics
         from govern.data.io import iter_records
-        from govern.training.inference import load_trained_model
+        from govern.training.inference import load_model
         from govern.training.stage import TrainingOutputs
 
         training = ctx.require(TrainingOutputs, self.name)
@@ -104,8 +104,8 @@ class EvaluationStage:
                 raise DataError(eval_path, "sensitive column not found in any eval record", field=col)
 
         device = _device(ctx, training)
-        model, tokenizer = load_trained_model(training.model_dir, training.base_model_path, training.gguf_file,
-                                              task=task)
+        model, tokenizer = load_model(training.model_dir, task=task, base_path=training.base_model_path,
+                                      gguf_file=training.gguf_file, stage=self.name)
         progress = ctx.progress.task("evaluating", total=len(records), unit="records")
         columns: dict[str, Any] = {
             "id": [str(r.get(data.id_column)) if data.id_column and r.get(data.id_column) is not None else str(loc)
@@ -197,17 +197,13 @@ def _losses(model: Any, tokenizer: Any, records: list[dict[str, Any]], task: str
 
 
 def _scored_tokens(tokenizer: Any, records: list[dict[str, Any]], task: str, cfg: Any) -> np.ndarray:
-    """Tokens each record's loss averages over (next-token targets that are not masked), so the corpus
-    perplexity weights records by length, as the usual definition does."""
-    from govern.training.encoding import IGNORE_INDEX, Columns, encode_records
+    from govern.training.encoding import Columns
+    from govern.training.inference import scored_token_counts
 
     d = cfg.data
-    examples = encode_records(records, tokenizer, task=task,
-                              columns=Columns(text=d.text_column, label=d.label_column, prompt=d.prompt_column,
-                                              completion=d.completion_column),
-                              label_names=None, max_length=cfg.training.max_length)
-    return np.array([max(1, sum(1 for t in (e.labels[1:] if isinstance(e.labels, list) else [])
-                                if t != IGNORE_INDEX)) for e in examples], dtype=np.int64)
+    return scored_token_counts(tokenizer, records, task=task, max_length=cfg.training.max_length,
+                               columns=Columns(text=d.text_column, label=d.label_column, prompt=d.prompt_column,
+                                               completion=d.completion_column))
 
 
 def _write_parquet(path: Path, columns: dict[str, Any], sensitive: list[str]) -> None:

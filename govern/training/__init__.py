@@ -2,7 +2,8 @@
 
 Modules: :mod:`~govern.training.accounting` (ε/σ planning, pure functions), :mod:`~govern.training.models`
 (local base models, LoRA), :mod:`~govern.training.trainer` (the DP training loop, checkpoints, DDP),
-:mod:`~govern.training.inference` (per-example loss / probabilities for the audits) and
+:mod:`~govern.training.inference` (the one model loader and per-record scorer
+the audits use) and
 :mod:`~govern.training.stage` (the pipeline stage). Importing this package loads no torch.
 """
 

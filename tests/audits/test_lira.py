@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from govern.audits.attack_metrics import roc_auc, tpr_at_fpr
 from govern.audits.canaries import CanaryStage
 from govern.audits.lira import balanced_inclusion, logit_confidence, offline_lira_scores, reference_design
-from govern.audits.membership import MembershipStage, roc_auc, tpr_at_fpr
+from govern.audits.membership import MembershipStage
 from govern.config import AuditsConfig, BaseModelConfig, DataConfig, DPSettings, RunConfig, TrainingConfig
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy, PrivacyPolicy

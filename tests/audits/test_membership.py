@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from govern.audits.attack_metrics import downsample_roc, roc_auc, roc_points, tpr_at_fpr
 from govern.audits.canaries import (
     CanaryStage,
     dp_audit_p_value,
@@ -30,14 +31,7 @@ from govern.audits.canaries import (
     guess_membership,
     read_inserted_ids,
 )
-from govern.audits.membership import (
-    MembershipStage,
-    audit_membership,
-    downsample_roc,
-    roc_auc,
-    roc_points,
-    tpr_at_fpr,
-)
+from govern.audits.membership import MembershipStage, audit_membership
 from govern.config import DataConfig, RunConfig, TrainingConfig
 from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
