@@ -33,6 +33,7 @@ from rich.progress import (
 from rich.text import Text
 
 from govern.errors import GovernError
+from govern.registry_cli import model_app
 
 #: Exit status of a command whose reader closed the pipe (``govern scan … | head -1``): 128 + SIGPIPE, what a
 #: shell reports for a process killed by it, so `set -o pipefail` sees a broken pipe, not a policy block (1).
@@ -82,6 +83,7 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(model_app, name="model")
 
 class _GovernConsole(Console):
     def on_broken_pipe(self) -> None:
