@@ -19,7 +19,7 @@ from govern.signing.config import SignerConfig
 from govern.signing.keys import generate_key_pair
 from govern.signing.signing import sign_model
 from govern.stage import ArtifactOut, artifact_for
-from tests.lineage.conftest import db_url, empty_db_url, migrated_pg_template, store  # noqa: F401
+from tests.lineage.conftest import db_url, empty_db_url, migrated_pg_template  # noqa: F401
 from tests.pg import postgres_url  # noqa: F401
 
 DATASET = "sha256:" + "d" * 64
