@@ -37,6 +37,7 @@ __all__ = [
     "approve",
     "model_status",
     "promote",
+    "register_after_run",
     "register_run",
     "resolve",
     "revoke",
@@ -113,6 +114,14 @@ def register_run(store: LineageStore, run_id: str, *, model: str | None = None) 
     name, source = _initiator(store, run.id)
     return store.register_model_version(model=model or run.name, run_id=run.id, digest=digest, path=path,
                                         initiator=name, initiator_source=source)
+
+
+def register_after_run(store: LineageStore, run_id: str) -> ModelVersionRecord | None:
+    """What the pipeline calls when a run completes: register its model as a candidate, if it produced one."""
+    try:
+        return register_run(store, run_id)
+    except NotFoundError:
+        return None
 
 
 def resolve(store: LineageStore, ref: str) -> ModelVersionRecord:
