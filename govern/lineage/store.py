@@ -958,7 +958,7 @@ class LineageStore:
         return self._read(lambda s: [RegisteredModelRecord.model_validate(r) for r in s.scalars(stmt)])
 
     def model_versions(self, *, model: str | None = None, digest: str | None = None, run_id: str | None = None,
-                       statuses: Iterable[str] | None = None, limit: int | None = None,
+                       statuses: Iterable[str] | None = None, version: int | None = None, limit: int | None = None,
                        offset: int = 0) -> list[ModelVersionRecord]:
         """Model versions, newest first (by registered model name, then version number descending)."""
         stmt = (sa.select(ModelVersion, col(RegisteredModel.name))
@@ -969,6 +969,8 @@ class LineageStore:
             stmt = stmt.where(col(ModelVersion.digest) == digest)
         if run_id is not None:
             stmt = stmt.where(col(ModelVersion.run_id) == run_id)
+        if version is not None:
+            stmt = stmt.where(col(ModelVersion.version) == version)
         if statuses is not None:
             stmt = stmt.where(col(ModelVersion.status).in_(sorted(set(statuses))))
         stmt = stmt.order_by(col(RegisteredModel.name), col(ModelVersion.version).desc()).offset(offset)

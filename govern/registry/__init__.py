@@ -131,7 +131,7 @@ def resolve(store: LineageStore, ref: str) -> ModelVersionRecord:
         name, _, number = ref.rpartition("@")
         if not number.lstrip("v").isdigit():
             raise GovernError(f"'{ref}': expected NAME@vN (e.g. support-intent@v3)")
-        found = [v for v in store.model_versions(model=name) if v.version == int(number.lstrip("v"))]
+        found = store.model_versions(model=name, version=int(number.lstrip("v")))
         if not found:
             raise NotFoundError(f"no model version {ref} in the registry (see `govern model list`)")
         return found[0]

@@ -17,7 +17,8 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,19 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         html = env.get_template(template).render(session=session, read_only=read_only, request=request, **context)
         return _secured(HTMLResponse(html, status_code=status), request, state, session)
 
-    def store(session: Session | None, *, write: bool = False) -> LineageStore:
-        actor = Actor(source="console", name=session.user) if session else None
-        return LineageStore.open(db_url, read_only=not write, actor=actor)
+    reader: list[LineageStore] = []
+
+    @contextmanager
+    def store(session: Session | None, *, write: bool = False) -> Iterator[LineageStore]:
+        """Pages share one read-only store (opening one checks the schema: too slow per request); every action
+        opens its own, recording the logged-in user as the actor of its audit events."""
+        if not write:
+            if not reader:
+                reader.append(LineageStore.open(db_url, read_only=True))
+            yield reader[0]
+            return
+        with LineageStore.open(db_url, actor=Actor(source="console", name=session.user) if session else None) as s:
+            yield s
 
     def guarded(handler: Callable[[Request, Session | None], Awaitable[Response]]
                 ) -> Callable[[Request], Awaitable[Response]]:
