@@ -26,7 +26,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -124,8 +124,10 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
             try:
                 return await handler(request, session)
             except GovernError as exc:
-                return page(request, "error.html", session, status=400 if exc.exit_code == 2 else 409,
-                            message=str(exc))
+                code = 400 if exc.exit_code == 2 else 409
+                if request.url.path.startswith("/api/"):
+                    return _secured(JSONResponse({"error": str(exc)}, status_code=code), request, state, session)
+                return page(request, "error.html", session, status=code, message=str(exc))
         return endpoint
 
     async def login(request: Request) -> Response:
@@ -224,6 +226,32 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         return page(request, "audit.html", session, events=events, chain=chain, number=number,
                     pages=max(1, -(-count // PAGE_SIZE)))
 
+    async def api_model_status(request: Request, session: Session | None) -> Response:
+        """The deploy gate over HTTP: the same :class:`ModelStatusAnswer` as `govern model status`."""
+        from govern.registry import SATISFIES, model_status
+
+        require = request.query_params.get("require") or None
+        if require is not None and require not in SATISFIES:
+            raise GovernError(f"require must be one of {', '.join(SATISFIES)}, not '{require}'")
+        with store(session) as s:
+            answer = model_status(s, digest=request.query_params.get("digest", ""), require=require)  # type: ignore[arg-type]  # checked above
+        return _secured(JSONResponse(answer.model_dump(mode="json")), request, state, session)
+
+    async def api_models(request: Request, session: Session | None) -> Response:
+        with store(session) as s:
+            versions = s.model_versions()
+        return _secured(JSONResponse([{"ref": v.ref, **v.model_dump(mode="json"), "approvers": v.approvers}
+                                      for v in versions]), request, state, session)
+
+    async def api_runs(request: Request, session: Session | None) -> Response:
+        number = max(1, int(request.query_params.get("page", "1") or 1))
+        with store(session) as s:
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+                               status=request.query_params.get("status") or None,
+                               kind=request.query_params.get("kind") or None)
+        return _secured(JSONResponse([r.model_dump(mode="json", exclude={"config", "policy_document", "policy_source"})
+                                      for r in rows]), request, state, session)
+
     async def home(request: Request) -> Response:
         return RedirectResponse("/runs", status_code=303)
 
@@ -237,6 +265,9 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/models/{name}/v{number:int}", guarded(version)),
         Route("/models/{name}/v{number:int}/{action}", guarded(act), methods=["POST"]),
         Route("/audit", guarded(audit)),
+        Route("/api/v1/runs", guarded(api_runs)),
+        Route("/api/v1/models", guarded(api_models)),
+        Route("/api/v1/model-status", guarded(api_model_status)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ])
 
