@@ -33,6 +33,8 @@ from rich.progress import (
 from rich.text import Text
 
 from govern.errors import GovernError
+from govern.registry_cli import model_app
+from govern.ui_cli import ui_command, users_app
 
 #: Exit status of a command whose reader closed the pipe (``govern scan … | head -1``): 128 + SIGPIPE, what a
 #: shell reports for a process killed by it, so `set -o pipefail` sees a broken pipe, not a policy block (1).
@@ -82,6 +84,9 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(model_app, name="model")
+app.add_typer(users_app, name="users")
+app.command("ui")(ui_command)
 
 class _GovernConsole(Console):
     def on_broken_pipe(self) -> None:

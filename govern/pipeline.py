@@ -219,6 +219,10 @@ class Pipeline:
             final = self._gate("final", ctx, policy, final=True, kind="final")
             results = [r.model_dump(mode="json") for r in final.results]
             status = settle(self.store, run_id, final.decision)
+            if status == "completed":  # its model becomes a candidate version in the registry
+                from govern.registry import register_after_run
+
+                register_after_run(self.store, run_id)
             outcome.status, outcome.decision, outcome.results = status, final.decision, results
             return outcome
         except GovernError as exc:

@@ -42,7 +42,10 @@ from govern.lineage.models import (
     Decision,
     EvidenceRow,
     Finding,
+    ModelAction,
+    ModelVersion,
     PIIFinding,
+    RegisteredModel,
     Run,
     Signature,
     StageExecution,
@@ -56,7 +59,7 @@ from govern.lineage.models import (
 COMMITTED_TABLES: dict[str, type[SQLModel]] = {
     str(model.__tablename__): model
     for model in (Run, StageExecution, Artifact, EvidenceRow, Decision, Finding, Waiver, PIIFinding, Signature,
-                  Dataset, BaseModelRow)
+                  Dataset, BaseModelRow, RegisteredModel, ModelVersion, ModelAction)
 }
 
 _TAG_HEX = 4

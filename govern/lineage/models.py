@@ -306,6 +306,63 @@ class AuditChainHead(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class RegisteredModel(SQLModel, table=True):
+    """A model name in the registry (the run config's ``name``, or ``registry.model``)."""
+
+    __tablename__ = "registered_models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column_kwargs={"unique": True}, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class ModelVersion(SQLModel, table=True):
+    """One model a run produced, by tree digest, as a numbered version of a registered model.
+
+    ``initiator`` is who ran the training (the actor of the run's ``run.created`` event): the four-eyes rule
+    compares approvers against it. ``status`` is the lifecycle state; ``model_actions`` says how it got there.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("model_id", "digest", name="uq_model_versions_model_digest"),
+        sa.UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="registered_models.id", ondelete="CASCADE")
+    version: int
+    run_id: str = Field(foreign_key="runs.id", index=True, ondelete="CASCADE")
+    digest: str = Field(index=True)
+    path: str
+    initiator: str
+    initiator_source: str
+    status: str
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class ModelAction(SQLModel, table=True):
+    """One lifecycle action on a model version: who, what (``from_status`` → ``to_status``), why, when.
+
+    ``run_id`` repeats the version's run so that verifying one run also checks the actions on its model.
+    """
+
+    __tablename__ = "model_actions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_versions.id", index=True, ondelete="CASCADE")
+    run_id: str = Field(foreign_key="runs.id", index=True, ondelete="CASCADE")
+    action: str
+    from_status: str | None = None
+    to_status: str
+    actor: str
+    actor_source: str
+    reason: str = Field(sa_type=sa.Text)
+    details: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 class Meta(SQLModel, table=True):
     """Key/value facts about the database itself (creation time, creator version)."""
 

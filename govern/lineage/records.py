@@ -158,6 +158,60 @@ class SignatureRecord(_Record):
     created_at: datetime
 
 
+class ModelActionRecord(_Record):
+    """One lifecycle action on a model version (who moved it from which status to which, why, when)."""
+
+    id: int
+    version_id: int
+    run_id: str
+    action: str
+    from_status: str | None = None
+    to_status: str
+    actor: str
+    actor_source: str
+    reason: str
+    details: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class ModelVersionRecord(_Record):
+    """A model version with its registered model's name and its actions, oldest first."""
+
+    id: int
+    model_id: int
+    model: str = ""
+    version: int
+    run_id: str
+    digest: str
+    path: str
+    initiator: str
+    initiator_source: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    actions: list[ModelActionRecord] = Field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """``name@vN``: how the CLI and the console name a version."""
+        return f"{self.model}@v{self.version}"
+
+    @property
+    def approvers(self) -> list[str]:
+        """Distinct users who approved this version, in order."""
+        seen: list[str] = []
+        for a in self.actions:
+            if a.action == "approve" and a.actor not in seen:
+                seen.append(a.actor)
+        return seen
+
+
+class RegisteredModelRecord(_Record):
+    id: int
+    name: str
+    created_at: datetime
+
+
 class LedgerRow(_Record):
     """One training run's privacy spend against one data set, as the accountant computed it.
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from pydantic import ValidationError
+from pydantic import BaseModel as PydanticModel
+from pydantic import ConfigDict, ValidationError
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -70,7 +71,10 @@ from govern.lineage.models import (
     EvidenceRow,
     Finding,
     Meta,
+    ModelAction,
+    ModelVersion,
     PIIFinding,
+    RegisteredModel,
     Run,
     Signature,
     StageExecution,
@@ -87,8 +91,11 @@ from govern.lineage.records import (
     EventRecord,
     FindingRecord,
     LedgerRow,
+    ModelActionRecord,
+    ModelVersionRecord,
     PIIFindingRecord,
     PolicyRef,
+    RegisteredModelRecord,
     RunRecord,
     SignatureRecord,
     StageRecord,
@@ -105,11 +112,12 @@ STAGE_STATUSES = frozenset({"running", "completed", "failed", "blocked", "skippe
 DECISION_KINDS = frozenset({"gate", "final", "check"})
 FINDING_STATUSES = frozenset({"pass", "fail", "waived", "skipped", "error"})
 SIGNATURE_KINDS = frozenset({"model", "provenance", "audit", "report"})
+MODEL_STATUSES = frozenset({"candidate", "approved", "deployed", "deprecated", "revoked"})
 
 #: ``meta`` key set once every row of the DB is committed to by an audit event (fast path only).
 _COMMITMENTS_FLAG = "row_commitments"
 #: Tables whose rows belong to no single run.
-_GLOBAL_TABLES = ("waivers", "datasets", "base_models")
+_GLOBAL_TABLES = ("waivers", "datasets", "base_models", "registered_models")
 _WRITE_ATTEMPTS = 12
 
 
@@ -134,6 +142,31 @@ def utcnow() -> datetime:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(json_document(value)).encode()).hexdigest()
+
+
+class ModelStep(PydanticModel):
+    """One lifecycle transition handed to :meth:`LineageStore.apply_model_steps`.
+
+    ``expected_status`` is the status the caller decided on: the step applies only if the version still has
+    it inside the write transaction (compare-and-set), so of concurrent approvals exactly one moves it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    version_id: int
+    action: str
+    expected_status: str
+    to_status: str
+    reason: str
+    details: dict[str, Any] | None = None
+    #: Refuse when the acting user already took this action on this version (one approval per person).
+    once_per_actor: bool = False
+
+
+class StaleModelStatus(LineageError):
+    """A model version's status changed since the caller read it (another user acted first)."""
+
+    exit_code = 1
 
 
 # --------------------------------------------------------------------------------------------- store
@@ -802,6 +835,157 @@ class LineageStore:
         stmt = sa.select(Signature).where(col(Signature.run_id) == run_id).order_by(col(Signature.id))
         return self._read(lambda s: [SignatureRecord.model_validate(r) for r in s.scalars(stmt)])
 
+    # ---------------------------------------------------------------------------- model registry
+    def register_model_version(self, *, model: str, run_id: str, digest: str, path: str, initiator: str,
+                               initiator_source: str) -> ModelVersionRecord:
+        """The version of ``model`` with this digest, registering both (status ``candidate``) on first sight.
+
+        Idempotent: registering the same (model, digest) again returns the existing version unchanged."""
+        if not model.strip() or not digest.strip():
+            raise ValueError("a model version needs a model name and a digest")
+
+        def work(session: Session) -> ModelVersionRecord:
+            self._require_run(session, run_id)
+            now = utcnow()
+            inserted = self._insert_ignore(session, RegisteredModel, ["name"], {"name": model, "created_at": now})
+            model_id = cast(int, session.execute(sa.select(col(RegisteredModel.id)).where(
+                col(RegisteredModel.name) == model)).scalar_one())
+            existing = session.scalars(sa.select(ModelVersion).where(
+                col(ModelVersion.model_id) == model_id, col(ModelVersion.digest) == digest)).first()
+            if existing is not None:
+                return self._version_record(session, existing)
+            number = int(session.execute(sa.select(sa.func.coalesce(sa.func.max(col(ModelVersion.version)), 0))
+                                         .where(col(ModelVersion.model_id) == model_id)).scalar_one()) + 1
+            row = ModelVersion(model_id=model_id, version=number, run_id=run_id, digest=digest, path=path,
+                               initiator=initiator, initiator_source=initiator_source, status="candidate",
+                               created_at=now, updated_at=now)
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            if inserted:
+                # Run-less, like other rows shared by runs (data sets, base models): every run's verification
+                # reads the run-less events, so each version's run sees the commitment to its model's name.
+                self._append_event(session, "model.created", None, {"model": model, "model_id": model_id},
+                                   rows={"registered_models": self._stored(
+                                       session, "registered_models", table_of(RegisteredModel).c.id == model_id)})
+            self._append_event(session, "model.registered", run_id, {
+                "model": model, "version": number, "version_id": row.id, "digest": digest,
+                "initiator": initiator}, rows={"model_versions": self._stored(
+                    session, "model_versions", table_of(ModelVersion).c.id == row.id)})
+            return self._version_record(session, row)
+
+        return self._write(work)
+
+    def apply_model_steps(self, event_kind: str, steps: list[ModelStep], *,
+                          payload: dict[str, Any] | None = None) -> list[ModelVersionRecord]:
+        """Apply lifecycle steps atomically (all or none) and record them as one audit event.
+
+        Each step is checked against the version's status inside the write transaction: a version whose status
+        is no longer ``expected_status`` raises :class:`StaleModelStatus` and nothing is written. Free-text
+        reasons live in the (committed) ``model_actions`` rows; the event carries their digests."""
+        for step in steps:
+            if step.to_status not in MODEL_STATUSES or step.expected_status not in MODEL_STATUSES:
+                raise ValueError(f"model status must be one of {sorted(MODEL_STATUSES)}")
+            if not step.reason.strip():
+                raise ValueError("every model lifecycle action needs a reason")
+
+        def work(session: Session) -> list[ModelVersionRecord]:
+            before = self._max_id(session, "model_actions")
+            touched: list[ModelVersion] = []
+            now = utcnow()
+            for step in steps:
+                row = session.get(ModelVersion, step.version_id)
+                if row is None:
+                    raise NotFoundError(f"no model version #{step.version_id} in the lineage DB")
+                self._guard(session, "model_versions", step.version_id, row.run_id)
+                if row.status != step.expected_status:
+                    raise StaleModelStatus(
+                        f"model version #{row.id} is now '{row.status}', not '{step.expected_status}': someone "
+                        f"else acted on it first; nothing was recorded")
+                if step.once_per_actor and session.execute(sa.select(col(ModelAction.id)).where(
+                        col(ModelAction.version_id) == row.id, col(ModelAction.action) == step.action,
+                        col(ModelAction.actor) == self.actor.name).limit(1)).first() is not None:
+                    raise StaleModelStatus(f"{self.actor.name} already did '{step.action}' on model version "
+                                           f"#{row.id}; nothing was recorded")
+                session.add(ModelAction(version_id=row.id or 0, run_id=row.run_id, action=step.action,
+                                        from_status=row.status, to_status=step.to_status, actor=self.actor.name,
+                                        actor_source=self.actor.source, reason=step.reason,
+                                        details=json_document(step.details) if step.details is not None else None,
+                                        created_at=now))
+                if row.status != step.to_status:
+                    row.status, row.updated_at = step.to_status, now
+                touched.append(row)
+            session.flush()
+            # One event per run (in this one transaction): a run's own events commit to its rows, which is
+            # what verifying that run alone, and the guard on the next update, look for.
+            t_versions, t_actions = table_of(ModelVersion), table_of(ModelAction)
+            for run_id in sorted({r.run_id for r in touched}):
+                ids = sorted({r.id for r in touched if r.run_id == run_id and r.id is not None})
+                self._append_event(session, event_kind, run_id, {
+                    **(payload or {}),
+                    "steps": [{"version_id": st.version_id, "action": st.action, "from": st.expected_status,
+                               "to": st.to_status, "reason_sha256": hashlib.sha256(st.reason.encode()).hexdigest()}
+                              for st in steps if st.version_id in ids]},
+                    rows={"model_versions": self._stored(session, "model_versions", t_versions.c.id.in_(ids)),
+                          "model_actions": self._stored_ids_after(session, "model_actions", before,
+                                                                  t_actions.c.run_id == run_id)})
+            return [self._version_record(session, r) for r in touched]
+
+        return self._write(work)
+
+    @staticmethod
+    def _version_record(session: Session, row: ModelVersion) -> ModelVersionRecord:
+        model = session.get(RegisteredModel, row.model_id)
+        actions = [ModelActionRecord.model_validate(a) for a in session.scalars(
+            sa.select(ModelAction).where(col(ModelAction.version_id) == row.id).order_by(col(ModelAction.id)))]
+        return ModelVersionRecord.model_validate(row).model_copy(
+            update={"model": model.name if model is not None else "", "actions": actions})
+
+    def registered_models(self) -> list[RegisteredModelRecord]:
+        stmt = sa.select(RegisteredModel).order_by(col(RegisteredModel.name))
+        return self._read(lambda s: [RegisteredModelRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    def model_versions(self, *, model: str | None = None, digest: str | None = None, run_id: str | None = None,
+                       statuses: Iterable[str] | None = None, version: int | None = None, limit: int | None = None,
+                       offset: int = 0) -> list[ModelVersionRecord]:
+        """Model versions, newest first (by registered model name, then version number descending)."""
+        stmt = (sa.select(ModelVersion, col(RegisteredModel.name))
+                .join(RegisteredModel, col(RegisteredModel.id) == col(ModelVersion.model_id)))
+        if model is not None:
+            stmt = stmt.where(col(RegisteredModel.name) == model)
+        if digest is not None:
+            stmt = stmt.where(col(ModelVersion.digest) == digest)
+        if run_id is not None:
+            stmt = stmt.where(col(ModelVersion.run_id) == run_id)
+        if version is not None:
+            stmt = stmt.where(col(ModelVersion.version) == version)
+        if statuses is not None:
+            stmt = stmt.where(col(ModelVersion.status).in_(sorted(set(statuses))))
+        stmt = stmt.order_by(col(RegisteredModel.name), col(ModelVersion.version).desc()).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+
+        def work(session: Session) -> list[ModelVersionRecord]:
+            rows = list(session.execute(stmt).all())
+            if not rows:
+                return []
+            by_version: dict[int, list[ModelActionRecord]] = {}
+            ids = [v.id for v, _ in rows]
+            for start in range(0, len(ids), 500):
+                for a in session.scalars(sa.select(ModelAction).where(
+                        col(ModelAction.version_id).in_(ids[start:start + 500])).order_by(col(ModelAction.id))):
+                    by_version.setdefault(a.version_id, []).append(ModelActionRecord.model_validate(a))
+            return [ModelVersionRecord.model_validate(v).model_copy(
+                update={"model": name, "actions": by_version.get(v.id or 0, [])}) for v, name in rows]
+
+        return self._read(work)
+
+    def runs_using_dataset(self, fingerprint: str) -> list[str]:
+        """Ids of the runs that recorded this data set (as input), oldest first."""
+        stmt = (sa.select(col(Artifact.run_id)).where(col(Artifact.dataset_fingerprint) == fingerprint)
+                .group_by(col(Artifact.run_id)).order_by(col(Artifact.run_id)))
+        return self._read(lambda s: [str(r) for r in s.scalars(stmt)])
+
     # ---------------------------------------------------------------------------- privacy ledger
     def privacy_ledger(self, dataset_fingerprint: str | None = None) -> list[LedgerRow]:
         """Every training run's recorded privacy spend per data set it touched, oldest first.
@@ -944,6 +1128,22 @@ class LineageStore:
             return row.value if row is not None else ""
 
         return self._read(work)
+
+    def recent_events(self, *, limit: int = 50, offset: int = 0) -> list[EventRecord]:
+        """A page of the audit log, newest first (the console's Audit log page): by primary key, so a page
+        costs the same in a log of any length."""
+        stmt = sa.select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit).offset(offset)
+        return self._read(lambda s: [self._event_record(e) for e in s.scalars(stmt)])
+
+    @staticmethod
+    def _event_record(e: AuditEvent) -> EventRecord:
+        try:
+            payload = json.loads(e.payload_json)
+        except ValueError:
+            payload = {"_unreadable": True}
+        return EventRecord(id=e.id, created_at=e.created_at, kind=e.kind, run_id=e.run_id,
+                           payload=payload if isinstance(payload, dict) else {"value": payload},
+                           prev_hash=e.prev_hash, hash=e.hash)
 
     def events(self, run_id: str | None = None) -> list[EventRecord]:
         stmt = sa.select(AuditEvent).order_by(col(AuditEvent.id))
@@ -1144,6 +1344,9 @@ class LineageStore:
                 scope[table] = t.c.fingerprint.in_(fingerprints)
             elif table == "base_models":
                 scope[table] = t.c.id == (run.base_model_id if run is not None else None)
+            elif table == "registered_models":
+                scope[table] = t.c.id.in_(sa.select(col(ModelVersion.model_id)).where(
+                    col(ModelVersion.run_id) == run_id))
             else:
                 scope[table] = t.c.run_id == run_id
         return scope

@@ -160,6 +160,13 @@ def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
                          "blocks about half the time")
     if not p.signing.required:
         notes.append("signing.required is false: unsigned models pass")
+    if not p.approval.distinct_approver:
+        notes.append("approval.distinct_approver is false: whoever trained a model may approve it (no four eyes)")
+    if not p.approval.require_signature:
+        notes.append("approval.require_signature is false: unsigned models can be approved")
+    if p.approval.require_decision != "pass" or p.approval.allow_waived:
+        notes.append(f"approval: require_decision {p.approval.require_decision}, allow_waived "
+                     f"{str(p.approval.allow_waived).lower()}: models that did not cleanly pass can be approved")
     for r in p.rules:
         if not r.requires:
             notes.append(f"rule '{r.id}' has no `requires`: it is evaluated after every stage")

@@ -45,6 +45,14 @@ def _default_attacks() -> list[MembershipAttack]:
 def _default_signing_methods() -> list[SigningMethod]:
     return ["key", "certificate", "sigstore"]
 
+
+ApproverRole = Literal["approver", "admin"]
+
+
+def _default_approver_roles() -> list[ApproverRole]:
+    return ["approver", "admin"]
+
+
 API_VERSION = "govern.dev/v1"
 
 
@@ -271,6 +279,28 @@ class SigningPolicy(Section):
     severity: Severity = "block"
 
 
+class ApprovalPolicy(Section):
+    """Who may approve a model version for deployment, and what an approvable model must be
+    (``govern model approve``, the console). Not a rule over evidence: it is applied when a user acts."""
+
+    roles: list[ApproverRole] = Field(
+        default_factory=_default_approver_roles,
+        description="Console roles allowed to approve, promote, revoke and roll back.")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="If set, only these users (as recorded, e.g. --actor or the CI user) may approve.")
+    distinct_approver: bool = Field(
+        default=True, description="Four eyes: the approver is not the user who ran the training.")
+    require_decision: Literal["pass", "warn", "any"] = Field(
+        default="pass", description="The run's decision an approvable model needs (pass; warn allows pass or warn).")
+    allow_waived: bool = Field(
+        default=False, description="Accept a pass that rests on a waived block.")
+    require_signature: bool = Field(
+        default=True, description="Only a signed model whose signature verifies over the recorded digest.")
+    approvals_to_deploy: int = Field(default=1, ge=1, le=10,
+                                     description="Distinct approvals a version needs before it is deployed.")
+
+
 class RuleLimits(Section):
     """What one custom rule may spend before it is stopped and counted as an ``error`` (fail closed).
 
@@ -317,6 +347,7 @@ class Policy(Section):
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     signing: SigningPolicy = Field(default_factory=SigningPolicy)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     rule_limits: RuleLimits = Field(default_factory=RuleLimits)
     rules: list[CustomRule] = Field(default_factory=list)
 

@@ -223,11 +223,24 @@ class EventInfo(ReportModel):
 class ActorAction(ReportModel):
     """Who ran, checked, waived, signed or verified the run, from the audit events (hash-chained)."""
 
-    action: Literal["ran", "checked", "waived", "signed", "verified", "finished"]
+    action: Literal["ran", "checked", "waived", "signed", "verified", "finished", "registered", "approved",
+                    "promoted", "deprecated", "revoked", "rolled back"]
     actor: str
     at: datetime
     event_id: int
     detail: str = ""
+
+
+class ModelVersionInfo(ReportModel):
+    """The registry's record of the model this run produced: its version, status and every lifecycle action."""
+
+    ref: str = Field(description="NAME@vN")
+    digest: str
+    status: str = Field(description="candidate, approved, deployed, deprecated or revoked.")
+    initiator: str = Field(description="Who ran the training (four eyes: not an approver).")
+    approvers: list[str] = Field(default_factory=list)
+    actions: list[dict[str, Any]] = Field(default_factory=list,
+                                          description="action, from_status, to_status, actor, reason, created_at.")
 
 
 class ChainInfo(ReportModel):
@@ -316,6 +329,8 @@ class ReportData(ReportModel):
     parents: list[ParentRun] = Field(default_factory=list)
     events: list[EventInfo] = Field(default_factory=list)
     actions: list[ActorAction] = Field(default_factory=list, description="Who did what to this run.")
+    registry: list[ModelVersionInfo] = Field(default_factory=list,
+                                             description="Model versions of this run in the registry.")
     chain: ChainInfo | None = None
     reproducibility: Reproducibility
     compliance: list[ComplianceRow] = Field(default_factory=list)
@@ -516,6 +531,12 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         parents=parents,
         events=events,
         actions=actions,
+        registry=[ModelVersionInfo(ref=v.ref, digest=f"sha256:{v.digest}", status=v.status, initiator=v.initiator,
+                                   approvers=v.approvers,
+                                   actions=[a.model_dump(mode="json", include={"action", "from_status", "to_status",
+                                                                              "actor", "reason", "created_at"})
+                                            for a in v.actions])
+                  for v in store.model_versions(run_id=run.id)],
         chain=chain,
         reproducibility=_reproducibility(run, typed, executions, base_model),
         model=_model_info(run.config or {}, dict(training.base_model) if training is not None else base_model),
@@ -589,6 +610,14 @@ def _action_of(event_id: int, at: datetime, kind: str, payload: dict[str, Any]) 
     elif kind == "run.verified":
         action = "verified"
         detail = f"{'verified' if payload.get('verified') else 'FAILED'} in {payload.get('verification_run_id')}"
+    elif kind.startswith("model.") and kind != "model.created":
+        # The registry's lifecycle actions on this run's model (reasons are in model_actions, not the log).
+        action = {"model.registered": "registered", "model.approved": "approved", "model.promoted": "promoted",
+                  "model.deprecated": "deprecated", "model.revoked": "revoked",
+                  "model.rollback": "rolled back"}.get(kind)
+        steps = payload.get("steps") or []
+        detail = ", ".join(f"{st.get('from')} → {st.get('to')}" for st in steps if isinstance(st, dict)) or \
+            f"{payload.get('model')} v{payload.get('version')}"
     elif kind == "run.status" and payload.get("status") in ("completed", "blocked", "failed"):
         action, detail = "finished", f"{payload.get('status')}"
     if action is None:

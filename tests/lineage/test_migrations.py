@@ -20,8 +20,8 @@ import govern.lineage.store as store_module
 from govern.lineage import LineageStore
 
 TABLES = {"alembic_version", "artifacts", "audit_chain_head", "audit_events", "base_models", "datasets",
-          "decisions", "evidence", "findings", "meta", "pii_findings", "runs", "signatures", "stage_executions",
-          "waivers"}
+          "decisions", "evidence", "findings", "meta", "model_actions", "model_versions", "pii_findings",
+          "registered_models", "runs", "signatures", "stage_executions", "waivers"}
 
 
 def _config(url: str | None = None) -> Config:
@@ -35,11 +35,12 @@ def _config(url: str | None = None) -> Config:
 def test_fresh_db_is_migrated_to_head_and_reopening_is_a_no_op(empty_db_url: str,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head == "0002"
+    assert head == "0003"
     with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
         store = LineageStore.open(empty_db_url)
     assert any("Running upgrade  -> 0001" in r.getMessage() for r in caplog.records)
     assert any("Running upgrade 0001 -> 0002" in r.getMessage() for r in caplog.records)
+    assert any("Running upgrade 0002 -> 0003" in r.getMessage() for r in caplog.records)
     try:
         assert store.schema_revision() == head
         assert set(sa.inspect(store.engine).get_table_names()) == TABLES
@@ -76,7 +77,8 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     command.history(cfg)
     history = cfg.stdout.getvalue()  # type: ignore[attr-defined]
     assert "<base> -> 0001, Initial lineage schema" in history
-    assert "0001 -> 0002 (head), Policy source text" in history
+    assert "0001 -> 0002, Policy source text" in history
+    assert "0002 -> 0003 (head), Model registry" in history
 
     url = f"sqlite:///{tmp_path / 'lineage.db'}"
     LineageStore.open(url).close()
@@ -85,7 +87,7 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
     engine.dispose()
     with LineageStore.open(url) as store:
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
         assert store.verify_chain().ok
 
 
@@ -99,7 +101,34 @@ def test_a_db_at_0001_with_records_upgrades_in_place_and_still_verifies(tmp_path
         store.set_run_status(run_id, "completed", decision="pass")
     command.downgrade(_config(url), "0001")
     with LineageStore.open(url) as store:  # upgrades to head again
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
         report = store.verify_chain()
         assert report.ok, report.problems
         assert store.get_run(run_id).policy_source is None
+
+
+def test_a_db_of_the_current_release_upgrades_to_the_registry_and_its_new_rows_verify(tmp_path: Path) -> None:
+    """A DB written by the release before the registry (at 0002, with runs and events) gains the registry
+    tables in place; its old records still verify, and a model approved after the upgrade is committed to."""
+    from govern.lineage import PolicyRef
+    from govern.lineage.store import ModelStep
+
+    url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    with LineageStore.open(url) as store:
+        run_id = store.create_run(name="before", policy=PolicyRef(name="p", version="1", digest="sha256:x"))
+        store.set_run_status(run_id, "completed", decision="pass")
+    command.downgrade(_config(url), "0002")
+    engine = sa.create_engine(url)
+    assert "model_versions" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+    with LineageStore.open(url) as store:
+        assert store.schema_revision() == "0003"
+        assert store.verify_chain().ok
+        version = store.register_model_version(model="before", run_id=run_id, digest="ab" * 32, path="/m",
+                                               initiator="alice", initiator_source="explicit")
+        store.apply_model_steps("model.approved", [ModelStep(
+            version_id=version.id, action="approve", expected_status="candidate", to_status="approved",
+            reason="reviewed")])
+        report = store.verify_chain()
+        assert report.ok, report.problems
+        assert [v.status for v in store.model_versions(model="before")] == ["approved"]

@@ -1,0 +1,296 @@
+"""The console's web app (Starlette + Jinja2, server-rendered; every asset served by govern, no CDN).
+
+It reads and writes only through :class:`LineageStore` and :mod:`govern.registry`, like the CLI. Security:
+- a strict Content-Security-Policy (no inline script, no external origin) and autoescaped templates, so a
+  record-derived string (a data-set file name, a run name) renders as text;
+- signed session cookies (HttpOnly, SameSite=Strict) with an idle timeout; a CSRF token per session on every
+  form; login throttling per user name;
+- a user without the role an action needs gets 403, and the denial is written to the audit log;
+- ``read_only`` serves the pages without accounts and offers no actions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from govern.actor import Actor
+from govern.errors import GovernError
+from govern.lineage import LineageStore
+from govern.ui.accounts import Account, AccountFile, check_password, load_accounts
+
+log = logging.getLogger("govern.ui")
+HERE = Path(__file__).resolve().parent
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+SESSION_COOKIE = "govern_session"
+IDLE_TIMEOUT_S = 30 * 60
+#: Failed logins per user name before a lock-out, and how long it lasts.
+MAX_FAILURES, LOCKOUT_S = 5, 60.0
+PAGE_SIZE = 50
+ACTING_ROLES = frozenset({"approver", "admin"})
+
+
+@dataclass
+class Session:
+    user: str
+    role: str
+    csrf: str
+
+
+@dataclass
+class ConsoleState:
+    db_url: str | None
+    read_only: bool
+    accounts: AccountFile
+    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+
+def _sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _session_cookie(state: ConsoleState, user: str, csrf: str) -> str:
+    body = base64.urlsafe_b64encode(json.dumps({"u": user, "c": csrf, "t": time.time()}).encode())
+    return body.decode() + "." + _sign(state.accounts.session_secret, body)
+
+
+def _session(state: ConsoleState, request: Request) -> Session | None:
+    raw = request.cookies.get(SESSION_COOKIE, "")
+    body, _, mac = raw.rpartition(".")
+    if not body or not hmac.compare_digest(_sign(state.accounts.session_secret, body.encode()), mac):
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(body.encode()))
+    except ValueError:
+        return None
+    account = state.accounts.accounts.get(str(data.get("u")))
+    if account is None or time.time() - float(data.get("t", 0)) > IDLE_TIMEOUT_S:
+        return None
+    return Session(user=account.name, role=account.role, csrf=str(data.get("c")))
+
+
+def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_path: Path | None = None) -> Starlette:
+    """The console over the lineage DB at ``db_url`` (accounts from ``accounts_path`` unless read-only)."""
+    from govern.ui.accounts import default_accounts_path
+
+    accounts = AccountFile() if read_only else load_accounts(accounts_path or default_accounts_path())
+    if not read_only and not accounts.accounts:
+        raise GovernError("no console users yet: add one with `govern users add NAME --role admin` "
+                          "(or serve pages only with --read-only)")
+    state = ConsoleState(db_url=db_url, read_only=read_only, accounts=accounts)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+
+    def page(request: Request, template: str, session: Session | None, status: int = 200, **context: Any) -> Response:
+        html = env.get_template(template).render(session=session, read_only=read_only, request=request, **context)
+        return _secured(HTMLResponse(html, status_code=status), request, state, session)
+
+    reader: list[LineageStore] = []
+
+    @contextmanager
+    def store(session: Session | None, *, write: bool = False) -> Iterator[LineageStore]:
+        """Pages share one read-only store (opening one checks the schema: too slow per request); every action
+        opens its own, recording the logged-in user as the actor of its audit events."""
+        if not write:
+            if not reader:
+                reader.append(LineageStore.open(db_url, read_only=True))
+            yield reader[0]
+            return
+        with LineageStore.open(db_url, actor=Actor(source="console", name=session.user) if session else None) as s:
+            yield s
+
+    def guarded(handler: Callable[[Request, Session | None], Awaitable[Response]]
+                ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            session = None if read_only else _session(state, request)
+            if not read_only and session is None:
+                return RedirectResponse("/login", status_code=303)
+            try:
+                return await handler(request, session)
+            except GovernError as exc:
+                code = 400 if exc.exit_code == 2 else 409
+                if request.url.path.startswith("/api/"):
+                    return _secured(JSONResponse({"error": str(exc)}, status_code=code), request, state, session)
+                return page(request, "error.html", session, status=code, message=str(exc))
+        return endpoint
+
+    async def login(request: Request) -> Response:
+        if read_only:
+            return RedirectResponse("/runs", status_code=303)
+        if request.method == "GET":
+            return page(request, "login.html", None)
+        form = await request.form()
+        name, password = str(form.get("username", "")), str(form.get("password", ""))
+        count, since = state.failures.get(name, (0, 0.0))
+        if count >= MAX_FAILURES and time.time() - since < LOCKOUT_S:
+            log.warning("console login locked out for user %r", name)
+            return page(request, "login.html", None, status=429, message="too many failed logins; wait a minute")
+        account = check_password(state.accounts, name, password)
+        if account is None:
+            state.failures[name] = (count + 1, time.time())
+            return page(request, "login.html", None, status=401, message="wrong user name or password")
+        state.failures.pop(name, None)
+        import secrets
+
+        response = RedirectResponse("/runs", status_code=303)
+        _set_cookie(response, _session_cookie(state, account.name, secrets.token_urlsafe(24)))
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def runs(request: Request, session: Session | None) -> Response:
+        status = request.query_params.get("status") or None
+        kind = request.query_params.get("kind") or None
+        number = max(1, int(request.query_params.get("page", "1") or 1))
+        with store(session) as s:
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, status=status, kind=kind)
+            total = s.count_runs(status=status, kind=kind)
+        return page(request, "runs.html", session, runs=rows, total=total, number=number, status_filter=status or "",
+                    kind=kind or "", pages=max(1, -(-total // PAGE_SIZE)))
+
+    async def run(request: Request, session: Session | None) -> Response:
+        with store(session) as s:
+            record = s.get_run(request.path_params["run_id"])
+            decision = s.latest_decision(record.id)
+            versions = s.model_versions(run_id=record.id)
+            artifacts = s.artifacts(record.id)
+        return page(request, "run.html", session, run=record, decision=decision, versions=versions,
+                    artifacts=artifacts)
+
+    async def models(request: Request, session: Session | None) -> Response:
+        with store(session) as s:
+            versions = s.model_versions()
+        return page(request, "models.html", session, versions=versions)
+
+    async def version(request: Request, session: Session | None) -> Response:
+        from govern.registry import resolve
+
+        ref = f"{request.path_params['name']}@v{request.path_params['number']}"
+        with store(session) as s:
+            found = resolve(s, ref)
+        can_act = session is not None and session.role in ACTING_ROLES
+        return page(request, "version.html", session, version=found, can_act=can_act)
+
+    async def act(request: Request, session: Session | None) -> Response:
+        from govern import registry
+
+        if read_only or session is None:
+            return Response("the console is read-only", status_code=403)
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+            log.warning("console: %s POST %s without a valid CSRF token", session.user, request.url.path)
+            return Response("missing or invalid CSRF token", status_code=403)
+        ref = f"{request.path_params['name']}@v{request.path_params['number']}"
+        action = request.path_params["action"]
+        if session.role not in ACTING_ROLES:
+            _record_denial(db_url, session, action, ref)
+            return Response(f"role '{session.role}' may not {action} models", status_code=403)
+        reason = str(form.get("reason", ""))
+        with store(session, write=True) as s:
+            if action == "approve":
+                registry.approve(s, ref, reason=reason, role=session.role)
+            elif action == "promote":
+                registry.promote(s, ref, reason=reason, role=session.role)
+            elif action == "revoke":
+                registry.revoke(s, ref, reason=reason, role=session.role)
+            else:
+                return Response("unknown action", status_code=404)
+        return RedirectResponse(f"/models/{request.path_params['name']}/v{request.path_params['number']}",
+                                status_code=303)
+
+    async def audit(request: Request, session: Session | None) -> Response:
+        number = max(1, int(request.query_params.get("page", "1") or 1))
+        with store(session) as s:
+            _, _, count = s.chain_head()
+            events = s.recent_events(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+            chain = s.verify_chain(check_evidence=False)
+        return page(request, "audit.html", session, events=events, chain=chain, number=number,
+                    pages=max(1, -(-count // PAGE_SIZE)))
+
+    async def api_model_status(request: Request, session: Session | None) -> Response:
+        """The deploy gate over HTTP: the same :class:`ModelStatusAnswer` as `govern model status`."""
+        from govern.registry import SATISFIES, model_status
+
+        require = request.query_params.get("require") or None
+        if require is not None and require not in SATISFIES:
+            raise GovernError(f"require must be one of {', '.join(SATISFIES)}, not '{require}'")
+        with store(session) as s:
+            answer = model_status(s, digest=request.query_params.get("digest", ""), require=require)  # type: ignore[arg-type]  # checked above
+        return _secured(JSONResponse(answer.model_dump(mode="json")), request, state, session)
+
+    async def api_models(request: Request, session: Session | None) -> Response:
+        with store(session) as s:
+            versions = s.model_versions()
+        return _secured(JSONResponse([{"ref": v.ref, **v.model_dump(mode="json"), "approvers": v.approvers}
+                                      for v in versions]), request, state, session)
+
+    async def api_runs(request: Request, session: Session | None) -> Response:
+        number = max(1, int(request.query_params.get("page", "1") or 1))
+        with store(session) as s:
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+                               status=request.query_params.get("status") or None,
+                               kind=request.query_params.get("kind") or None)
+        return _secured(JSONResponse([r.model_dump(mode="json", exclude={"config", "policy_document", "policy_source"})
+                                      for r in rows]), request, state, session)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/runs", status_code=303)
+
+    return Starlette(routes=[
+        Route("/", home),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/runs", guarded(runs)),
+        Route("/runs/{run_id}", guarded(run)),
+        Route("/models", guarded(models)),
+        Route("/models/{name}/v{number:int}", guarded(version)),
+        Route("/models/{name}/v{number:int}/{action}", guarded(act), methods=["POST"]),
+        Route("/audit", guarded(audit)),
+        Route("/api/v1/runs", guarded(api_runs)),
+        Route("/api/v1/models", guarded(api_models)),
+        Route("/api/v1/model-status", guarded(api_model_status)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ])
+
+
+def _set_cookie(response: Response, value: str) -> None:
+    response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="strict", max_age=IDLE_TIMEOUT_S, path="/")
+
+
+def _secured(response: Response, request: Request, state: ConsoleState, session: Session | None) -> Response:
+    """Security headers on every page; a live session's cookie is renewed (the idle timeout restarts)."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if session is not None:
+        _set_cookie(response, _session_cookie(state, session.user, session.csrf))
+    return response
+
+
+def _record_denial(db_url: str | None, session: Session, action: str, ref: str) -> None:
+    """A refused request is itself a fact for the audit log (who tried what)."""
+    log.warning("console: %s (role %s) was refused '%s' on %s", session.user, session.role, action, ref)
+    with LineageStore.open(db_url, actor=Actor(source="console", name=session.user)) as s:
+        s.append_event("ui.denied", payload={"action": action, "model_version": ref, "role": session.role})
+
+
+__all__ = ["Account", "create_app"]
