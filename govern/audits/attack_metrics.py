@@ -34,6 +34,8 @@ ATTACK_DESCRIPTIONS = {
     "zlib": "zlib ratio (Carlini et al. 2021): -(log-perplexity / zlib-compressed length in bytes).",
     "lira": "Offline LiRA (Carlini et al. 2022): target confidence standardised against reference models "
             "trained without the record.",
+    "rmia": "Offline RMIA (Zarifzadeh et al. 2024): share of population records whose likelihood ratio under the "
+            "target versus reference models the record beats.",
 }
 
 

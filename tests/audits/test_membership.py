@@ -33,6 +33,7 @@ from govern.audits.canaries import (
 )
 from govern.audits.membership import MembershipStage, audit_membership
 from govern.config import DataConfig, RunConfig, TrainingConfig
+from govern.data.io import read_records
 from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy
@@ -312,6 +313,46 @@ def test_canary_bound_never_exceeds_the_accountants_epsilon_under_dp(dp_runs: li
         rule = next(r for r in evaluate(_policy(), doc, final=False).results
                     if r.rule_id == "membership.empirical_epsilon")
         assert rule.status == "pass"
+
+
+def _reaudit_canaries(run: RunResult, base_path: Path, canary_policy: CanaryPolicy) -> Any:
+    """The same model and canary pool, audited again with another canary policy (no retraining)."""
+    from govern.audits.canaries import canary_audit
+    from govern.training.inference import load_model
+
+    ctx, out = run.ctx, run.ctx.outputs
+    model, tokenizer = load_model(Path(out["training"]["model_dir"]), task="classification", label_names=LABELS)
+    base, base_tokenizer = load_model(base_path, task="classification", label_names=LABELS, as_reference=True)
+    pool = read_records(Path(out["canaries"]["pool_path"]), "jsonl")
+    ev = ctx.evidence.training
+    assert ev is not None
+    return canary_audit(model, tokenizer, base, base_tokenizer, pool=pool,
+                        inserted_ids=read_inserted_ids(Path(out["canaries"]["inserted_ids_path"])),
+                        ctx_task="classification", text_column="text", label_column="label", label_names=LABELS,
+                        prompt_column=None, completion_column=None, id_column="id", attacks=["loss", "reference"],
+                        canary_policy=canary_policy, delta=float(ev.delta or 0.0),
+                        accountant_epsilon=run.accountant_epsilon, batch_size=32, max_length=MAX_LEN, seed=0,
+                        device="cpu", source="pool")
+
+
+def test_fdp_and_steinke_bounds_over_several_thresholds_hold_under_dp_and_prove_the_overfit_leak(
+        world: World, overfit: RunResult, dp_runs: list[RunResult]) -> None:
+    policy = CanaryPolicy(enabled=True, pool_size=POOL, guess_fraction=0.3, guess_fractions=[0.1, 0.6],
+                          bounds=["steinke", "fdp"])
+    leaky = _reaudit_canaries(overfit, world.base, policy)
+    methods = {b.method for b in leaky.bounds}
+    assert methods == {"steinke-nasr-jagielski-2023", "mahloujifar-melis-chaudhuri-2025"}
+    assert len(leaky.bounds) == 6 and all(b.confidence == pytest.approx(1 - 0.05 / 6) for b in leaky.bounds)
+    gated = max(leaky.bounds, key=lambda b: b.epsilon_lower_bound)
+    assert leaky.epsilon_lower_bound == gated.epsilon_lower_bound > 1.0 and leaky.method == gated.method
+    assert (leaky.guesses, leaky.correct) == (gated.guesses, gated.correct)
+    for method in methods:  # each bound on its own proves the leak
+        assert max(b.epsilon_lower_bound for b in leaky.bounds if b.method == method) > 1.0
+    for run in dp_runs:
+        audit = _reaudit_canaries(run, world.base, policy)
+        assert run.accountant_epsilon is not None and audit.delta == 1e-4
+        assert all(b.epsilon_lower_bound <= run.accountant_epsilon for b in audit.bounds)
+        assert not audit.violation
 
 
 def test_canary_secrets_stay_in_private_files_and_out_of_evidence(overfit: RunResult) -> None:
