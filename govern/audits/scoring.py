@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 STAGE = "membership"
 CAUSAL_ONLY = ("min_k", "zlib")
+#: Causal-LM attacks a policy must ask for (they cost more, or change what the default audit reports).
+CAUSAL_OPT_IN = ("min_k_pp",)
 
-__all__ = ["CAUSAL_ONLY", "AuditRecords", "LiraInput", "RmiaInput", "ScoredSets", "attack_scores",
+__all__ = ["CAUSAL_ONLY", "CAUSAL_OPT_IN", "AuditRecords", "LiraInput", "RmiaInput", "ScoredSets", "attack_scores",
            "attacks_for", "balanced_sample", "combine", "min_k_score", "read_with_locations", "run_attacks",
            "score_records", "to_audit_records", "zlib_score"]
 
@@ -104,7 +106,7 @@ def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -
 
 
 def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: str, batch_size: int = 32,
-                  max_length: int = 128, device: str | None = None) -> RecordScores:
+                  max_length: int = 128, device: str | None = None, token_zscores: bool = False) -> RecordScores:
     """Per-record loss (and, for causal LMs, per-token log-probabilities) of ``records`` under ``model``:
     :func:`~govern.training.inference.score_examples` on them, encoded as in training."""
     from govern.training.inference import score_examples
@@ -112,7 +114,7 @@ def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: st
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return score_examples(model, tokenizer, _encode(records, tokenizer, task, max_length), task=task,
-                          batch_size=batch_size, device=device or pick_device("auto"))
+                          batch_size=batch_size, device=device or pick_device("auto"), token_zscores=token_zscores)
 
 
 def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, base: RecordScores | None,
@@ -132,6 +134,10 @@ def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, ba
             if task != "causal-lm" or target.token_logprobs is None:
                 continue
             out[name] = np.array([min_k_score(lp, min_k_fraction) for lp in target.token_logprobs])
+        elif name == "min_k_pp":
+            if task != "causal-lm" or target.token_zscores is None:
+                continue
+            out[name] = np.array([min_k_score(z, min_k_fraction) for z in target.token_zscores])
         elif name == "zlib":
             if task != "causal-lm":
                 continue
@@ -235,7 +241,7 @@ def run_attacks(model: Any, tokenizer: Any, base_model: Any | None, base_tokeniz
                 lira: LiraInput | None = None, rmia: RmiaInput | None = None) -> ScoredSets:
     combined = combine(members, nonmembers)
     target = score_records(model, tokenizer, combined, task=task, batch_size=batch_size, max_length=max_length,
-                           device=device)
+                           device=device, token_zscores="min_k_pp" in attacks)
     base = None
     if "reference" in attacks and base_model is not None:
         base = score_records(base_model, base_tokenizer, combined, task=task, batch_size=batch_size,
@@ -263,7 +269,7 @@ def attacks_for(policy: MembershipPolicy, task: str, has_base: bool, *,
     if task == "causal-lm":
         names += [a for a in CAUSAL_ONLY if a not in names]
     else:
-        for a in CAUSAL_ONLY:
+        for a in (*CAUSAL_ONLY, *CAUSAL_OPT_IN):
             if a in names:
                 names.remove(a)
                 notes.append(f"attack '{a}' applies to causal LMs only; skipped for {task}")

@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 
 Severity = Literal["block", "warn", "info"]
 PIIAction = Literal["block", "redact", "allow"]
-MembershipAttack = Literal["loss", "reference", "min_k", "zlib"]
+MembershipAttack = Literal["loss", "reference", "min_k", "zlib", "min_k_pp"]
 #: ε lower bounds the canary audit can compute (govern.audits.fdp_audit).
 CanaryBoundMethod = Literal["steinke", "fdp"]
 SigningMethod = Literal["key", "certificate", "sigstore"]

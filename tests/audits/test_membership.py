@@ -38,7 +38,7 @@ from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy
 from govern.stage import StageContext
-from tests.audits.conftest import World, build_word_bert, random_words
+from tests.audits.conftest import World, build_word_bert, random_words, train_memorising_gpt2
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -433,9 +433,6 @@ def test_cli_audit_membership_blocks_the_overfit_model_with_exit_code_1(world: W
 
 def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_secrets(world: World) -> None:
     """A tiny GPT-2 trained hard on its records and on half of a pool of secret-code canaries."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
     from govern.data.io import read_records
 
     run_dir = world.root / "run-causal"
@@ -450,29 +447,8 @@ def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_
     ctx.outputs["canaries"] = CanaryStage(seed=5).run(ctx).outputs
     records = read_records(world.train)[:60] + read_records(Path(ctx.outputs["canaries"]["inserted_path"]))
 
-    tokenizer = AutoTokenizer.from_pretrained(str(world.base))
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=1, n_head=2,
-                                       n_positions=40, pad_token_id=tokenizer.pad_token_id,
-                                       bos_token_id=None, eos_token_id=None))
     base_dir, model_dir = run_dir / "base", run_dir / "model"
-    for folder in (base_dir, model_dir):
-        tokenizer.save_pretrained(folder)
-    model.save_pretrained(base_dir)
-    enc = tokenizer([r["text"] for r in records], add_special_tokens=False, padding="max_length", truncation=True,
-                    max_length=32, return_tensors="pt")
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(40):
-        for start in range(0, len(records), 16):
-            batch = slice(start, start + 16)
-            loss = model(input_ids=enc["input_ids"][batch], attention_mask=enc["attention_mask"][batch],
-                         labels=labels[batch]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.save_pretrained(model_dir)
+    train_memorising_gpt2(world.base, [r["text"] for r in records], base_dir, model_dir)
     ctx.outputs["training"] = {"model_dir": str(model_dir), "base_model_path": str(base_dir), "gguf_file": None,
                                "label_names": [], "task": "causal-lm", "device": "cpu"}
     ev = MembershipStage().run(ctx).evidence
