@@ -267,6 +267,17 @@ class AttackResult(EvidenceModel):
     n_nonmembers: int | None = None
 
 
+class CanaryBound(EvidenceModel):
+    """One ε lower bound from the canary guesses: one method at one abstention threshold."""
+
+    method: str = Field(description="steinke-nasr-jagielski-2023 or mahloujifar-melis-chaudhuri-2025 (f-DP).")
+    guess_fraction: float
+    guesses: int
+    correct: int
+    confidence: float = Field(description="Confidence of this one test (Bonferroni-corrected over all tests).")
+    epsilon_lower_bound: float
+
+
 class CanaryAudit(EvidenceModel):
     pool_size: int
     inserted: int
@@ -288,6 +299,9 @@ class CanaryAudit(EvidenceModel):
     exposure_nonmembers: list[float] = Field(
         default_factory=list, description="Exposure of canaries not inserted (the baseline a model shows by chance)."
     )
+    bounds: list[CanaryBound] = Field(
+        default_factory=list, description="Every bound computed; the gated one (the largest) is epsilon_lower_bound, "
+                                          "its method, guesses and correct are those above.")
 
 
 class LiraDetails(EvidenceModel):
@@ -307,6 +321,18 @@ class LiraDetails(EvidenceModel):
     training_s: float = 0.0
 
 
+class RmiaDetails(EvidenceModel):
+    """How offline RMIA was calibrated (its metrics are in ``attacks`` under ``rmia``)."""
+
+    reference_models: int
+    shared_with_lira: bool = Field(description="The reference models are LiRA's: RMIA trained nothing of its own.")
+    population_size: int = Field(description="Population records z each audited record is compared with.")
+    offline_a: float = Field(description="The paper's correction factor for the missing IN models.")
+    offline_a_source: Literal["policy", "tuned", "default"]
+    gamma: float
+    training_s: float = Field(default=0.0, description="Reference-model training time (0 when shared with LiRA).")
+
+
 class MembershipEvidence(EvidenceModel):
     n_members: int
     n_nonmembers: int
@@ -315,6 +341,7 @@ class MembershipEvidence(EvidenceModel):
     max_auc: float
     canaries: CanaryAudit | None = None
     lira: LiraDetails | None = None
+    rmia: RmiaDetails | None = None
     task: str | None = None
     members_source: str | None = Field(default=None, description="Where members came from (file path or 'train').")
     nonmembers_source: str | None = None

@@ -31,9 +31,13 @@ ATTACK_DESCRIPTIONS = {
     "loss": "Loss threshold (Yeom et al. 2018): -loss of the fine-tuned model.",
     "reference": "Reference-calibrated: base-model loss minus fine-tuned loss on the same record.",
     "min_k": "Min-K% probability (Shi et al. 2023): mean log-prob of the k% least likely tokens.",
+    "min_k_pp": "Min-K%++ (Zhang et al. 2024): Min-K% of token log-probs standardised by the model's own "
+                "next-token distribution (mean and spread of log p).",
     "zlib": "zlib ratio (Carlini et al. 2021): -(log-perplexity / zlib-compressed length in bytes).",
     "lira": "Offline LiRA (Carlini et al. 2022): target confidence standardised against reference models "
             "trained without the record.",
+    "rmia": "Offline RMIA (Zarifzadeh et al. 2024): share of population records whose likelihood ratio under the "
+            "target versus reference models the record beats.",
 }
 
 

@@ -21,6 +21,10 @@ run without canaries (same config, canaries disabled). The audit run tells you h
 the release run is what you ship. Shipping the canaried model saves a training run at the price of a
 model that carries a few hundred meaningless records.
 
+Besides that bound, the policy can ask for the f-DP one-run audit (Mahloujifar, Melis & Chaudhuri 2025)
+on the same guesses and for several abstention thresholds (:mod:`govern.audits.fdp_audit`); the
+largest bound, Bonferroni-corrected, is the one gated.
+
 The seed that chose the inserted canaries is written only to the run folder (mode 0600); evidence
 holds counts and the bound, never which canary was inserted.
 """
@@ -302,20 +306,34 @@ def read_inserted_ids(path: Path) -> set[str]:
 def audit_canaries(scores: np.ndarray, inserted: np.ndarray, *, guess_fraction: float, confidence: float,
                    delta: float, attack: str, accountant_epsilon: float | None,
                    exposures: Sequence[float] = (), exposures_nonmembers: Sequence[float] = (),
-                   exposure_candidates: int | None = None) -> CanaryAudit:
-    """Turn attack scores on the whole pool into :class:`CanaryAudit` (guesses, bound, violation)."""
+                   exposure_candidates: int | None = None, guess_fractions: Sequence[float] = (),
+                   bounds: Sequence[str] = ("steinke",)) -> CanaryAudit:
+    """Turn attack scores on the whole pool into :class:`CanaryAudit` (guesses, bounds, violation).
+
+    Every requested bound (``steinke``, ``fdp``) at every abstention threshold (``guess_fraction`` and
+    ``guess_fractions``) is computed at a Bonferroni-corrected confidence; the largest is the gated
+    ``epsilon_lower_bound``, and it holds at ``confidence``. With the defaults this is exactly the one
+    Steinke bound at ``guess_fraction``."""
+    from govern.audits.fdp_audit import METHODS, candidate_bounds
+    from govern.evidence import CanaryBound
+
     inserted = np.asarray(inserted, dtype=bool)
-    g = guess_membership(scores, inserted, guess_fraction)
-    bound = epsilon_lower_bound(len(scores), g.guesses, g.correct, delta=delta, confidence=confidence)
+    candidates = candidate_bounds(np.asarray(scores, dtype=float), inserted,
+                                  guess_fractions=[guess_fraction, *guess_fractions],
+                                  methods=[METHODS[b] for b in bounds], confidence=confidence, delta=delta)
+    gated = max(candidates, key=lambda c: c.epsilon_lower_bound)  # first of equals: the order asked for
+    bound = gated.epsilon_lower_bound
     return CanaryAudit(
-        pool_size=len(scores), inserted=int(inserted.sum()), guesses=g.guesses, correct=g.correct,
+        pool_size=len(scores), inserted=int(inserted.sum()), guesses=gated.guesses, correct=gated.correct,
         confidence=confidence, epsilon_lower_bound=bound, exposure=[float(e) for e in exposures],
         attack=attack, delta=delta, accountant_epsilon=accountant_epsilon,
         violation=accountant_epsilon is not None and bound > accountant_epsilon,
-        canaries_in_model=bool(inserted.any()),
+        canaries_in_model=bool(inserted.any()), method=gated.method,
         exposure_candidates=exposure_candidates,
         exposure_max=None if exposure_candidates is None else math.log2(exposure_candidates + 1),
         exposure_nonmembers=[float(e) for e in exposures_nonmembers],
+        bounds=[CanaryBound(method=c.method, guess_fraction=c.guess_fraction, guesses=c.guesses, correct=c.correct,
+                            confidence=c.confidence, epsilon_lower_bound=c.epsilon_lower_bound) for c in candidates],
     )
 
 
@@ -389,5 +407,6 @@ def canary_audit(model: Any, tokenizer: Any, base_model: Any | None, base_tokeni
     return audit_canaries(scores, inserted, guess_fraction=canary_policy.guess_fraction,
                           confidence=canary_policy.confidence, delta=delta, attack=attack,
                           accountant_epsilon=accountant_epsilon, exposures=exposures,
-                          exposures_nonmembers=exposures_out, exposure_candidates=candidates)
+                          exposures_nonmembers=exposures_out, exposure_candidates=candidates,
+                          guess_fractions=canary_policy.guess_fractions, bounds=canary_policy.bounds)
 

@@ -76,20 +76,30 @@ def balanced_inclusion(n_pool: int, k: int, seed: int) -> np.ndarray:
     return order < k // 2
 
 
-def reference_design(n_pool: int, k: int, seed: int) -> np.ndarray:
+def reference_design(n_pool: int, k: int, seed: int, *, min_models: int = MIN_MODELS) -> np.ndarray:
     """:func:`balanced_inclusion` in which every model gets ≥ :data:`MIN_RECORDS_PER_MODEL` records
     (redrawn, deterministically, when a small pool leaves one short); a clear error when the pool is
-    too small for ``k`` models at all."""
+    too small for ``k`` models at all. ``min_models``: LiRA needs 3 (a variance); RMIA works with 1,
+    whose one model is trained on a random half of the pool."""
     needed = math.ceil(MIN_RECORDS_PER_MODEL * k / max(k // 2, 1))
-    if k < MIN_MODELS or n_pool < needed:
-        raise StageError(STAGE, f"offline LiRA with {k} reference models needs k ≥ {MIN_MODELS} and at least "
+    attack = "offline LiRA" if min_models >= MIN_MODELS else "offline RMIA"
+    if k < min_models or n_pool < needed:
+        raise StageError(STAGE, f"{attack} with {k} reference models needs k ≥ {min_models} and at least "
                                 f"{max(needed, 1)} held-out records; the evaluation set has {n_pool}")
     for attempt in range(100):
-        inclusion = balanced_inclusion(n_pool, k, seed + 7919 * attempt)
+        inclusion = design(n_pool, k, seed + 7919 * attempt)
         if inclusion.sum(axis=1).min() >= MIN_RECORDS_PER_MODEL:
             return inclusion
     raise StageError(STAGE, f"could not give each of {k} reference models {MIN_RECORDS_PER_MODEL} of the "
                             f"{n_pool} held-out records; use fewer reference models or a larger evaluation set")
+
+
+def design(n: int, k: int, seed: int) -> np.ndarray:
+    """:func:`balanced_inclusion` for k ≥ 2; for one model, a random half (each record IN with
+    probability ½), so RMIA's one reference model still sees about half the pool."""
+    if k == 1:
+        return np.random.default_rng(seed).random((1, n)) < 0.5
+    return balanced_inclusion(n, k, seed)
 
 
 def variance_kind(out_counts: np.ndarray) -> str:
@@ -147,7 +157,7 @@ class ReferenceRun:
 def train_reference_models(spec: Any, pool: Sequence[Mapping[str, Any]], *, k: int, seed: int,
                            score: Callable[[Any], Mapping[str, np.ndarray]], work_dir: Path,
                            steps: int | None = None, noise_multiplier: float | None = None,
-                           progress: Any = None) -> ReferenceRun:
+                           progress: Any = None, min_models: int = MIN_MODELS) -> ReferenceRun:
     """Train ``k`` reference models with ``spec``'s recipe on balanced subsets of ``pool`` (held-out
     records, already validated by the caller) and return ``score(model)`` (record-set name →
     per-record loss) for each, as φ. ``steps`` and ``noise_multiplier``: the target's, pinned.
@@ -158,7 +168,7 @@ def train_reference_models(spec: Any, pool: Sequence[Mapping[str, Any]], *, k: i
     from govern.training.trainer import DataFile, train
 
     started = time.perf_counter()
-    inclusion = reference_design(len(pool), k, seed)
+    inclusion = reference_design(len(pool), k, seed, min_models=min_models)
     confidences: dict[str, list[np.ndarray]] = {}
     epsilons: list[float] = []
     seeds: list[int] = []
@@ -172,7 +182,7 @@ def train_reference_models(spec: Any, pool: Sequence[Mapping[str, Any]], *, k: i
     if noise_multiplier is not None and spec.training.dp.enabled:
         updates["dp"] = spec.training.dp.model_copy(update={"noise_multiplier": float(noise_multiplier),
                                                             "target_epsilon": None})
-    bar = progress.task("LiRA reference models", total=k, unit="models") if progress is not None else None
+    bar = progress.task("reference models", total=k, unit="models") if progress is not None else None
     tmp = Path(tempfile.mkdtemp(prefix="lira-", dir=work_dir))  # mode 0700
     try:
         for i in range(k):

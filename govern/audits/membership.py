@@ -26,7 +26,9 @@ With ``membership.lira.enabled`` the stage adds **offline LiRA** (Carlini et al.
 trained with the run's own recipe on halves of the held-out set give each record an OUT distribution,
 and the score is the target's confidence standardised against it (:mod:`govern.audits.lira`). LiRA
 needs the training recipe, so it runs in ``govern run`` only; the standalone audit refuses it with a
-clear error rather than silently skipping it.
+clear error rather than silently skipping it. ``membership.rmia.enabled`` adds **offline RMIA**
+(Zarifzadeh et al. 2024, :mod:`govern.audits.rmia`) on the same reference models — no extra training
+when LiRA runs, one or two models of its own when it runs alone.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from govern.audits.attack_metrics import evaluate_attack, fprs_for, resolution_notes
 from govern.audits.canaries import canary_audit, read_inserted_ids
+from govern.audits.lira import MIN_MODELS
 from govern.audits.scoring import (
     AuditRecords,
     LiraInput,
+    RmiaInput,
     ScoredSets,
     attacks_for,
     balanced_sample,
@@ -54,7 +58,7 @@ from govern.audits.scoring import (
 )
 from govern.devices import pick_device
 from govern.errors import DataError, StageError
-from govern.evidence import CanaryAudit, LiraDetails, MembershipEvidence
+from govern.evidence import CanaryAudit, LiraDetails, MembershipEvidence, RmiaDetails
 from govern.stage import (
     CanaryFiles,
     StageContext,
@@ -66,7 +70,7 @@ from govern.stage import (
 )
 
 if TYPE_CHECKING:
-    from govern.policy.schema import MembershipPolicy
+    from govern.policy.schema import MembershipPolicy, RmiaPolicy
 
 STAGE = "membership"
 
@@ -218,18 +222,30 @@ class MembershipStage:
 
         lira_audit = None
         lira_details: LiraDetails | None = None
-        if "lira" in attacks:
+        rmia_input: RmiaInput | None = None
+        rmia_details: RmiaDetails | None = None
+        if "lira" in attacks or "rmia" in attacks:
             # Every held-out record trains some reference model: validate them all first, so a bad one
             # is reported against the eval file, not against a temporary copy.
             to_audit_records(eval_raw, source=paths.eval_path, locations=eval_loc, **common)
+            # RMIA reuses LiRA's reference models when LiRA runs; alone, it trains its own 1-2.
+            shared = "lira" in attacks
             lira_audit, lira_details = _lira_references(
                 ctx, training, tokenizer, combine(members, nonmembers), n_members=len(members),
-                nonmember_pool_index=n_idx, pool=eval_raw, k=policy.lira.reference_models, seed=cfg.seed,
+                nonmember_pool_index=n_idx, pool=eval_raw,
+                k=policy.lira.reference_models if shared else policy.rmia.reference_models,
+                min_models=MIN_MODELS if shared else 1, seed=cfg.seed,
                 task=task, label_names=label_names, batch_size=cfg.batch_size, max_length=max_length,
                 device=device)
+            if "rmia" in attacks:
+                rmia_input, rmia_details = rmia_calibration(
+                    lira_audit, n_members=len(members), policy=policy.rmia, shared_with_lira=shared,
+                    training_s=0.0 if shared else lira_details.training_s)
+            if not shared:
+                lira_details = None
         scored = run_attacks(model, tokenizer, base_model, base_tokenizer, members, nonmembers, task=task,
                              attacks=attacks, batch_size=cfg.batch_size, max_length=max_length,
-                             min_k_fraction=cfg.min_k_fraction, device=device, lira=lira_audit)
+                             min_k_fraction=cfg.min_k_fraction, device=device, lira=lira_audit, rmia=rmia_input)
         progress.advance()
 
         canaries: CanaryAudit | None = None
@@ -261,6 +277,7 @@ class MembershipStage:
                                   canaries=canaries, members_source="train", nonmembers_source="eval",
                                   duration_s=time.perf_counter() - started)
         evidence.lira = lira_details
+        evidence.rmia = rmia_details
         evidence.model_digest = model_digest
         from govern.stage import artifact_for
 
@@ -270,8 +287,8 @@ class MembershipStage:
 
 def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any, audit: AuditRecords, *,
                      n_members: int, nonmember_pool_index: np.ndarray, pool: list[dict[str, Any]], k: int,
-                     seed: int, task: str, label_names: Sequence[str] | None, batch_size: int, max_length: int,
-                     device: str) -> tuple[LiraInput, LiraDetails]:
+                     min_models: int, seed: int, task: str, label_names: Sequence[str] | None, batch_size: int,
+                     max_length: int, device: str) -> tuple[LiraInput, LiraDetails]:
     """Train LiRA's reference models with the training stage's recipe (and the target's steps and σ
     from its evidence) on subsets of the held-out ``pool`` and score the audit records (members,
     then non-members) under each.
@@ -298,12 +315,13 @@ def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any
     run = train_reference_models(spec, pool, k=k, seed=seed, score=score, work_dir=ctx.stage_dir(STAGE),
                                  steps=target.steps if target is not None and target.steps else None,
                                  noise_multiplier=target.noise_multiplier if target is not None else None,
-                                 progress=ctx.progress)
+                                 progress=ctx.progress, min_models=min_models)
     # Every audited record is measured against exactly ⌈k/2⌉ OUT models — members too, although no
     # reference model saw them: a member calibrated by all k models would have a tighter μ_out than a
     # non-member, and the wider non-member tail would hide members at low FPR.
     out_audit = np.empty((k, len(audit)), dtype=bool)
-    out_audit[:, :n_members] = ~balanced_inclusion(n_members, k, seed + 1)
+    # (With one reference model there is no balance to keep: members are OUT of it, as they truly are.)
+    out_audit[:, :n_members] = ~balanced_inclusion(n_members, k, seed + 1) if k >= 2 else True
     out_audit[:, n_members:] = ~run.inclusion[:, nonmember_pool_index]
     counts = out_audit.sum(axis=0)
     details = LiraDetails(
@@ -313,6 +331,27 @@ def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any
         training_s=round(run.duration_s, 3))
     return LiraInput(confidences=run.confidences["audit"], out_mask=out_audit), details
 
+
+def rmia_calibration(references: LiraInput, *, n_members: int, policy: RmiaPolicy, shared_with_lira: bool,
+                     training_s: float) -> tuple[RmiaInput, RmiaDetails]:
+    """RMIA's population (the audited non-members, after the ``n_members`` members) and its correction
+    factor: the policy's, else tuned on the reference models alone (never on the target's membership),
+    else the reference code's default when one reference model leaves nothing to tune on."""
+    from govern.audits.rmia import DEFAULT_OFFLINE_A, tune_offline_a
+
+    k, n = references.confidences.shape
+    population = np.arange(n_members, n)
+    source: Literal["policy", "tuned", "default"]
+    if policy.offline_a is not None:
+        a, source = float(policy.offline_a), "policy"
+    else:
+        # Inclusion is known for the non-members only (pool records); members were in no reference model.
+        probs = 1.0 / (1.0 + np.exp(-references.confidences[:, n_members:]))
+        tuned = tune_offline_a(probs, ~references.out_mask[:, n_members:])
+        a, source = (tuned, "tuned") if tuned is not None else (DEFAULT_OFFLINE_A, "default")
+    details = RmiaDetails(reference_models=k, shared_with_lira=shared_with_lira, population_size=len(population),
+                          offline_a=a, offline_a_source=source, gamma=policy.gamma, training_s=round(training_s, 3))
+    return RmiaInput(population=population, offline_a=a, gamma=policy.gamma), details
 
 
 def _write_scores(path: Path, member_ids: Sequence[str], nonmember_ids: Sequence[str], scored: ScoredSets) -> None:

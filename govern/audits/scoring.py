@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 STAGE = "membership"
 CAUSAL_ONLY = ("min_k", "zlib")
+#: Causal-LM attacks a policy must ask for (they cost more, or change what the default audit reports).
+CAUSAL_OPT_IN = ("min_k_pp",)
 
-__all__ = ["CAUSAL_ONLY", "AuditRecords", "LiraInput", "ScoredSets", "attack_scores",
+__all__ = ["CAUSAL_ONLY", "CAUSAL_OPT_IN", "AuditRecords", "LiraInput", "RmiaInput", "ScoredSets", "attack_scores",
            "attacks_for", "balanced_sample", "combine", "min_k_score", "read_with_locations", "run_attacks",
            "score_records", "to_audit_records", "zlib_score"]
 
@@ -74,6 +76,16 @@ class LiraInput:
     out_mask: np.ndarray  # (k, n)
 
 
+@dataclass
+class RmiaInput:
+    """RMIA's calibration on top of the reference models' view: which audited records form the
+    population (non-members, by index), the offline correction factor and γ."""
+
+    population: np.ndarray
+    offline_a: float
+    gamma: float = 1.0
+
+
 def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -> list[Any]:
     """Tokenise exactly as training did (:func:`govern.training.encoding.encode_records`: same special
     tokens, same EOS, loss on the completion only), so the audit scores what the model was trained on."""
@@ -94,7 +106,7 @@ def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -
 
 
 def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: str, batch_size: int = 32,
-                  max_length: int = 128, device: str | None = None) -> RecordScores:
+                  max_length: int = 128, device: str | None = None, token_zscores: bool = False) -> RecordScores:
     """Per-record loss (and, for causal LMs, per-token log-probabilities) of ``records`` under ``model``:
     :func:`~govern.training.inference.score_examples` on them, encoded as in training."""
     from govern.training.inference import score_examples
@@ -102,14 +114,14 @@ def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: st
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return score_examples(model, tokenizer, _encode(records, tokenizer, task, max_length), task=task,
-                          batch_size=batch_size, device=device or pick_device("auto"))
+                          batch_size=batch_size, device=device or pick_device("auto"), token_zscores=token_zscores)
 
 
 def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, base: RecordScores | None,
                   texts: Sequence[str], min_k_fraction: float = 0.2,
-                  lira: LiraInput | None = None) -> dict[str, np.ndarray]:
+                  lira: LiraInput | None = None, rmia: RmiaInput | None = None) -> dict[str, np.ndarray]:
     """Scores (higher = member) of each requested attack; ``reference`` needs the base model's scores,
-    ``lira`` the reference models' confidences on the same records."""
+    ``lira`` and ``rmia`` the reference models' confidences on the same records (and RMIA's calibration)."""
     out: dict[str, np.ndarray] = {}
     for name in attacks:
         if name == "loss":
@@ -122,6 +134,10 @@ def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, ba
             if task != "causal-lm" or target.token_logprobs is None:
                 continue
             out[name] = np.array([min_k_score(lp, min_k_fraction) for lp in target.token_logprobs])
+        elif name == "min_k_pp":
+            if task != "causal-lm" or target.token_zscores is None:
+                continue
+            out[name] = np.array([min_k_score(z, min_k_fraction) for z in target.token_zscores])
         elif name == "zlib":
             if task != "causal-lm":
                 continue
@@ -132,6 +148,15 @@ def attack_scores(attacks: Sequence[str], *, task: str, target: RecordScores, ba
             from govern.audits.lira import logit_confidence, offline_lira_scores
 
             out[name] = offline_lira_scores(logit_confidence(target.loss), lira.confidences, lira.out_mask)[0]
+        elif name == "rmia":
+            if lira is None or rmia is None:
+                raise StageError(STAGE, "the RMIA attack needs reference models' confidences and its calibration")
+            from govern.audits.rmia import label_probability, rmia_scores
+
+            # φ = log(p / (1 − p)) ⇒ p = sigmoid(φ): the reference models' label probabilities back.
+            reference_prob = 1.0 / (1.0 + np.exp(-lira.confidences))
+            out[name] = rmia_scores(label_probability(target.loss), reference_prob, lira.out_mask, rmia.population,
+                                    a=rmia.offline_a, gamma=rmia.gamma)
         else:
             raise StageError(STAGE, f"unknown attack '{name}'")
     return out
@@ -213,16 +238,16 @@ def combine(members: AuditRecords, nonmembers: AuditRecords) -> AuditRecords:
 def run_attacks(model: Any, tokenizer: Any, base_model: Any | None, base_tokenizer: Any | None,
                 members: AuditRecords, nonmembers: AuditRecords, *, task: str, attacks: Sequence[str],
                 batch_size: int, max_length: int, min_k_fraction: float, device: str | None,
-                lira: LiraInput | None = None) -> ScoredSets:
+                lira: LiraInput | None = None, rmia: RmiaInput | None = None) -> ScoredSets:
     combined = combine(members, nonmembers)
     target = score_records(model, tokenizer, combined, task=task, batch_size=batch_size, max_length=max_length,
-                           device=device)
+                           device=device, token_zscores="min_k_pp" in attacks)
     base = None
     if "reference" in attacks and base_model is not None:
         base = score_records(base_model, base_tokenizer, combined, task=task, batch_size=batch_size,
                              max_length=max_length, device=device)
     scores = attack_scores(attacks, task=task, target=target, base=base, texts=combined.full_texts(),
-                           min_k_fraction=min_k_fraction, lira=lira)
+                           min_k_fraction=min_k_fraction, lira=lira, rmia=rmia)
     n = len(members)
     return ScoredSets(member={k: v[:n] for k, v in scores.items()}, nonmember={k: v[n:] for k, v in scores.items()})
 
@@ -231,6 +256,10 @@ def attacks_for(policy: MembershipPolicy, task: str, has_base: bool, *,
                 lira_available: bool = False) -> tuple[list[str], list[str]]:
     """The attacks to run (policy's, plus Min-K% and zlib for causal LMs, plus LiRA when the policy
     enables it) and notes on skipped ones. ``lira_available``: the caller knows the training recipe."""
+    if policy.rmia.enabled and not policy.lira.enabled and not lira_available:
+        raise StageError(STAGE, "policy membership.rmia.enabled: offline RMIA needs reference models trained with "
+                                "the target's own training recipe, which only `govern run` knows; audit a model "
+                                "trained elsewhere without it (the loss, reference, min_k and zlib attacks run)")
     if policy.lira.enabled and not lira_available:
         raise StageError(STAGE, "policy membership.lira.enabled: offline LiRA retrains reference models with the "
                                 "target's own training recipe, which only `govern run` knows; audit a model "
@@ -240,7 +269,7 @@ def attacks_for(policy: MembershipPolicy, task: str, has_base: bool, *,
     if task == "causal-lm":
         names += [a for a in CAUSAL_ONLY if a not in names]
     else:
-        for a in CAUSAL_ONLY:
+        for a in (*CAUSAL_ONLY, *CAUSAL_OPT_IN):
             if a in names:
                 names.remove(a)
                 notes.append(f"attack '{a}' applies to causal LMs only; skipped for {task}")
@@ -249,4 +278,6 @@ def attacks_for(policy: MembershipPolicy, task: str, has_base: bool, *,
         notes.append("no base model: reference-calibrated attack skipped")
     if policy.lira.enabled:
         names.append("lira")
+    if policy.rmia.enabled:
+        names.append("rmia")
     return names, notes

@@ -17,7 +17,9 @@ from typing_extensions import TypedDict
 from govern.decisions import Severity  # one definition, shared with the verdicts
 
 PIIAction = Literal["block", "redact", "allow"]
-MembershipAttack = Literal["loss", "reference", "min_k", "zlib"]
+MembershipAttack = Literal["loss", "reference", "min_k", "zlib", "min_k_pp"]
+#: ε lower bounds the canary audit can compute (govern.audits.fdp_audit).
+CanaryBoundMethod = Literal["steinke", "fdp"]
 SigningMethod = Literal["key", "certificate", "sigstore"]
 
 
@@ -36,6 +38,10 @@ def _default_entities() -> dict[str, PIIAction]:
 
 def _default_ner_entities() -> dict[str, PIIAction]:
     return {"PERSON": "allow", "LOCATION": "allow", "NRP": "allow"}
+
+
+def _default_bounds() -> list[CanaryBoundMethod]:
+    return ["steinke"]
 
 
 def _default_attacks() -> list[MembershipAttack]:
@@ -171,6 +177,22 @@ class CanaryPolicy(Section):
         default=255, ge=1, description="causal-lm: random secrets each exposure canary is ranked against."
     )
     exposure_canaries: int = Field(default=8, ge=0, description="causal-lm: inserted canaries whose exposure is measured.")
+    guess_fractions: list[float] = Field(
+        default_factory=list,
+        description="More abstention thresholds to try besides guess_fraction; the largest bound is kept, each "
+                    "test at a Bonferroni-corrected confidence so the kept one holds at `confidence`.")
+    bounds: list[CanaryBoundMethod] = Field(
+        default_factory=_default_bounds,
+        description="ε lower bounds computed from the guesses: Steinke-Nasr-Jagielski 2023 and/or the f-DP "
+                    "one-run audit (Mahloujifar-Melis-Chaudhuri 2025); the largest is gated (Bonferroni over all).")
+
+    @field_validator("guess_fractions")
+    @classmethod
+    def _fractions_in_range(cls, value: list[float]) -> list[float]:
+        for f in value:
+            if not 0 < f <= 1:
+                raise ValueError(f"guess fraction {f:g} must be in (0, 1]")
+        return value
 
 
 class LiraPolicy(Section):
@@ -185,12 +207,25 @@ class LiraPolicy(Section):
     )
 
 
+class RmiaPolicy(Section):
+    """Offline RMIA (Zarifzadeh et al. 2024) on LiRA's reference models (no extra training when LiRA is
+    on); alone, it trains ``reference_models`` of them (1 or 2 suffice). Only inside ``govern run``."""
+
+    enabled: bool = False
+    reference_models: int = Field(default=2, ge=1, description="Used only when LiRA is off (else LiRA's models).")
+    offline_a: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The paper's offline correction factor; unset: tuned on the reference models (2 or more).")
+    gamma: float = Field(default=1.0, ge=1, description="γ: how much more likely x must be than a population record.")
+
+
 class MembershipPolicy(Section):
     attacks: list[MembershipAttack] = Field(default_factory=_default_attacks)
     max_auc: float | None = Field(default=None, ge=0.5, le=1)
     max_tpr_at_fpr: list[TprLimit] = Field(default_factory=list)
     canaries: CanaryPolicy = Field(default_factory=CanaryPolicy)
     lira: LiraPolicy = Field(default_factory=LiraPolicy)
+    rmia: RmiaPolicy = Field(default_factory=RmiaPolicy)
     severity: Severity = "block"
 
 

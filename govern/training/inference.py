@@ -160,20 +160,26 @@ def model_label_names(path: Path | str) -> list[str] | None:
 
 @dataclass
 class RecordScores:
-    """Per-record loss, and for causal LMs the log-probability of each scored token."""
+    """Per-record loss, and for causal LMs the log-probability of each scored token (and, when asked,
+    each token's log-probability standardised against the model's own next-token distribution)."""
 
     loss: np.ndarray
     token_logprobs: list[np.ndarray] | None = None
+    token_zscores: list[np.ndarray] | None = None
 
 
 def score_examples(model: Any, tokenizer: Any, examples: Sequence[EncodedExample], *, task: str,
-                   batch_size: int = 32, device: str | torch.device = "cpu") -> RecordScores:
+                   batch_size: int = 32, device: str | torch.device = "cpu",
+                   token_zscores: bool = False) -> RecordScores:
     """Loss of each encoded record under ``model`` (float64, input order), and for causal LMs the
     per-token log-probabilities of its scored tokens.
 
     Classification: cross-entropy of the true label. Causal LM: mean negative log-likelihood of the
     scored tokens (the completion only when a prompt is given, as in training). Records are batched
     by length so padding stays small.
+
+    ``token_zscores`` (causal LMs, for Min-K%++): ``(log p(x_t) − μ_t) / σ_t`` per scored token, with μ_t
+    and σ_t² the mean and variance of log p(z) for z drawn from the model's next-token distribution.
     """
     model = model.to(device).eval()
     if tokenizer.pad_token is None:
@@ -181,6 +187,7 @@ def score_examples(model: Any, tokenizer: Any, examples: Sequence[EncodedExample
     n = len(examples)
     losses = np.zeros(n, dtype=float)
     token_lps: list[np.ndarray] = [np.zeros(0)] * n
+    token_zs: list[np.ndarray] = [np.zeros(0)] * n
     order = np.argsort([len(e.input_ids) for e in examples], kind="stable")
     with torch.inference_mode():
         for start in range(0, n, batch_size):
@@ -196,11 +203,21 @@ def score_examples(model: Any, tokenizer: Any, examples: Sequence[EncodedExample
             mask = labels != IGNORE_INDEX
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             tok_lp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            z = None
+            if token_zscores:
+                probs = logp.exp()
+                mu = (probs * logp).sum(-1)
+                sigma = ((probs * logp.square()).sum(-1) - mu.square()).clamp(min=1e-12).sqrt()
+                z = (tok_lp - mu) / sigma
             for row, i in enumerate(idx):
                 values = tok_lp[row][mask[row]].cpu().numpy().astype(float)
                 token_lps[i] = values
                 losses[i] = float(-values.mean()) if len(values) else 0.0
-    return RecordScores(loss=losses, token_logprobs=token_lps if task != "classification" else None)
+                if z is not None:
+                    token_zs[i] = z[row][mask[row]].cpu().numpy().astype(float)
+    causal = task != "classification"
+    return RecordScores(loss=losses, token_logprobs=token_lps if causal else None,
+                        token_zscores=token_zs if causal and token_zscores else None)
 
 
 def per_example_loss(

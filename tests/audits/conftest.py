@@ -55,3 +55,34 @@ def build_word_bert(folder: Path, words: Iterable[str], *, hidden: int, max_len:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def train_memorising_gpt2(tokenizer_from: Path, texts: list[str], base_dir: Path, model_dir: Path, *,
+                          epochs: int = 40, max_length: int = 32) -> None:
+    """A one-layer random GPT-2 with ``tokenizer_from``'s vocabulary saved to ``base_dir``, then trained
+    hard (Adam, ``epochs`` passes) on ``texts`` — memorising them — and saved to ``model_dir``."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=1, n_head=2,
+                                       n_positions=max_length + 8, pad_token_id=tokenizer.pad_token_id,
+                                       bos_token_id=None, eos_token_id=None))
+    for folder in (base_dir, model_dir):
+        tokenizer.save_pretrained(folder)
+    model.save_pretrained(base_dir)
+    enc = tokenizer(texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=max_length,
+                    return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(epochs):
+        for start in range(0, len(texts), 16):
+            batch = slice(start, start + 16)
+            loss = model(input_ids=enc["input_ids"][batch], attention_mask=enc["attention_mask"][batch],
+                         labels=labels[batch]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.save_pretrained(model_dir)

@@ -105,9 +105,8 @@ def test_lira_calibrates_record_difficulty_that_fools_the_loss_attack() -> None:
 
 
 # =============================================================================== the real stages
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("lira")
+def build_world(root: Path) -> World:
+    """The LiRA world under ``root`` (also the RMIA benchmark's)."""
     rng = np.random.default_rng(1)
     vocabulary = random_words(rng, 800)
 
@@ -132,6 +131,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(root=root, train=paths["train"], eval=paths["eval"], base=base)
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("lira"))
+
+
 @dataclass
 class LiraRun:
     evidence: MembershipEvidence
@@ -146,17 +150,19 @@ def _policy() -> Policy:
                                               canaries=CanaryPolicy(enabled=True, pool_size=60, guess_fraction=0.3)))
 
 
-def _run(world: World, *, dp: bool) -> LiraRun:
+def _run(world: World, *, dp: bool, membership: MembershipPolicy | None = None, name: str | None = None) -> LiraRun:
     """Canary stage → govern's training stage → membership stage with LiRA, as `govern run` chains them;
-    the membership stage runs as rank 0 of a torchrun job would (WORLD_SIZE=2 in its environment)."""
-    run_dir = world.root / f"run-{'dp' if dp else 'plain'}"
+    the membership stage runs as rank 0 of a torchrun job would (WORLD_SIZE=2 in its environment).
+    ``membership``: another membership policy (the RMIA tests), ``name`` its run folder."""
+    run_dir = world.root / (name or f"run-{'dp' if dp else 'plain'}")
+    policy = _policy() if membership is None else _policy().model_copy(update={"membership": membership})
     privacy = DPSettings(target_epsilon=1.0) if dp else DPSettings(enabled=False)
     training = TrainingConfig(method="full", dp=privacy, epochs=10 if dp else 20, batch_size=32, learning_rate=3e-3,
                               max_length=MAX_LEN, checkpoint_every=None, device="cpu")
     config = RunConfig(task="classification", base_model=BaseModelConfig(path=world.base),
                        data=DataConfig(train=world.train, eval=world.eval), training=training,
                        audits=AuditsConfig.model_validate({"membership": {"bootstrap": 50}}))
-    ctx = StageContext(run_id=run_dir.name, config=config, run_dir=run_dir, policy=_policy(), evidence=Evidence())
+    ctx = StageContext(run_id=run_dir.name, config=config, run_dir=run_dir, policy=policy, evidence=Evidence())
     ctx.outputs["data"] = DataFiles(train_path=str(world.train), eval_path=str(world.eval), format="jsonl",
                                     train_fingerprint="fp-train", eval_fingerprint="fp-eval", label_names=LABELS)
     ctx.outputs["canaries"] = CanaryStage(seed=11).run(ctx).outputs

@@ -33,12 +33,13 @@ from govern.audits.canaries import (
 )
 from govern.audits.membership import MembershipStage, audit_membership
 from govern.config import DataConfig, RunConfig, TrainingConfig
+from govern.data.io import read_records
 from govern.errors import DataError, StageError
 from govern.evidence import Evidence, MembershipEvidence, TrainingEvidence
 from govern.policy.schema import CanaryPolicy, LiraPolicy, MembershipPolicy, Metadata, Policy
 from govern.stage import DataFiles, StageContext
 from govern.training.stage import TrainingOutputs
-from tests.audits.conftest import World, build_word_bert, random_words
+from tests.audits.conftest import World, build_word_bert, random_words, train_memorising_gpt2
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -315,6 +316,46 @@ def test_canary_bound_never_exceeds_the_accountants_epsilon_under_dp(dp_runs: li
         assert rule.status == "pass"
 
 
+def _reaudit_canaries(run: RunResult, base_path: Path, canary_policy: CanaryPolicy) -> Any:
+    """The same model and canary pool, audited again with another canary policy (no retraining)."""
+    from govern.audits.canaries import canary_audit
+    from govern.training.inference import load_model
+
+    ctx, out = run.ctx, run.ctx.outputs
+    model, tokenizer = load_model(Path(str(out["training"].model_dir)), task="classification", label_names=LABELS)
+    base, base_tokenizer = load_model(base_path, task="classification", label_names=LABELS, as_reference=True)
+    pool = read_records(Path(out["canaries"].pool_path), "jsonl")
+    ev = ctx.evidence.training
+    assert ev is not None
+    return canary_audit(model, tokenizer, base, base_tokenizer, pool=pool,
+                        inserted_ids=read_inserted_ids(Path(out["canaries"].inserted_ids_path)),
+                        ctx_task="classification", text_column="text", label_column="label", label_names=LABELS,
+                        prompt_column=None, completion_column=None, id_column="id", attacks=["loss", "reference"],
+                        canary_policy=canary_policy, delta=float(ev.delta or 0.0),
+                        accountant_epsilon=run.accountant_epsilon, batch_size=32, max_length=MAX_LEN, seed=0,
+                        device="cpu", source="pool")
+
+
+def test_fdp_and_steinke_bounds_over_several_thresholds_hold_under_dp_and_prove_the_overfit_leak(
+        world: World, overfit: RunResult, dp_runs: list[RunResult]) -> None:
+    policy = CanaryPolicy(enabled=True, pool_size=POOL, guess_fraction=0.3, guess_fractions=[0.1, 0.6],
+                          bounds=["steinke", "fdp"])
+    leaky = _reaudit_canaries(overfit, world.base, policy)
+    methods = {b.method for b in leaky.bounds}
+    assert methods == {"steinke-nasr-jagielski-2023", "mahloujifar-melis-chaudhuri-2025"}
+    assert len(leaky.bounds) == 6 and all(b.confidence == pytest.approx(1 - 0.05 / 6) for b in leaky.bounds)
+    gated = max(leaky.bounds, key=lambda b: b.epsilon_lower_bound)
+    assert leaky.epsilon_lower_bound == gated.epsilon_lower_bound > 1.0 and leaky.method == gated.method
+    assert (leaky.guesses, leaky.correct) == (gated.guesses, gated.correct)
+    for method in methods:  # each bound on its own proves the leak
+        assert max(b.epsilon_lower_bound for b in leaky.bounds if b.method == method) > 1.0
+    for run in dp_runs:
+        audit = _reaudit_canaries(run, world.base, policy)
+        assert run.accountant_epsilon is not None and audit.delta == 1e-4
+        assert all(b.epsilon_lower_bound <= run.accountant_epsilon for b in audit.bounds)
+        assert not audit.violation
+
+
 def test_canary_secrets_stay_in_private_files_and_out_of_evidence(overfit: RunResult) -> None:
     out = overfit.ctx.outputs["canaries"]
     for key in ("pool_path", "inserted_path", "inserted_ids_path"):
@@ -393,9 +434,6 @@ def test_cli_audit_membership_blocks_the_overfit_model_with_exit_code_1(world: W
 
 def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_secrets(world: World) -> None:
     """A tiny GPT-2 trained hard on its records and on half of a pool of secret-code canaries."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
     from govern.data.io import read_records
 
     run_dir = world.root / "run-causal"
@@ -411,29 +449,8 @@ def test_causal_lm_audit_adds_min_k_and_zlib_and_measures_exposure_of_memorised_
     ctx.outputs["canaries"] = CanaryStage(seed=5).run(ctx).outputs
     records = read_records(world.train)[:60] + read_records(Path(ctx.outputs["canaries"].inserted_path))
 
-    tokenizer = AutoTokenizer.from_pretrained(str(world.base))
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=1, n_head=2,
-                                       n_positions=40, pad_token_id=tokenizer.pad_token_id,
-                                       bos_token_id=None, eos_token_id=None))
     base_dir, model_dir = run_dir / "base", run_dir / "model"
-    for folder in (base_dir, model_dir):
-        tokenizer.save_pretrained(folder)
-    model.save_pretrained(base_dir)
-    enc = tokenizer([r["text"] for r in records], add_special_tokens=False, padding="max_length", truncation=True,
-                    max_length=32, return_tensors="pt")
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(40):
-        for start in range(0, len(records), 16):
-            batch = slice(start, start + 16)
-            loss = model(input_ids=enc["input_ids"][batch], attention_mask=enc["attention_mask"][batch],
-                         labels=labels[batch]).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.save_pretrained(model_dir)
+    train_memorising_gpt2(world.base, [r["text"] for r in records], base_dir, model_dir)
     ctx.outputs["training"] = TrainingOutputs(model_dir=str(model_dir), base_model_path=str(base_dir),
                                               label_names=[], task="causal-lm", device="cpu")
     ev = MembershipStage().run(ctx).evidence
