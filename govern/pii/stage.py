@@ -62,7 +62,13 @@ class PIIStage:
         settings = self._settings(ctx)
         key = load_or_create_key(ctx.db_url or None)
         inputs = [ScanInput("train", Path(data["train_path"]), fmt), ScanInput("eval", Path(data["eval_path"]), fmt)]
-        report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
+        if ctx.config.pii.backend == "ray":
+            from govern.pii.ray_backend import ray_address, scan_files_ray
+
+            report = scan_files_ray(inputs, settings, key, ctx.progress, ray_address(ctx.config.ray.address),
+                                    ctx.config.ray.actors)
+        else:
+            report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
         evidence = report.evidence
         to_redact = [(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
                      if row.action == "redact"]
