@@ -118,6 +118,8 @@ class RayConfig(Strict):
     address: str | None = Field(default=None, description="Ray cluster address (ray://head:10001, auto); "
                                 "default $RAY_ADDRESS, else a Ray instance started on this machine.")
     actors: int | None = Field(default=None, ge=1, description="Scanner actors (default: one per cluster CPU).")
+    shards: int | None = Field(default=None, ge=1, description="Shards of the redacted copy (default: one per "
+                               "cluster CPU).")
 
 
 class LoraSettings(Strict):

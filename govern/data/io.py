@@ -111,6 +111,11 @@ def iter_records(path: Path, fmt: str = "auto", *, batch_size: int = 1000,
     """
     path = Path(path)
     check_data_file(path)
+    if path.name.endswith(".shards.json"):  # a sharded data set (see govern.data.shards): one stream
+        from govern.data.shards import iter_sharded
+
+        yield from iter_sharded(path, batch_size, max_record_bytes)
+        return
     resolved = detect_format(path, fmt)
     if resolved == "jsonl":
         yield from _iter_jsonl(path, max_record_bytes)

@@ -26,6 +26,7 @@ travels only in Ray's in-memory task specs: no file, no environment variable, no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import time
@@ -259,6 +260,8 @@ def _run(ray: Any, resolved: list[tuple[ScanInput, Format]], settings: ScanSetti
     """Run the read → scan pipeline; the rows per file, and the number of scanner actors."""
     from ray.data import DataContext
 
+    # Ray Data logs each execution's start, end and settings at INFO/WARNING: noise on govern's stderr.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # ours has records/s; Ray's would interleave with it
     context.print_on_execution_start = False
@@ -306,3 +309,118 @@ def ray_address(configured: str | None) -> str:
     import os
 
     return configured or os.environ.get("RAY_ADDRESS") or LOCAL_ADDRESS
+
+
+# ---------------------------------------------------------------------------------------- redaction
+def _read_groups(path: str, fmt: Format, per_shard: int) -> Iterator[Any]:
+    """Blocks of one file for redaction: one row per output shard (``seq``, pickled records)."""
+    import pyarrow as pa
+
+    from govern.data.io import iter_records
+
+    group: list[tuple[int, dict[str, Any]]] = []
+    seq = 0
+    for located in iter_records(Path(path), fmt):
+        group.append(located)
+        if len(group) >= per_shard:
+            yield pa.table({"seq": [seq], "chunk": [pickle.dumps(group, protocol=5)]})
+            group, seq = [], seq + 1
+    if group or seq == 0:  # an empty file still gets one (empty) shard: the manifest lists it
+        yield pa.table({"seq": [seq], "chunk": [pickle.dumps(group, protocol=5)]})
+
+
+def _group_source(path: Path, fmt: Format, per_shard: int) -> Any:
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    class GovernShardGroups(Datasource):
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]  # Datasource.__init__ is unannotated in ray 2.60
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return path.stat().st_size
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context: Any = None) -> list[Any]:
+            meta = BlockMetadata(num_rows=None, size_bytes=path.stat().st_size, exec_stats=None,
+                                 input_files=(str(path),))
+            return [ReadTask(lambda: _read_groups(str(path), fmt, per_shard), meta)]
+
+        def get_name(self) -> str:
+            return "GovernShardGroups"
+
+    return GovernShardGroups()
+
+
+def _redact_shard(batch: dict[str, Any], *, out_dir: str, name: str, suffix: str, fmt: Format,
+                  redaction: dict[str, Any]) -> dict[str, Any]:
+    """A Ray task: redact one group of records and write it as one shard; returns its manifest entry."""
+    from govern.data.io import write_records
+    from govern.data.shards import shard_entry
+    from govern.pii.redact import redact_records
+
+    entries: list[str] = []
+    for seq, chunk in zip(batch["seq"], batch["chunk"], strict=True):
+        target = Path(out_dir) / f"{name}-{int(seq):05d}{suffix}"
+        count = write_records(target, redact_records(pickle.loads(chunk), **redaction), fmt)
+        entries.append(shard_entry(target, count, Path(out_dir)).model_dump_json())
+    return {"seq": batch["seq"], "entry": entries}
+
+
+def redact_on_ray(source: Path, fmt: Format, out_dir: Path, name: str,
+                  findings: list[tuple[int, PIIFindingRow]], *, mode: str, key: PIIKey, table: Any,
+                  columns: list[str] | None = None, exclude_columns: list[str] | None = None,
+                  pseudonym_fields: set[str] | None = None,
+                  key_findings: list[tuple[int, PIIFindingRow]] | None = None,
+                  records: int, shards: int | None = None, address: str | None = None) -> tuple[Path, int]:
+    """:func:`govern.pii.redact.redact_file` on Ray: ``source`` redacted into ``shards`` shards under
+    ``out_dir`` (one Ray task each) plus the manifest ``<name>.shards.json`` that every later stage
+    reads as one file (:mod:`govern.data.shards`). ``records``: the file's record count (from the
+    scan), to size the shards. Returns the manifest's path and the number of records written.
+
+    ``table`` is the data set's :class:`~govern.pii.redact.PseudonymTable`. Its numbers are fixed here,
+    in the driver, in finding order, before any shard is redacted: shards run in parallel, and "the
+    same value gets the same token everywhere" must not depend on which shard ran first.
+    """
+    from govern.data.shards import MANIFEST_SUFFIX, ShardEntry, write_manifest
+
+    ray = import_ray()
+    for _, row in findings:
+        table.reserve(row.entity_type, row.value_hmac)
+    started = _connect(ray, address)
+    try:
+        from ray.data import DataContext
+
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        DataContext.get_current().enable_progress_bars = False
+        n = shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        per_shard = max(1, -(-records // n))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        redaction = {"findings": findings, "mode": mode, "key": key, "table": table, "columns": columns,
+                     "exclude_columns": exclude_columns, "pseudonym_fields": pseudonym_fields,
+                     "key_findings": key_findings}
+        dataset = ray.data.read_datasource(_group_source(source, fmt, per_shard), num_cpus=0).map_batches(
+            _redact_shard, batch_size=1, batch_format="numpy",
+            fn_kwargs={"out_dir": str(out_dir), "name": name, "suffix": source.suffix or f".{fmt}", "fmt": fmt,
+                       "redaction": redaction})
+        entries = sorted(((int(r["seq"]), ShardEntry.model_validate_json(r["entry"]))
+                          for r in dataset.iter_rows()), key=lambda e: e[0])
+    finally:
+        if started:
+            ray.shutdown()
+    manifest_path = out_dir / f"{name}{MANIFEST_SUFFIX}"
+    manifest = write_manifest(manifest_path, fmt, [e for _, e in entries])
+    return manifest_path, manifest.records
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Connected to Ray for the duration (one start for a stage's scan and redactions, not three);
+    stopped again at the end only when started here."""
+    ray = import_ray()
+    started = _connect(ray, address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -22,11 +22,12 @@ from govern.errors import DataError
 from govern.pii import scan_paths
 from govern.pii.keys import PIIKey
 from govern.pii.scanner import ScanReport
+from govern.policy import load_policy
 from tests.conftest import PROJECT_ROOT, skip_or_fail
 from tests.pii.conftest import PLANTED, make_policy, planted_records, write_jsonl
 
 #: enough records per file for several scanner chunks (256 records each)
-COPIES = 70
+COPIES = 30
 
 
 @pytest.fixture(scope="module")
@@ -80,76 +81,98 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 KEY = PIIKey(key=bytes(range(32)))
 
 
-def _findings(report: ScanReport) -> list[tuple[Any, ...]]:
-    return [(f.file, f.line, f.record_id, f.field, f.entity_type, f.start, f.end, f.score, f.value_hmac)
-            for f in report.findings]
+class CliScan(NamedTuple):
+    code: int
+    out: str
+    err: str
+    db: Path
+    document: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def both(ray_session: Path, corpus: dict[str, Path]) -> tuple[ScanReport, ScanReport]:
-    """One Ray scan of every input together (one Ray job: the tests stay fast), and the local scan."""
-    paths = list(corpus.values())
-    on_ray = scan_paths(paths, make_policy(), key=KEY, ray_address="local")
-    local = scan_paths(paths, make_policy(), key=KEY, workers=1)
-    return on_ray, local
+def cli_scan(ray_session: Path, corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> CliScan:
+    """``govern scan <every input> --ray --format json``, in-process, on the module's cluster (one Ray
+    job for all four inputs: the tests stay fast), recorded in a lineage DB of its own."""
+    import contextlib
+    import io
+
+    from govern.cli import main
+
+    db = tmp_path_factory.mktemp("scan-db") / "lineage.db"
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.argv
+    sys.argv = ["govern", "scan", *map(str, corpus.values()), "--ray", "--format", "json", "--db", f"sqlite:///{db}"]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        sys.argv = old
+    return CliScan(code, out.getvalue(), err.getvalue(), db, json.loads(out.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def local_scan(cli_scan: CliScan, corpus: dict[str, Path]) -> ScanReport:
+    """The local process-pool scan of the same inputs with the same key (that of the scan's DB)."""
+    from govern.pii.keys import load_or_create_key
+
+    return scan_paths(list(corpus.values()), load_policy("default").policy,
+                      key=load_or_create_key(f"sqlite:///{cli_scan.db}"), workers=2)
+
+
+_FIELDS = ("file", "line", "record_id", "field", "entity_type", "start", "end", "score", "value_hmac", "action")
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet", "shards"])
-def test_ray_scan_finds_exactly_what_the_local_scanner_finds(both: tuple[ScanReport, ScanReport],
+def test_ray_scan_finds_exactly_what_the_local_scanner_finds(cli_scan: CliScan, local_scan: ScanReport,
                                                             corpus: dict[str, Path], kind: str) -> None:
-    on_ray, local = both
-    shown = {f.display_path for f in local.files if Path(f.path).is_relative_to(corpus[kind])
-             or Path(f.path) == corpus[kind]}
+    shown = {f.display_path for f in local_scan.files
+             if Path(f.path) == corpus[kind] or Path(f.path).is_relative_to(corpus[kind])}
     assert shown
-    ray_rows = [f for f in _findings(on_ray) if f[0] in shown]
-    local_rows = [f for f in _findings(local) if f[0] in shown]
+    on_ray = [tuple(f[k] for k in _FIELDS) for f in cli_scan.document["findings"] if f["file"] in shown]
+    local = [tuple(getattr(f, k) for k in _FIELDS) for f in local_scan.findings if f.file in shown]
     # every planted value in every copy: found once, at the same line/row, field, span and keyed hash
-    assert len(local_rows) >= len(PLANTED) * COPIES
-    assert ray_rows == local_rows
-    ray_files = [f.model_dump(exclude={"path"}) for f in on_ray.files if f.display_path in shown]
-    assert ray_files == [f.model_dump(exclude={"path"}) for f in local.files if f.display_path in shown]
+    assert len(local) >= len(PLANTED) * COPIES
+    assert on_ray == local
 
 
-def test_ray_evidence_matches_local_evidence(both: tuple[ScanReport, ScanReport]) -> None:
-    on_ray, local = both
+def test_ray_evidence_matches_local_evidence(cli_scan: CliScan, local_scan: ScanReport) -> None:
     volatile = {"duration_s", "workers"}
-    assert on_ray.evidence.model_dump(exclude=volatile) == local.evidence.model_dump(exclude=volatile)
-    assert on_ray.evidence.workers == 2  # one scanner actor per CPU of the cluster
+    evidence = {k: v for k, v in cli_scan.document["evidence"].items() if k not in volatile}
+    assert evidence == local_scan.evidence.model_dump(mode="json", exclude=volatile)
+    assert cli_scan.document["evidence"]["workers"] == 2  # one scanner actor per CPU of the cluster
 
 
-def test_cli_scan_on_ray_records_findings_but_no_value_or_key_anywhere(
-        ray_session: Path, corpus: dict[str, Path], workdir: Path, govern_cli: Any) -> None:
+def test_ray_scan_is_recorded_and_no_value_or_key_is_anywhere(cli_scan: CliScan, ray_session: Path,
+                                                              govern_cli: Any) -> None:
     from govern.lineage import LineageStore
-    from govern.lineage.store import default_db_url
     from govern.pii.keys import load_or_create_key
 
-    code, out, err = govern_cli("scan", str(corpus["shards"]), "--ray", "--format", "json")
-    assert code == 1, err  # the default policy blocks card numbers and SSNs
-    document = json.loads(out)
-    assert document["evidence"]["records_scanned"] == len(planted_records()) * COPIES
-    assert "blocked" in err
-    code, verified, _ = govern_cli("lineage", "verify")
+    assert cli_scan.code == 1, cli_scan.err  # the default policy blocks card numbers and SSNs
+    assert "blocked" in cli_scan.err and "Traceback" not in cli_scan.err
+    url = f"sqlite:///{cli_scan.db}"
+    code, verified, _ = govern_cli("lineage", "verify", "--db", url)
     assert code == 0, verified
-
-    key = load_or_create_key(default_db_url())
-    with LineageStore.open(default_db_url(), read_only=True) as store:
+    with LineageStore.open(url, read_only=True) as store:
         run = store.get_run("latest")
         assert run.kind == "scan" and run.decision == "block"
         rows = store.pii_findings(run.id)
-        assert len(rows) == len(document["findings"])
-        assert {r.entity_type for r in rows} >= {"EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN"}
-        assert all(len(r.value_hmac) == 64 for r in rows)
-    db_bytes = (workdir / ".govern" / "lineage.db").read_bytes()
+    assert len(rows) == len(cli_scan.document["findings"])
+    assert {r.entity_type for r in rows} >= {"EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN"}
+    key = load_or_create_key(url)
     secrets = [v.encode() for v in PLANTED.values()] + [key.key.hex().encode(), key.key]
+    db_bytes = cli_scan.db.read_bytes()
     for secret in secrets:
         assert secret not in db_bytes
-        assert secret.decode("latin-1") not in out and secret.decode("latin-1") not in err
+        assert secret.decode("latin-1") not in cli_scan.out + cli_scan.err
     # Ray's session folder: logs of the driver, raylet, GCS and every worker and actor
-    for path in ray_session.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            leaked = [s for s in secrets if s in data]
-            assert not leaked, f"{path} holds a planted value or the HMAC key"
+    files = [p for p in ray_session.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.suffix in (".out", ".err", ".log") for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not [s for s in secrets if s in data], f"{path} holds a planted value or the HMAC key"
 
 
 def test_bad_line_in_a_shard_names_its_file_and_line_on_ray(ray_session: Path, tmp_path: Path) -> None:
@@ -159,7 +182,7 @@ def test_bad_line_in_a_shard_names_its_file_and_line_on_ray(ray_session: Path, t
     (shards / "part-1.jsonl").write_text('{"text": "ok"}\n{"text": "jane.roe@example.org", oops}\n',
                                          encoding="utf-8")
     with pytest.raises(DataError) as info:
-        scan_paths([shards], make_policy(), key=KEY, ray_address="local")
+        scan_paths([shards], make_policy(), key=KEY, ray_address="local", workers=1)
     assert info.value.line == 2 and info.value.file.endswith("part-1.jsonl")
     assert "jane.roe" not in str(info.value)
 
@@ -179,3 +202,57 @@ def _env() -> dict[str, str]:
     import os
 
     return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+@pytest.mark.parametrize("mode", ["entity_type", "pseudonym"])
+def test_redaction_on_ray_writes_shards_and_a_manifest_that_reads_like_the_local_copy(
+        ray_session: Path, corpus: dict[str, Path], tmp_path: Path, mode: str) -> None:
+    from govern.data.io import read_records
+    from govern.data.validate import fingerprint_file
+    from govern.pii.ray_backend import redact_on_ray
+    from govern.pii.redact import PseudonymTable, redact_file
+
+    source = corpus["jsonl"]
+    report = scan_paths([source], make_policy(redaction=mode), key=KEY, workers=1)
+    located = list(zip(report.record_locations, report.findings, strict=True))
+    local = tmp_path / "local.jsonl"
+    redact_file(source, local, "jsonl", located, mode=mode, key=KEY, table=PseudonymTable(KEY),
+                pseudonym_fields={"id"})
+    manifest, written = redact_on_ray(source, "jsonl", tmp_path / "sharded", "train.redacted", located, mode=mode,
+                                      key=KEY, table=PseudonymTable(KEY), pseudonym_fields={"id"},
+                                      records=report.files[0].records_total, shards=8)
+    document = json.loads(manifest.read_text())
+    assert manifest.name == "train.redacted.shards.json" and len(document["shards"]) == 8
+    assert written == document["records"] == sum(s["records"] for s in document["shards"]) == len(_records())
+    # training reads the manifest like one file: the same records as the local redacted copy
+    assert read_records(manifest, "jsonl") == read_records(local, "jsonl")
+    assert fingerprint_file(manifest, "jsonl") == fingerprint_file(local, "jsonl")
+    for shard in (tmp_path / "sharded").glob("*.jsonl"):
+        text = shard.read_text(encoding="utf-8")
+        assert not [v for v in PLANTED.values() if v in text], shard
+
+
+def test_pii_stage_with_backend_ray_gives_the_local_evidence_and_a_sharded_copy_training_reads(
+        ray_session: Path, tmp_path: Path) -> None:
+    from govern.data.io import read_records
+    from govern.pii.stage import PIIStage
+    from tests.pii.test_stage_redaction import _context
+
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local_ctx = _context(tmp_path / "local", make_policy())
+    ray_ctx = _context(tmp_path / "ray", make_policy())
+    ray_ctx.db_url = local_ctx.db_url  # one lineage DB, one HMAC key: comparable hashes
+    ray_ctx.config = ray_ctx.config.model_copy(update={
+        "pii": ray_ctx.config.pii.model_copy(update={"backend": "ray"}),
+        "ray": ray_ctx.config.ray.model_copy(update={"shards": 3, "actors": 1})})
+    local, on_ray = PIIStage().run(local_ctx), PIIStage().run(ray_ctx)
+    volatile = {"duration_s", "workers", "redacted_files"}
+    assert on_ray.evidence.model_dump(exclude=volatile) == local.evidence.model_dump(exclude=volatile)
+    for role in ("train", "eval"):
+        manifest = Path(on_ray.outputs[f"{role}_path"])
+        assert manifest.name == f"{role}.redacted.shards.json"
+        # what the training stage does: read the path it is given, in the run's format
+        assert read_records(manifest, on_ray.outputs["format"]) == \
+            read_records(Path(local.outputs[f"{role}_path"]), local.outputs["format"])
+        assert on_ray.outputs[f"{role}_fingerprint"] == local.outputs[f"{role}_fingerprint"]
