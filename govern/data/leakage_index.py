@@ -68,6 +68,7 @@ class LeakageIndex:
         self._mult = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._text_keys: list[np.ndarray] = []
         self._sigs: list[np.ndarray] = []
+        self._band_chunks: list[np.ndarray] = []
         self._ids: list[str] = []
         self._frozen = False
 
@@ -81,12 +82,13 @@ class LeakageIndex:
         return out
 
     def _band_keys(self, sigs: np.ndarray) -> np.ndarray:
-        """(len, bands) uint64: one key per LSH band of each signature."""
-        wide = sigs.astype(np.uint64)
+        """(len, bands) uint64: one key per LSH band of each signature (a chunk at a time: the uint64
+        copy of a band is the largest temporary)."""
         keys = np.empty((len(sigs), len(self._bands)), dtype=np.uint64)
         with np.errstate(over="ignore"):  # wrap-around is the point (mod 2⁶⁴)
             for j, (lo, hi) in enumerate(self._bands):
-                keys[:, j] = (wide[:, lo:hi] * self._mult[lo:hi]).sum(axis=1, dtype=np.uint64) + np.uint64(j)
+                keys[:, j] = (sigs[:, lo:hi].astype(np.uint64) * self._mult[lo:hi]).sum(
+                    axis=1, dtype=np.uint64) + np.uint64(j)
         return keys
 
     def add_train(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -96,7 +98,9 @@ class LeakageIndex:
             normalised = [normalise_text(t) for t, _ in chunk]
             self._text_keys.append(np.fromiter((_text_key(t) if t else 0 for t in normalised), dtype=np.uint64,
                                                count=len(chunk)))
-            self._sigs.append(self._signatures(normalised))
+            sigs = self._signatures(normalised)
+            self._sigs.append(sigs)
+            self._band_chunks.append(self._band_keys(sigs))
             self._ids.extend(i for _, i in chunk)
 
     def _freeze(self) -> None:
@@ -104,17 +108,19 @@ class LeakageIndex:
             return
         self._frozen = True
         keys = np.concatenate(self._text_keys) if self._text_keys else np.empty(0, np.uint64)
-        self._sig = np.concatenate(self._sigs) if self._sigs else np.empty((0, self.num_perm), np.uint32)
-        self._text_keys, self._sigs = [], []
+        self._text_keys = []
         # exact: unique text keys, each with its first train index (np.unique returns first occurrences)
         self._exact_keys, self._exact_first = np.unique(keys, return_index=True)
-        empty_signature = (self._sig == np.iinfo(np.uint32).max).all(axis=1)
-        bands = self._band_keys(self._sig)
+        del keys
+        self._sig = _concatenate(self._sigs, (0, self.num_perm), np.uint32)
+        bands = _concatenate(self._band_chunks, (0, len(self._bands)), np.uint64)
+        rows = np.flatnonzero(~(self._sig == np.iinfo(np.uint32).max).all(axis=1))
         self._band_sorted: list[tuple[np.ndarray, np.ndarray]] = []
         for j in range(bands.shape[1]):
-            rows = np.flatnonzero(~empty_signature)
-            order = rows[np.argsort(bands[rows, j], kind="stable")]
-            self._band_sorted.append((bands[order, j], order))
+            column = bands[rows, j]
+            order = np.argsort(column, kind="stable")
+            self._band_sorted.append((column[order], rows[order]))
+        del bands
 
     # ---------------------------------------------------------------------------------------- query
     def check(self, eval_pairs: Iterable[tuple[str, str]]) -> LeakageEvidence:
@@ -183,6 +189,17 @@ class LeakageIndex:
         if not found:
             return np.empty(0, dtype=np.int64)
         return np.unique(np.concatenate(found))
+
+
+def _concatenate(chunks: list[np.ndarray], empty: tuple[int, int], dtype: type) -> np.ndarray:
+    """The chunks as one array, emptying the list as it goes (peak: the result plus one chunk)."""
+    out: np.ndarray = np.empty((sum(len(c) for c in chunks), empty[1]), dtype=dtype)
+    at = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        out[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    return out
 
 
 def check_leakage_streaming(train: Iterable[tuple[str, str]], eval_: Iterable[tuple[str, str]], *,
