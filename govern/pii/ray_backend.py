@@ -54,6 +54,9 @@ from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
 #: What ``--ray`` without an address means: start a Ray instance on this machine for the scan.
 LOCAL_ADDRESS = "local"
 EXTRA_HINT = "the Ray backend needs the govern[ray] extra: pip install 'govern[ray]'"
+#: Ray's start-up waits, raised for a Ray started on this machine: on a busy small machine the raylet
+#: and its agent take longer than Ray's defaults (the raylet then aborts and ``ray.init`` times out).
+LOCAL_START_WAITS = {"RAY_raylet_start_wait_time_s": "180", "RAY_agent_register_timeout_ms": "180000"}
 
 
 def import_ray() -> Any:
@@ -182,6 +185,10 @@ def _connect(ray: Any, address: str | None) -> bool:
     common = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address in (None, "", LOCAL_ADDRESS):
+            import os
+
+            for name, value in LOCAL_START_WAITS.items():  # a user's own setting wins
+                os.environ.setdefault(name, value)
             ray.init(include_dashboard=False, **common)
         else:
             ray.init(address=address, **common)

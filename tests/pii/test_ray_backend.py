@@ -22,6 +22,7 @@ import pytest
 from govern.errors import DataError
 from govern.pii import scan_paths
 from govern.pii.keys import PIIKey
+from govern.pii.ray_backend import LOCAL_START_WAITS
 from govern.pii.scanner import ScanReport
 from govern.policy import load_policy
 from tests.conftest import PROJECT_ROOT, skip_or_fail
@@ -40,8 +41,10 @@ def ray_session() -> Iterator[Path]:
         skip_or_fail("needs the govern[ray] extra (pip install 'govern[ray]')")
     # A short folder: Ray's unix sockets live under it, and their paths are limited to 107 bytes.
     temp = Path(tempfile.mkdtemp(prefix="govray", dir="/tmp"))
-    # On a busy 2-core machine the raylet can take longer to register than Ray's default 30 s.
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
+    # On a busy 2-core machine the raylet (and the agent it waits for) can take longer to come up than
+    # Ray's defaults allow; the raylet then aborts and ray.init times out.
+    for name, value in LOCAL_START_WAITS.items():
+        os.environ.setdefault(name, value)
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), _node_ip_address="127.0.0.1",
              log_to_driver=False)
     try:
