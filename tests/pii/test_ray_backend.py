@@ -45,8 +45,12 @@ def ray_session() -> Iterator[Path]:
     # Ray's defaults allow; the raylet then aborts and ray.init times out.
     for name, value in LOCAL_START_WAITS.items():
         os.environ.setdefault(name, value)
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), _node_ip_address="127.0.0.1",
-             log_to_driver=False)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
     try:
         yield temp
     finally:
