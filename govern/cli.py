@@ -637,6 +637,11 @@ def scan_command(
     fingerprint_key_file: Annotated[Path | None, typer.Option(
         "--fingerprint-key-file", help="Key (hex, mode 0600) for SARIF fingerprints that stay stable across "
         "lineage DBs (default: $GOVERN_SARIF_KEY).")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Scan on a Ray cluster (the govern[ray] extra); "
+                                      "--workers is then the number of scanner actors.")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster for --ray (ray://head:10001, auto; default $RAY_ADDRESS, "
+        "else a Ray instance started on this machine).")] = None,
 ) -> None:
     """Scan data files (a folder: every data file under it) for personal data (the pre-merge gate).
     Exit 0 clean, 1 findings the policy blocks, 2 error. Findings hold types, locations and keyed
@@ -654,7 +659,8 @@ def scan_command(
         out = None
     with progress_bars(enabled=err_console.is_terminal) as progress:
         report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes,
-                              record=not no_record, fingerprint_key=fingerprint_key)
+                              record=not no_record, fingerprint_key=fingerprint_key,
+                              ray_address=_ray_target(ray, ray_address))
     if output_format == "table":
         if out is not None:
             with open(out, "w", encoding="utf-8") as fh:
@@ -685,15 +691,26 @@ def scan_command(
 
 def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
                  db: str | None, max_record_bytes: int | None = None, *, record: bool = True,
-                 fingerprint_key: Any = None) -> Any:
+                 fingerprint_key: Any = None, ray_address: str | None = None) -> Any:
     """The scan, recorded in the lineage DB as a run of kind ``scan`` (unless ``record`` is false)."""
     from govern import api
 
     run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db,
-                              max_record_bytes=max_record_bytes, record=record, fingerprint_key=fingerprint_key)
+                              max_record_bytes=max_record_bytes, record=record, fingerprint_key=fingerprint_key,
+                              ray_address=ray_address)
     if run_id is not None:
         err_console.print(f"recorded as {run_id}", highlight=False)
     return report
+
+
+def _ray_target(ray: bool, address: str | None) -> str | None:
+    """The Ray address for ``--ray``/``--ray-address`` (None: the local process pool)."""
+    if not ray and address is None:
+        return None
+    from govern.pii.ray_backend import import_ray, ray_address
+
+    import_ray()  # without the extra: a clear message naming it, before any file or DB work
+    return ray_address(address)
 
 
 # ---------------------------------------------------------------------------------------- training

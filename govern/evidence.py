@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from govern.config import FileFormat
+
 
 class EvidenceModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,7 +25,7 @@ class EvidenceModel(BaseModel):
 class FileRecord(EvidenceModel):
     role: str = Field(description="train, eval, or another name for standalone scans.")
     path: str
-    format: Literal["jsonl", "csv", "parquet"]
+    format: FileFormat
     sha256: str = Field(description="Digest of the file's bytes.")
     size_bytes: int
     rows: int

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from govern.config import RunConfig, canonical_json
+from govern.config import FileFormat, RunConfig, canonical_json
 from govern.errors import StageError
 from govern.evidence import Evidence, EvidenceModel
 
@@ -106,7 +106,7 @@ class DataFiles(StageOutputs):
 
     train_path: str
     eval_path: str
-    format: str
+    format: FileFormat
     train_fingerprint: str
     eval_fingerprint: str
     #: The data stage's sorted train labels (classification; empty otherwise).

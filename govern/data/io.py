@@ -21,11 +21,13 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from govern.config import FileFormat
 from govern.errors import DataError
 
-Format = Literal["jsonl", "csv", "parquet"]
+#: The data modules' name for a file format (one definition: ``govern.config.FileFormat``).
+Format = FileFormat
 
 #: Suffix → format. Compression is not supported: fingerprints and line numbers refer to plain files.
 SUFFIX_FORMATS: dict[str, Format] = {
@@ -111,6 +113,11 @@ def iter_records(path: Path, fmt: str = "auto", *, batch_size: int = 1000,
     """
     path = Path(path)
     check_data_file(path)
+    if path.name.endswith(".shards.json"):  # a sharded data set (see govern.data.shards): one stream
+        from govern.data.shards import iter_sharded
+
+        yield from iter_sharded(path, batch_size, max_record_bytes)
+        return
     resolved = detect_format(path, fmt)
     if resolved == "jsonl":
         yield from _iter_jsonl(path, max_record_bytes)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govern.data.io import check_data_file
-from govern.data.leakage import check_leakage
-from govern.data.validate import LoadedDataset, check_label_sets, load_dataset
+from govern.data.io import check_data_file, iter_records
+from govern.data.leakage_index import check_leakage_streaming
+from govern.data.validate import LoadedDataset, check_label_sets, load_dataset, record_text
 from govern.errors import DataError
 from govern.evidence import DataEvidence
 from govern.stage import (
@@ -46,7 +46,9 @@ class DataStage:
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.config.data
         task = ctx.config.task
-        train = load_dataset(Path(cfg.train), cfg, "train", task)
+        # The training file is streamed (not held): at millions of records its contents would dominate
+        # memory. Eval records are kept for the label check.
+        train = load_dataset(Path(cfg.train), cfg, "train", task, keep_records=False)
         eval_ = load_dataset(Path(cfg.eval), cfg, "eval", task)
         if train.format != eval_.format:
             # Later stages write derived copies (the PII-redacted data) in one format and read both
@@ -56,9 +58,12 @@ class DataStage:
             )
         if task == "classification":
             check_label_sets(train, eval_, cfg)
-        leakage = check_leakage(
-            train.texts(cfg), train.ids, eval_.texts(cfg), eval_.ids, threshold=cfg.near_duplicate_threshold
-        )
+        # Streamed, in compact arrays (govern.data.leakage_index): same evidence as check_leakage.
+        train_pairs = ((record_text(r, cfg), i) for (_, r), i in
+                       zip(iter_records(train.path, train.format, max_record_bytes=cfg.max_record_bytes),
+                           train.ids, strict=True))
+        leakage = check_leakage_streaming(train_pairs, zip(eval_.texts(cfg), eval_.ids, strict=True),
+                                          threshold=cfg.near_duplicate_threshold)
         evidence = DataEvidence(
             files=[train.file, eval_.file],
             train_rows=len(train),

@@ -123,7 +123,7 @@ class LoadedDataset:
     labels: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.ids)  # records may not be kept (load_dataset(keep_records=False))
 
     def texts(self, cfg: DataConfig) -> list[str]:
         """The text each record contributes (text column, or prompt + completion)."""
@@ -172,8 +172,12 @@ def required_columns(cfg: DataConfig, task: str) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDataset:
+def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_records: bool = True) -> LoadedDataset:
     """Read and validate one data file against the run's data config.
+
+    ``keep_records=False`` streams: everything is checked and fingerprinted, but the records are not
+    kept (``records`` is empty; ids and locations are), so a training file of millions of records
+    costs its ids, not its contents.
 
     Checks, each failing with a :class:`DataError` that names file, line/record and field: the file
     exists and has records; every record has the required columns; the text (and prompt/completion)
@@ -255,11 +259,12 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
         for key in record:
             columns.setdefault(key, None)
         fingerprint.update(record)
-        records.append(record)
+        if keep_records:
+            records.append(record)
         ids.append(record_id)
         locations.append(location)
 
-    if not records:
+    if not ids:
         raise DataError(path, f"{role} data file has no records (only blank lines)")
 
     file_record = FileRecord(
@@ -268,7 +273,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str) -> LoadedDat
         format=fmt,
         sha256=file_sha256(path),
         size_bytes=path.stat().st_size,
-        rows=len(records),
+        rows=len(ids),
         columns=_recordable_columns(list(columns), set(required)),
         fingerprint=fingerprint.hexdigest(),
     )

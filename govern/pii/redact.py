@@ -14,7 +14,7 @@ Modes:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,12 @@ class PseudonymTable:
         if digest not in numbers:
             numbers[digest] = len(numbers) + 1
         return f"<{entity_type}_{numbers[digest]}>"
+
+    def reserve(self, entity_type: str, digest: str) -> None:
+        """Number the value with HMAC ``digest`` now (first appearance), without the value: lets the
+        Ray redaction fix every number in the driver before shards are redacted in parallel."""
+        numbers = self._numbers[entity_type]
+        numbers.setdefault(digest, len(numbers) + 1)
 
 
 def _operators(entities: set[str], mode: str, table: PseudonymTable | None) -> dict[str, OperatorConfig]:
@@ -72,6 +78,20 @@ def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, 
     the one the field paths show. A finding is matched to its raw key by its keyed hash.
     Returns the number of records written (all of them, redacted or not).
     """
+    located = iter_records(source, fmt)
+    return write_records(target, redact_records(located, findings, mode=mode, key=key, table=table, columns=columns,
+                                                exclude_columns=exclude_columns, pseudonym_fields=pseudonym_fields,
+                                                key_findings=key_findings), fmt)
+
+
+def redact_records(located: Iterable[tuple[int, dict[str, Any]]], findings: list[tuple[int, PIIFindingRow]], *,
+                   mode: str, key: PIIKey, table: PseudonymTable | None = None,
+                   columns: list[str] | None = None, exclude_columns: list[str] | None = None,
+                   pseudonym_fields: set[str] | None = None,
+                   key_findings: list[tuple[int, PIIFindingRow]] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of ``located`` (``(location, record)`` pairs, as the reader yields them) with every
+    finding's span replaced: the body of :func:`redact_file`, for callers that read and write
+    elsewhere (a shard of a Ray redaction). Arguments as there."""
     if table is None:
         table = PseudonymTable(key)
     by_location: dict[int, dict[str, list[PIIFindingRow]]] = defaultdict(lambda: defaultdict(list))
@@ -98,7 +118,7 @@ def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, 
         return hits
 
     def records() -> Iterator[dict[str, Any]]:
-        for location, record in iter_records(source, fmt):
+        for location, record in located:
             fields = by_location.get(location)
             if fields:
                 # Collect first, then write: replacing while walking would shift list/dict iteration.
@@ -124,4 +144,4 @@ def redact_file(source: Path, target: Path, fmt: str, findings: list[tuple[int, 
                     container.update((names.get(k, k), v) for k, v in items)
             yield record
 
-    return write_records(target, records(), fmt)
+    return records()

@@ -693,13 +693,19 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
                key: PIIKey | bytes | None = None, *, spacy_model: str = DEFAULT_SPACY_MODEL,
                workers: int | None = None, columns: list[str] | None = None,
                policy_file: str = "<policy>", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-               fingerprint_key: PIIKey | None = None) -> ScanReport:
+               fingerprint_key: PIIKey | None = None, ray_address: str | None = None) -> ScanReport:
     """Scan data files with ``policy.pii`` (the standalone ``govern scan``).
 
     Every field of every record is scanned (``columns`` restricts it); each file is its own data set,
     named by its path as shown. A directory stands for every data file under it (see
     :func:`expand_data_paths`). ``key`` defaults to the key of the default lineage DB.
+    ``ray_address``: scan on that Ray cluster instead (``local``: one started here), see
+    :mod:`govern.pii.ray_backend`; ``workers`` is then the number of scanner actors.
     """
+    if ray_address is not None:
+        from govern.pii.ray_backend import import_ray
+
+        import_ray()  # first: without the extra, say so before any key or file work
     if key is None:
         from govern.pii.keys import load_or_create_key
 
@@ -709,7 +715,12 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
     settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
                             columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes)
     inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in files]
-    report = scan_files(inputs, settings, pii_key, progress, workers, fingerprint_key)
+    if ray_address is not None:
+        from govern.pii.ray_backend import scan_files_ray
+
+        report = scan_files_ray(inputs, settings, pii_key, progress, ray_address, workers, fingerprint_key)
+    else:
+        report = scan_files(inputs, settings, pii_key, progress, workers, fingerprint_key)
     report.columns = locate_columns(report, pii_key)
     return report
 

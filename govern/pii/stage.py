@@ -17,6 +17,7 @@ The stage never stops the run itself: findings whose action is ``block`` are cou
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from govern.data.stage import DataOutputs
 from govern.pii.keys import load_or_create_key
@@ -73,12 +74,26 @@ class PIIStage:
         return digest_of(files, self._settings(ctx), key.key_id)
 
     def run(self, ctx: StageContext) -> StageResult:
+        if ctx.config.pii.backend == "ray":  # one Ray connection for the scan and both redactions
+            from govern.pii.ray_backend import ray_address, ray_session
+
+            with ray_session(ray_address(ctx.config.ray.address)):
+                return self._run(ctx)
+        return self._run(ctx)
+
+    def _run(self, ctx: StageContext) -> StageResult:
         data = self._data(ctx)
         fmt = data.format
         settings = self._settings(ctx)
         key = load_or_create_key(ctx.db_url or None)
         inputs = [ScanInput("train", Path(data.train_path), fmt), ScanInput("eval", Path(data.eval_path), fmt)]
-        report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
+        if ctx.config.pii.backend == "ray":
+            from govern.pii.ray_backend import ray_address, scan_files_ray
+
+            report = scan_files_ray(inputs, settings, key, ctx.progress, ray_address(ctx.config.ray.address),
+                                    ctx.config.ray.actors)
+        else:
+            report = scan_files(inputs, settings, key, ctx.progress, ctx.config.pii.workers)
         evidence = report.evidence
         to_redact = [(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
                      if row.action == "redact"]
@@ -98,13 +113,22 @@ class PIIStage:
         out_dir = ctx.stage_dir(self.name)
         for item in inputs:
             target = out_dir / f"{item.dataset}.redacted{item.path.suffix or '.' + fmt}"
-            rows = redact_file(
-                item.path, target, fmt, [(loc, row) for loc, row in to_redact if row.dataset == item.dataset],
+            redaction: dict[str, Any] = dict(
                 mode=mode, key=key, table=table, columns=settings.columns, exclude_columns=settings.exclude_columns,
                 pseudonym_fields={settings.id_column} if settings.id_column else set(),
                 key_findings=[(loc, row) for loc, row in zip(report.record_locations, report.findings, strict=True)
                               if row.dataset == item.dataset and row.field.endswith(KEY_MARKER)],
             )
+            mine = [(loc, row) for loc, row in to_redact if row.dataset == item.dataset]
+            if ctx.config.pii.backend == "ray":  # shards + manifest, read by later stages as one file
+                from govern.pii.ray_backend import ray_address, redact_on_ray
+
+                target, rows = redact_on_ray(
+                    item.path, fmt, out_dir / f"{item.dataset}.redacted", f"{item.dataset}.redacted", mine,
+                    records=sum(f.records_total for f in report.files if f.dataset == item.dataset),
+                    shards=ctx.config.ray.shards, address=ray_address(ctx.config.ray.address), **redaction)
+            else:
+                rows = redact_file(item.path, target, fmt, mine, **redaction)
             fingerprint = fingerprint_file(target, fmt)
             artifact = artifact_for(target, f"{item.dataset}.redacted", "dataset", dataset_fingerprint=fingerprint,
                                     rows=rows)
