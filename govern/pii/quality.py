@@ -29,12 +29,16 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from govern.errors import DataError
 from govern.evidence import PIIEntityQuality, PIIQuality
+
+if TYPE_CHECKING:
+    from govern.pii.analyzer import ConfiguredAnalyzer
+    from govern.pii.scanner import ScanSettings
 
 CONFIDENCE = 0.95
 NOT_MEASURED = "detection quality was not measured: the policy names no labeled sample (pii.quality.sample)"
@@ -214,3 +218,37 @@ def quality_table(quality: PIIQuality) -> list[list[str]]:
 
 
 QUALITY_HEADER = ["entity", "gold", "predicted", "precision [95% CI]", "recall [95% CI]", "F2", "min recall"]
+
+
+def sample_path(sample: str, policy_file: str) -> Path:
+    """The policy's sample path, relative to the policy file (as a shipped policy's other paths are)."""
+    path = Path(sample).expanduser()
+    if path.is_absolute() or policy_file.startswith("<"):
+        return path
+    policy = Path(policy_file)
+    return (policy.parent / path) if policy.exists() else path
+
+
+def analyzer_predictions(analyzer: ConfiguredAnalyzer) -> Analyze:
+    """``text → [(entity, start, end)]`` with the scan's own analyzer, entities, threshold and overlap rule."""
+    from govern.pii.analyzer import LANGUAGE, resolve_overlaps
+
+    def analyze(text: str) -> list[tuple[str, int, int]]:
+        results = analyzer.engine.analyze(text, language=LANGUAGE, entities=analyzer.entities,
+                                          score_threshold=analyzer.min_score)
+        return [(r.entity_type, r.start, r.end) for r in resolve_overlaps(results)]
+
+    return analyze
+
+
+def quality_for_settings(analyzer: ConfiguredAnalyzer, settings: ScanSettings) -> PIIQuality:
+    """The scan's quality evidence: measured on ``settings.quality_sample`` (``--quality``) or the
+    policy's ``pii.quality.sample``; otherwise a "not measured" record."""
+    policy = settings.policy.quality
+    if settings.quality_sample is not None:
+        path = Path(settings.quality_sample)
+    elif policy.sample is not None:
+        path = sample_path(policy.sample, settings.policy_file)
+    else:
+        return not_measured(policy.min_recall)
+    return measure_quality(path, analyzer_predictions(analyzer), analyzer.entities, policy.min_recall)
