@@ -74,7 +74,8 @@ class PIIStage:
         from govern.data.validate import fingerprint_file
 
         mode = ctx.policy.pii.redaction
-        table = PseudonymTable(key)  # one table for train and eval: one data set
+        # one table for train and eval: one data set, whose fingerprint seeds the fake names
+        table = PseudonymTable(key, seed=str(data.get("train_fingerprint") or ""))
         outputs: dict[str, Any] = dict(data)
         artifacts: list[ArtifactOut] = []
         redacted_files: dict[str, str] = {}
