@@ -121,7 +121,9 @@ def english_word_tables(nlp: Any) -> tuple[frozenset[str], frozenset[str], froze
 
 def _address_like(text: str, start: int, end: int) -> bool:
     """A number right before or after the words: "87 Jakobi 69", "Ibirapita 8057" — a street, not a person."""
-    return bool(re.search(r"\d[\w.]*\s*$", text[max(0, start - 12):start]) or re.match(r"\s*\d", text[end:end + 3]))
+    # same line only: a name on the line above an address ("Michael Urner\n\n11 Školní 939") is still a name
+    return bool(re.search(r"\d[\w.]*,?[ \t]*$", text[max(0, start - 12):start])
+                or re.match(r"[ \t]*\d", text[end:end + 3]))
 
 
 class PersonNameRecognizer(LocalRecognizer):
@@ -195,9 +197,10 @@ class PersonNameRecognizer(LocalRecognizer):
         if len(gap) <= 4 and gap.strip(" ,:\n\r\t!-") == "" and prev.lower in SALUTATIONS:
             if prev.lower in STRONG_SALUTATIONS:
                 return "strong"
-            # "my name is", "this is", "I am": an introduction
-            if prev.lower in ("is", "am", "im") and i >= 2 and words[i - 2].lower not in ("name", "this", "i", "it's"):
-                return None
+            # "my name is", "her maiden name is", "I am": an introduction; other "is"/"am" say nothing
+            if prev.lower in ("is", "am", "im"):
+                before = words[i - 2].lower if i >= 2 else ""
+                return "strong" if before in ("name", "i") or prev.lower == "im" else None
             return "salutation"
         return None
 
@@ -231,6 +234,10 @@ class PersonNameRecognizer(LocalRecognizer):
             inside = inside[:-1]
         if not inside:
             return None
+        at = words.index(inside[0])
+        if inside[0].lower in ("the", "a", "an") or (at > 0 and words[at - 1].lower == "the"
+                                                     and text[words[at - 1].end:inside[0].start] == " "):
+            return None  # "the Beatles", "The Dimensions": things and bands
         if any(w.lower in STOPPERS for w in inside):
             return None
         first_index = words.index(inside[0])
@@ -287,6 +294,7 @@ class PersonNameRecognizer(LocalRecognizer):
         from govern.pii.names import COMMON_RANK
 
         lead_context = context
+        original = run
         while run and (run[0].lower in TITLES or run[0].lower in SALUTATIONS
                        or (run[0].ambiguous and run[0].first != COMMON_RANK and len(run) > 1)):
             if run[0].lower in TITLES:
@@ -300,13 +308,17 @@ class PersonNameRecognizer(LocalRecognizer):
             run = run[:-1]
         if not run:
             return None
+        if run[0] is not original[0] and original[0].lower in ("the", "a", "an"):
+            return None  # "The Princess Royal", "The Dimensions of a Shadow": titles of things, not people
         start, end = run[0].start, run[-1].end
         if lead_context != "title" and _address_like(text, start, end):
             return None
         names = [w for w in run if w.lower not in PARTICLES]
         known = [w for w in names if w.first or w.last]
         clear = [w for w in known if not w.ambiguous]
-        if lead_context == "title" and len(names) <= 3 and (names[0].cap or known):
+        if len(names) == 1 and names[0].text.isupper() and len(names[0].text) <= 4:
+            return None  # "VOV", "NYC": acronyms and codes
+        if lead_context == "title" and len(names) <= 3 and (names[0].cap or (known and not names[0].ambiguous)):
             return start, end, 0.85, "title or role before a name"
         overlaps = [label for s, e, label in other_ents if s < end and start < e]
         overlaps_other = bool(overlaps)

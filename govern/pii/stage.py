@@ -54,6 +54,12 @@ class PIIStage:
         data = self._data(ctx)
         key = load_or_create_key(ctx.db_url or None)
         files = [file_sha256(Path(data[k])) for k in ("train_path", "eval_path")]
+        sample = ctx.policy.pii.quality.sample
+        if sample is not None:  # a changed labeled sample must re-score, not reuse the old quality evidence
+            from govern.pii.quality import sample_path
+
+            path = sample_path(sample, str(ctx.config.policy))
+            files.append(file_sha256(path) if path.is_file() else f"missing:{path}")
         return digest_of(files, self._settings(ctx), key.key_id)
 
     def run(self, ctx: StageContext) -> StageResult:

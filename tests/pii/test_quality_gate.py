@@ -140,3 +140,31 @@ def test_a_bad_labeled_sample_names_the_file_line_and_field(tmp_path: Path, gove
     assert "labeled.jsonl, line 2, field 'spans.0'" in message and "Kwame" not in message
     code, out, err = govern_cli("scan", str(_data(tmp_path)), "--no-record", "--quality", str(bad))
     assert code == 2 and "line 2, field 'spans.0'" in err and "Traceback" not in out + err and "Kwame" not in out + err
+
+
+def test_a_changed_labeled_sample_is_scored_again_on_resume(tmp_path: Path) -> None:
+    from govern.config import RunConfig
+    from govern.data.stage import DataStage
+    from govern.evidence import Evidence
+    from govern.pii.stage import PIIStage
+    from govern.policy import load_policy
+    from govern.stage import StageContext
+
+    sample = write_jsonl(tmp_path / "labeled.jsonl", [{"text": "mail a@example.org", "spans": [
+        {"entity_type": "EMAIL_ADDRESS", "start": 5, "end": 18}]}])
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("apiVersion: govern.dev/v1\nkind: Policy\nmetadata: {name: q, version: '1'}\n"
+                           "pii:\n  quality:\n    sample: labeled.jsonl\n    min_recall: {EMAIL_ADDRESS: 1.0}\n",
+                           encoding="utf-8")
+    data = write_jsonl(tmp_path / "train.jsonl", [{"id": f"t{i}", "text": "The router reboots.", "label": "ab"[i % 2]}
+                                                  for i in range(3)])
+    config = RunConfig.model_validate({"data": {"train": str(data), "eval": str(data)}, "policy": str(policy_file)})
+    ctx = StageContext(run_id="r", config=config, run_dir=tmp_path / "run", policy=load_policy(policy_file).policy,
+                       evidence=Evidence(), db_url=f"sqlite:///{tmp_path / 'lineage.db'}")
+    ctx.outputs["data"] = DataStage().run(ctx).outputs
+    result = PIIStage().run(ctx)
+    quality = result.evidence.quality
+    assert quality is not None and quality.measured and quality.entities[0].recall == 1.0
+    before = PIIStage().input_digest(ctx)
+    write_jsonl(sample, [{"text": "mail b@example.org", "spans": [{"entity_type": "EMAIL_ADDRESS", "start": 5, "end": 18}]}])
+    assert PIIStage().input_digest(ctx) != before
