@@ -455,7 +455,8 @@ def _bundle_artifact(bundle: Path) -> Any:
 def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | None = None,
          progress: Progress | None = None, workers: int | None = None, db_url: str | None = None,
          max_record_bytes: int | None = None, record: bool = True,
-         fingerprint_key: Any = None, ray_address: str | None = None) -> tuple[str | None, Any]:
+         fingerprint_key: Any = None, ray_address: str | None = None,
+         quality_sample: Path | None = None) -> tuple[str | None, Any]:
     """``govern scan``: PII scan of data files, gated by the policy and recorded (run kind ``scan``).
 
     Returns (run id, :class:`govern.pii.ScanReport`). The keyed hashes use the key that belongs to the
@@ -464,6 +465,7 @@ def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | Non
     hashes use a key that lives in memory for this scan only, and the run id is None.
     ``fingerprint_key`` (a :class:`govern.pii.PIIKey`): the key for stable SARIF fingerprints.
     ``ray_address``: scan on that Ray cluster (``local``: one started here) instead of the local pool.
+    ``quality_sample`` (``--quality``): a labeled sample to score the scan on (precision, recall, F2).
     """
     from govern.config import DEFAULT_MAX_RECORD_BYTES
     from govern.data.io import safe_resolve
@@ -480,14 +482,14 @@ def scan(paths: list[Path], *, policy: str | Path = "default", engine: str | Non
 
         return None, scan_paths(paths, loaded.policy, engine, progress, ephemeral_key(), workers=workers,
                                 policy_file=loaded.path, max_record_bytes=limit, fingerprint_key=fingerprint_key,
-                                ray_address=ray_address)
+                                ray_address=ray_address, quality_sample=quality_sample)
     with open_store(db_url) as store:
         key = load_or_create_key(store.url)
 
         def compute() -> Any:
             report = scan_paths(paths, loaded.policy, engine, progress, key, workers=workers,
                                 policy_file=loaded.path, max_record_bytes=limit, fingerprint_key=fingerprint_key,
-                                ray_address=ray_address)
+                                ray_address=ray_address, quality_sample=quality_sample)
             holder["report"] = report
             return report.evidence
 

@@ -642,13 +642,16 @@ def scan_command(
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="Ray cluster for --ray (ray://head:10001, auto; default $RAY_ADDRESS, "
         "else a Ray instance started on this machine).")] = None,
+    quality: Annotated[Path | None, typer.Option(
+        "--quality", help="Labeled sample (JSONL text+spans, or presidio-research JSON): print precision, recall "
+        "and F2 per entity with 95% intervals (overrides the policy's pii.quality.sample).")] = None,
 ) -> None:
     """Scan data files (a folder: every data file under it) for personal data (the pre-merge gate).
     Exit 0 clean, 1 findings the policy blocks, 2 error. Findings hold types, locations and keyed
     hashes — never the values."""
     from govern.pii import report_json, to_sarif
     from govern.pii.keys import load_fingerprint_key
-    from govern.pii.report import locations_table, summary_table
+    from govern.pii.report import locations_table, quality_table, summary_table
 
     if output_format not in ("table", "json", "sarif"):
         raise GovernError(f"--format must be table, json or sarif, not '{output_format}'")
@@ -660,13 +663,14 @@ def scan_command(
     with progress_bars(enabled=err_console.is_terminal) as progress:
         report = _scan_report(paths, policy, engine, progress, workers, db, max_record_bytes,
                               record=not no_record, fingerprint_key=fingerprint_key,
-                              ray_address=_ray_target(ray, ray_address))
+                              ray_address=_ray_target(ray, ray_address), quality_sample=quality)
     if output_format == "table":
         if out is not None:
             with open(out, "w", encoding="utf-8") as fh:
                 file_console = Console(file=fh, width=160)
                 file_console.print(summary_table(report))
                 file_console.print(locations_table(report))
+                file_console.print(quality_table(report))
         else:
             if report.findings:
                 console.print(summary_table(report))
@@ -677,6 +681,7 @@ def scan_command(
             console.print(f"{ev.records_scanned:,} of {ev.records_total:,} records scanned, "
                           f"{ev.records_affected:,} with findings, {ev.duration_s:.1f} s "
                           f"({ev.workers} process{'es' if ev.workers > 1 else ''}); hash key id {report.key_id}")
+            console.print(quality_table(report))
     else:
         document = report_json(report) if output_format == "json" else to_sarif(report)
         if out is not None:
@@ -691,13 +696,14 @@ def scan_command(
 
 def _scan_report(paths: list[Path], policy_ref: str, engine: str | None, progress: Any, workers: int | None,
                  db: str | None, max_record_bytes: int | None = None, *, record: bool = True,
-                 fingerprint_key: Any = None, ray_address: str | None = None) -> Any:
+                 fingerprint_key: Any = None, ray_address: str | None = None,
+                 quality_sample: Path | None = None) -> Any:
     """The scan, recorded in the lineage DB as a run of kind ``scan`` (unless ``record`` is false)."""
     from govern import api
 
     run_id, report = api.scan(paths, policy=policy_ref, engine=engine, progress=progress, workers=workers, db_url=db,
                               max_record_bytes=max_record_bytes, record=record, fingerprint_key=fingerprint_key,
-                              ray_address=ray_address)
+                              ray_address=ray_address, quality_sample=quality_sample)
     if run_id is not None:
         err_console.print(f"recorded as {run_id}", highlight=False)
     return report

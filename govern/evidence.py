@@ -69,6 +69,37 @@ class PIICount(EvidenceModel):
     action: Literal["block", "redact", "allow"]
 
 
+class PIIEntityQuality(EvidenceModel):
+    """Detection quality for one entity type on a labeled sample (counts and rates only, no values)."""
+
+    entity_type: str
+    gold: int = Field(description="Gold spans of this type in the sample.")
+    predicted: int = Field(description="Spans the analyzer reported for this type.")
+    true_positives: int
+    precision: float | None = None
+    recall: float | None = None
+    f2: float | None = Field(default=None, description="F-beta with beta=2: recall weighs four times precision.")
+    precision_ci_low: float | None = None
+    precision_ci_high: float | None = None
+    recall_ci_low: float | None = None
+    recall_ci_high: float | None = None
+
+
+class PIIQuality(EvidenceModel):
+    """The PII scan scored on a labeled sample of the user's own data (``pii.quality.sample``)."""
+
+    measured: bool = Field(description="False when the policy names no labeled sample.")
+    sample_file: str | None = Field(default=None, description="File name of the labeled sample (never its content).")
+    sample_sha256: str | None = None
+    records: int = 0
+    confidence: float = 0.95
+    ci_method: str = "clopper-pearson"
+    entities: list[PIIEntityQuality] = Field(default_factory=list)
+    not_scanned: list[str] = Field(default_factory=list, description="Gold entity types the analyzer does not scan.")
+    min_recall: dict[str, float] = Field(default_factory=dict, description="The policy's recall floors.")
+    note: str = ""
+
+
 class PIIEvidence(EvidenceModel):
     engine: str
     engine_version: str
@@ -92,6 +123,9 @@ class PIIEvidence(EvidenceModel):
         default=None, description="First 16 hex of sha256(key) of the HMAC key behind value_hmac; never the key."
     )
     workers: int = Field(default=1, description="Scanner processes used.")
+    quality: PIIQuality | None = Field(
+        default=None, description="Detection quality on the policy's labeled sample; measured=false when none."
+    )
 
 
 # ----------------------------------------------------------------------------------------- training

@@ -260,10 +260,31 @@ class PhoneShapeRecognizer(LocalRecognizer):
 _VALIDATED = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "EMAIL_ADDRESS"})
 
 
+def _merge_person_spans(results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Merge overlapping PERSON results into one span (union, best score): the NER and the lexicon often
+    find "Eloina Bjimotu" and "Hákon Eloina Bjimotu"; one name is one finding, redacted once."""
+    persons = sorted((r for r in results if r.entity_type == "PERSON"), key=lambda r: (r.start, -r.end))
+    if len(persons) < 2:
+        return results
+    merged: list[RecognizerResult] = []
+    for r in persons:
+        if merged and r.start < merged[-1].end:
+            last = merged[-1]
+            if r.end > last.end or r.score > last.score:
+                keep = last if last.score >= r.score else r
+                merged[-1] = RecognizerResult("PERSON", last.start, max(last.end, r.end), max(last.score, r.score),
+                                              keep.analysis_explanation, keep.recognition_metadata)
+            continue
+        merged.append(r)
+    return [r for r in results if r.entity_type != "PERSON"] + merged
+
+
 def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Drop PHONE_NUMBER results that overlap a validated finding (the digits of an IBAN, a card or an
-    SSN are often phone-shaped too). Presidio itself does not resolve across entity types; govern
-    applies this after every ``analyze`` (and the benchmark's plain loop does the same)."""
+    SSN are often phone-shaped too), and merge overlapping PERSON spans. Presidio itself does not
+    resolve across entity types; govern applies this after every ``analyze`` (and the benchmark's
+    plain loop does the same)."""
+    results = _merge_person_spans(results)
     strong = [r for r in results if r.entity_type in _VALIDATED]
     if not strong or len(results) == len(strong):
         return results
@@ -352,10 +373,32 @@ def _spacy_engine(model: str) -> NlpEngine:
     return nlp_engine
 
 
+def _use_person_recognizer(registry: RecognizerRegistry, nlp_engine: NlpEngine) -> str:
+    """Hand PERSON from Presidio's ``SpacyRecognizer`` to :class:`~govern.pii.person.PersonNameRecognizer`
+    (NER + name lexicon + context); the spaCy recognizer keeps its other entities. Returns the
+    lexicon's source for the engine version string."""
+    from govern.pii.names import load_name_lexicon
+    from govern.pii.person import PersonNameRecognizer, english_word_tables
+
+    lexicon = load_name_lexicon()
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+    for recognizer in registry.recognizers:
+        if isinstance(recognizer, SpacyRecognizer):
+            recognizer.supported_entities = [e for e in recognizer.supported_entities if e != "PERSON"]
+    pipeline = nlp_engine.nlp[LANGUAGE]  # type: ignore[attr-defined]  # a SpacyNlpEngine, which has .nlp
+    registry.add_recognizer(PersonNameRecognizer(lexicon, *english_word_tables(pipeline)))
+    return lexicon.source
+
+
 def build_analyzer(policy: PIIPolicy, engine: str | None = None, spacy_model: str = DEFAULT_SPACY_MODEL,
-                   *, policy_file: str = "<policy>") -> ConfiguredAnalyzer:
+                   *, policy_file: str = "<policy>", name_lexicon: bool = True) -> ConfiguredAnalyzer:
     """An analyzer for ``policy`` (``engine`` overrides the policy's). Raises ConfigError when an
-    entity of the policy has no recognizer in this engine (it would otherwise be silently unscanned)."""
+    entity of the policy has no recognizer in this engine (it would otherwise be silently unscanned).
+
+    With the spacy engine and PERSON scanned, PERSON comes from govern's
+    :class:`~govern.pii.person.PersonNameRecognizer`; ``name_lexicon=False`` keeps Presidio's plain
+    spaCy PERSON (the baseline the name benchmark compares with)."""
     engine_name = engine or policy.engine
     actions = effective_actions(policy, engine_name)
     if engine_name == "spacy":
@@ -376,6 +419,8 @@ def build_analyzer(policy: PIIPolicy, engine: str | None = None, spacy_model: st
         registry.remove_recognizer("SpacyRecognizer")
     registry.remove_recognizer("PhoneRecognizer")
     registry.add_recognizer(PhoneShapeRecognizer())
+    if engine_name == "spacy" and name_lexicon and "PERSON" in actions:
+        version += f"; PERSON: NER + {_use_person_recognizer(registry, nlp_engine)} lexicon + context"
     for custom in policy.custom_recognizers:
         registry.add_recognizer(PatternRecognizer(
             supported_entity=custom.entity,

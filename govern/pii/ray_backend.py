@@ -253,6 +253,10 @@ def scan_files_ray(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
                               sha256=file_sha256(item.path), records_total=total, records_scanned=scanned))
     evidence = build_evidence(analyzer, settings.policy, files, findings, locations, key,
                               time.perf_counter() - began, workers=pool)
+    from govern.pii.quality import quality_for_settings
+
+    # Scored here, on the driver's analyzer: the labeled sample is small and must never reach the cluster.
+    evidence = evidence.model_copy(update={"quality": quality_for_settings(analyzer, settings)})
     return ScanReport(evidence=evidence, findings=findings, record_locations=locations, files=files,
                       key_id=key.key_id, value_fingerprints=fingerprints if fingerprint_key is not None else [],
                       fingerprint_key_id=fingerprint_key.key_id if fingerprint_key is not None else None)

@@ -8,7 +8,9 @@ Modes:
 * ``pseudonym``: ``<EMAIL_ADDRESS_3>`` — the same value gets the same token everywhere in the data
   set (train and eval share one :class:`PseudonymTable`), so a model can still learn that two
   mentions are the same person without seeing who. Tokens are numbered by first appearance, keyed by
-  the value's HMAC, so the table never holds values.
+  the value's HMAC, so the table never holds values. **Names** (PERSON) get realistic fake names
+  instead (:class:`~govern.pii.pseudonyms.NamePseudonyms`): "Aaliyah Vorster" → "Mireille Okonjo",
+  and "Ms. Vorster" later → "Ms. Okonjo", so text stays natural for training.
 """
 
 from __future__ import annotations
@@ -28,13 +30,24 @@ from govern.stage import PIIFindingRow
 
 
 class PseudonymTable:
-    """HMAC of a value → stable per-entity number."""
+    """HMAC of a value → stable per-entity number; PERSON values → consistent fake names.
 
-    def __init__(self, key: PIIKey) -> None:
+    ``seed`` names the data set (the stage passes the training data's fingerprint): the same data set
+    always gets the same fake names, another data set (or seed) other ones."""
+
+    def __init__(self, key: PIIKey, seed: str = "") -> None:
         self._key = key
         self._numbers: dict[str, dict[str, int]] = defaultdict(dict)
+        self.seed = seed
+        self._names: Any = None
 
     def token(self, entity_type: str, value: str) -> str:
+        if entity_type == "PERSON":
+            if self._names is None:
+                from govern.pii.pseudonyms import NamePseudonyms
+
+                self._names = NamePseudonyms(self._key, self.seed)
+            return str(self._names.pseudonym(value))
         numbers = self._numbers[entity_type]
         digest = self._key.hmac(entity_type, value)
         if digest not in numbers:

@@ -208,3 +208,23 @@ def locations_table(report: ScanReport, max_rows: int = 50) -> Table:
         where = str(f.line) if f.line is not None else (f.record_id or "")
         table.add_row(f.file, where, f.field, f"{f.start}-{f.end}", f.entity_type, f"{f.score:.2f}", f.recognizer)
     return table
+
+
+def quality_table(report: ScanReport) -> Table | str:
+    """Detection quality on the labeled sample (``govern scan --quality``), or the sentence saying it
+    was not measured."""
+    from rich.table import Table
+
+    from govern.pii.quality import NOT_MEASURED, QUALITY_HEADER
+    from govern.pii.quality import quality_table as rows
+
+    quality = report.evidence.quality
+    if quality is None or not quality.measured:
+        return NOT_MEASURED
+    table = Table(title=f"Detection quality on {quality.sample_file} ({quality.records} labeled records, "
+                        f"{quality.ci_method} {quality.confidence:.0%} intervals)")
+    for column in QUALITY_HEADER:
+        table.add_column(column, justify="left" if column == "entity" else "right")
+    for row in rows(quality):
+        table.add_row(*row)
+    return table

@@ -119,6 +119,8 @@ class ScanSettings(BaseModel):
     policy_file: str = "<policy>"
     #: a larger record is an error naming its line (see :func:`govern.data.io.iter_records`)
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
+    #: labeled sample to score the scan on (``govern scan --quality``); None: the policy's pii.quality.sample
+    quality_sample: str | None = None
 
 
 class RawFinding(NamedTuple):
@@ -594,6 +596,9 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
             pool.shutdown(wait=True, cancel_futures=True)
     evidence = build_evidence(scanner.analyzer, settings.policy, files, findings, locations, key,
                               time.perf_counter() - began, workers=n_workers if pool is not None else 1)
+    from govern.pii.quality import quality_for_settings
+
+    evidence = evidence.model_copy(update={"quality": quality_for_settings(scanner.analyzer, settings)})
     return ScanReport(evidence=evidence, findings=findings, record_locations=locations, files=files,
                       key_id=key.key_id, value_fingerprints=fingerprints if fp_key is not None else [],
                       fingerprint_key_id=fingerprint_key.key_id if fingerprint_key is not None else None)
@@ -693,7 +698,8 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
                key: PIIKey | bytes | None = None, *, spacy_model: str = DEFAULT_SPACY_MODEL,
                workers: int | None = None, columns: list[str] | None = None,
                policy_file: str = "<policy>", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-               fingerprint_key: PIIKey | None = None, ray_address: str | None = None) -> ScanReport:
+               fingerprint_key: PIIKey | None = None, ray_address: str | None = None,
+               quality_sample: Path | None = None) -> ScanReport:
     """Scan data files with ``policy.pii`` (the standalone ``govern scan``).
 
     Every field of every record is scanned (``columns`` restricts it); each file is its own data set,
@@ -701,6 +707,7 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
     :func:`expand_data_paths`). ``key`` defaults to the key of the default lineage DB.
     ``ray_address``: scan on that Ray cluster instead (``local``: one started here), see
     :mod:`govern.pii.ray_backend`; ``workers`` is then the number of scanner actors.
+    ``quality_sample``: a labeled sample to score the scan on (overrides the policy's pii.quality.sample).
     """
     if ray_address is not None:
         from govern.pii.ray_backend import import_ray
@@ -713,7 +720,8 @@ def scan_paths(paths: list[Path], policy: Policy, engine: str | None = None, pro
     pii_key = key if isinstance(key, PIIKey) else PIIKey(key=key)
     files = expand_data_paths(paths)
     settings = ScanSettings(policy=policy.pii, engine=engine or policy.pii.engine, spacy_model=spacy_model,
-                            columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes)
+                            columns=columns, policy_file=policy_file, max_record_bytes=max_record_bytes,
+                            quality_sample=str(quality_sample) if quality_sample is not None else None)
     inputs = [ScanInput(dataset=display_path(Path(p)), path=Path(p)) for p in files]
     if ray_address is not None:
         from govern.pii.ray_backend import scan_files_ray

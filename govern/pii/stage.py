@@ -71,6 +71,12 @@ class PIIStage:
         data = self._data(ctx)
         key = load_or_create_key(ctx.db_url or None)
         files = [file_sha256(Path(p)) for p in (data.train_path, data.eval_path)]
+        sample = ctx.policy.pii.quality.sample
+        if sample is not None:  # a changed labeled sample must re-score, not reuse the old quality evidence
+            from govern.pii.quality import sample_path
+
+            path = sample_path(sample, str(ctx.config.policy))
+            files.append(file_sha256(path) if path.is_file() else f"missing:{path}")
         return digest_of(files, self._settings(ctx), key.key_id)
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -106,7 +112,8 @@ class PIIStage:
         from govern.data.validate import fingerprint_file
 
         mode = ctx.policy.pii.redaction
-        table = PseudonymTable(key)  # one table for train and eval: one data set
+        # one table for train and eval: one data set, whose fingerprint seeds the fake names
+        table = PseudonymTable(key, seed=data.train_fingerprint)
         changed: dict[str, str] = {}
         artifacts: list[ArtifactOut] = []
         redacted_files: dict[str, str] = {}

@@ -86,6 +86,31 @@ def _pii_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
                   f"personal data the policy blocks was found: {desc}" if blocked
                   else "no personal data of a blocked type found", "pii.blocked", blocked,
                   sorted(e for e, a in policy.pii.entities.items() if a == "block"))
+    yield from _pii_quality_checks(policy, doc)
+
+
+def _pii_quality_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
+    """``pii.quality.min_recall[ENTITY]``: the scan's recall on the labeled sample. Fails closed: a floor
+    without a measured sample, or a sample without any span of that entity, is a failure."""
+    q = policy.pii.quality
+    quality = doc["pii"].get("quality") or {}
+    by_entity = {e["entity_type"]: e for e in quality.get("entities") or []}
+    for entity, floor in sorted(q.min_recall.items()):
+        rule = f"pii.quality.min_recall[{entity}]"
+        measured = by_entity.get(entity)
+        if not quality.get("measured"):
+            yield _result(rule, q.severity, False, f"{entity} recall must be at least {floor:g}, but detection quality "
+                          "was not measured (set pii.quality.sample)", "pii.quality.measured", False, floor)
+        elif measured is None or not measured.get("gold"):
+            yield _result(rule, q.severity, False, f"the labeled sample has no {entity} spans: its recall cannot be "
+                          f"shown to reach {floor:g}", "pii.quality.entities", 0, floor)
+        else:
+            recall = float(measured["recall"])
+            ci = f" (95% CI {measured['recall_ci_low']:.3f}–{measured['recall_ci_high']:.3f}, " \
+                 f"{measured['true_positives']}/{measured['gold']} found)"
+            yield _result(rule, q.severity, recall >= floor,
+                          f"{entity} recall on the labeled sample {recall:.3f}{ci}, minimum {floor:g}",
+                          "pii.quality.entities", recall, floor)
 
 
 # ------------------------------------------------------------------------------------------ privacy
@@ -283,7 +308,7 @@ def _signing_checks(policy: Policy, doc: dict[str, Any], final: bool) -> Iterabl
 # ------------------------------------------------------------------------------------------ rule ids
 #: Built-in rules that produce one result per limit or data set, as ``family[parameter]``; a waiver of
 #: the family covers every member (see ``_apply_waivers``).
-RULE_FAMILIES = ("membership.max_tpr_at_fpr", "privacy.max_total_epsilon_per_dataset")
+RULE_FAMILIES = ("membership.max_tpr_at_fpr", "privacy.max_total_epsilon_per_dataset", "pii.quality.min_recall")
 
 
 def builtin_rule_ids() -> frozenset[str]:

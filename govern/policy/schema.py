@@ -118,6 +118,26 @@ class SampleSpec(Section):
     seed: int = 0
 
 
+class PIIQualityPolicy(Section):
+    """Measured detection quality: score the scan on a labeled sample of the user's own data."""
+
+    sample: str | None = Field(
+        default=None,
+        description="Labeled sample (JSONL with text + spans, or presidio-research JSON); relative to the policy file.",
+    )
+    min_recall: dict[str, float] = Field(
+        default_factory=dict, description="Entity → recall floor on the sample (0..1); below it the run blocks."
+    )
+    severity: Severity = "block"
+
+    @model_validator(mode="after")
+    def _floors_are_rates(self) -> PIIQualityPolicy:
+        for entity, floor in self.min_recall.items():
+            if not 0 <= floor <= 1:
+                raise ValueError(f"min_recall.{entity}: {floor} is not a rate between 0 and 1")
+        return self
+
+
 class PIIPolicy(Section):
     engine: Literal["patterns", "spacy"] = "patterns"
     min_score: float = Field(default=0.5, ge=0, le=1)
@@ -133,6 +153,7 @@ class PIIPolicy(Section):
     )
     redaction: Literal["entity_type", "pseudonym"] = "entity_type"
     sample: SampleSpec | None = None
+    quality: PIIQualityPolicy = Field(default_factory=PIIQualityPolicy)
     severity: Severity = "block"
 
     @model_validator(mode="after")

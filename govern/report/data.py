@@ -181,6 +181,8 @@ class PIISummary(ReportModel):
     redacted: bool = False
     redaction_mode: str | None = None
     stored_findings: int = Field(default=0, description="Rows in the findings table for this run.")
+    detection_quality: str = Field(default="", description="Recall/precision on the policy's labeled sample, or "
+                                   "that detection quality was not measured.")
 
 
 class PrivacySummary(ReportModel):
@@ -708,7 +710,27 @@ def _pii_summary(evidence: PIIEvidence | None, findings: list[Any]) -> PIISummar
         redacted=evidence.redacted if evidence else False,
         redaction_mode=evidence.redaction_mode if evidence else None,
         stored_findings=len(findings),
+        detection_quality=_detection_quality(evidence),
     )
+
+
+def _detection_quality(evidence: PIIEvidence | None) -> str:
+    """One line from the PII stage's quality evidence (counts and rates only)."""
+    from govern.pii.quality import NOT_MEASURED
+
+    quality = evidence.quality if evidence is not None else None
+    if quality is None or not quality.measured:
+        return NOT_MEASURED
+    parts = []
+    for q in quality.entities:
+        if q.recall is None:
+            parts.append(f"{q.entity_type}: no gold spans")
+            continue
+        precision = "n/a" if q.precision is None else f"{q.precision:.3f}"
+        parts.append(f"{q.entity_type} recall {q.recall:.3f} [{q.recall_ci_low:.3f}, {q.recall_ci_high:.3f}], "
+                     f"precision {precision} ({q.true_positives}/{q.gold})")
+    return (f"on {quality.sample_file} ({quality.records} labeled records, {quality.ci_method} "
+            f"{quality.confidence:.0%}): " + "; ".join(parts))
 
 
 def epsilon_of(training: TrainingEvidence) -> float | None:

@@ -94,6 +94,7 @@ def render_markdown(data: ReportData) -> str:
         by = ", ".join(f"{k} {v}" for k, v in ps.by_entity.items()) or "none"
         acts = ", ".join(f"{k} {v}" for k, v in ps.by_action.items()) or "—"
         add(f"| PII (counts only) | {ps.findings_total:,} findings ({by}); actions: {acts} |")
+        add(f"| PII detection quality | {ps.detection_quality} |")
     else:
         add(f"| PII | {r.absent_reason('pii')} |")
     if r.privacy:

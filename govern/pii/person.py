@@ -1,0 +1,368 @@
+"""PERSON detection that does not rest on the small NER model alone.
+
+:class:`PersonNameRecognizer` replaces the PERSON part of Presidio's ``SpacyRecognizer`` (which keeps
+its other entities). It combines three kinds of evidence and scores each span:
+
+* **the spaCy NER's PERSON spans** (kept at spaCy's 0.85 unless every word is a common English word
+  and none is a known name — "Please", "Order" tagged PERSON — or they are obviously not a name);
+* **the name lexicon** (:mod:`govern.pii.names`): runs of capitalised words that start with a known
+  first name or end with a known last name ("Aaliyah Vorster", "Jean-Pierre Okafor-Smith"), and
+  lower-case first + last names in chat text ("ask priya raghunathan");
+* **context**: titles and roles ("Mr", "Dr.", "Defendant"), salutations and sign-offs ("Dear", "Hi",
+  "Regards,\\n"), phrases like "my name is", which make a capitalised word a name even when no list
+  knows it ("ms. Wijtze").
+
+Ambiguous names — words that are also common English words ("Will", "May", "Bill", "Hope", "Mark",
+"Grace") — never count on their own: they need a second name word beside them or context. Common
+English words come from the spaCy model's own WordNet lemma tables (verbs, adjectives, adverbs, and
+nouns that are not common names) plus its stop words, so no extra list ships.
+
+Scores: 0.85 title/role context or first+last name; 0.8 salutation context; 0.75 lower-case
+first+last; 0.6 a single capitalised known name inside a sentence; 0.4 (below the default threshold)
+a single known name opening a sentence, where capitalisation tells nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from presidio_analyzer import AnalysisExplanation, EntityRecognizer, LocalRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+from govern.pii.names import NAME_SHAPE, NameLexicon
+
+LANGUAGE = "en"
+
+TITLES = frozenset({
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "madam", "madame", "mister",
+    "lord", "lady", "rev", "reverend", "fr", "father", "sister", "brother", "judge", "justice", "officer",
+    "sgt", "sergeant", "capt", "captain", "det", "detective", "lt", "col", "gen", "president", "senator",
+    "rep", "gov", "governor", "mayor", "nurse", "doctor", "coach", "uncle", "aunt", "auntie", "grandma",
+    "grandpa", "herr", "frau", "mme", "mlle", "monsieur", "señor", "sr", "sra", "dott", "defendant",
+    "plaintiff", "claimant", "witness", "patient", "client", "customer", "tenant", "applicant", "employee",
+    "agent", "inspector", "constable", "attorney", "counsel", "suspect", "victim", "minister", "pastor",
+})
+#: Words after which the next name-shaped word(s) are a person: greetings, sign-offs, introductions.
+SALUTATIONS = frozenset({
+    "dear", "hi", "hello", "hey", "hiya", "greetings", "thanks", "thank", "cheers", "regards", "sincerely",
+    "best", "yours", "cordially", "respectfully", "attn", "attention", "from", "signed", "name", "named",
+    "cc", "by", "with", "ask", "tell", "contact", "met", "love", "xoxo", "bye",
+    "congrats", "congratulations", "sorry", "welcome", "goodbye", "is", "am", "im",
+})
+#: Salutations strong enough to lift a lower-case or unknown word on their own.
+STRONG_SALUTATIONS = frozenset({"dear", "hi", "hello", "hey", "hiya", "regards", "sincerely", "cheers",
+                                "thanks", "attn", "signed", "named", "called", "yours", "name"})
+#: Words that make a capitalised run an address, an organisation or a thing, never a person.
+STOPPERS = frozenset({
+    "street", "st", "road", "rd", "avenue", "ave", "lane", "ln", "boulevard", "blvd", "drive", "dr.", "court",
+    "way", "place", "square", "park", "bank", "inc", "ltd", "llc", "corp", "corporation", "company", "co",
+    "group", "university", "college", "school", "hospital", "clinic", "church", "airport", "station",
+    "city", "county", "state", "river", "lake", "mount", "valley", "center", "centre", "hotel", "restaurant",
+    "foundation", "institute", "association", "department", "ministry", "council", "club", "team",
+    "services", "solutions", "technologies", "systems", "gmbh", "plc", "ag", "sa", "bv", "consulting",
+    "software", "partners", "holdings", "industries", "international", "rue", "strasse", "straße", "straat",
+    "via", "calle", "avenida", "rua", "platz", "gasse", "weg", "plaza", "piazza", "chaussee", "allee",
+})
+#: Lower-case particles inside names: "Ludwig van Beethoven", "Maria de la Cruz", "Omar bin Laden".
+PARTICLES = frozenset({"van", "von", "de", "der", "den", "del", "della", "di", "da", "du", "dos", "das",
+                       "la", "le", "bin", "binti", "ibn", "al", "el", "ter", "ten", "y", "zu"})
+#: Common nouns that are also common names, not in WordNet's verb/adjective lists (months, virtues,
+#: flowers, colours, …): ambiguous even though a name list ranks them high.
+AMBIGUOUS_NOUNS = frozenset({
+    "april", "may", "june", "august", "summer", "autumn", "winter", "dawn", "joy", "faith", "hope", "grace",
+    "charity", "patience", "honor", "honour", "mercy", "ruby", "amber", "iris", "lily", "daisy", "holly",
+    "ivy", "pearl", "jade", "rose", "violet", "poppy", "heather", "olive", "rusty", "sunny", "sky", "river",
+    "rain", "storm", "star", "angel", "king", "prince", "duke", "earl", "major", "page", "art", "bill",
+    "mark", "will", "pat", "sue", "rob", "bob", "jack", "frank", "ray", "guy", "don", "dean", "chase",
+    "chuck", "drew", "gene", "gary", "sandy", "penny", "candy", "brandy", "crystal", "diamond", "destiny",
+    "harmony", "melody", "serenity", "trinity", "unity", "justice", "liberty", "love", "baby", "honey",
+    "sugar", "bunny", "buddy", "man", "lady", "friend", "boy", "girl", "son", "day", "night", "city",
+    "house", "white", "black", "brown", "green", "gray", "grey", "young", "long", "short", "little",
+    "good", "best", "rich", "hall", "hill", "wood", "stone", "field", "bank", "church", "street", "price",
+    "cash", "money", "lane", "cole", "miles", "christian", "cliff", "glen", "heath", "moss", "reed",
+    "wolf", "fox", "hunter", "fisher", "baker", "cook", "smith", "porter", "mason", "carter", "taylor",
+    "parker", "turner", "walker", "ward", "bishop", "january", "february", "march", "july", "september",
+    "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    "sunday", "nan", "null", "none", "ok", "bot",
+})
+
+
+@dataclass(frozen=True)
+class _Word:
+    text: str
+    start: int
+    end: int
+    lower: str
+    cap: bool
+    first: int  # lexicon rank tier (0 unknown)
+    last: int
+    ambiguous: bool  # a common English word as well as a name
+    dictionary: bool  # in the English word tables at all (as any part of speech)
+
+
+def english_word_tables(nlp: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(stop words, verbs+adjectives+adverbs, nouns) from a loaded spaCy English pipeline's lemmatizer
+    tables (WordNet-derived); empty sets when the pipeline has none."""
+    stop = frozenset(w.lower() for w in getattr(nlp.Defaults, "stop_words", set()))
+    other: set[str] = set()
+    nouns: set[str] = set()
+    try:
+        lemmatizer = nlp.get_pipe("lemmatizer")
+        index = lemmatizer.lookups.get_table("lemma_index")
+    except (KeyError, ValueError):
+        return stop, frozenset(), frozenset()
+    for pos in ("noun", "verb", "adj", "adv"):  # the table hashes its string keys
+        words = index.get(pos) or []
+        (nouns if pos == "noun" else other).update(w for w in words if "_" not in w)
+    return stop, frozenset(other), frozenset(nouns)
+
+
+def _address_like(text: str, start: int, end: int) -> bool:
+    """A number right before or after the words: "87 Jakobi 69", "Ibirapita 8057" — a street, not a person."""
+    # same line only: a name on the line above an address ("Michael Urner\n\n11 Školní 939") is still a name
+    return bool(re.search(r"\d[\w.]*,?[ \t]*$", text[max(0, start - 12):start])
+                or re.match(r"[ \t]*\d", text[end:end + 3]))
+
+
+class PersonNameRecognizer(LocalRecognizer):
+    """PERSON from spaCy NER + a name lexicon + context; see the module docstring."""
+
+    #: set by EntityRecognizer.__init__ from its ``name`` argument; declared because presidio leaves it untyped
+    name: str
+
+    def __init__(self, lexicon: NameLexicon, stop_words: frozenset[str], other_words: frozenset[str],
+                 nouns: frozenset[str], use_ner: bool = True) -> None:
+        super().__init__(supported_entities=["PERSON"], supported_language=LANGUAGE, context=[],
+                         name="PersonNameRecognizer")
+        self.lexicon = lexicon
+        self._stop = stop_words
+        self._other = other_words
+        self._nouns = nouns
+        self.use_ner = use_ner
+
+    def load(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------------------------ words
+    def _word(self, match: re.Match[str]) -> _Word:
+        text = match.group(0)
+        if len(text) > 3 and text[-2:] in ("'s", "’s"):
+            text = text[:-2]  # possessive: "Sumaya's kid" names Sumaya
+        lower = text.lower().replace("’", "'")
+        first = self.lexicon.first_rank(text)
+        last = self.lexicon.last_rank(text)
+        from govern.pii.names import COMMON_RANK
+
+        if not (first or last) and "-" in text:
+            # "Jean-Pierre", "Okafor-Smith": a double name is known when each part is a known name
+            parts = [p for p in text.split("-") if p]
+            firsts = [self.lexicon.first_rank(p) for p in parts]
+            lasts = [self.lexicon.last_rank(p) for p in parts]
+            if all(f or la for f, la in zip(firsts, lasts, strict=True)):
+                first = max(firsts) if all(firsts) else 0
+                last = max(lasts) if all(lasts) else 0
+                if not (first or last):
+                    last = max(max(firsts), max(lasts))
+
+        common_name = first == COMMON_RANK or last == COMMON_RANK
+        in_dictionary = (lower in self._stop or lower in self._other or lower in self._nouns
+                         or (lower.endswith("s") and lower[:-1] in self._nouns))
+        ambiguous = (lower in self._stop or lower in self._other or lower in AMBIGUOUS_NOUNS
+                     or (lower in self._nouns and not common_name) or lower in TITLES or lower in SALUTATIONS
+                     or len(lower) < 2)
+        return _Word(text, match.start(), match.start() + len(text), lower, text[:1].isupper(), first, last,
+                     ambiguous, in_dictionary)
+
+    @staticmethod
+    def _joined(text: str, a: _Word, b: _Word) -> bool:
+        """``a`` and ``b`` are adjacent words of one name: only a space between them, or an initial's dot."""
+        gap = text[a.end:b.start]
+        return gap == " " or (gap == ". " and len(a.text) == 1)
+
+    @staticmethod
+    def _sentence_initial(text: str, word: _Word) -> bool:
+        before = text[:word.start].rstrip(" \t\"'(")
+        return not before or before[-1] in ".!?:;\n*-•>#"
+
+    def _context(self, text: str, words: list[_Word], i: int) -> str | None:
+        """'title', 'strong' or 'salutation' when the words before ``words[i]`` say a name follows."""
+        if i == 0:
+            return None
+        prev = words[i - 1]
+        gap = text[prev.end:words[i].start]
+        if prev.lower in TITLES and gap.strip() in ("", "."):
+            return "title"
+        if len(gap) <= 4 and gap.strip(" ,:\n\r\t!-") == "" and prev.lower in SALUTATIONS:
+            if prev.lower in STRONG_SALUTATIONS:
+                return "strong"
+            # "my name is", "her maiden name is", "I am": an introduction; other "is"/"am" say nothing
+            if prev.lower in ("is", "am", "im"):
+                before = words[i - 2].lower if i >= 2 else ""
+                return "strong" if before in ("name", "i") or prev.lower == "im" else None
+            return "salutation"
+        return None
+
+    # --------------------------------------------------------------------------------- analysis
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+                ) -> list[RecognizerResult]:
+        if entities and "PERSON" not in entities:
+            return []
+        words = [self._word(m) for m in NAME_SHAPE.finditer(text)]
+        spans: list[tuple[int, int, float, str]] = []
+        other_ents: list[tuple[int, int, str]] = []
+        if self.use_ner and nlp_artifacts is not None:
+            for ent in nlp_artifacts.entities or []:
+                if ent.label_ == "PERSON":
+                    verdict = self._check_ner_span(text, words, ent.start_char, ent.end_char)
+                    if verdict is not None:
+                        spans.append(verdict)
+                elif ent.label_ in ("LOCATION", "ORGANIZATION", "NRP", "GPE", "ORG", "LOC", "FAC", "NORP"):
+                    other_ents.append((ent.start_char, ent.end_char, ent.label_))
+        spans.extend(self._lexicon_spans(text, words, other_ents))
+        results = [self._result(s, e, score, why) for s, e, score, why in spans]
+        return EntityRecognizer.remove_duplicates(results)
+
+    def _check_ner_span(self, text: str, words: list[_Word], start: int, end: int
+                        ) -> tuple[int, int, float, str] | None:
+        inside = [w for w in words if start <= w.start and w.end <= end]
+        # spaCy's span may swallow a title or greeting ("hey john", "Dr. Smith"): trim it off the front
+        while inside and (inside[0].lower in TITLES or inside[0].lower in SALUTATIONS):
+            inside = inside[1:]
+        while inside and inside[-1].lower in SALUTATIONS:
+            inside = inside[:-1]
+        if not inside:
+            return None
+        at = words.index(inside[0])
+        if inside[0].lower in ("the", "a", "an") or (at > 0 and words[at - 1].lower == "the"
+                                                     and text[words[at - 1].end:inside[0].start] == " "):
+            return None  # "the Beatles", "The Dimensions": things and bands
+        if any(w.lower in STOPPERS for w in inside):
+            return None
+        first_index = words.index(inside[0])
+        if self._context(text, words, first_index) != "title" and _address_like(text, inside[0].start, inside[-1].end):
+            return None
+        known = any(w.first or w.last for w in inside)
+        if not known and all(w.dictionary for w in inside):
+            return None  # "Please", "Order", "Thanks": common words the small model calls PERSON
+        if all(w.ambiguous for w in inside):
+            i = words.index(inside[0])
+            if self._context(text, words, i) is None:
+                return None  # "Bill payment failed", "Will you ...": a name-word used as a word
+        return inside[0].start, inside[-1].end, 0.85, "spaCy NER PERSON"
+
+    def _lexicon_spans(self, text: str, words: list[_Word], other_ents: list[tuple[int, int, str]]
+                       ) -> list[tuple[int, int, float, str]]:
+        out: list[tuple[int, int, float, str]] = []
+        i = 0
+        n = len(words)
+        while i < n:
+            w = words[i]
+            context = self._context(text, words, i)
+            if w.cap or context:
+                # a run of capitalised words (particles allowed inside), or lower-case ones after context
+                j = i + 1
+                lower_run = not w.cap
+                while j < n and j - i < 5 and self._joined(text, words[j - 1], words[j]) and (
+                        (words[j].cap and not lower_run) or (lower_run and not words[j].cap
+                                                             and (words[j].first or words[j].last)
+                                                             and not words[j].ambiguous)
+                        or (words[j].lower in PARTICLES and j + 1 < n and not lower_run
+                            and (words[j + 1].cap or words[j + 1].lower in PARTICLES))):
+                    j += 1
+                run = words[i:j]
+                found = self._score_run(text, run, context, other_ents)
+                if found is not None:
+                    out.append(found)
+                i = j
+                continue
+            # lower-case chat text: "ask priya raghunathan", "tracy sukhorukova"
+            if (i + 1 < n and w.first and not w.ambiguous and self._joined(text, w, words[i + 1])
+                    and not words[i + 1].cap and words[i + 1].last and not words[i + 1].ambiguous):
+                out.append((w.start, words[i + 1].end, 0.75, "lower-case first + last name"))
+                i += 2
+                continue
+            i += 1
+        return out
+
+    def _score_run(self, text: str, run: list[_Word], context: str | None, other_ents: list[tuple[int, int, str]]
+                   ) -> tuple[int, int, float, str] | None:
+        if any(w.lower in STOPPERS for w in run):
+            return None
+        # trim role words and common words off the edges: "Defendant Aaliyah Vorster" → "Aaliyah Vorster"
+        from govern.pii.names import COMMON_RANK
+
+        lead_context = context
+        original = run
+        while run and (run[0].lower in TITLES or run[0].lower in SALUTATIONS
+                       or (run[0].ambiguous and run[0].first != COMMON_RANK and len(run) > 1)):
+            if run[0].lower in TITLES:
+                lead_context = "title"
+            elif run[0].lower in STRONG_SALUTATIONS:
+                lead_context = lead_context or "strong"
+            run = run[1:]
+        while len(run) > 1 and run[-1].ambiguous and run[-1].last != COMMON_RANK:
+            run = run[:-1]
+        while run and run[-1].lower in PARTICLES:
+            run = run[:-1]
+        if not run:
+            return None
+        if run[0] is not original[0] and original[0].lower in ("the", "a", "an"):
+            return None  # "The Princess Royal", "The Dimensions of a Shadow": titles of things, not people
+        start, end = run[0].start, run[-1].end
+        if lead_context != "title" and _address_like(text, start, end):
+            return None
+        names = [w for w in run if w.lower not in PARTICLES]
+        known = [w for w in names if w.first or w.last]
+        clear = [w for w in known if not w.ambiguous]
+        if len(names) == 1 and names[0].text.isupper() and len(names[0].text) <= 4:
+            return None  # "VOV", "NYC": acronyms and codes
+        if lead_context == "title" and len(names) <= 3 and (names[0].cap or (known and not names[0].ambiguous)):
+            return start, end, 0.85, "title or role before a name"
+        overlaps = [label for s, e, label in other_ents if s < end and start < e]
+        overlaps_other = bool(overlaps)
+        if not names[0].cap:
+            # lower-case chat text: only after a greeting, and only a known first name ("hey priya")
+            if lead_context == "strong" and names[0].first and not names[0].ambiguous:
+                return start, end, 0.75, "greeting before a lower-case first name"
+            if (lead_context and len(names) >= 2 and names[0].first and not names[0].ambiguous
+                    and names[-1].last and not names[-1].ambiguous):
+                return start, end, 0.75, "lower-case first + last name after a cue"
+            return None
+        if lead_context == "strong" and len(names) <= 3:
+            if clear or not all(w.dictionary for w in names):
+                return start, end, 0.8, "salutation or introduction before a name"
+            if known:
+                return start, end, 0.8, "salutation before an ambiguous name"
+        # weak cues ("with", "by", "ask"): a known first name, or two name words
+        if lead_context == "salutation" and len(names) <= 3 and not overlaps_other and (
+                (names[0].first and not names[0].ambiguous) or (len(names) >= 2 and clear)):
+            return start, end, 0.8, "introduction before a name"
+        if not all(w.cap for w in names):
+            return None
+        if len(names) >= 2 and len(names) <= 4:
+            if (names[0].first or names[-1].last) and clear:
+                if overlaps_other and not (names[0].first and not names[0].ambiguous):
+                    return None
+                return start, end, 0.85, "first and last name"
+            return None
+        # the small model calls many unfamiliar names ORG; a place is a better reason to doubt
+        org_only = bool(overlaps) and all(label in ("ORGANIZATION", "ORG") for label in overlaps)
+        if len(names) == 1 and clear and (not overlaps_other or (org_only and names[0].first == COMMON_RANK)):
+            w = names[0]
+            if self._sentence_initial(text, w):
+                if w.first == COMMON_RANK and not w.dictionary:
+                    return start, end, 0.55, "common first name opening a sentence"
+                return start, end, 0.4, "known name opening a sentence"
+            return start, end, 0.6, "capitalised known name"
+        return None
+
+    def _result(self, start: int, end: int, score: float, why: str) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type="PERSON", start=start, end=end, score=score,
+            analysis_explanation=AnalysisExplanation(recognizer=self.name, original_score=score,
+                                                     textual_explanation=why),
+            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id},
+        )
