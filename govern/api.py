@@ -279,6 +279,82 @@ def report(run_id: str | None, fmt: str, out: str | Path = "reports", *, since: 
         return ReportOutcome(path=path, run_id=record_run, problems=problems, signed=signed)
 
 
+@dataclass
+class DocumentOutcome:
+    path: Path
+    run_id: str
+    kind: str
+    sha256: str | None
+    to_be_completed: list[str] = field(default_factory=list)
+    signed: Any = None
+
+
+def docs(run_id: str, kind: str, fmt: str, out: str | Path = "reports", *, sign_key: Path | None = None,
+         record: bool = True, db_url: str | None = None) -> DocumentOutcome:
+    """``govern docs``: draft an EU AI Act document for a run from the lineage DB alone, record it as an
+    artifact of the run (with its digest) and, with ``sign_key``, sign it like a report."""
+    from govern.documents import write_document
+
+    with closing(LineageStore.open(db_url, read_only=not record and sign_key is None)) as store:
+        path, document, artifact = write_document(store, run_id, kind, fmt, out, record=record)
+        signed = None
+        if sign_key is not None:
+            from govern.report.signing import sign_report
+
+            signed = sign_report(path, sign_key, store=store, run_id=document.run_id)
+        return DocumentOutcome(path=path, run_id=document.run_id, kind=kind,
+                               sha256=artifact.sha256 if artifact is not None else None,
+                               to_be_completed=document.to_be_completed, signed=signed)
+
+
+def export_bom(run_id: str, fmt: str = "cyclonedx", out: str | Path = "reports", *, sign_key: Path | None = None,
+               record: bool = True, db_url: str | None = None) -> DocumentOutcome:
+    """``govern export bom``: the run's AI bill of materials (CycloneDX 1.6 ML-BOM), validated, recorded as an
+    artifact with its digest and, with ``sign_key``, signed like a report."""
+    from govern.export.bom import write_bom
+
+    with closing(LineageStore.open(db_url, read_only=not record and sign_key is None)) as store:
+        path, artifact = write_bom(store, run_id, fmt, out, record=record)
+        run = store.get_run(run_id).id
+        signed = None
+        if sign_key is not None:
+            from govern.report.signing import sign_report
+
+            signed = sign_report(path, sign_key, store=store, run_id=run)
+        return DocumentOutcome(path=path, run_id=run, kind=f"bom-{fmt}",
+                               sha256=artifact.sha256 if artifact is not None else None, signed=signed)
+
+
+def export_openlineage(run_id: str, *, url: str | None = None, file: str | None = None, console: bool = False,
+                       db_url: str | None = None) -> tuple[str, int, list[str]]:
+    """``govern export openlineage``: send a run's OpenLineage events (START and its end) from the DB alone.
+    Returns (run id, events sent, problems); the outcome is recorded in the run's audit log, never raised."""
+    from govern.documents import verified_report_data
+    from govern.export.openlineage import client_for, emit_run
+
+    with closing(LineageStore.open(db_url)) as store:
+        data = verified_report_data(store, run_id)
+        sent, problems = emit_run(store, data, client_for(url, file, console))
+        return data.run.id, sent, problems
+
+
+def export_mlflow(run_id: str, tracking_uri: str | None = None, *, registry_uri: str | None = None,
+                  experiment: str = "govern", db_url: str | None = None) -> tuple[str, Any]:
+    """``govern export mlflow``: log a run (params, metrics, tags, artifacts) to MLflow from the DB alone;
+    register a model version only when the decision passed. Default URI: MLFLOW_TRACKING_URI."""
+    import os
+
+    from govern.documents import verified_report_data
+    from govern.export.mlflow import export_run
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise GovernError("give --tracking-uri (e.g. sqlite:///mlflow.db) or set MLFLOW_TRACKING_URI")
+    with closing(LineageStore.open(db_url)) as store:
+        data = verified_report_data(store, run_id)
+        return data.run.id, export_run(store, data, uri, registry_uri=registry_uri, experiment=experiment)
+
+
 # ------------------------------------------------------------------------------------------- lineage
 def lineage_verify(*, db_url: str | None = None, witnesses: list[str] | None = None,
                    witness_key: Path | None = None) -> ChainReport:

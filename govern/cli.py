@@ -87,6 +87,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(model_app, name="model")
 app.add_typer(users_app, name="users")
 app.command("ui")(ui_command)
+export_app = typer.Typer(help="Export a run's evidence for other tools (AI bill of materials).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 class _GovernConsole(Console):
     def on_broken_pipe(self) -> None:
@@ -1064,6 +1066,113 @@ def report_command(
         console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
         console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
     _report_problems(outcome)
+
+
+@app.command("docs")
+def docs_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    kind: Annotated[Literal["gpai-form", "training-summary", "annex-iv"], typer.Option(
+        "--kind", "-k", help="gpai-form, training-summary or annex-iv.")] = "gpai-form",
+    output_format: Annotated[Literal["md", "html", "pdf", "json"], typer.Option(
+        "--format", "-f", help="md, html, pdf or json.")] = "md",
+    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the document to stdout).")] = Path("reports"),
+    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the document with this ECDSA private key (PEM).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Draft an EU AI Act document (an aid, not legal advice) from the lineage DB alone; recorded with its digest."""
+    from govern import api
+
+    if _is_stdout(out):
+        if sign_key is not None:
+            raise GovernError("--out - with --sign-key: a signature covers a file; write the document to a folder")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="govern-docs-") as tmp:
+            outcome = api.docs(run_id, kind, output_format, tmp, record=False, db_url=db)
+            sys.stdout.buffer.write(outcome.path.read_bytes())
+            sys.stdout.flush()
+        return
+    outcome = api.docs(run_id, kind, output_format, out, sign_key=sign_key, db_url=db)
+    console.print(f"wrote {outcome.path} ({outcome.sha256}, recorded for {outcome.run_id})", highlight=False,
+                  soft_wrap=True)
+    if outcome.to_be_completed:
+        console.print(f"to be completed: {len(outcome.to_be_completed)} field(s), listed at the end of the document",
+                      highlight=False)
+    if outcome.signed is not None:
+        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
+        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+
+
+@export_app.command("bom")
+def export_bom_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    output_format: Annotated[Literal["cyclonedx"], typer.Option("--format", "-f", help="cyclonedx (1.6 ML-BOM).")] = "cyclonedx",
+    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the BOM to stdout).")] = Path("reports"),
+    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the BOM with this ECDSA private key (PEM).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the run's AI bill of materials from the lineage DB alone, validated; recorded with its digest."""
+    from govern import api
+
+    if _is_stdout(out):
+        if sign_key is not None:
+            raise GovernError("--out - with --sign-key: a signature covers a file; write the BOM to a folder")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="govern-bom-") as tmp:
+            outcome = api.export_bom(run_id, output_format, tmp, record=False, db_url=db)
+            sys.stdout.buffer.write(outcome.path.read_bytes())
+            sys.stdout.flush()
+        return
+    outcome = api.export_bom(run_id, output_format, out, sign_key=sign_key, db_url=db)
+    console.print(f"wrote {outcome.path} ({outcome.sha256}, recorded for {outcome.run_id})", highlight=False,
+                  soft_wrap=True)
+    if outcome.signed is not None:
+        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
+        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+
+
+@export_app.command("openlineage")
+def export_openlineage_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    url: Annotated[str | None, typer.Option("--url", help="Send to this OpenLineage HTTP endpoint (e.g. Marquez).")] = None,
+    file: Annotated[str | None, typer.Option("--file", help="Append the events (one JSON per line) to this file.")] = None,
+    to_console: Annotated[bool, typer.Option("--console", help="Print the events.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Send the run's OpenLineage events (START, then COMPLETE/ABORT/FAIL); default transport: OPENLINEAGE_URL etc."""
+    from rich.markup import escape
+
+    from govern import api
+
+    run, sent, problems = api.export_openlineage(run_id, url=url, file=file, console=to_console, db_url=db)
+    if problems:
+        for p in problems:
+            error_console.print(f"[bold red]error:[/] OpenLineage: {escape(p)}", highlight=False)
+        error_console.print(f"sent {sent} event(s) for {run}; the failure is recorded in its audit log",
+                            highlight=False)
+        exit_with(2)
+    console.print(f"sent {sent} OpenLineage event(s) for {run}", highlight=False)
+
+
+@export_app.command("mlflow")
+def export_mlflow_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")] = None,
+    registry_uri: Annotated[str | None, typer.Option("--registry-uri", help="Model registry URI (default: the tracking URI).")] = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")] = "govern",
+    db: DbOption = None,
+) -> None:
+    """Log the run to MLflow (params, metrics, tags, report/evidence/SARIF); register the model only if it passed."""
+    from govern import api
+
+    run, result = api.export_mlflow(run_id, tracking_uri, registry_uri=registry_uri, experiment=experiment, db_url=db)
+    console.print(f"logged {run} as MLflow run {result.mlflow_run_id} (experiment {result.experiment_id})",
+                  highlight=False)
+    if result.model_version is not None:
+        console.print(f"registered {result.registered_model} version {result.model_version}", highlight=False)
+    else:
+        console.print("no model version registered (the decision did not pass)", highlight=False)
 
 
 def _report_problems(outcome: Any) -> None:

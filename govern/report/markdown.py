@@ -106,6 +106,11 @@ def render_markdown(data: ReportData) -> str:
             add("| Privacy | **trained without differential privacy** |")
     else:
         add(f"| Privacy | {r.absent_reason('training')} |")
+    compute = r.training.compute if r.training else None
+    if compute is not None:  # the EU AI Act significant-modification check (govern.documents.compute)
+        ratio = ("base compute unknown" if compute.base_compute_ratio is None
+                 else f"{fmt_number(compute.base_compute_ratio, 6)} of the base model's (indicative threshold ⅓)")
+        add(f"| Training compute | ≈ {compute.flops:.3g} FLOP ({cell(compute.formula)}); {ratio} |")
     if r.membership:
         m = r.membership
         gated_tpr = _gated(r, ("membership.max_tpr_at_fpr[",))

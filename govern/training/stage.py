@@ -117,6 +117,9 @@ class TrainingStage:
         spec_path.write_text(spec.model_dump_json(indent=1), encoding="utf-8")
         evidence = outcome.evidence
         evidence.canaries_inserted = _count_canaries(spec)
+        from govern.documents.compute import estimate_compute
+
+        evidence.compute = estimate_compute(evidence, ctx.config.base_model.training_flops)
         outputs = TrainingOutputs(
             model_dir=str(outcome.model_dir) if outcome.model_dir else None,
             base_model_path=str(outcome.base_model_path), gguf_file=outcome.gguf_file,

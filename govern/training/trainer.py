@@ -214,6 +214,9 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         raise DataError(spec.train_files[0].path, "no training records")
     label_names = _label_names(spec, records) if spec.task == "classification" else []
     model, tokenizer = load_base_model(folder, gguf, task=spec.task, label_names=label_names or None)
+    # What the model is, for the documents that ask (the GPAI form's architecture): from its own config.
+    architecture = {k: v for k, v in (("model_type", getattr(model.config, "model_type", None)),
+                                      ("architecture", type(model).__name__)) if isinstance(v, str) and v}
     columns = Columns(text=spec.columns.get("text") or "text", label=spec.columns.get("label"),
                       prompt=spec.columns.get("prompt"), completion=spec.columns.get("completion"))
     examples: list[EncodedExample] = []
@@ -337,6 +340,9 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     checkpoints_written = 0
     resumed_from: int | None = None
     elapsed_before = 0.0
+    # Tokens the forward passes read (real, and with padding): the compute estimate's D. A checkpoint from
+    # before this count leaves them unknown (None) rather than undercounted.
+    tokens: list[int] | None = [0, 0]
     if resume is not None:
         ckpt.load_weights(resume, plain_model)
         ckpt.load_optimizer(resume, optimizer.original_optimizer if hasattr(optimizer, "original_optimizer")
@@ -352,6 +358,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         checkpoints_written = int(resume.state.get("checkpoints_written", 0))
         elapsed_before = float(resume.state.get("elapsed_s", 0.0))
         resumed_from = step
+        saved_tokens = resume.state.get("tokens_processed")
+        tokens = [int(saved_tokens[0]), int(saved_tokens[1])] if isinstance(saved_tokens, list) else None
 
     def checkpoint_state() -> dict[str, Any]:
         history = [list(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
@@ -364,6 +372,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
             "losses": losses, "fingerprint": fingerprint, "seeds": seeds, "world_size": world_size,
             "checkpoints_written": checkpoints_written + 1,
             "elapsed_s": elapsed_before + (time.perf_counter() - started),
+            "tokens_processed": list(tokens) if tokens is not None else None,
         }
 
     def write_checkpoint() -> Path | None:
@@ -383,6 +392,9 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         batch = {k: v.to(device) for k, v in batch.items()}
         kwargs: dict[str, torch.Tensor] = {"attention_mask": batch["attention_mask"]}
         b, t = batch["input_ids"].shape
+        if tokens is not None:
+            tokens[0] += int(batch["attention_mask"].sum().item())
+            tokens[1] += int(b * t)
         if needs_position_ids:
             kwargs["position_ids"] = torch.arange(t, device=device)[None].repeat(b, 1)
         if needs_token_types:
@@ -490,6 +502,10 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         epsilons = accounting.all_epsilons(history, delta)
         epsilons[dp.accountant] = live
     accounted_steps = sum(int(h[2]) for h in history) if history else step
+    if tokens is not None and world_size > 1:  # each rank read its share of every step
+        counts = torch.tensor(tokens, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(counts)
+        tokens = [int(counts[0].item()), int(counts[1].item())]
     curve = _curve(losses, noise_multiplier, sample_rate, delta, dp.accountant if dp.enabled else None)
 
     model_dir: Path | None = None
@@ -503,7 +519,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         max_grad_norm=dp.max_grad_norm if dp.enabled else None, n_train=n, batch_size=cfg.batch_size,
         method=cfg.method, trainable_params=trainable, total_params=total,
         base_model={"name": spec.base_model_name or (gguf or folder.name), "path": str(folder),
-                    "gguf_file": gguf, "digest": digest, **base_model_facts(folder)},
+                    "gguf_file": gguf, "digest": digest, **architecture, **base_model_facts(folder)},
         curve=curve, device=str(device), world_size=world_size, duration_s=round(elapsed, 3), seed=cfg.seed,
         versions=package_versions(), resumed_from_step=resumed_from, task=spec.task,
         target_epsilon=dp.target_epsilon if dp.enabled and dp.noise_multiplier is None else None,
@@ -512,6 +528,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         poisson_sampling=dp.poisson_sampling if dp.enabled else None, learning_rate=cfg.learning_rate,
         max_length=cfg.max_length, max_physical_batch_size=cfg.max_physical_batch_size, precision=precision,
         lora=lora_info, label_names=label_names, checkpoints_written=checkpoints_written,
+        tokens_processed=tokens[0] if tokens is not None else None,
+        padded_tokens_processed=tokens[1] if tokens is not None else None,
     )
     return TrainingOutcome(evidence=evidence, model_dir=model_dir, base_model_path=folder, gguf_file=gguf,
                            base_model_digest=digest, label_names=label_names, device=str(device), rank=rank,

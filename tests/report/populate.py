@@ -22,6 +22,7 @@ from dp_accounting import rdp
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from govern.data.validate import fingerprint_file
+from govern.documents.compute import estimate_compute
 from govern.evidence import (
     AttackResult,
     DataEvidence,
@@ -104,7 +105,8 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
                         policy_ref: str | Path = "default", data_dir: Path | None = None,
                         waive_fairness: bool = True, parent_run_id: str | None = None,
                         disparities: list[Disparity] | None = None,
-                        tpr_at_fpr: list[TprAtFpr] | None = None) -> RecordedRun:
+                        tpr_at_fpr: list[TprAtFpr] | None = None,
+                        documentation: dict[str, Any] | None = None) -> RecordedRun:
     """One complete run (data → pii → training → evaluation → membership → fairness → signing);
     ``disparities`` / ``tpr_at_fpr`` replace the fairness rows / the attack's TPR-at-FPR points."""
     from govern.pii import scan_paths
@@ -124,6 +126,8 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
               "data": {"train": str(train_path), "eval": str(eval_path), "text_column": "text",
                        "label_column": "label", "sensitive_columns": ["region", "age_band"]},
               "training": {"seed": seed, "dp": {"noise_multiplier": sigma, "delta": delta}}, "policy": str(policy_ref)}
+    if documentation is not None:  # the run config's documentation: section, as govern stores it
+        config["documentation"] = documentation
     run_id = store.create_run(
         name=name, config=config, config_digest="sha256:" + hashlib.sha256(json.dumps(config).encode()).hexdigest(),
         config_path=str(root / "govern.yaml"), policy=policy, run_dir=str(run_dir),
@@ -171,7 +175,9 @@ def record_governed_run(store: LineageStore, root: Path, *, name: str = "support
         n_train=n_train, batch_size=round(q * n_train), method="lora", trainable_params=74_000,
         total_params=22_787_000, base_model={"name": "all-MiniLM-L6-v2", "digest": "sha256:" + "5e" * 32},
         curve=curve, device="cpu", duration_s=312.4, seed=seed,
-        versions={"torch": "2.13.0", "opacus": "1.6.0", "peft": "0.21.2"})
+        versions={"torch": "2.13.0", "opacus": "1.6.0", "peft": "0.21.2"},
+        tokens_processed=steps * round(q * n_train) * 21, padded_tokens_processed=steps * round(q * n_train) * 32)
+    training.compute = estimate_compute(training)  # the known figure for all-MiniLM-L6-v2
     adapter = run_dir / "adapter"
     adapter_sha = "sha256:" + hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()
     _stage(store, run_id, "training", training, artifacts=[

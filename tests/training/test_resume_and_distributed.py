@@ -60,6 +60,9 @@ def test_killed_run_resumes_to_the_same_epsilon_and_steps(tiny_bert: Path, senti
     assert resumed.steps == reference.steps == 40
     assert resumed.accountant_history == reference.accountant_history
     assert resumed.epsilon == reference.epsilon
+    # The compute estimate's token count carries over the checkpoint: same batches, same tokens.
+    assert resumed.tokens_processed == reference.tokens_processed and reference.tokens_processed
+    assert resumed.padded_tokens_processed == reference.padded_tokens_processed
     # Same seed, same restored RNG/sampler/optimizer state: the very same training trajectory.
     assert [p.loss for p in resumed.curve] == pytest.approx([p.loss for p in reference.curve], abs=1e-5)
 

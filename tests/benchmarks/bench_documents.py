@@ -1,0 +1,78 @@
+"""Benchmark: EU AI Act documents, the CycloneDX BOM and OpenLineage events of a recorded run, from the DB.
+
+Baseline in the same process: building the run's ReportData (what every document is a view of, and what
+``govern report`` pays first), so each ratio shows what a document adds on top of reading the DB. Also
+the compute estimate's cost per call (it runs once per training stage).
+
+    .venv/bin/python tests/benchmarks/bench_documents.py
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from govern.documents import build_document, render_document  # noqa: E402
+from govern.documents.compute import estimate_compute  # noqa: E402
+from govern.lineage import LineageStore  # noqa: E402
+from govern.report import build_report_data  # noqa: E402
+from tests.report.populate import record_governed_run  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-documents-"))
+    try:
+        store = LineageStore.open(f"sqlite:///{root / 'lineage.db'}")
+        run = record_governed_run(store, root)
+        shutil.rmtree(run.run_dir)
+        baseline = timed(lambda: build_report_data(store, run.run_id), 5)
+        rows = []
+        for kind in ("gpai-form", "training-summary", "annex-iv"):
+            for fmt in ("md", "html", "json"):
+                t = timed(lambda k=kind, f=fmt: render_document(build_document(build_report_data(store, run.run_id),
+                                                                               k), f), 5)
+                rows.append((f"{kind} {fmt}", t))
+        try:
+            from govern.export.bom import build_cyclonedx
+
+            rows.append(("cyclonedx bom (validated)",
+                         timed(lambda: build_cyclonedx(build_report_data(store, run.run_id)), 5)))
+        except ImportError:
+            print("cyclonedx-python-lib missing: BOM not measured")
+        try:
+            from govern.export.openlineage import event_json, run_events
+
+            rows.append(("openlineage events (json)", timed(
+                lambda: [event_json(e) for e in run_events(build_report_data(store, run.run_id))], 5)))
+        except ImportError:
+            print("openlineage-python missing: events not measured")
+        training = build_report_data(store, run.run_id).training
+        assert training is not None
+        compute = timed(lambda: estimate_compute(training), 200)
+        store.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"baseline: ReportData from the DB {baseline * 1000:.1f} ms")
+    for name, t in rows:
+        print(f"{name:32s} {t * 1000:8.1f} ms   ratio to baseline {t / baseline:5.2f}x")
+    print(f"{'compute estimate (one call)':32s} {compute * 1e6:8.1f} µs   ratio to baseline {compute / baseline:.2e}x")
+
+
+if __name__ == "__main__":
+    main()
