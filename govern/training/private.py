@@ -98,14 +98,19 @@ def accounted_steps(engine: Any) -> int:
     return sum(int(h[2]) for h in engine.accountant.history) if engine is not None else 0
 
 
+_DDP_WRAPPERS = ("DistributedDataParallel", "DifferentiallyPrivateDistributedDataParallel")
+
+
 def unwrap(model: Any) -> nn.Module:
     """The user's module under Opacus' GradSampleModule / DPDDP wrappers."""
     inner: Any = model
-    while hasattr(inner, "_module") and isinstance(inner._module, nn.Module):
-        inner = inner._module
-    while isinstance(inner, nn.parallel.DistributedDataParallel):
-        inner = inner.module
-    return inner  # type: ignore[no-any-return]  # an nn.Module by construction
+    while True:
+        if isinstance(getattr(inner, "_module", None), nn.Module):  # Opacus' GradSampleModule
+            inner = inner._module
+        elif type(inner).__name__ in _DDP_WRAPPERS and isinstance(getattr(inner, "module", None), nn.Module):
+            inner = inner.module
+        else:
+            return inner  # type: ignore[no-any-return]  # an nn.Module by construction
 
 
 class IntegrityTracker:
