@@ -192,3 +192,25 @@ def test_leaving_the_block_without_finish_is_a_failed_run(project: Project) -> N
         run.training_data()
     record, _ = _run(run.run_id)
     assert record.status == "failed" and "without run.finish" in (record.error or "")
+
+
+def test_a_failed_session_resumes_with_the_same_run_and_the_officer_can_check_it(project: Project,
+                                                                                govern_cli: Any) -> None:
+    with pytest.raises(RuntimeError), govern.session(project.config) as run:
+        raise RuntimeError("out of memory")
+    first = run.run_id
+    with govern.session(project.config, resume=first) as run:
+        outcome = user_loop(run)
+    assert outcome.run_id == first and outcome.status == "completed"
+    assert {s.name: s.status for s in outcome.stages}["data"] == "reused"
+    # the compliance officer's side, from the lineage DB alone
+    code, out, err = govern_cli("check", first)
+    assert code == 0, out + err
+    code, out, err = govern_cli("report", first, "--format", "json", "--out", "-")
+    assert code == 0, err
+    import json
+
+    report = json.loads(out)
+    assert report["run"]["id"] == first
+    code, out, err = govern_cli("lineage", "verify")
+    assert code == 0, out + err
