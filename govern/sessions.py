@@ -275,7 +275,8 @@ class GovernedRun:
         if rate is not None and abs(rate - planned.sample_rate) > 1e-12:
             raise SessionError(f"Opacus' sample rate {rate} differs from the planned {planned.sample_rate}")
         self._engine, self._dp_optimizer, self._planned, self._batch_size = engine, optimizer, planned, batch_size
-        self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer)
+        self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
+                                         planned=planned)
         if cfg.dp.grad_sample_mode == "ghost":
             return model, optimizer, criterion, loader
         return model, optimizer, loader

@@ -121,8 +121,10 @@ class IntegrityTracker:
     PrivacyEngine whose accountant must count every such step (None: non-private training)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, engine: Any = None,
-                 dp_optimizer: Any = None) -> None:
+                 dp_optimizer: Any = None, planned: PlannedPrivacy | None = None) -> None:
         self.model = unwrap(model)
+        #: σ and q the run was planned with: an accountant entry with others means they were changed mid-run.
+        self.planned = planned
         self.engine = engine
         self.dp_optimizer = dp_optimizer
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -214,6 +216,13 @@ class IntegrityTracker:
                           f"private step (first: {changed[0]}; other weights loaded or edited?)")
         if self.engine is not None and accounted_steps(self.engine) != self._accounted_at_last:
             self._violate("the accountant counted steps that no optimizer update followed")
+        planned = self.planned
+        if self.engine is not None and planned is not None and planned.noise_multiplier is not None:
+            for sigma, rate, steps in self.engine.accountant.history:
+                if abs(float(sigma) - planned.noise_multiplier) > 1e-9 or abs(float(rate) - planned.sample_rate) > 1e-12:
+                    self._violate(f"{int(steps)} step(s) ran with σ={float(sigma):.4g}, q={float(rate):.4g} instead of the "
+                                  f"planned σ={planned.noise_multiplier:.4g}, q={planned.sample_rate:.4g} (changed "
+                                  "during training; ε is still the accountant's)")
         with torch.no_grad():
             current = self._params()
             delta_sq = sum(float((p.float() - q.float()).pow(2).sum()) for p, q in zip(current, self.initial,

@@ -17,6 +17,7 @@ govern.training SPEC.json`` runs it from a spec file (what torchrun launches).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -313,7 +314,8 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     # Snapshots of the trainable weights across optimizer steps (before a checkpoint is restored: the
     # relative weight change is measured from the initial weights, which the seed makes the same).
     tracker = IntegrityTracker(model, getattr(optimizer, "original_optimizer", optimizer), engine=privacy_engine,
-                               dp_optimizer=optimizer if dp.enabled else None)
+                               dp_optimizer=optimizer if dp.enabled else None,
+                               planned=dataclasses.replace(planned, noise_multiplier=noise_multiplier))
 
     # ---- restore from checkpoint
     step = 0

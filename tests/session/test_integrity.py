@@ -18,6 +18,8 @@ POLICY = Policy.model_validate({"apiVersion": "govern.dev/v1", "kind": "Policy",
 
 
 def _private(steps: int, after_step: Any = None) -> tuple[nn.Module, IntegrityTracker]:
+    from govern.training.private import plan_privacy
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
     model[0].requires_grad_(False)  # a frozen layer is not tracked and needs no per-sample gradients
@@ -26,7 +28,9 @@ def _private(steps: int, after_step: Any = None) -> tuple[nn.Module, IntegrityTr
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     engine, model, optimizer, _, loader = attach_opacus(model, optimizer, loader, DPSettings(noise_multiplier=1.0),
                                                         1.0)
-    tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer)
+    planned = plan_privacy(64, 16, DPSettings(noise_multiplier=1.0), max_steps=steps, epochs=1, max_delta=1e-5)
+    tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
+                               planned=planned)
     done = 0
     while done < steps:
         for x, y in loader:
@@ -70,6 +74,16 @@ def test_an_unaccounted_step_of_the_underlying_optimizer_is_a_violation() -> Non
     ev = tracker.evidence()
     assert ev.violations == 1 and "was not a private step" in ev.violation_details[0]
     assert ev.optimizer_steps == 5 and ev.accounted_steps == 4
+
+
+def test_lowering_the_noise_during_training_is_a_violation() -> None:
+    def quieter(model: Any, optimizer: Any, done: int) -> None:
+        if done == 2:
+            optimizer.noise_multiplier = 0.1
+
+    _, tracker = _private(4, quieter)
+    ev = tracker.evidence()
+    assert ev.violations == 1 and "instead of the planned σ=1" in ev.violation_details[0]
 
 
 def _doc(**integrity: Any) -> dict[str, Any]:
