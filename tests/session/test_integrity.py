@@ -13,6 +13,9 @@ from govern.policy import evaluate
 from govern.policy.schema import Policy
 from govern.training.private import IntegrityTracker, attach_opacus
 
+# Opacus' hooks on a frozen first layer: PyTorch warns on every backward, gradients are still right.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
 POLICY = Policy.model_validate({"apiVersion": "govern.dev/v1", "kind": "Policy",
                                 "metadata": {"name": "t", "version": "1"}})
 

@@ -20,6 +20,8 @@ from govern.training import accounting
 from tests.session.conftest import Project, make_project, planted
 
 torch.set_num_threads(1)
+# Opacus' hooks on a frozen first layer: PyTorch warns on every backward, gradients are still right.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 Cheat = Callable[[Any, Any, tuple[torch.Tensor, ...]], None]
 
