@@ -9,6 +9,10 @@ tokens: callers pass locations and types, not values.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from govern.decisions import PolicyDecision
 
 
 class GovernError(Exception):
@@ -90,3 +94,26 @@ class RecordIntegrityError(LineageError):
 
 class NotFoundError(GovernError):
     """A run, dataset or artifact id does not exist in the lineage DB."""
+
+
+class RunBlocked(GovernError):
+    """A policy gate blocked a governed session (exit code 1, as ``govern run`` exits on a block).
+
+    Raised by :func:`govern.session` on entry — before any of the user's training code runs — when a
+    pre-training gate (data, PII) blocks, and by ``run.finish`` when the training gate (integrity, DP) or
+    a later one blocks. The run is already recorded ``blocked``; ``decision`` is the gate's decision (rule
+    results name rules, counts and locations, never record text)."""
+
+    exit_code = 1
+
+    def __init__(self, run_id: str, gate: str, decision: PolicyDecision) -> None:
+        self.run_id = run_id
+        self.gate = gate
+        self.decision = decision
+        failed = [r for r in decision.results if r.status in ("fail", "error") and r.severity == "block"]
+        lines = "\n".join(f"  - {r.rule_id}: {r.message}" for r in failed[:20])
+        super().__init__(f"run {run_id} blocked at the {gate} gate:\n{lines}")
+
+
+class SessionError(GovernError):
+    """A governed session was used out of order (e.g. the block ended without ``run.finish``)."""

@@ -165,6 +165,30 @@ class ComputeEstimate(EvidenceModel):
     notes: list[str] = Field(default_factory=list, description="What the estimate leaves out, and which way it errs.")
 
 
+class TrainingIntegrity(EvidenceModel):
+    """Was the model that is signed the model the accountant accounted for, and did it actually train?
+
+    Recorded by :class:`govern.training.private.IntegrityTracker` (the built-in recipe and a user's own
+    loop alike): the trainable parameters are snapshotted after every optimizer step, so a change made
+    between two private steps, or an update the accountant did not count, is a violation."""
+
+    tracked_tensors: int
+    tracked_params: int
+    optimizer_steps: int = Field(description="Real optimizer updates (logical steps).")
+    accounted_steps: int | None = Field(default=None, description="Steps the DP accountant composed (None: no DP).")
+    violations: int = Field(default=0, description="Changes to the trainable weights outside a private step.")
+    violation_details: list[str] = Field(default_factory=list, description="The first violations, by step and tensor name.")
+    relative_weight_change: float = Field(description="||w_final - w_initial|| / ||w_initial|| over the trainable weights.")
+    changed_tensors: int = 0
+    per_sample_grads_all_params: bool | None = Field(
+        default=None, description="Opacus computed per-sample gradients for every trainable parameter (None: "
+                                  "not measured, e.g. ghost clipping or no DP).")
+    missing_per_sample_grads: list[str] = Field(default_factory=list)
+    clipped_fraction: float | None = Field(default=None, description="Per-sample gradients whose norm exceeded max_grad_norm.")
+    optimizer_noise_multiplier: float | None = Field(default=None, description="σ read from the DP optimizer itself.")
+    optimizer_max_grad_norm: float | None = None
+
+
 class TrainingEvidence(EvidenceModel):
     dp_enabled: bool
     non_private: bool = Field(description="True when trained without DP (only a policy that allows it passes).")
@@ -220,6 +244,10 @@ class TrainingEvidence(EvidenceModel):
         default=None, description="Sequence positions computed, padding included (what the FLOP estimate uses).")
     compute: ComputeEstimate | None = Field(
         default=None, description="Training FLOPs vs the base model's (EU AI Act significant-modification check).")
+    integrity: TrainingIntegrity | None = Field(
+        default=None, description="Training integrity and 'it actually trained' facts (None: recorded by an older govern).")
+    loop: str = Field(default="recipe", description="Who ran the training loop: govern's recipe or the user's own "
+                                                    "code in a govern.session.")
 
 
 # --------------------------------------------------------------------------------------- evaluation

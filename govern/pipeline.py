@@ -22,6 +22,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -62,6 +63,19 @@ def iter_stages(specs: list[str] | None = None) -> Iterator[Stage]:
     """Import each stage only when the run reaches it: a run blocked at the PII gate never imports torch."""
     for spec in specs if specs is not None else STAGES:
         yield load_stage(spec)
+
+
+def training_split(specs: list[str] | None = None) -> tuple[list[str], str, list[str]]:
+    """``STAGES`` split around the stage that trains the model (its class sets ``trains_model = True``):
+    (stages before it, its spec, stages after it). ``govern.session`` runs the first part on entry, the
+    user's own loop in place of the training stage, and the rest at ``finish``. Importing the stage classes
+    to find it costs nothing here: a session trains, so torch is loaded anyway."""
+    specs = specs if specs is not None else STAGES
+    for index, spec in enumerate(specs):
+        module_name, _, class_name = spec.partition(":")
+        if getattr(getattr(importlib.import_module(module_name), class_name), "trains_model", False):
+            return specs[:index], spec, specs[index + 1:]
+    raise GovernError("no stage in STAGES trains the model (a stage class with trains_model = True)")
 
 
 class PipelineListener(Protocol):
@@ -106,6 +120,21 @@ class RunOutcome:
     db_url: str = ""
 
 
+@dataclass
+class ActiveRun:
+    """A run between :meth:`Pipeline.begin` and its end: what the stages share and where it stands."""
+
+    ctx: StageContext
+    policy: LoadedPolicy
+    outcome: RunOutcome
+    resumed: bool = False
+    #: The stage (or phase) running now: what a failure is attributed to.
+    current: str = "setup"
+    #: The decision of the gate that blocked the run, if one did.
+    blocked: PolicyDecision | None = None
+
+
+
 def code_revision() -> str | None:
     """The git commit of govern's own source tree, when it is a checkout (recorded for reproducibility)."""
     root = Path(__file__).resolve().parents[1]
@@ -139,6 +168,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ start
     def start(self, config_path: str | Path) -> RunOutcome:
+        run_id, config, policy, run_dir = self.create(config_path)
+        return self._execute(run_id, config, policy, run_dir, resumed=False)
+
+    def create(self, config_path: str | Path) -> tuple[str, RunConfig, LoadedPolicy, Path]:
+        """Record a new run of ``config_path`` (an invalid config: a failed run, and the ConfigError)."""
         path = Path(config_path)
         try:
             config = load_run_config(path)
@@ -157,9 +191,14 @@ class Pipeline:
         self.run_id, self.config = run_id, config
         run_dir = (config.output_dir or Path.cwd() / ".govern" / "runs") / run_id
         self.store.set_run_dir(run_id, str(run_dir))
-        return self._execute(run_id, config, policy, run_dir, resumed=False)
+        return run_id, config, policy, run_dir
 
     def resume(self, run_id: str) -> RunOutcome:
+        run_id, config, policy, run_dir = self.reopen(run_id)
+        return self._execute(run_id, config, policy, run_dir, resumed=True)
+
+    def reopen(self, run_id: str) -> tuple[str, RunConfig, LoadedPolicy, Path]:
+        """An unfinished run, checked against its audit chain and marked running again."""
         record = self.store.get_run(run_id)
         if record.kind != "run":
             raise GovernError(f"{record.id} is a '{record.kind}' record, not a governed run: nothing to resume")
@@ -179,11 +218,23 @@ class Pipeline:
         run_dir = Path(record.run_dir) if record.run_dir else Path.cwd() / ".govern" / "runs" / record.id
         self.store.set_run_status(record.id, "running")
         self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})
-        return self._execute(record.id, config, policy, run_dir, resumed=True)
+        return record.id, config, policy, run_dir
 
     # ---------------------------------------------------------------------------------------- execute
     def _execute(self, run_id: str, config: RunConfig, policy: LoadedPolicy, run_dir: Path, *, resumed: bool
                  ) -> RunOutcome:
+        active = self.begin(run_id, config, policy, run_dir, resumed=resumed)
+        with self.guard(active):
+            stages: Iterable[Stage] = self._stages if self._stages is not None else iter_stages()
+            if not self.advance(active, stages):
+                return active.outcome
+            return self.conclude(active)
+
+    # The three phases of a run, public so that ``govern.session`` can run the user's own training
+    # between the pre-training and the post-training stages through the same machinery and gates.
+    def begin(self, run_id: str, config: RunConfig, policy: LoadedPolicy, run_dir: Path, *, resumed: bool
+              ) -> ActiveRun:
+        """The run's context (evidence so far, typed outputs) before its first stage."""
         run_dir.mkdir(parents=True, exist_ok=True)
         outcome = RunOutcome(run_id=run_id, status="running", decision=None, run_dir=str(run_dir),
                              db_url=self.store.display_url)
@@ -193,48 +244,63 @@ class Pipeline:
                            db_url=self.store.url, progress=self.progress,
                            started_at=self.store.get_run(run_id).started_at)
         self.listener.run_started(run_id, resumed)
-        current = "setup"
-        try:
-            stages: Iterable[Stage] = self._stages if self._stages is not None else iter_stages()
-            for stage in stages:
-                current = stage.name
-                status = self._run_stage(stage, ctx, resumed, outcome)
-                if status == "failed":
-                    return outcome
-                # The per-data-set privacy ledger, once a stage (training, run or reused) has spent budget.
-                ctx.evidence.ledger = ledger_evidence(self.store, policy, ctx.run_id, ctx.evidence)
-                decision = self._gate(stage.name, ctx, policy, final=False)
-                # What the signing stage attests: the decision so far, waivers applied.
-                ctx.gate = GateSoFar(decision=decision.decision, policy_digest=policy.digest)
-                if decision.decision == "block":
-                    record(self.store, run_id, policy, decision, kind="gate")
-                    settle(self.store, run_id, "block")
-                    outcome.status, outcome.decision = "blocked", "block"
-                    outcome.results = [r.model_dump(mode="json") for r in decision.results]
-                    outcome.stages[-1].status = outcome.stages[-1].status + "/blocked"
-                    return outcome
-                if self._on_stage_done is not None:
-                    self._on_stage_done(stage.name)
-            current = "final decision"
-            final = self._gate("final", ctx, policy, final=True, kind="final")
-            results = [r.model_dump(mode="json") for r in final.results]
-            status = settle(self.store, run_id, final.decision)
-            if status == "completed":  # its model becomes a candidate version in the registry
-                from govern.registry import register_after_run
+        return ActiveRun(ctx=ctx, policy=policy, outcome=outcome, resumed=resumed)
 
-                register_after_run(self.store, run_id)
-            outcome.status, outcome.decision, outcome.results = status, final.decision, results
-            return outcome
+    @contextmanager
+    def guard(self, active: ActiveRun) -> Iterator[None]:
+        """Any error inside records the run ``failed`` with the reason (and the stage it happened in)."""
+        try:
+            yield
         except GovernError as exc:
-            self._fail(outcome, f"{current}: {exc}")
+            self._fail(active.outcome, f"{active.current}: {exc}")
             raise
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                self._fail(outcome, f"{current}: interrupted by the user")
+                self._fail(active.outcome, f"{active.current}: interrupted by the user")
                 raise
+            run_dir = active.ctx.run_dir
             (run_dir / "error.log").write_text(traceback.format_exc())
-            self._fail(outcome, f"{current}: internal error {type(exc).__name__} (details in {run_dir / 'error.log'})")
+            self._fail(active.outcome, f"{active.current}: internal error {type(exc).__name__} (details in "
+                                       f"{run_dir / 'error.log'})")
             raise
+
+    def advance(self, active: ActiveRun, stages: Iterable[Stage]) -> bool:
+        """Run ``stages`` in order with a gate after each; False when a gate blocked (the run is then
+        recorded ``blocked`` and ``active.blocked`` holds the decision)."""
+        ctx, policy, outcome = active.ctx, active.policy, active.outcome
+        for stage in stages:
+            active.current = stage.name
+            self._run_stage(stage, ctx, active.resumed, outcome)
+            # The per-data-set privacy ledger, once a stage (training, run or reused) has spent budget.
+            ctx.evidence.ledger = ledger_evidence(self.store, policy, ctx.run_id, ctx.evidence)
+            decision = self._gate(stage.name, ctx, policy, final=False)
+            # What the signing stage attests: the decision so far, waivers applied.
+            ctx.gate = GateSoFar(decision=decision.decision, policy_digest=policy.digest)
+            if decision.decision == "block":
+                record(self.store, ctx.run_id, policy, decision, kind="gate")
+                settle(self.store, ctx.run_id, "block")
+                outcome.status, outcome.decision = "blocked", "block"
+                outcome.results = [r.model_dump(mode="json") for r in decision.results]
+                outcome.stages[-1].status = outcome.stages[-1].status + "/blocked"
+                active.blocked = decision
+                return False
+            if self._on_stage_done is not None:
+                self._on_stage_done(stage.name)
+        return True
+
+    def conclude(self, active: ActiveRun) -> RunOutcome:
+        """The run's final decision, recorded; closes the run."""
+        active.current = "final decision"
+        final = self._gate("final", active.ctx, active.policy, final=True, kind="final")
+        outcome = active.outcome
+        status = settle(self.store, active.ctx.run_id, final.decision)
+        if status == "completed":  # its model becomes a candidate version in the registry
+            from govern.registry import register_after_run
+
+            register_after_run(self.store, active.ctx.run_id)
+        outcome.status, outcome.decision = status, final.decision
+        outcome.results = [r.model_dump(mode="json") for r in final.results]
+        return outcome
 
     def _fail(self, outcome: RunOutcome, reason: str) -> None:
         outcome.status, outcome.error = "failed", reason

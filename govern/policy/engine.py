@@ -147,6 +147,31 @@ def _privacy_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]
                       f"δ = {_fmt(delta)} must be below 1/n = {_fmt(bound)}", "training.delta", delta, bound)
 
 
+@builtin("training")
+def _training_integrity_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
+    p, integrity = policy.training, doc["training"].get("integrity")
+    if integrity is None:  # recorded by a govern that did not track it: nothing to judge (not a pass)
+        return
+    if p.require_integrity:
+        n = int(integrity.get("violations") or 0)
+        details = "; ".join(integrity.get("violation_details") or [])[:300]
+        yield _result("training.integrity", p.severity, n == 0,
+                      "the trainable weights changed only in private (accounted) optimizer steps" if n == 0 else
+                      f"{n} training-integrity violation(s): the model is not the one the accountant accounted "
+                      f"for ({details})", "training.integrity.violations", n, 0)
+        if integrity.get("per_sample_grads_all_params") is False:
+            missing = ", ".join(integrity.get("missing_per_sample_grads") or [])[:200]
+            yield _result("training.per_sample_gradients", p.severity, False,
+                          f"no per-sample gradients for trainable parameter(s) {missing}: they were not clipped "
+                          "and noised", "training.integrity.per_sample_grads_all_params", False, True)
+    change = float(integrity.get("relative_weight_change") or 0.0)
+    floor = p.min_relative_weight_change
+    yield _result("training.weights_changed", p.severity, change > floor,
+                  f"trainable weights changed by {_fmt(change)} (relative L2); must exceed {floor:g}"
+                  + ("" if change > floor else " — the model did not train"),
+                  "training.integrity.relative_weight_change", change, floor)
+
+
 @builtin("ledger")
 def _ledger_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
     cap = policy.privacy.max_total_epsilon_per_dataset
@@ -320,7 +345,8 @@ def builtin_rule_ids() -> frozenset[str]:
 
     ids = {"data.min_train_rows", "data.min_eval_rows", "data.max_exact_leakage", "data.max_near_duplicate_fraction",
            "pii.blocked_entities", "privacy.require_dp", "privacy.max_epsilon", "privacy.max_delta",
-           "privacy.delta_below_inverse_n", "membership.max_auc", "membership.empirical_epsilon",
+           "privacy.delta_below_inverse_n", "training.integrity", "training.per_sample_gradients",
+           "training.weights_changed", "membership.max_auc", "membership.empirical_epsilon",
            "fairness.min_worst_group_accuracy", "fairness.insufficient_data", "signing.required", "signing.method",
            "signing.no_canaries_in_release", *RULE_FAMILIES}
     ids |= {f"fairness.max_difference.{m}" for m in MaxDifference.__annotations__}

@@ -177,6 +177,17 @@ class PrivacyPolicy(Section):
     severity: Severity = "block"
 
 
+class TrainingPolicy(Section):
+    """Is the trained model the one the accountant accounted for, and did it actually train?"""
+
+    require_integrity: bool = Field(default=True, description="Block a model whose trainable weights changed "
+                                    "outside a private optimizer step (a second optimizer, an edit, other weights).")
+    min_relative_weight_change: float = Field(
+        default=0.0, ge=0, description="The trainable weights must change by more than this (relative L2 norm): "
+                                       "0 blocks a model that did not train at all.")
+    severity: Severity = "block"
+
+
 class TprLimit(Section):
     fpr: float = Field(gt=0, lt=1)
     max_tpr: float = Field(gt=0, le=1)
@@ -399,6 +410,7 @@ class Policy(Section):
     data: DataPolicy = Field(default_factory=DataPolicy)
     pii: PIIPolicy = Field(default_factory=PIIPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    training: TrainingPolicy = Field(default_factory=TrainingPolicy)
     membership: MembershipPolicy = Field(default_factory=MembershipPolicy)
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)

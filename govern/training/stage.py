@@ -56,6 +56,8 @@ class TrainingOutputs(ModelFolder):
 class TrainingStage:
     name = "training"
     outputs_model = TrainingOutputs
+    #: The stage that trains the model: ``govern.session`` runs the user's own loop in its place.
+    trains_model = True
 
     def enabled(self, ctx: StageContext) -> bool:
         return True

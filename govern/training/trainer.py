@@ -17,6 +17,7 @@ govern.training SPEC.json`` runs it from a spec file (what torchrun launches).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +58,7 @@ from govern.training.models import (
     pick_device,
     resolve_base_model,
 )
+from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
 from govern.versions import package_versions
 
 # Opacus' hooks on the first adapted layer see inputs that need no gradient; PyTorch warns about it
@@ -253,19 +255,10 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     plain_model = model  # the unwrapped (PEFT) model: what gets saved
 
     # ---- sampling and privacy parameters, fixed for the whole run before the first step
-    sample_rate = accounting.poisson_sample_rate(n, cfg.batch_size)
-    steps_per_epoch = accounting.steps_per_epoch(sample_rate)
-    total_steps = cfg.max_steps or accounting.steps_for_epochs(cfg.epochs, sample_rate)
-    # Default δ: 1/(10·n) — well below 1/n — and never above the policy's cap.
-    delta = dp.delta if dp.delta is not None else min(accounting.default_delta(n), spec.max_delta or 1.0)
-    noise_multiplier: float | None = None
-    if dp.enabled:
-        if dp.noise_multiplier is not None:
-            noise_multiplier = float(dp.noise_multiplier)
-        else:
-            assert dp.target_epsilon is not None
-            noise_multiplier = accounting.noise_multiplier(dp.target_epsilon, sample_rate, total_steps, delta,
-                                                           dp.accountant)
+    planned = plan_privacy(n, cfg.batch_size, dp, max_steps=cfg.max_steps, epochs=cfg.epochs,
+                           max_delta=spec.max_delta)
+    sample_rate, steps_per_epoch, total_steps = planned.sample_rate, planned.steps_per_epoch, planned.total_steps
+    delta, noise_multiplier = planned.delta, planned.noise_multiplier
 
     # ---- resume?
     fingerprint = spec.fingerprint(digest)
@@ -302,24 +295,11 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                                                         else None)
 
     if dp.enabled:
-        from opacus import PrivacyEngine
-
+        assert noise_multiplier is not None  # planned for a DP run
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate_fn,
                                              generator=sampler_gen)
-        with warnings.catch_warnings():
-            # "Secure RNG turned off": seeded noise is what makes runs reproducible and resumable.
-            warnings.simplefilter("ignore")
-            privacy_engine = PrivacyEngine(accountant=dp.accountant)
-            made = privacy_engine.make_private(
-                module=model, optimizer=optimizer, data_loader=loader, criterion=criterion,
-                noise_multiplier=noise_multiplier, max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=dp.poisson_sampling, grad_sample_mode=dp.grad_sample_mode,
-                noise_generator=noise_gen,
-            )
-        if dp.grad_sample_mode == "ghost":
-            model, optimizer, criterion, loader = made
-        else:
-            model, optimizer, loader = made
+        privacy_engine, model, optimizer, criterion, loader = attach_opacus(
+            model, optimizer, loader, dp, noise_multiplier, criterion=criterion, noise_generator=noise_gen)
         opacus_rate = getattr(loader, "sample_rate", 1 / len(loader))
         if abs(opacus_rate - sample_rate) > 1e-12:
             raise StageError("training", f"internal: Opacus sample rate {opacus_rate} != planned {sample_rate}")
@@ -333,6 +313,12 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, collate_fn=collate_fn)
         steps_per_epoch = len(loader)
         total_steps = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
+
+    # Snapshots of the trainable weights across optimizer steps (before a checkpoint is restored: the
+    # relative weight change is measured from the initial weights, which the seed makes the same).
+    tracker = IntegrityTracker(model, getattr(optimizer, "original_optimizer", optimizer), engine=privacy_engine,
+                               dp_optimizer=optimizer if dp.enabled else None,
+                               planned=dataclasses.replace(planned, noise_multiplier=noise_multiplier))
 
     # ---- restore from checkpoint
     step = 0
@@ -360,6 +346,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         resumed_from = step
         saved_tokens = resume.state.get("tokens_processed")
         tokens = [int(saved_tokens[0]), int(saved_tokens[1])] if isinstance(saved_tokens, list) else None
+        tracker.rebase()  # govern loaded these weights itself, from a checkpoint the chain vouched for
 
     def checkpoint_state() -> dict[str, Any]:
         history = [list(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
@@ -508,6 +495,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         tokens = [int(counts[0].item()), int(counts[1].item())]
     curve = _curve(losses, noise_multiplier, sample_rate, delta, dp.accountant if dp.enabled else None)
 
+    integrity = tracker.evidence()
     model_dir: Path | None = None
     if rank == 0:
         model_dir = _export(out_dir, plain_model, tokenizer, spec, label_names, digest, folder, gguf)
@@ -527,7 +515,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
         steps_per_epoch=steps_per_epoch, grad_sample_mode=dp.grad_sample_mode if dp.enabled else None,
         poisson_sampling=dp.poisson_sampling if dp.enabled else None, learning_rate=cfg.learning_rate,
         max_length=cfg.max_length, max_physical_batch_size=cfg.max_physical_batch_size, precision=precision,
-        lora=lora_info, label_names=label_names, checkpoints_written=checkpoints_written,
+        lora=lora_info, label_names=label_names, checkpoints_written=checkpoints_written, integrity=integrity,
         tokens_processed=tokens[0] if tokens is not None else None,
         padded_tokens_processed=tokens[1] if tokens is not None else None,
     )

@@ -65,6 +65,14 @@ def test_killed_run_resumes_to_the_same_epsilon_and_steps(tiny_bert: Path, senti
     assert resumed.padded_tokens_processed == reference.padded_tokens_processed
     # Same seed, same restored RNG/sampler/optimizer state: the very same training trajectory.
     assert [p.loss for p in resumed.curve] == pytest.approx([p.loss for p in reference.curve], abs=1e-5)
+    # The built-in recipe records training integrity too: loading its own checkpoint is no violation, and
+    # the weight change is measured from the same initial weights as the uninterrupted run's.
+    assert reference.integrity is not None and resumed.integrity is not None
+    assert reference.integrity.violations == resumed.integrity.violations == 0
+    assert reference.integrity.per_sample_grads_all_params is True
+    assert resumed.integrity.relative_weight_change == pytest.approx(reference.integrity.relative_weight_change,
+                                                                     rel=1e-4)
+    assert reference.integrity.relative_weight_change > 0
 
 
 def test_a_checkpoint_from_another_setup_is_not_resumed(tiny_bert: Path, sentiment_train: Path,

@@ -1,0 +1,63 @@
+"""A plain PyTorch DP-LoRA fine-tune of MiniLM, governed by govern: copy it and change the model/loop.
+
+    python train.py govern.yaml
+
+Five governed lines (marked ``# govern``): the session (data and PII gates before any of this runs),
+the records training may see (redacted), Opacus with govern's σ, and ``finish`` (save, audits, signing,
+the final decision, all recorded in the lineage DB). Everything else is an ordinary training script.
+Exit code 0 when the run passes, 1 when a policy gate blocks it (the reason is printed), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader, TensorDataset
+
+import govern
+from govern.errors import GovernError
+
+
+def main(config: Path) -> int:
+    with govern.session(config) as run:                                      # govern: data + PII gates first
+        model, tokenizer = run.load_base_model()                             # govern: the config's base model
+        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16,
+                                                 target_modules=["query", "value"]))
+        records = run.training_data()                                        # govern: redacted records only
+        max_length = run.config.training.max_length
+        enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True,
+                        max_length=max_length, return_tensors="pt")
+        labels = torch.tensor([run.label_names.index(str(r["intent"])) for r in records])
+        loader = DataLoader(TensorDataset(enc["input_ids"], enc["attention_mask"], labels),
+                            batch_size=run.config.training.batch_size)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=run.config.training.learning_rate)
+        model, optimizer, loader = run.make_private(model, optimizer, loader)  # govern: Opacus, govern's σ
+
+        model.train()
+        step, steps = 0, run.planned_steps or 1   # σ was solved for exactly this many steps
+        while step < steps:
+            for input_ids, attention_mask, y in loader:
+                if step >= steps:
+                    break
+                loss = F.cross_entropy(model(input_ids, attention_mask=attention_mask).logits, y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                run.log(loss.item())
+                step += 1
+        outcome = run.finish(model, tokenizer=tokenizer)                     # govern: audits, decision, lineage
+    print(f"run {outcome.run_id}: {outcome.status} ({outcome.decision})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("govern.yaml")))
+    except GovernError as exc:  # a policy block (1) or bad input (2): the message says which rule / file
+        print(exc, file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,421 @@
+"""Govern the user's own training loop: ``with govern.session("govern.yaml") as run: ...``.
+
+The session is a governed run whose training stage is the user's code. On entry it records the run and
+runs the stages before training (data, PII, canaries) with their gates through the pipeline — the same
+:class:`~govern.pipeline.Pipeline` phases and the one gate path (:mod:`govern.gate`) as ``govern run`` — so
+a block raises :class:`~govern.errors.RunBlocked` before any line of the block runs. Inside the block:
+
+- :meth:`GovernedRun.training_data` — the records training may see (the PII stage's redacted copy when the
+  policy redacts; audit canaries appended when the membership audit inserts them);
+- :meth:`GovernedRun.make_private` — Opacus on the user's (model, optimizer, loader) with σ solved by
+  govern's accountant for the configured ε over the planned steps (:mod:`govern.training.private`, the
+  same path the built-in recipe uses), and the training-integrity tracker attached;
+- :meth:`GovernedRun.finish` — saves the model, records the training stage's evidence (ε from the
+  accountant's history, never from the user) and outputs, and runs the stages after training (evaluation,
+  membership, fairness, model card, signing) and the final decision.
+
+An exception in the block records the run ``failed`` (its type and where it was raised; its message only
+when it quotes no training data); leaving the block without ``finish`` is a failed run too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from govern.errors import GovernError, RunBlocked, SessionError
+from govern.pipeline import ActiveRun, Pipeline, RunOutcome, iter_stages, load_stage, training_split
+from govern.stage import (
+    ArtifactOut,
+    BaseModelOut,
+    CanaryFiles,
+    StageContext,
+    StageOutputs,
+    StageResult,
+    artifact_for,
+    digest_of,
+)
+
+if TYPE_CHECKING:
+    from govern.config import RunConfig
+    from govern.lineage import LineageStore
+    from govern.policy.schema import Policy
+    from govern.training.private import IntegrityTracker, PlannedPrivacy
+
+#: Longest exception message recorded for a failed session (the rest is cut, never stored).
+MAX_REASON = 300
+
+
+def session(config_path: str | Path, resume: str | None = None, *, db_url: str | None = None) -> Session:
+    """A governed run around the user's own training loop (use as a context manager).
+
+    ``resume``: an unfinished run's id (or ``GOVERN_RESUME``): its completed pre-training stages are reused
+    when their inputs are unchanged; the training itself starts again. ``db_url``: the lineage DB (default:
+    the config's ``lineage_db``, else ``GOVERN_DB_URL`` / ``.govern/lineage.db``)."""
+    return Session(Path(config_path), resume or os.environ.get("GOVERN_RESUME") or None, db_url)
+
+
+class _PreparedStage:
+    """The training stage as the pipeline records it: the result of the user's loop, already made."""
+
+    def __init__(self, name: str, outputs_model: type[StageOutputs], result: StageResult, digest: str) -> None:
+        self.name = name
+        self.outputs_model = outputs_model
+        self._result = result
+        self._digest = digest
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return True
+
+    def input_digest(self, ctx: StageContext) -> str:
+        return self._digest
+
+    def run(self, ctx: StageContext) -> StageResult:
+        return self._result
+
+
+class Session:
+    """The context manager :func:`session` returns; ``__enter__`` gives the :class:`GovernedRun`."""
+
+    def __init__(self, config_path: Path, resume: str | None, db_url: str | None) -> None:
+        self.config_path = config_path
+        self.resume = resume
+        self.db_url = db_url
+        self.run: GovernedRun | None = None
+        self._store: LineageStore | None = None
+        self._pipeline: Pipeline | None = None
+
+    def __enter__(self) -> GovernedRun:
+        from govern.config import load_run_config
+        from govern.errors import ConfigError
+        from govern.lineage import LineageStore
+
+        url = self.db_url
+        if url is None and self.resume is None:
+            try:
+                url = load_run_config(self.config_path).lineage_db
+            except ConfigError:
+                url = None  # Pipeline.create records the failed run and raises the ConfigError
+        store = self._store = LineageStore.open(url)
+        pipeline = self._pipeline = Pipeline(store)
+        try:
+            before, training_spec, after = training_split()
+            if self.resume is not None:
+                run_id, config, policy, run_dir = pipeline.reopen(self.resume)
+            else:
+                run_id, config, policy, run_dir = pipeline.create(self.config_path)
+            active = pipeline.begin(run_id, config, policy, run_dir, resumed=self.resume is not None)
+            with pipeline.guard(active):
+                passed = pipeline.advance(active, iter_stages(before))
+            if not passed:  # recorded blocked; raised outside the guard, which would record it failed
+                assert active.blocked is not None
+                raise RunBlocked(run_id, active.current, active.blocked)
+            active.current = load_stage(training_spec).name
+        except BaseException:
+            self._close()
+            raise
+        self.run = GovernedRun(pipeline, active, training_spec, after)
+        return self.run
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        run = self.run
+        try:
+            if run is None or run.closed:
+                return False  # finished, or already recorded (blocked or failed inside finish)
+            if exc is not None:
+                reason = f"{run.active.current} (user code): {_describe(exc, tb, run)}"
+                run.fail(reason)
+                return False
+            run.fail(f"{run.active.current}: the session block ended without run.finish(model, ...): nothing was "
+                     "recorded as trained, so nothing passes")
+            raise SessionError(f"run {run.run_id} failed: the `with govern.session(...)` block ended without "
+                               "run.finish(model, tokenizer=...)")
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        store, pipeline = self._store, self._pipeline
+        if store is None:
+            return
+        try:
+            if pipeline is not None and pipeline.run_id is not None:  # a witness after every run, as govern run
+                from govern.lineage.witness import emit_witness, witness_key
+
+                signing = pipeline.config.signing if pipeline.config is not None else None
+                key = signing.private_key if signing is not None and signing.method == "key" else None
+                emit_witness(store, "run", run_id=pipeline.run_id, sign_key=key or witness_key())
+        finally:
+            store.close()
+            self._store = None
+
+
+class GovernedRun:
+    """One governed run around the user's training (see the module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, active: ActiveRun, training_spec: str, after: list[str]) -> None:
+        self._pipeline = pipeline
+        self.active = active
+        self._training_stage = load_stage(training_spec)
+        self._after = after
+        self.closed = False
+        self._started = time.perf_counter()
+        self._records: list[dict[str, Any]] | None = None
+        self._canaries = 0
+        self._engine: Any = None
+        self._dp_optimizer: Any = None
+        self._tracker: IntegrityTracker | None = None
+        self._planned: PlannedPrivacy | None = None
+        self._batch_size: int | None = None
+        self._losses: list[float] = []
+
+    # ------------------------------------------------------------------------------------ facts
+    @property
+    def run_id(self) -> str:
+        return self.active.ctx.run_id
+
+    @property
+    def config(self) -> RunConfig:
+        return self.active.ctx.config
+
+    @property
+    def policy(self) -> Policy:
+        return self.active.ctx.policy
+
+    @property
+    def run_dir(self) -> Path:
+        return self.active.ctx.run_dir
+
+    @property
+    def label_names(self) -> list[str]:
+        """Classification: the data stage's sorted train labels (class index i is ``label_names[i]``)."""
+        return list(self.active.ctx.data_paths().label_names)
+
+    @property
+    def planned_steps(self) -> int | None:
+        """Optimizer steps σ was solved for (after :meth:`make_private`): more steps spend more ε."""
+        return self._planned.total_steps if self._planned is not None else None
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        return self._planned.noise_multiplier if self._planned is not None else None
+
+    # ------------------------------------------------------------------------------------- data
+    def training_data(self) -> list[dict[str, Any]]:
+        """The records training may see: the PII stage's redacted copy when the policy redacts (else the
+        validated train file), plus the audit canaries the membership audit wants inserted."""
+        if self._records is None:
+            from govern.data.io import read_records
+
+            paths = self.active.ctx.data_paths()
+            records = read_records(Path(paths.train_path), paths.format or self.config.data.format)
+            canaries = self.active.ctx.find(CanaryFiles)
+            if canaries is not None:
+                inserted = read_records(Path(canaries.inserted_path), "jsonl")
+                self._canaries = len(inserted)
+                records.extend(inserted)
+            self._records = records
+        return [dict(r) for r in self._records]
+
+    def load_base_model(self) -> tuple[Any, Any]:
+        """(model, tokenizer) of the config's base model, loaded as govern's recipe loads it (local files,
+        a classification head sized and named for :attr:`label_names`)."""
+        from govern.training.models import load_base_model
+
+        folder, gguf = self._base_model()
+        labels = self.label_names if self.config.task == "classification" else None
+        return load_base_model(folder, gguf, task=self.config.task, label_names=labels)
+
+    def _base_model(self) -> tuple[Path, str | None]:
+        from govern.training.models import packaged_model, resolve_base_model
+
+        base = self.config.base_model
+        path, gguf = (Path(base.path) if base.path else None), base.gguf_file
+        if base.package:
+            folder, gguf = packaged_model(base.package, gguf)
+            path = folder
+        return resolve_base_model(path, gguf)
+
+    # -------------------------------------------------------------------------------------- DP
+    def make_private(self, model: Any, optimizer: Any, data_loader: Any, *, criterion: Any = None
+                     ) -> tuple[Any, ...]:
+        """Opacus on the user's objects, σ from govern's accountant: ``(model, optimizer, loader)`` — in
+        Opacus' ghost mode ``(model, optimizer, criterion, loader)``. The loader must hold exactly the
+        :meth:`training_data` records (n and the batch size fix q, δ and the planned steps)."""
+        import torch
+
+        from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
+
+        if self._engine is not None:
+            raise SessionError("make_private was already called in this session (one DP training per run)")
+        cfg = self.config.training
+        if not cfg.dp.enabled:
+            raise SessionError("training.dp.enabled is false in the run config: make_private needs DP settings")
+        n = len(data_loader.dataset)
+        expected = len(self._records) if self._records is not None else len(self.training_data())
+        if n != expected:
+            raise SessionError(f"the data loader holds {n} records but run.training_data() returned {expected}: "
+                               "train on exactly the records the session hands out")
+        batch_size = data_loader.batch_size
+        if not batch_size:
+            raise SessionError("the data loader has no batch_size (a custom batch_sampler?): give "
+                               "DataLoader(dataset, batch_size=B) — Opacus replaces it with Poisson sampling")
+        planned = plan_privacy(n, int(batch_size), cfg.dp, max_steps=cfg.max_steps, epochs=cfg.epochs,
+                               max_delta=self.policy.privacy.max_delta)
+        assert planned.noise_multiplier is not None
+        generator = torch.Generator().manual_seed(cfg.seed + 7919)
+        engine, model, optimizer, criterion, loader = attach_opacus(
+            model, optimizer, data_loader, cfg.dp, planned.noise_multiplier, criterion=criterion,
+            noise_generator=generator if next(iter(model.parameters())).device.type == "cpu" else None)
+        rate = getattr(loader, "sample_rate", None)
+        if rate is not None and abs(rate - planned.sample_rate) > 1e-12:
+            raise SessionError(f"Opacus' sample rate {rate} differs from the planned {planned.sample_rate}")
+        self._engine, self._dp_optimizer, self._planned, self._batch_size = engine, optimizer, planned, batch_size
+        self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
+                                         planned=planned)
+        if cfg.dp.grad_sample_mode == "ghost":
+            return model, optimizer, criterion, loader
+        return model, optimizer, loader
+
+    def log(self, loss: float) -> None:
+        """Record one logical step's training loss (the evidence's loss curve; optional)."""
+        self._losses.append(float(loss))
+
+    # ---------------------------------------------------------------------------------- finish
+    def finish(self, model: Any, tokenizer: Any = None) -> RunOutcome:
+        """Save the model, record the training stage, run the audits, signing and the final decision.
+
+        Returns the run's outcome; raises :class:`RunBlocked` when a gate blocks (the run is recorded
+        ``blocked``)."""
+        if self.closed:
+            raise SessionError(f"run {self.run_id} is already closed")
+        pipeline, active = self._pipeline, self.active
+        self.closed = True  # whatever happens now is recorded by the pipeline's guard
+        with pipeline.guard(active):
+            result = self._training_result(model, tokenizer)
+            stage = _PreparedStage(self._training_stage.name, self._training_stage.outputs_model, result,
+                                   digest_of("session", result.outputs))
+            passed = pipeline.advance(active, [stage]) and pipeline.advance(active, iter_stages(self._after))
+            if passed:
+                return pipeline.conclude(active)
+        assert active.blocked is not None  # recorded blocked; raised outside the guard (it would record failed)
+        raise RunBlocked(self.run_id, active.current, active.blocked)
+
+    def fail(self, reason: str) -> None:
+        """Record the run failed (the session's ``__exit__`` calls this for an exception in user code)."""
+        self.closed = True
+        self._pipeline._fail(self.active.outcome, reason)
+
+    def _training_result(self, model: Any, tokenizer: Any) -> StageResult:
+        from govern.evidence import TrainingEvidence, TrainingPoint
+        from govern.training import accounting
+        from govern.training.models import base_model_digest, base_model_facts, count_parameters
+        from govern.training.private import unwrap
+        from govern.training.stage import TrainingOutputs
+        from govern.training.trainer import _export
+        from govern.versions import package_versions
+
+        ctx, cfg = self.active.ctx, self.config.training
+        name = self._training_stage.name
+        plain = unwrap(model)
+        if tokenizer is None:
+            raise SessionError("run.finish needs the tokenizer (the audits encode records with it)")
+        integrity = self._tracker.evidence() if self._tracker is not None else None
+        method = "lora" if hasattr(plain, "peft_config") else "full"
+        folder, gguf = self._base_model()
+        digest = base_model_digest(folder, gguf)
+        spec = self._training_stage.spec(ctx)  # type: ignore[attr-defined]  # the TrainingStage builds the recipe
+        spec = spec.model_copy(update={"training": cfg.model_copy(update={"method": method, "merge_adapter": False})})
+        labels = self.label_names if self.config.task == "classification" else []
+        model_dir = _export(ctx.stage_dir(name), plain, tokenizer, spec, labels, digest, folder, gguf)
+
+        engine, planned = self._engine, self._planned
+        history = [(float(s), float(q), int(k)) for s, q, k in engine.accountant.history] if engine else []
+        epsilons: dict[str, float] = {}
+        delta = planned.delta if planned is not None else None
+        if engine is not None and delta is not None:
+            epsilons = accounting.all_epsilons(history, delta)
+            epsilons[cfg.dp.accountant] = float(engine.get_epsilon(delta))
+        steps = sum(k for _, _, k in history) if history else (integrity.optimizer_steps if integrity else 0)
+        n = len(self._records) if self._records is not None else 0
+        trainable, total = count_parameters(plain)
+        device = str(next(iter(plain.parameters())).device)
+        dp_opt = self._dp_optimizer
+        model_artifact = artifact_for(model_dir, f"{self.config.name}-{method}", "adapter" if method == "lora"
+                                      else "model")
+        evidence = TrainingEvidence(
+            dp_enabled=engine is not None, non_private=engine is None,
+            accountant=cfg.dp.accountant if engine is not None else None, epsilon=epsilons,
+            delta=delta if engine is not None else None,
+            noise_multiplier=float(dp_opt.noise_multiplier) if dp_opt is not None else None,
+            sample_rate=planned.sample_rate if planned is not None else None, steps=steps,
+            epochs=steps / planned.steps_per_epoch if planned is not None else 0.0,
+            max_grad_norm=float(dp_opt.max_grad_norm) if dp_opt is not None else None, n_train=n,
+            batch_size=int(self._batch_size or 0), method=method, trainable_params=trainable, total_params=total,
+            base_model={"name": self.config.base_model.name or (gguf or folder.name), "path": str(folder),
+                        "gguf_file": gguf, "digest": digest, **base_model_facts(folder)},
+            curve=[TrainingPoint(step=i + 1, loss=v) for i, v in enumerate(self._losses[-500:])],
+            device=device, duration_s=round(time.perf_counter() - self._started, 3), seed=cfg.seed,
+            versions=package_versions(), task=self.config.task,
+            target_epsilon=cfg.dp.target_epsilon if engine is not None and cfg.dp.noise_multiplier is None else None,
+            accountant_history=history, steps_per_epoch=planned.steps_per_epoch if planned is not None else None,
+            grad_sample_mode=cfg.dp.grad_sample_mode if engine is not None else None,
+            poisson_sampling=cfg.dp.poisson_sampling if engine is not None else None,
+            learning_rate=float(dp_opt.param_groups[0]["lr"]) if dp_opt is not None else None,
+            max_length=cfg.max_length, label_names=labels, canaries_inserted=self._canaries,
+            model_digest=model_artifact.sha256, integrity=integrity, loop="session",
+        )
+        outputs = TrainingOutputs(model_dir=str(model_dir), model_digest=model_artifact.sha256,
+                                  base_model_path=str(folder), gguf_file=gguf, label_names=labels or None,
+                                  task=self.config.task, device=device, method=method, max_length=cfg.max_length,
+                                  dp=engine is not None)
+        artifacts: list[ArtifactOut] = [model_artifact]
+        tokenizer_file = next((model_dir / f for f in ("tokenizer.json", "tokenizer_config.json")
+                               if (model_dir / f).is_file()), None)
+        if tokenizer_file is not None:
+            artifacts.append(artifact_for(tokenizer_file, "tokenizer", "tokenizer"))
+        base = folder / gguf if gguf else folder
+        artifacts.append(artifact_for(base, str(evidence.base_model.get("name") or base.name), "model", role="input"))
+        return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs,
+                           base_model=BaseModelOut(name=str(evidence.base_model.get("name")), path=str(base),
+                                                   digest=digest))
+
+
+def _describe(exc: BaseException, tb: TracebackType | None, run: GovernedRun) -> str:
+    """What a failed session records about the user's exception: its type, where it was raised, and its
+    message — withheld when it quotes a training record (a message may carry record text or PII)."""
+    where = ""
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    if frames:
+        last = frames[-1]
+        where = f" at {Path(last.filename).name}:{last.lineno} in {last.name}"
+    message = str(exc)
+    # govern's own messages never carry record text
+    quoted = not isinstance(exc, GovernError) and _quotes_records(message, run._records or [])
+    shown = "(message withheld: it quotes training data)" if quoted else message[:MAX_REASON]
+    return f"{type(exc).__name__}{where}: {shown}"
+
+
+def _quotes_records(message: str, records: list[dict[str, Any]]) -> bool:
+    """True when ``message`` contains a training record's string value (≥ 6 characters) or three of a
+    record's consecutive words."""
+    if not message:
+        return False
+    lowered = message.lower()
+    words = lowered.split()
+    windows = {" ".join(words[i:i + 3]) for i in range(max(0, len(words) - 2))}
+    for record in records:
+        for value in record.values():
+            if not isinstance(value, str):
+                continue
+            text = value.lower()
+            if len(text) >= 6 and text in lowered:
+                return True
+            parts = text.split()
+            if any(" ".join(parts[i:i + 3]) in windows for i in range(max(0, len(parts) - 2))):
+                return True
+    return False
