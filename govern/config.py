@@ -130,6 +130,23 @@ class RayConfig(Strict):
                                "cluster CPU).")
 
 
+class OpenLineageConfig(Strict):
+    """Where ``govern run`` sends the run's OpenLineage events when it ends (at most one transport; none given:
+    the standard OpenLineage environment, ``OPENLINEAGE_URL`` / ``OPENLINEAGE_CONFIG``)."""
+
+    url: str | None = Field(default=None, description="HTTP endpoint of an OpenLineage consumer (e.g. Marquez).")
+    file: Path | None = Field(default=None, description="Append the events, one JSON per line, to this file.")
+    console: bool = Field(default=False, description="Log the events to the console.")
+
+    _resolve_file = field_validator("file", mode="after")(_resolve)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> OpenLineageConfig:
+        if sum([self.url is not None, self.file is not None, self.console]) > 1:
+            raise ValueError("give at most one of url, file, console")
+        return self
+
+
 class LoraSettings(Strict):
     r: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
@@ -306,6 +323,8 @@ class RunConfig(Strict):
     data: DataConfig
     pii: PIIConfig = Field(default_factory=PIIConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    openlineage: OpenLineageConfig | None = Field(
+        default=None, description="Send OpenLineage events when the run ends (govern[openlineage]).")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     audits: AuditsConfig = Field(default_factory=AuditsConfig)
     signing: SigningConfig = Field(default_factory=SigningConfig)

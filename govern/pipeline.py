@@ -409,6 +409,13 @@ def run_pipeline(config_path: str | Path, *, db_url: str | None = None, resume: 
             return pipeline.resume(resume)
         return pipeline.start(config_path)
     finally:
+        lineage_to = pipeline.config.openlineage if pipeline.config is not None else None
+        if pipeline.run_id is not None and (lineage_to is not None or os.environ.get("OPENLINEAGE_URL")
+                                            or os.environ.get("OPENLINEAGE_CONFIG")):
+            # Before the witness, so the witnessed head covers the record of what was sent.
+            from govern.export.openlineage import emit_after_run
+
+            emit_after_run(store, pipeline.run_id, lineage_to)
         if pipeline.run_id is not None:  # a witness of the chain head after every run, failed ones too
             from govern.lineage.witness import emit_witness, witness_key
 

@@ -130,9 +130,12 @@ def export_run(store: LineageStore, data: ReportData, tracking_uri: str, *, regi
         except Exception:  # noqa: BLE001 - MLflow raises its own RESOURCE_DOES_NOT_EXIST; create it then
             client.create_registered_model(registered)
         artifact_path = next(a.path for a in data.artifacts if a.sha256 == model[1])
+        # govern's registry is the source of truth for approval; MLflow gets its status at export time.
+        versions = store.model_versions(run_id=data.run.id)
+        registry_status = versions[0].status if versions else "unregistered"
         mv = client.create_model_version(registered, source=artifact_path, run_id=run_id, tags={
             "govern.run_id": data.run.id, "govern.decision": data.run.decision or "none",
-            "govern.model_digest": model[1], "govern.registry_status": "candidate"})
+            "govern.model_digest": model[1], "govern.registry_status": registry_status})
         version = str(mv.version)
     store.append_event(EXPORTED_EVENT, run_id=data.run.id, payload={
         "tracking_uri": _mask(tracking_uri), "mlflow_run_id": run_id, "experiment_id": experiment_id,

@@ -26,6 +26,7 @@ from govern.errors import GovernError
 from govern.report.data import ReportData, epsilon_of
 
 if TYPE_CHECKING:
+    from govern.config import OpenLineageConfig
     from govern.lineage.store import LineageStore
 
 NAMESPACE = "govern"
@@ -152,3 +153,25 @@ def emit_run(store: LineageStore, data: ReportData, client: Any) -> tuple[int, l
     store.append_event(kind, run_id=data.run.id, payload={"transport": str(getattr(client.transport, "kind", "?")),
                                                           "sent": sent, "problems": problems})
     return sent, problems
+
+
+def emit_after_run(store: LineageStore, run_id: str, config: OpenLineageConfig | None) -> None:
+    """What ``govern run`` does when a run ends (completed, blocked or failed): send its events when the run
+    config has an ``openlineage:`` section or the standard OpenLineage environment names a consumer. Never
+    raises — a lineage consumer that is down, or a missing extra, must not change the run's outcome — and
+    every outcome, a failure to start included, lands in the run's audit log."""
+    import os
+
+    if config is None and not (os.environ.get("OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG")):
+        return
+    try:
+        from govern.documents import verified_report_data
+
+        data = verified_report_data(store, run_id)
+        client = client_for(config.url if config else None, str(config.file) if config and config.file else None,
+                            bool(config and config.console))
+    except Exception as exc:  # noqa: BLE001 - recorded, never raised (see above)
+        store.append_event(FAILED_EVENT, run_id=run_id, payload={
+            "transport": None, "sent": 0, "problems": [f"{type(exc).__name__}: {str(exc)[:300]}"]})
+        return
+    emit_run(store, data, client)

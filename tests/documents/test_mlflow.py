@@ -63,7 +63,10 @@ def test_a_run_is_logged_with_its_evidence_and_the_passed_model_registered(
     with LineageStore.open(recorded.url, read_only=True) as store:
         adapter = next(a for a in store.artifacts(recorded.run.run_id) if a.kind == "adapter")
         exported = [e for e in store.events(recorded.run.run_id) if e.kind == "mlflow.exported"]
+        registered = store.model_versions(run_id=recorded.run.run_id)
     assert version.run_id == run.info.run_id and version.tags["govern.model_digest"] == adapter.sha256
+    # The approval status comes from govern's registry (the source of truth), as it stood at export time.
+    assert version.tags["govern.registry_status"] == (registered[0].status if registered else "unregistered")
     assert exported and exported[-1].payload["mlflow_run_id"] == run.info.run_id
 
 

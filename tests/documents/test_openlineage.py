@@ -153,3 +153,52 @@ def test_events_can_go_to_a_file_transport(recorded: RecordedDB, govern_cli, tmp
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     for event in events:
         _validate(event)
+
+
+def _blocked_project(root: Path, openlineage: dict[str, Any]) -> Path:
+    """A project whose training data holds a US SSN (the default policy blocks it at the PII gate, before any
+    training) and whose run config sends OpenLineage events."""
+    import yaml
+
+    from tests.spine.helpers import make_records, write_jsonl, write_project
+
+    config = write_project(root)
+    records = make_records(200, 1, "train")
+    records[3]["text"] += " my ssn is 388-40-1362"
+    write_jsonl(root / "train.jsonl", records)
+    doc = yaml.safe_load(config.read_text())
+    doc["openlineage"] = openlineage
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def test_govern_run_sends_its_events_when_the_run_ends(workdir: Path, receiver: tuple[str, list[dict[str, Any]]],
+                                                        govern_cli) -> None:  # type: ignore[no-untyped-def]
+    url, received = receiver
+    config = _blocked_project(workdir, {"url": url})
+    code, out, err = govern_cli("run", str(config), "--format", "json")
+    assert code == 1, err  # blocked at the PII gate
+    run_id = json.loads(out)["run_id"]
+    assert [e["eventType"] for e in received] == ["START", "ABORT"]
+    for event in received:
+        _validate(event)
+        assert "388-40-1362" not in json.dumps(event)
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        sent = [e for e in store.events(run_id) if e.kind == "openlineage.sent"]
+        assert sent and sent[-1].payload["sent"] == 2
+        assert store.verify_run(run_id).ok
+
+
+def test_an_unreachable_consumer_does_not_change_the_runs_outcome(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _blocked_project(workdir, {"url": f"http://127.0.0.1:{port}"})
+    code, out, err = govern_cli("run", str(config), "--format", "json")
+    assert code == 1 and "Traceback" not in err  # still "blocked", not an error
+    run_id = json.loads(out)["run_id"]
+    with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
+        assert store.get_run(run_id).status == "blocked"
+        failed = [e for e in store.events(run_id) if e.kind == "openlineage.failed"]
+        assert failed and failed[-1].payload["sent"] == 0
+        assert store.verify_chain().ok
