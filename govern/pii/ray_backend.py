@@ -47,6 +47,7 @@ from govern.pii.scanner import (
     _chunks,
     build_evidence,
     display_path,
+    finding_row,
 )
 from govern.policy.schema import SampleSpec
 from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
@@ -234,15 +235,7 @@ def scan_files_ray(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
             if error is not None:
                 _raise(item.path, fmt, error)
             for f in (RawFinding(*t) for t in raw):
-                record_id = f.record_id
-                if record_id is None and fmt == "parquet":
-                    record_id = f"row {f.location}"
-                findings.append(PIIFindingRow(
-                    dataset=item.dataset, file=shown, record_id=record_id,
-                    line=f.location if fmt != "parquet" else None, field=f.field,
-                    entity_type=f.entity_type, start=f.start, end=f.end, score=f.score,
-                    recognizer=f.recognizer, value_hmac=f.value_hmac, action=analyzer.actions[f.entity_type],
-                ))
+                findings.append(finding_row(f, item.dataset, shown, fmt, analyzer.actions[f.entity_type]))
                 locations.append(f.location)
                 fingerprints.append(f.fingerprint_hmac)
             scanned += records

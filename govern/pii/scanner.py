@@ -53,7 +53,7 @@ from govern.pii.analyzer import (
     resolve_overlaps,
 )
 from govern.pii.keys import PIIKey, value_hmac
-from govern.policy.schema import PIIPolicy, Policy, SampleSpec
+from govern.policy.schema import PIIAction, PIIPolicy, Policy, SampleSpec
 from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
 
 #: Records per chunk sent to a worker (large enough to amortise IPC, small enough for smooth progress).
@@ -268,6 +268,18 @@ def _walk(path: str, container: Any, key: Any, key_hits: KeyHits | None) -> Iter
             raise _FieldProblem(path, "binary value that is not UTF-8 text cannot be scanned") from None
     else:  # int, float, Decimal, dates from Parquet...
         yield FieldText(path, container, key, str(value))
+
+
+def finding_row(f: RawFinding, dataset: str, shown: str, fmt: Format, action: PIIAction) -> PIIFindingRow:
+    """A scanner finding as stored (one place for both the local pool and the Ray backend): a Parquet row has
+    no line, so it is named by its row in ``record_id`` when the data has no id column."""
+    record_id = f.record_id
+    if record_id is None and fmt == "parquet":
+        record_id = f"row {f.location}"
+    return PIIFindingRow(dataset=dataset, file=shown, record_id=record_id,
+                         line=f.location if fmt != "parquet" else None, field=f.field, entity_type=f.entity_type,
+                         start=f.start, end=f.end, score=f.score, recognizer=f.recognizer, value_hmac=f.value_hmac,
+                         action=action)
 
 
 class _Hit(NamedTuple):
@@ -569,16 +581,7 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
                         location, field, message = result.error
                         raise DataError(item.path, message, field=field, **location_kwargs(fmt, location))
                     for f in result.findings:
-                        record_id = f.record_id
-                        if record_id is None and fmt == "parquet":
-                            record_id = f"row {f.location}"
-                        findings.append(PIIFindingRow(
-                            dataset=item.dataset, file=shown, record_id=record_id,
-                            line=f.location if fmt != "parquet" else None, field=f.field,
-                            entity_type=f.entity_type, start=f.start, end=f.end, score=f.score,
-                            recognizer=f.recognizer, value_hmac=f.value_hmac,
-                            action=actions[f.entity_type],
-                        ))
+                        findings.append(finding_row(f, item.dataset, shown, fmt, actions[f.entity_type]))
                         locations.append(f.location)
                         fingerprints.append(f.fingerprint_hmac)
                     scanned += result.records
