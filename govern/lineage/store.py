@@ -212,7 +212,12 @@ class LineageStore:
             if sa_url.drivername == "postgresql":
                 sa_url = sa_url.set(drivername="postgresql+psycopg")
             connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
-            write_engine = read_engine = sa.create_engine(sa_url, pool_pre_ping=True, connect_args=connect_args)
+            write_engine = sa.create_engine(sa_url, pool_pre_ping=True, connect_args=connect_args)
+            # Every read (a verification above all) sees one snapshot: under PostgreSQL's default READ
+            # COMMITTED each statement would see what committed since the last one, so a row another process
+            # wrote with its event between two of verify's statements looked like "inserted outside govern".
+            # Read-only transactions never fail to serialise at this level. (SQLite reads are one snapshot.)
+            read_engine = write_engine.execution_options(isolation_level="REPEATABLE READ")
         else:
             raise LineageError(f"unsupported lineage DB backend '{backend}' in "
                                f"{sa_url.render_as_string(hide_password=True)}: use sqlite or postgresql")
