@@ -295,7 +295,9 @@ def test_a_scanner_actor_killed_mid_scan_changes_nothing(ray_session: Path, tmp_
     import signal
     import threading
 
-    records = [{**r, "id": f"{r['id']}-{c}"} for c in range(200) for r in planted_records()]
+    # ~47 chunks of 256 records: long enough that the kill lands mid-scan on an idle machine too (with 10
+    # chunks an unloaded CI box finished before the first poll saw one chunk back).
+    records = [{**r, "id": f"{r['id']}-{c}"} for c in range(1000) for r in planted_records()]
     path = write_jsonl(tmp_path / "big.jsonl", records)
     expected = scan_paths([path], make_policy(), key=KEY, workers=1)
     progress = _Progress()
@@ -317,7 +319,7 @@ def test_a_scanner_actor_killed_mid_scan_changes_nothing(ray_session: Path, tmp_
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)
         else:
-            worker.join(0.2)
+            worker.join(0.05)
     worker.join(300)
     assert killed is not None and progress.done < len(records) * 2
     if "error" in result:
