@@ -166,7 +166,7 @@ class ChunkScanActor:
                 findings.append(b"")
                 errors.append(bytes(error))
                 continue
-            result = self._scanner.scan_chunk(pickle.loads(chunk_bytes))
+            result = self._scanner.scan_chunk(pickle.loads(chunk_bytes))  # safe: bytes this driver pickled for its own actor, in Ray's object store, never read from a file
             records.append(result.records)
             findings.append(pickle.dumps([tuple(f) for f in result.findings], protocol=5))
             if result.error is not None:
@@ -287,8 +287,8 @@ def _run(ray: Any, resolved: list[tuple[ScanInput, Format]], settings: ScanSetti
     task = progress.task("PII scan on Ray", total=None, unit="records")
     try:
         for row in dataset.iter_rows():
-            error = pickle.loads(row["error"]) if row["error"] else None
-            raw = pickle.loads(row["findings"]) if row["findings"] else []
+            error = pickle.loads(row["error"]) if row["error"] else None  # safe: our own actor's result, in memory
+            raw = pickle.loads(row["findings"]) if row["findings"] else []  # safe: our own actor's result, in memory
             rows.setdefault(int(row["file"]), []).append(
                 (int(row["seq"]), int(row["skipped"]), int(row["records"]), raw, error))
             task.advance(int(row["records"]))
@@ -366,7 +366,7 @@ def _redact_shard(batch: dict[str, Any], *, out_dir: str, name: str, suffix: str
     entries: list[str] = []
     for seq, chunk in zip(batch["seq"], batch["chunk"], strict=True):
         target = Path(out_dir) / f"{name}-{int(seq):05d}{suffix}"
-        count = write_records(target, redact_records(pickle.loads(chunk), **redaction), fmt)
+        count = write_records(target, redact_records(pickle.loads(chunk), **redaction), fmt)  # safe: chunk pickled by this driver
         entries.append(shard_entry(target, count, Path(out_dir)).model_dump_json())
     return {"seq": batch["seq"], "entry": entries}
 
