@@ -171,6 +171,7 @@ class GovernedRun:
         self._tracker: IntegrityTracker | None = None
         self._planned: PlannedPrivacy | None = None
         self._batch_size: int | None = None
+        self._noise_generator: Any = None
         self._losses: list[float] = []
 
     # ------------------------------------------------------------------------------------ facts
@@ -246,40 +247,101 @@ class GovernedRun:
         """Opacus on the user's objects, σ from govern's accountant: ``(model, optimizer, loader)`` — in
         Opacus' ghost mode ``(model, optimizer, criterion, loader)``. The loader must hold exactly the
         :meth:`training_data` records (n and the batch size fix q, δ and the planned steps)."""
-        import torch
-
-        from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
-
-        if self._engine is not None:
-            raise SessionError("make_private was already called in this session (one DP training per run)")
         cfg = self.config.training
-        if not cfg.dp.enabled:
-            raise SessionError("training.dp.enabled is false in the run config: make_private needs DP settings")
         n = len(data_loader.dataset)
-        expected = len(self._records) if self._records is not None else len(self.training_data())
-        if n != expected:
-            raise SessionError(f"the data loader holds {n} records but run.training_data() returned {expected}: "
-                               "train on exactly the records the session hands out")
         batch_size = data_loader.batch_size
         if not batch_size:
             raise SessionError("the data loader has no batch_size (a custom batch_sampler?): give "
                                "DataLoader(dataset, batch_size=B) — Opacus replaces it with Poisson sampling")
-        planned = plan_privacy(n, int(batch_size), cfg.dp, max_steps=cfg.max_steps, epochs=cfg.epochs,
+        model, optimizer, criterion, loader = self.attach_private(
+            model, optimizer, data_loader, n=n, batch_size=int(batch_size), max_steps=cfg.max_steps,
+            epochs=cfg.epochs, criterion=criterion)
+        if cfg.dp.grad_sample_mode == "ghost":
+            return model, optimizer, criterion, loader
+        return model, optimizer, loader
+
+    def attach_private(self, model: Any, optimizer: Any, data_loader: Any, *, n: int, batch_size: int,
+                       max_steps: int | None, epochs: float, criterion: Any = None, wrap_model: bool = True,
+                       initial: dict[str, Any] | None = None) -> tuple[Any, Any, Any, Any]:
+        """The one DP attachment under :meth:`make_private` and the framework integrations: σ planned for
+        ``n`` records in logical batches of ``batch_size`` over ``max_steps`` (or ``epochs``), Opacus on
+        (model, optimizer, data_loader), the integrity tracker on the optimizer. (model, optimizer,
+        criterion, loader); ``initial``: the trainable weights before any checkpoint was loaded."""
+        import torch
+
+        from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
+
+        if self._engine is not None or self._tracker is not None:
+            raise SessionError("make_private was already called in this session (one DP training per run)")
+        cfg = self.config.training
+        if not cfg.dp.enabled:
+            raise SessionError("training.dp.enabled is false in the run config: make_private needs DP settings")
+        expected = len(self._records) if self._records is not None else len(self.training_data())
+        if n != expected:
+            raise SessionError(f"the training data holds {n} records but run.training_data() returned {expected}: "
+                               "train on exactly the records the session hands out")
+        planned = plan_privacy(n, batch_size, cfg.dp, max_steps=max_steps, epochs=epochs,
                                max_delta=self.policy.privacy.max_delta)
         assert planned.noise_multiplier is not None
         generator = torch.Generator().manual_seed(cfg.seed + 7919)
+        on_cpu = next(iter(model.parameters())).device.type == "cpu"
         engine, model, optimizer, criterion, loader = attach_opacus(
             model, optimizer, data_loader, cfg.dp, planned.noise_multiplier, criterion=criterion,
-            noise_generator=generator if next(iter(model.parameters())).device.type == "cpu" else None)
+            noise_generator=generator if on_cpu else None, wrap_model=wrap_model)
         rate = getattr(loader, "sample_rate", None)
         if rate is not None and abs(rate - planned.sample_rate) > 1e-12:
             raise SessionError(f"Opacus' sample rate {rate} differs from the planned {planned.sample_rate}")
         self._engine, self._dp_optimizer, self._planned, self._batch_size = engine, optimizer, planned, batch_size
+        self._noise_generator = generator if on_cpu else None
         self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
-                                         planned=planned)
-        if cfg.dp.grad_sample_mode == "ghost":
-            return model, optimizer, criterion, loader
-        return model, optimizer, loader
+                                         planned=planned, initial=initial)
+        return model, optimizer, criterion, loader
+
+    def track(self, model: Any, optimizer: Any, *, batch_size: int, initial: dict[str, Any] | None = None) -> None:
+        """Non-private training (``training.dp.enabled: false``): only the integrity tracker, so the run still
+        records whether it trained; a policy that requires DP blocks it at the training gate."""
+        from govern.training.private import IntegrityTracker
+
+        if self._engine is not None or self._tracker is not None:
+            raise SessionError("the training was already attached to this session")
+        self._batch_size = batch_size
+        self._tracker = IntegrityTracker(model, optimizer, initial=initial)
+
+    @property
+    def privacy_engine(self) -> Any:
+        """Opacus' PrivacyEngine of this run (None before :meth:`attach_private`): its accountant is the record."""
+        return self._engine
+
+    @property
+    def sample_rate(self) -> float | None:
+        """q the run was planned with (after :meth:`attach_private`)."""
+        return self._planned.sample_rate if self._planned is not None else None
+
+    def rebase_tracker(self) -> None:
+        """Accept the current weights as the state after the last private step: govern itself just loaded
+        them from a checkpoint the audit chain vouched for (the accountant's history is restored with them)."""
+        if self._tracker is not None:
+            self._tracker.rebase()
+
+    @property
+    def delta(self) -> float | None:
+        return self._planned.delta if self._planned is not None else None
+
+    @property
+    def noise_generator(self) -> Any:
+        """The DP noise generator (CPU runs; None on CUDA, where Opacus draws from the device's RNG)."""
+        return self._noise_generator
+
+    @property
+    def resumed(self) -> bool:
+        """True when this session reopened an unfinished run (``resume=`` / ``GOVERN_RESUME``)."""
+        return self.active.resumed
+
+    def checkpoint_chain(self) -> Any:
+        """Where this run records the checkpoints it writes and checks the one it resumes from."""
+        from govern.training.stage import LineageCheckpointChain
+
+        return LineageCheckpointChain(self._pipeline.store, self.run_id)
 
     def log(self, loss: float) -> None:
         """Record one logical step's training loss (the evidence's loss curve; optional)."""

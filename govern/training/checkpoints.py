@@ -100,9 +100,14 @@ def _folder_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
+#: Folder prefixes of checkpoints govern resumes from: its own recipe's ``step-N`` and the Hugging Face
+#: Trainer's ``checkpoint-N`` (:mod:`govern.integrations.transformers` adds govern's state to those).
+FOLDER_PREFIXES = ("step", "checkpoint")
+
+
 def _folder_step(folder: Path) -> int | None:
     prefix, _, digits = folder.name.partition("-")
-    return int(digits) if prefix == "step" and digits.isdigit() else None
+    return int(digits) if prefix in FOLDER_PREFIXES and digits.isdigit() else None
 
 
 def read_checkpoint(folder: Path) -> Checkpoint:
@@ -118,9 +123,11 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, state)
 
 
-def latest_checkpoint(stage_dir: Path) -> Checkpoint | None:
-    """The complete checkpoint with the highest step, or None. Not verified: see :func:`resumable_checkpoint`."""
-    root = checkpoint_root(stage_dir)
+def latest_checkpoint(stage_dir: Path, root: Path | None = None) -> Checkpoint | None:
+    """The complete checkpoint with the highest step, or None. Not verified: see :func:`resumable_checkpoint`.
+
+    ``root``: the folder holding the checkpoints (default ``stage_dir/checkpoints``)."""
+    root = root if root is not None else checkpoint_root(stage_dir)
     if not root.is_dir():
         return None
     folders = [(step, p) for p in root.iterdir()
@@ -144,8 +151,11 @@ def _refuse(folder: Path, what: str) -> StageError:
                              "CONFIG`); the audit chain keeps the record of the steps this one took")
 
 
-def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None) -> Checkpoint | None:
+def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None, root: Path | None = None
+                         ) -> Checkpoint | None:
     """The checkpoint to resume from, verified against the chain; None to start from step 0.
+
+    ``root``: the folder holding the checkpoints (default ``stage_dir/checkpoints``; a Trainer's output_dir).
 
     Without a chain (the standalone trainer) this is :func:`latest_checkpoint`. With one:
 
@@ -157,11 +167,11 @@ def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None) -> Chec
       Charging them instead would mean re-training those steps on top, for an ε beyond the one σ was
       solved for; a new run is the honest way on, and the chain keeps what this one spent.
     """
+    root = root if root is not None else checkpoint_root(stage_dir)
     if chain is None:
-        return latest_checkpoint(stage_dir)
+        return latest_checkpoint(stage_dir, root)
     records = chain.records()
     recorded = records[-1] if records else None
-    root = checkpoint_root(stage_dir)
     if recorded is not None and recorded.dp_steps < max(r.dp_steps for r in records):
         # A legitimate run only ever records more steps; fewer means a record was appended to make an
         # edited checkpoint look recorded. The largest count recorded is what this run has spent.
@@ -170,7 +180,7 @@ def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None) -> Chec
                                               f"earlier one ({most.folder}) covers {most.dp_steps}")
     if recorded is not None:
         _finish_interrupted_rename(root, recorded)
-    found = latest_checkpoint(stage_dir)
+    found = latest_checkpoint(stage_dir, root)
     if recorded is None:
         if found is None:
             return None

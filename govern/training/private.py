@@ -66,10 +66,13 @@ def plan_privacy(n: int, batch_size: int, dp: DPSettings, *, max_steps: int | No
 
 
 def attach_opacus(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, dp: DPSettings,
-                  noise_multiplier: float, *, criterion: Any = None, noise_generator: torch.Generator | None = None
-                  ) -> tuple[Any, Any, Any, Any, Any]:
+                  noise_multiplier: float, *, criterion: Any = None, noise_generator: torch.Generator | None = None,
+                  wrap_model: bool = True) -> tuple[Any, Any, Any, Any, Any]:
     """Opacus' PrivacyEngine on (model, optimizer, loader) with govern's σ: (engine, model, optimizer,
-    criterion, loader). ``criterion`` is Opacus' wrapped one in ghost mode, else the one given."""
+    criterion, loader). ``criterion`` is Opacus' wrapped one in ghost mode, else the one given.
+
+    ``wrap_model=False``: Opacus' hooks go on the user's own module, which is returned unwrapped (what a
+    Hugging Face Trainer needs: it inspects, saves and moves the module it was given)."""
     from opacus import PrivacyEngine
 
     model.train()  # Opacus needs train mode before make_private ("No activations detected" otherwise)
@@ -85,11 +88,13 @@ def attach_opacus(model: nn.Module, optimizer: torch.optim.Optimizer, loader: An
         made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader,
                                    noise_multiplier=noise_multiplier, max_grad_norm=dp.max_grad_norm,
                                    poisson_sampling=dp.poisson_sampling, grad_sample_mode=dp.grad_sample_mode,
-                                   **kwargs)
+                                   wrap_model=wrap_model, **kwargs)
     if dp.grad_sample_mode == "ghost":
         private_model, private_optimizer, private_criterion, private_loader = made
     else:
         (private_model, private_optimizer, private_loader), private_criterion = made, criterion
+    if not wrap_model:  # Opacus returns a hooks handle; the user's module is the model
+        private_model = model
     return engine, private_model, private_optimizer, private_criterion, private_loader
 
 
@@ -99,6 +104,12 @@ def accounted_steps(engine: Any) -> int:
 
 
 _DDP_WRAPPERS = ("DistributedDataParallel", "DifferentiallyPrivateDistributedDataParallel")
+
+
+def trainable_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable parameters by name (the tracker's reference for "did it train")."""
+    with torch.no_grad():
+        return {n: p.detach().clone() for n, p in unwrap(model).named_parameters() if p.requires_grad}
 
 
 def unwrap(model: Any) -> nn.Module:
@@ -121,15 +132,20 @@ class IntegrityTracker:
     PrivacyEngine whose accountant must count every such step (None: non-private training)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, engine: Any = None,
-                 dp_optimizer: Any = None, planned: PlannedPrivacy | None = None) -> None:
+                 dp_optimizer: Any = None, planned: PlannedPrivacy | None = None,
+                 initial: dict[str, torch.Tensor] | None = None) -> None:
         self.model = unwrap(model)
         #: σ and q the run was planned with: an accountant entry with others means they were changed mid-run.
         self.planned = planned
         self.engine = engine
         self.dp_optimizer = dp_optimizer
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        self.initial = self._copy()
-        self.last = [t.clone() for t in self.initial]
+        # ``initial``: the trainable weights before training, when they were loaded over since (a resumed
+        # Trainer loads its vouched-for checkpoint before the optimizer exists): the relative change is
+        # measured from them, and the current weights are the state after the last private step.
+        self.last = self._copy()
+        self.initial = ([initial[n].detach().clone() for n in self.names] if initial is not None
+                        else [t.clone() for t in self.last])
         self.violation_count = 0
         self.violations: list[str] = []
         self.steps = 0

