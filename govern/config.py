@@ -195,6 +195,14 @@ class TrainingConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="auto: bf16 autocast on a CUDA GPU that supports it, fp32 on CPU."
     )
+    script: Path | None = Field(
+        default=None,
+        description="Your own training script (one that uses govern.session), run by `govern run` as this run's "
+        "training stage instead of the built-in recipe; its session joins the run. Relative to this file.",
+    )
+    script_args: list[str] = Field(default_factory=list, description="Command-line arguments for training.script.")
+
+    _resolve_script = field_validator("script", mode="after")(_resolve)
 
 
 class MembershipAuditConfig(Strict):

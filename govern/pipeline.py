@@ -199,6 +199,13 @@ class Pipeline:
 
     def reopen(self, run_id: str) -> tuple[str, RunConfig, LoadedPolicy, Path]:
         """An unfinished run, checked against its audit chain and marked running again."""
+        record, config, policy, run_dir = self._load_unfinished(run_id)
+        self.store.set_run_status(record.id, "running")
+        self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})
+        return record.id, config, policy, run_dir
+
+    def _load_unfinished(self, run_id: str) -> tuple[Any, RunConfig, LoadedPolicy, Path]:
+        """An unfinished run's record, stored config and policy (checked against the audit chain); no writes."""
         record = self.store.get_run(run_id)
         if record.kind != "run":
             raise GovernError(f"{record.id} is a '{record.kind}' record, not a governed run: nothing to resume")
@@ -216,9 +223,26 @@ class Pipeline:
         policy = policy_from_document(record.policy_document, record.policy_digest or "",
                                       source=f"stored policy of {record.id}", text=record.policy_source)
         run_dir = Path(record.run_dir) if record.run_dir else Path.cwd() / ".govern" / "runs" / record.id
-        self.store.set_run_status(record.id, "running")
-        self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})
-        return record.id, config, policy, run_dir
+        return record, config, policy, run_dir
+
+    def join(self, run_id: str, stages: Iterable[Stage]) -> ActiveRun:
+        """The context of a run that ``govern run`` is executing, for the training script it started
+        (``training.script``): the stored config and policy, and the completed ``stages``' outputs and
+        evidence, read from the DB. Writes nothing: the ``govern run`` process records the run."""
+        record, config, policy, run_dir = self._load_unfinished(run_id)
+        if record.status != "running":
+            raise GovernError(f"run {record.id} is {record.status}, not running: a training script joins only the "
+                              "run `govern run` is executing")
+        active = self.begin(record.id, config, policy, run_dir, resumed=False)
+        for stage in stages:
+            if not stage.enabled(active.ctx):
+                continue
+            previous = self.store.completed_stage(record.id, stage.name)
+            stored = _stored_outputs(stage, previous.outputs) if previous is not None else None
+            if previous is None or stored is None:
+                raise GovernError(f"run {record.id} has not completed stage {stage.name}: nothing to train on")
+            _restore(stage, active.ctx, previous, stored)
+        return active
 
     # ---------------------------------------------------------------------------------------- execute
     def _execute(self, run_id: str, config: RunConfig, policy: LoadedPolicy, run_dir: Path, *, resumed: bool
@@ -322,9 +346,7 @@ class Pipeline:
             previous = self.store.completed_stage(ctx.run_id, name)
             stored = _stored_outputs(stage, previous.outputs) if previous is not None else None
             if previous is not None and previous.input_digest == input_digest and stored is not None:
-                if name in EVIDENCE_MODELS and previous.evidence is not None:
-                    setattr(ctx.evidence, name, EVIDENCE_MODELS[name].model_validate(previous.evidence))
-                ctx.outputs[name] = stored
+                _restore(stage, ctx, previous, stored)
                 outcome.stages.append(StageOutcome(name, "reused"))
                 self.listener.stage_finished(name, "reused", 0.0, "unchanged inputs; result reused")
                 return "reused"
@@ -366,6 +388,13 @@ class Pipeline:
         decision = decide(self.store, ctx.run_id, policy, ctx.evidence.document(), final=final, kind=kind)
         self.listener.gate(name, decision)
         return decision
+
+
+def _restore(stage: Stage, ctx: StageContext, previous: Any, stored: StageOutputs) -> None:
+    """A completed execution's evidence and outputs back into the run's context (resume, joined scripts)."""
+    if stage.name in EVIDENCE_MODELS and previous.evidence is not None:
+        setattr(ctx.evidence, stage.name, EVIDENCE_MODELS[stage.name].model_validate(previous.evidence))
+    ctx.outputs[stage.name] = stored
 
 
 def _stored_outputs(stage: Stage, stored: dict[str, Any] | None) -> StageOutputs | None:

@@ -93,7 +93,11 @@ class Session:
         from govern.config import load_run_config
         from govern.errors import ConfigError
         from govern.lineage import LineageStore
+        from govern.training.script import JOIN_RESULT_ENV, JOIN_RUN_ENV
 
+        joined = os.environ.get(JOIN_RUN_ENV)
+        if joined:  # started by `govern run` for training.script: join its run, record nothing ourselves
+            return self._join(joined, Path(os.environ.get(JOIN_RESULT_ENV) or "session-result.json"))
         url = self.db_url
         if url is None and self.resume is None:
             try:
@@ -121,6 +125,21 @@ class Session:
         self.run = GovernedRun(pipeline, active, training_spec, after)
         return self.run
 
+    def _join(self, run_id: str, result_path: Path) -> GovernedRun:
+        from govern.lineage import LineageStore
+
+        store = self._store = LineageStore.open(self.db_url)
+        pipeline = self._pipeline = Pipeline(store)
+        try:
+            before, training_spec, after = training_split()
+            active = pipeline.join(run_id, iter_stages(before))
+            active.current = load_stage(training_spec).name
+        except BaseException:
+            self._close()
+            raise
+        self.run = GovernedRun(pipeline, active, training_spec, after, joined=result_path)
+        return self.run
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> Literal[False]:
         run = self.run
@@ -143,7 +162,8 @@ class Session:
         if store is None:
             return
         try:
-            if pipeline is not None and pipeline.run_id is not None:  # a witness after every run, as govern run
+            joined = self.run is not None and self.run.joined is not None
+            if pipeline is not None and pipeline.run_id is not None and not joined:  # a witness after every run, as govern run
                 from govern.lineage.witness import emit_witness, witness_key
 
                 signing = pipeline.config.signing if pipeline.config is not None else None
@@ -157,8 +177,12 @@ class Session:
 class GovernedRun:
     """One governed run around the user's training (see the module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, active: ActiveRun, training_spec: str, after: list[str]) -> None:
+    def __init__(self, pipeline: Pipeline, active: ActiveRun, training_spec: str, after: list[str], *,
+                 joined: Path | None = None) -> None:
         self._pipeline = pipeline
+        #: Set when `govern run` started this script (training.script): where ``finish`` hands the training
+        #: result back; the `govern run` process records the stage, the audits and the decision.
+        self.joined = joined
         self.active = active
         self._training_stage = load_stage(training_spec)
         self._after = after
@@ -357,6 +381,12 @@ class GovernedRun:
             raise SessionError(f"run {self.run_id} is already closed")
         pipeline, active = self._pipeline, self.active
         self.closed = True  # whatever happens now is recorded by the pipeline's guard
+        if self.joined is not None:
+            from govern.training.script import write_result
+
+            write_result(self.joined, self._training_result(model, tokenizer))
+            return RunOutcome(run_id=self.run_id, status="trained", decision=None, run_dir=str(self.run_dir),
+                              db_url=pipeline.store.display_url)
         with pipeline.guard(active):
             result = self._training_result(model, tokenizer)
             stage = _PreparedStage(self._training_stage.name, self._training_stage.outputs_model, result,
@@ -370,6 +400,11 @@ class GovernedRun:
     def fail(self, reason: str) -> None:
         """Record the run failed (the session's ``__exit__`` calls this for an exception in user code)."""
         self.closed = True
+        if self.joined is not None:  # `govern run` records it, failing its training stage with the reason
+            from govern.training.script import write_result
+
+            write_result(self.joined, None, error=reason)
+            return
         self._pipeline._fail(self.active.outcome, reason)
 
     def _training_result(self, model: Any, tokenizer: Any) -> StageResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from govern.config import Task
 from govern.errors import StageError
@@ -94,11 +94,20 @@ class TrainingStage:
     def input_digest(self, ctx: StageContext) -> str:
         spec = self.spec(ctx)
         file_digests = [file_sha256(Path(f.path)) for f in spec.train_files]
-        return digest_of(spec.model_dump(mode="json", exclude={"output_dir", "train_files"}), file_digests,
-                         ctx.policy.privacy.require_dp)
+        parts: list[Any] = [spec.model_dump(mode="json", exclude={"output_dir", "train_files"}), file_digests,
+                            ctx.policy.privacy.require_dp]
+        if ctx.config.training.script is not None:  # the user's script is the recipe: its bytes count
+            from govern.training.script import script_digest
+
+            parts.append(script_digest(ctx.config.training.script))
+        return digest_of(*parts)
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.config.training
+        if cfg.script is not None:  # the user's own training script, joined to this run (govern.session)
+            from govern.training.script import run_script
+
+            return run_script(ctx, self.name)
         if not cfg.dp.enabled and ctx.policy.privacy.require_dp:
             raise StageError(self.name, "training.dp.enabled is false but the policy requires differential "
                                         "privacy (privacy.require_dp: true); enable DP or use a policy that "
