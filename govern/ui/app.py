@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from govern.actor import Actor
-from govern.errors import GovernError
+from govern.errors import GovernError, NotFoundError
 from govern.lineage import LineageStore
 from govern.ui.accounts import Account, AccountFile, check_password, load_accounts
 
@@ -124,7 +124,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
             try:
                 return await handler(request, session)
             except GovernError as exc:
-                code = 400 if exc.exit_code == 2 else 409
+                code = 404 if isinstance(exc, NotFoundError) else 400 if exc.exit_code == 2 else 409
                 if request.url.path.startswith("/api/"):
                     return _secured(JSONResponse({"error": str(exc)}, status_code=code), request, state, session)
                 return page(request, "error.html", session, status=code, message=str(exc))
@@ -160,12 +160,14 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
     async def runs(request: Request, session: Session | None) -> Response:
         status = request.query_params.get("status") or None
         kind = request.query_params.get("kind") or None
-        number = max(1, int(request.query_params.get("page", "1") or 1))
+        dataset = request.query_params.get("dataset") or None
+        number = _page_number(request)
         with store(session) as s:
-            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, status=status, kind=kind)
-            total = s.count_runs(status=status, kind=kind)
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, status=status, kind=kind,
+                               dataset=dataset)
+            total = s.count_runs(status=status, kind=kind, dataset=dataset)
         return page(request, "runs.html", session, runs=rows, total=total, number=number, status_filter=status or "",
-                    kind=kind or "", pages=max(1, -(-total // PAGE_SIZE)))
+                    kind=kind or "", dataset=dataset or "", pages=max(1, -(-total // PAGE_SIZE)))
 
     async def run(request: Request, session: Session | None) -> Response:
         with store(session) as s:
@@ -217,8 +219,30 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         return RedirectResponse(f"/models/{request.path_params['name']}/v{request.path_params['number']}",
                                 status_code=303)
 
+    async def datasets(request: Request, session: Session | None) -> Response:
+        number = _page_number(request)
+        with store(session) as s:
+            rows = s.datasets(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+            total = s.count_datasets()
+        return page(request, "datasets.html", session, datasets=rows, total=total, number=number,
+                    pages=max(1, -(-total // PAGE_SIZE)))
+
+    async def dataset(request: Request, session: Session | None) -> Response:
+        from govern.ui.views import dataset_view
+
+        with store(session) as s:
+            view = dataset_view(s, request.path_params["fingerprint"], limit=PAGE_SIZE)
+        return page(request, "dataset.html", session, view=view)
+
+    async def waivers(request: Request, session: Session | None) -> Response:
+        from govern.ui.views import waivers_view
+
+        with store(session) as s:
+            view = waivers_view(s)
+        return page(request, "waivers.html", session, view=view)
+
     async def audit(request: Request, session: Session | None) -> Response:
-        number = max(1, int(request.query_params.get("page", "1") or 1))
+        number = _page_number(request)
         with store(session) as s:
             _, _, count = s.chain_head()
             events = s.recent_events(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
@@ -244,7 +268,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
                                       for v in versions]), request, state, session)
 
     async def api_runs(request: Request, session: Session | None) -> Response:
-        number = max(1, int(request.query_params.get("page", "1") or 1))
+        number = _page_number(request)
         with store(session) as s:
             rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
                                status=request.query_params.get("status") or None,
@@ -264,12 +288,23 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/models", guarded(models)),
         Route("/models/{name}/v{number:int}", guarded(version)),
         Route("/models/{name}/v{number:int}/{action}", guarded(act), methods=["POST"]),
+        Route("/datasets", guarded(datasets)),
+        Route("/datasets/{fingerprint}", guarded(dataset)),
+        Route("/waivers", guarded(waivers)),
         Route("/audit", guarded(audit)),
         Route("/api/v1/runs", guarded(api_runs)),
         Route("/api/v1/models", guarded(api_models)),
         Route("/api/v1/model-status", guarded(api_model_status)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ])
+
+
+def _page_number(request: Request) -> int:
+    """The ``page`` query parameter (1-based); anything that is not a positive number is bad input."""
+    text = request.query_params.get("page", "1") or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise GovernError(f"page must be a positive number, not '{text}'")
+    return int(text)
 
 
 def _set_cookie(response: Response, value: str) -> None:

@@ -1,3 +1,76 @@
-"""The console tests share the registry tests' recorded runs and DB fixture."""
+"""The console tests share the registry tests' recorded runs and DB fixture, and one recorded history of a
+data set (a real PII scan of a file with a hostile name, then two DP training runs on it), built once per
+session and copied for each test that uses it."""
 
-from tests.registry.conftest import sqlite_db  # noqa: F401
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from govern.lineage import LineageStore
+from govern.registry import register_after_run
+from tests.registry.conftest import record_run, sqlite_db  # noqa: F401
+
+#: A data-set file name a hostile contributor could choose (no "/" fits in a file name).
+HOSTILE_FILE = "<script>alert('file')<script>.jsonl"
+PLANTED_EMAIL = "jane.doe@example.com"
+
+
+def dp_training(steps: int) -> dict[str, object]:
+    """A DP training stage's evidence as the accountant records it (q, σ, steps, and the ε they give at δ)."""
+    from datetime import UTC, datetime
+
+    from govern.lineage.records import LedgerRow
+    from govern.privacy_ledger import composed_epsilon
+
+    accounting = {"delta": 1e-5, "noise_multiplier": 1.1, "sample_rate": 0.01, "steps": steps}
+    alone = LedgerRow(run_id="r", dataset_fingerprint="f", dp_enabled=True, started_at=datetime.now(UTC),
+                      run_status="completed", **accounting)  # type: ignore[arg-type]  # literal values
+    return {"dp_enabled": True, "epsilon": {"rdp": composed_epsilon([alone], "rdp", 1e-5)}, "accountant": "rdp",
+            **accounting}
+
+
+@dataclass(frozen=True)
+class History:
+    db: str
+    fingerprint: str
+    scan_run: str
+    runs: tuple[str, str]  # two training runs by alice, registered as support-intent v1 and v2 (signed)
+
+
+@pytest.fixture(scope="session")
+def history_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    from govern import api
+
+    root = tmp_path_factory.mktemp("history")
+    data = root / HOSTILE_FILE
+    data.write_text(f'{{"text": "mail {PLANTED_EMAIL} or call 212-555-0199", "label": 1}}\n'
+                    '{"text": "nothing to see", "label": 0}\n{"text": "bob@example.org wrote", "label": 0}\n')
+    db = f"sqlite:///{root / 'lineage.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOVERN_WITNESS_DIR", str(root / "witness"))
+        scan_run, _ = api.scan([data], db_url=db)
+        with LineageStore.open(db, read_only=True) as store:
+            fingerprint = store.datasets()[0].fingerprint
+        runs = tuple(record_run(db, root, by="alice", seed=seed, dataset=fingerprint,
+                                training_evidence=dp_training(100)) for seed in (1, 2))
+        with LineageStore.open(db) as store:
+            for run in runs:
+                register_after_run(store, run.run_id)
+    assert scan_run is not None
+    yield History(db=db, fingerprint=fingerprint, scan_run=scan_run, runs=(runs[0].run_id, runs[1].run_id))
+
+
+@pytest.fixture
+def history(history_template: History, tmp_path: Path) -> History:
+    """A copy of the recorded history this test may change (the model folders and keys stay shared)."""
+    source = Path(history_template.db.removeprefix("sqlite:///"))
+    target = tmp_path / "lineage.db"
+    for suffix in ("", "-wal", "-shm"):  # SQLite may keep recent pages beside the file
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+    return replace(history_template, db=f"sqlite:///{target}")
