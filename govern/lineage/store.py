@@ -825,6 +825,31 @@ class LineageStore:
 
         return self._write(work)
 
+    def end_waiver(self, waiver_id: int, *, by: str, reason: str) -> WaiverRecord:
+        """End a waiver before its ``until`` day (it waives nothing from today on). The grant stays as it was;
+        the end is written on the row and committed to by a ``waiver.ended`` event."""
+        if not by.strip() or not reason.strip():
+            raise ValueError("ending a waiver needs who ends it (by) and why (reason)")
+
+        def work(session: Session) -> WaiverRecord:
+            row = session.get(Waiver, waiver_id)
+            if row is None:
+                raise NotFoundError(f"no waiver #{waiver_id} in the lineage DB")
+            if row.ended_at is not None:
+                raise LineageError(f"waiver #{waiver_id} was already ended by {row.ended_by} on "
+                                   f"{row.ended_at.date().isoformat()}")
+            run_id = row.target if row.target.startswith("run-") else None
+            self._guard(session, "waivers", waiver_id, run_id)
+            row.ended_at, row.ended_by, row.end_reason = utcnow(), by, reason
+            session.flush()
+            self._append_event(session, "waiver.ended", run_id, {
+                "waiver_id": waiver_id, "target": row.target, "rule_id": row.rule_id, "by": by,
+                "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
+                rows={"waivers": self._stored(session, "waivers", table_of(Waiver).c.id == waiver_id)})
+            return _waiver_record(row)
+
+        return self._write(work)
+
     def waivers(self, *, targets: list[str] | None = None) -> list[WaiverRecord]:
         """All waivers (expired ones too — callers check ``until``), optionally for some targets only."""
         stmt = sa.select(Waiver).order_by(col(Waiver.id))
@@ -1434,7 +1459,7 @@ class LineageStore:
             problems.append(missing_problem(table, pk, commitment))
         return problems
 
-    def _guard(self, session: Session, table: str, pk: Any, run_id: str) -> None:
+    def _guard(self, session: Session, table: str, pk: Any, run_id: str | None) -> None:
         """Refuse to update a row that was edited outside govern since govern last wrote it: re-committing
         it would launder the edit into the record."""
         if not self.commit_rows:
@@ -1508,7 +1533,8 @@ def _rows(result: Iterable[T]) -> Iterator[T]:
 
 def _waiver_record(w: Waiver) -> WaiverRecord:
     return WaiverRecord(id=w.id or 0, target=w.target, rule_id=w.rule_id, by=w.granted_by, reason=w.reason,
-                        until=w.until, created_at=w.created_at)
+                        until=w.until, created_at=w.created_at, ended_at=w.ended_at, ended_by=w.ended_by,
+                        end_reason=w.end_reason)
 
 
 __all__ = [

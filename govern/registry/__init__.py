@@ -326,10 +326,12 @@ def revoke(store: LineageStore, ref: str, *, reason: str, role: str | None = Non
                                                     reason=reason))[0]
 
 
-def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str) -> list[ModelVersionRecord]:
+def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str,
+                   role: str | None = None) -> list[ModelVersionRecord]:
     """Revoke every model version trained on a data set (an erasure request, a licence problem): the models
     of runs that recorded it are registered first if need be, so none escapes. Returns them all, including
-    versions that were revoked already."""
+    versions that were revoked already. ``role`` (a console user's): each version's policy must let it revoke,
+    checked for all of them before any is revoked."""
     _require_reason(reason)
     fingerprint = fingerprint.strip()
     if not fingerprint.startswith("sha256:"):
@@ -346,6 +348,9 @@ def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str) -> lis
             except GovernError:
                 continue  # a scan or a run that stopped before training: no model to revoke
         affected.extend(versions)
+    if role is not None:
+        for version in affected:
+            _require_role(_policy(store, version, None).policy.approval, role, "revoke")
     steps = [ModelStep(version_id=v.id, action="revoke", expected_status=v.status, to_status="revoked",
                        reason=reason, details={"dataset": fingerprint}) for v in affected if v.status != "revoked"]
     changed = {v.id: v for v in _apply(store, "model.revoked", steps)} if steps else {}

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 
     def page(request: Request, template: str, session: Session | None, status: int = 200, **context: Any) -> Response:
-        html = env.get_template(template).render(session=session, read_only=read_only, request=request, **context)
+        can_act = not read_only and session is not None and session.role in ACTING_ROLES
+        html = env.get_template(template).render(session=session, read_only=read_only, request=request,
+                                                 can_act=can_act, today=datetime.now(UTC).date(), **context)
         return _secured(HTMLResponse(html, status_code=status), request, state, session)
 
     reader: list[LineageStore] = []
@@ -112,7 +115,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
                 reader.append(LineageStore.open(db_url, read_only=True))
             yield reader[0]
             return
-        with LineageStore.open(db_url, actor=Actor(source="console", name=session.user) if session else None) as s:
+        with LineageStore.open(db_url, actor=_actor(session) if session else None) as s:
             yield s
 
     def guarded(handler: Callable[[Request, Session | None], Awaitable[Response]]
@@ -153,6 +156,11 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         return response
 
     async def logout(request: Request) -> Response:
+        session = None if read_only else _session(state, request)
+        if session is not None:  # a cross-site form must not log anyone out either
+            form = await request.form()
+            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+                return Response("missing or invalid CSRF token", status_code=403)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -189,35 +197,83 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         ref = f"{request.path_params['name']}@v{request.path_params['number']}"
         with store(session) as s:
             found = resolve(s, ref)
-        can_act = session is not None and session.role in ACTING_ROLES
-        return page(request, "version.html", session, version=found, can_act=can_act)
+        return page(request, "version.html", session, version=found)
 
-    async def act(request: Request, session: Session | None) -> Response:
+    def action(what: str, handler: Callable[[Request, Session, str, Any], Awaitable[Response]]
+               ) -> Callable[[Request, Session | None], Awaitable[Response]]:
+        """A form POST that changes the record: a live session (never in read-only mode), the session's own
+        CSRF token, an acting role (a refusal is an audit event) and a non-empty reason, checked in that
+        order before ``handler`` runs with a store that records the user as the actor."""
+        async def endpoint(request: Request, session: Session | None) -> Response:
+            if read_only or session is None:
+                return Response("the console is read-only", status_code=403)
+            form = await request.form()
+            if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+                log.warning("console: %s POST %s without a valid CSRF token", session.user, request.url.path)
+                return Response("missing or invalid CSRF token", status_code=403)
+            if session.role not in ACTING_ROLES:
+                _record_denial(db_url, session, what, request.url.path)
+                return Response(f"role '{session.role}' may not {what}", status_code=403)
+            reason = str(form.get("reason", "")).strip()
+            if not reason:
+                raise GovernError("a reason is required: every action records why")
+            return await handler(request, session, reason, form)
+        return endpoint
+
+    def version_ref(request: Request) -> str:
+        return f"{request.path_params['name']}@v{request.path_params['number']}"
+
+    async def act(request: Request, session: Session, reason: str, form: Any) -> Response:
         from govern import registry
 
-        if read_only or session is None:
-            return Response("the console is read-only", status_code=403)
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
-            log.warning("console: %s POST %s without a valid CSRF token", session.user, request.url.path)
-            return Response("missing or invalid CSRF token", status_code=403)
-        ref = f"{request.path_params['name']}@v{request.path_params['number']}"
-        action = request.path_params["action"]
-        if session.role not in ACTING_ROLES:
-            _record_denial(db_url, session, action, ref)
-            return Response(f"role '{session.role}' may not {action} models", status_code=403)
-        reason = str(form.get("reason", ""))
+        ref, verb = version_ref(request), request.path_params["action"]
         with store(session, write=True) as s:
-            if action == "approve":
+            if verb == "approve":
                 registry.approve(s, ref, reason=reason, role=session.role)
-            elif action == "promote":
+            elif verb == "promote":
                 registry.promote(s, ref, reason=reason, role=session.role)
-            elif action == "revoke":
+            elif verb == "revoke":
                 registry.revoke(s, ref, reason=reason, role=session.role)
             else:
                 return Response("unknown action", status_code=404)
         return RedirectResponse(f"/models/{request.path_params['name']}/v{request.path_params['number']}",
                                 status_code=303)
+
+    async def rollback(request: Request, session: Session, reason: str, form: Any) -> Response:
+        from govern import registry
+
+        with store(session, write=True) as s:
+            restored, _ = registry.rollback(s, request.path_params["name"], reason=reason,
+                                            revoke_current=form.get("revoke") == "yes", role=session.role)
+        return RedirectResponse(f"/models/{restored.model}/v{restored.version}", status_code=303)
+
+    async def record_waiver(request: Request, session: Session, reason: str, form: Any) -> Response:
+        from datetime import date
+
+        from govern.api import waive
+
+        text = str(form.get("until", ""))
+        try:
+            until = date.fromisoformat(text)
+        except ValueError:
+            raise GovernError(f"until '{text}' is not a date (YYYY-MM-DD)") from None
+        waive(str(form.get("target", "")).strip(), str(form.get("rule_id", "")).strip(), by=session.user,
+              reason=reason, until=until, db_url=db_url, actor=_actor(session))
+        return RedirectResponse("/waivers", status_code=303)
+
+    async def end_waiver(request: Request, session: Session, reason: str, form: Any) -> Response:
+        from govern.api import end_waiver as end
+
+        end(request.path_params["waiver_id"], by=session.user, reason=reason, db_url=db_url, actor=_actor(session))
+        return RedirectResponse("/waivers", status_code=303)
+
+    async def revoke_dataset(request: Request, session: Session, reason: str, form: Any) -> Response:
+        from govern import registry
+
+        fingerprint = request.path_params["fingerprint"]
+        with store(session, write=True) as s:
+            affected = registry.revoke_dataset(s, fingerprint, reason=reason, role=session.role)
+        return page(request, "revoked.html", session, fingerprint=fingerprint, versions=affected, reason=reason)
 
     async def datasets(request: Request, session: Session | None) -> Response:
         number = _page_number(request)
@@ -287,10 +343,14 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/runs/{run_id}", guarded(run)),
         Route("/models", guarded(models)),
         Route("/models/{name}/v{number:int}", guarded(version)),
-        Route("/models/{name}/v{number:int}/{action}", guarded(act), methods=["POST"]),
+        Route("/models/{name}/v{number:int}/{action}", guarded(action("act on models", act)), methods=["POST"]),
+        Route("/models/{name}/rollback", guarded(action("roll back models", rollback)), methods=["POST"]),
         Route("/datasets", guarded(datasets)),
         Route("/datasets/{fingerprint}", guarded(dataset)),
+        Route("/datasets/{fingerprint}/revoke", guarded(action("revoke data sets", revoke_dataset)), methods=["POST"]),
         Route("/waivers", guarded(waivers)),
+        Route("/waivers/new", guarded(action("record waivers", record_waiver)), methods=["POST"]),
+        Route("/waivers/{waiver_id:int}/end", guarded(action("end waivers", end_waiver)), methods=["POST"]),
         Route("/audit", guarded(audit)),
         Route("/api/v1/runs", guarded(api_runs)),
         Route("/api/v1/models", guarded(api_models)),
@@ -321,11 +381,16 @@ def _secured(response: Response, request: Request, state: ConsoleState, session:
     return response
 
 
-def _record_denial(db_url: str | None, session: Session, action: str, ref: str) -> None:
-    """A refused request is itself a fact for the audit log (who tried what)."""
-    log.warning("console: %s (role %s) was refused '%s' on %s", session.user, session.role, action, ref)
-    with LineageStore.open(db_url, actor=Actor(source="console", name=session.user)) as s:
-        s.append_event("ui.denied", payload={"action": action, "model_version": ref, "role": session.role})
+def _actor(session: Session) -> Actor:
+    """Whom the audit events of a console action name: the logged-in user."""
+    return Actor(source="console", name=session.user)
+
+
+def _record_denial(db_url: str | None, session: Session, action: str, path: str) -> None:
+    """A refused request is itself a fact for the audit log (who tried what, on what)."""
+    log.warning("console: %s (role %s) was refused '%s' on %s", session.user, session.role, action, path)
+    with LineageStore.open(db_url, actor=_actor(session)) as s:
+        s.append_event("ui.denied", payload={"action": action, "path": path, "role": session.role})
 
 
 __all__ = ["Account", "create_app"]

@@ -4,15 +4,18 @@ session and copied for each test that uses it."""
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from govern.lineage import LineageStore
 from govern.registry import register_after_run
+from tests.conftest import skip_or_fail
 from tests.registry.conftest import record_run, sqlite_db  # noqa: F401
 
 #: A data-set file name a hostile contributor could choose (no "/" fits in a file name).
@@ -74,3 +77,57 @@ def history(history_template: History, tmp_path: Path) -> History:
         if Path(f"{source}{suffix}").exists():
             shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
     return replace(history_template, db=f"sqlite:///{target}")
+
+
+#: Console users every console test may log in as: (name, role, password).
+USERS = (("bob", "approver", "correct horse battery"), ("vera", "viewer", "viewer password 1"),
+         ("ada", "admin", "admin password 12"))
+
+
+@pytest.fixture(scope="session")
+def accounts_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An accounts file with bob (approver), vera (viewer) and ada (admin); argon2id hashing is slow on
+    purpose, so it is done once."""
+    try:
+        from govern.ui.accounts import add_user
+    except ImportError as exc:
+        skip_or_fail(f"needs the ui extra ({exc.name})")
+    path = tmp_path_factory.mktemp("accounts") / "accounts.json"
+    for name, role, password in USERS:
+        add_user(path, name, role, password)  # type: ignore[arg-type]  # literal roles
+    return path
+
+
+@pytest.fixture
+def accounts(accounts_template: Path, tmp_path: Path) -> Path:
+    """A copy a test may change (add a token, a user)."""
+    path = tmp_path / "accounts.json"
+    shutil.copyfile(accounts_template, path)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def console_client(accounts: Path) -> Callable[..., Any]:
+    """``make(db, user=None, **create_app kwargs)``: a TestClient over a real console app; with ``user``, logged
+    in through the login form, its CSRF token (read from the page, as a browser would) at ``client.csrf``."""
+    try:
+        from starlette.testclient import TestClient
+
+        from govern.ui.app import create_app
+    except ImportError as exc:
+        skip_or_fail(f"needs the ui extra ({exc.name})")
+
+    def make(db: str, user: str | None = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("accounts_path", accounts)
+        client = TestClient(create_app(db, **kwargs))
+        if user is not None:
+            password = next(p for n, _, p in USERS if n == user)
+            landed = client.post("/login", data={"username": user, "password": password})
+            assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
+            found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
+            assert found, "a logged-in page carries the session's CSRF token"
+            client.csrf = found.group(1)
+        return client
+
+    return make
