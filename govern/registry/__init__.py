@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # signing pulls in model_signing and sigstore: imported only 
 __all__ = [
     "ApprovalRefused",
     "ModelStatusAnswer",
+    "SignatureCheck",
     "approve",
+    "check_signature",
     "model_status",
     "promote",
     "register_after_run",
@@ -170,6 +172,27 @@ def _apply(store: LineageStore, event_kind: str, plan: ModelStep | list[ModelSte
 
 
 # ------------------------------------------------------------------------------------------ approve
+class SignatureCheck(BaseModel):
+    """A model version's signature verified now: over the recorded digest, against the model on disk, with
+    the trust its signing stage recorded (what approval under ``require_signature`` checks)."""
+
+    verified: bool
+    problem: str | None = Field(default=None, description="Why it does not verify, in words.")
+    signer: str | None = None
+    bundle: str | None = None
+    files: int = 0
+
+
+def check_signature(store: LineageStore, version: ModelVersionRecord, trust: Trust | None = None) -> SignatureCheck:
+    """The live verification result for ``version`` (the console's model page); never raises for a signature
+    that fails — that is the answer."""
+    try:
+        details = _signature_check(store, version, trust)
+    except ApprovalRefused as exc:
+        return SignatureCheck(verified=False, problem=str(exc))
+    return SignatureCheck.model_validate(details)
+
+
 def _signature_check(store: LineageStore, version: ModelVersionRecord, trust: Trust | None) -> dict[str, object]:
     """Verify the model's signature now, over the recorded digest; refuse when it does not hold."""
     from govern.signing.verifying import verify_model

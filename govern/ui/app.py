@@ -12,6 +12,7 @@ It reads and writes only through :class:`LineageStore` and :mod:`govern.registry
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -178,13 +179,33 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
                     kind=kind or "", dataset=dataset or "", pages=max(1, -(-total // PAGE_SIZE)))
 
     async def run(request: Request, session: Session | None) -> Response:
+        """The run's report content, from the report's own view model (one implementation)."""
+        from govern.report import build_report_data
+        from govern.signing.commands import with_lineage_check
+
         with store(session) as s:
-            record = s.get_run(request.path_params["run_id"])
-            decision = s.latest_decision(record.id)
-            versions = s.model_versions(run_id=record.id)
-            artifacts = s.artifacts(record.id)
-        return page(request, "run.html", session, run=record, decision=decision, versions=versions,
-                    artifacts=artifacts)
+            data = build_report_data(s, request.path_params["run_id"])
+            url = s.url
+        return page(request, "run.html", session, r=data, formats=_report_formats(),
+                    lineage_check=lambda command: with_lineage_check(command, url, data.run.id))
+
+    async def report(request: Request, session: Session | None) -> Response:
+        """A download of the run's report, rendered by ``govern report``'s renderer from the same view model."""
+        from govern.report import build_report_data, render
+
+        fmt = request.path_params["fmt"]
+        if fmt not in _report_formats():
+            raise NotFoundError(f"no report format '{fmt}' here (available: {', '.join(_report_formats())})")
+        with store(session) as s:
+            data = build_report_data(s, request.path_params["run_id"])
+        response = Response(render(data, fmt), media_type=REPORT_MEDIA_TYPES[fmt], headers={
+            "Content-Disposition": f'attachment; filename="{data.run.id}.{fmt}"'})
+        _secured(response, request, state, session)
+        if fmt == "html":  # the report carries its own stylesheet inline; it still runs no script
+            from govern.report.html import CSP as REPORT_CSP
+
+            response.headers["Content-Security-Policy"] = REPORT_CSP
+        return response
 
     async def models(request: Request, session: Session | None) -> Response:
         with store(session) as s:
@@ -192,12 +213,13 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         return page(request, "models.html", session, versions=versions)
 
     async def version(request: Request, session: Session | None) -> Response:
-        from govern.registry import resolve
+        from govern.registry import check_signature, resolve
 
         ref = f"{request.path_params['name']}@v{request.path_params['number']}"
         with store(session) as s:
             found = resolve(s, ref)
-        return page(request, "version.html", session, version=found)
+            signature = check_signature(s, found)  # live: the files on disk now, not what was recorded
+        return page(request, "version.html", session, version=found, signature=signature)
 
     def action(what: str, handler: Callable[[Request, Session, str, Any], Awaitable[Response]]
                ) -> Callable[[Request, Session | None], Awaitable[Response]]:
@@ -341,6 +363,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/logout", logout, methods=["POST"]),
         Route("/runs", guarded(runs)),
         Route("/runs/{run_id}", guarded(run)),
+        Route("/runs/{run_id}/report.{fmt}", guarded(report)),
         Route("/models", guarded(models)),
         Route("/models/{name}/v{number:int}", guarded(version)),
         Route("/models/{name}/v{number:int}/{action}", guarded(action("act on models", act)), methods=["POST"]),
@@ -357,6 +380,20 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/api/v1/model-status", guarded(api_model_status)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ])
+
+
+REPORT_MEDIA_TYPES = {"html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8",
+                      "json": "application/json", "pdf": "application/pdf"}
+
+
+@functools.cache
+def _report_formats() -> tuple[str, ...]:
+    """The report formats this server can render: PDF only where WeasyPrint and its Pango libraries load."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError):
+        return ("html", "md", "json")
+    return ("html", "pdf", "md", "json")
 
 
 def _page_number(request: Request) -> int:
