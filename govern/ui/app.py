@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from govern.actor import Actor
 from govern.errors import GovernError, NotFoundError
 from govern.lineage import LineageStore
-from govern.ui.accounts import Account, AccountFile, check_password, load_accounts
+from govern.ui.accounts import Account, AccountFile, check_password, check_token, load_accounts
 
 log = logging.getLogger("govern.ui")
 HERE = Path(__file__).resolve().parent
@@ -51,9 +51,12 @@ ACTING_ROLES = frozenset({"approver", "admin"})
 
 @dataclass
 class Session:
+    """Who is asking: a logged-in console user, or (``token``) a CI job presenting an API token."""
+
     user: str
     role: str
     csrf: str
+    token: bool = False
 
 
 @dataclass
@@ -61,7 +64,23 @@ class ConsoleState:
     db_url: str | None
     read_only: bool
     accounts: AccountFile
+    accounts_path: Path | None = None
+    #: The accounts file's mtime when read: a user removed or a token revoked takes effect on the next request.
+    accounts_mtime: int = 0
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    lockout_s: float = LOCKOUT_S
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        if self.accounts_path is None:
+            return
+        try:
+            mtime = self.accounts_path.stat().st_mtime_ns
+        except OSError:
+            mtime = -1
+        if mtime != self.accounts_mtime:
+            self.accounts = load_accounts(self.accounts_path)
+            self.accounts_mtime = mtime
 
 
 def _sign(secret: str, body: bytes) -> str:
@@ -83,20 +102,32 @@ def _session(state: ConsoleState, request: Request) -> Session | None:
     except ValueError:
         return None
     account = state.accounts.accounts.get(str(data.get("u")))
-    if account is None or time.time() - float(data.get("t", 0)) > IDLE_TIMEOUT_S:
+    if account is None or time.time() - float(data.get("t", 0)) > state.idle_timeout_s:
         return None
     return Session(user=account.name, role=account.role, csrf=str(data.get("c")))
 
 
-def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_path: Path | None = None) -> Starlette:
+def _token_session(state: ConsoleState, authorization: str) -> Session | None:
+    """The API token in an ``Authorization: Bearer`` header, as a session bound to the token's role."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    record = check_token(state.accounts, token.strip())
+    return None if record is None else Session(user=record.name, role=record.role, csrf="", token=True)
+
+
+def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_path: Path | None = None,
+               idle_timeout_s: float = IDLE_TIMEOUT_S, lockout_s: float = LOCKOUT_S) -> Starlette:
     """The console over the lineage DB at ``db_url`` (accounts from ``accounts_path`` unless read-only)."""
     from govern.ui.accounts import default_accounts_path
 
-    accounts = AccountFile() if read_only else load_accounts(accounts_path or default_accounts_path())
-    if not read_only and not accounts.accounts:
+    path = None if read_only else (accounts_path or default_accounts_path())
+    state = ConsoleState(db_url=db_url, read_only=read_only, accounts=AccountFile(), accounts_path=path,
+                         idle_timeout_s=idle_timeout_s, lockout_s=lockout_s)
+    state.refresh()
+    if not read_only and not state.accounts.accounts:
         raise GovernError("no console users yet: add one with `govern users add NAME --role admin` "
                           "(or serve pages only with --read-only)")
-    state = ConsoleState(db_url=db_url, read_only=read_only, accounts=accounts)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 
     def page(request: Request, template: str, session: Session | None, status: int = 200, **context: Any) -> Response:
@@ -122,9 +153,22 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
     def guarded(handler: Callable[[Request, Session | None], Awaitable[Response]]
                 ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            session = None if read_only else _session(state, request)
-            if not read_only and session is None:
-                return RedirectResponse("/login", status_code=303)
+            api = request.url.path.startswith("/api/")
+            session: Session | None = None
+            if not read_only:
+                state.refresh()
+                authorization = request.headers.get("authorization")
+                # API tokens only on the API: a page or form never runs on a credential a script can replay.
+                session = (_token_session(state, authorization) if api and authorization is not None
+                           else _session(state, request))
+                if session is None and api:
+                    log.warning("console: API request %s without a valid token or session", request.url.path)
+                    return _secured(JSONResponse({"error": "authentication required: an API token "
+                                                  "(Authorization: Bearer) or a console session"},
+                                                 status_code=401, headers={"WWW-Authenticate": "Bearer"}),
+                                    request, state, None)
+                if session is None:
+                    return RedirectResponse("/login", status_code=303)
             try:
                 return await handler(request, session)
             except GovernError as exc:
@@ -140,9 +184,10 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         if request.method == "GET":
             return page(request, "login.html", None)
         form = await request.form()
+        state.refresh()  # a user added since the server started can log in
         name, password = str(form.get("username", "")), str(form.get("password", ""))
         count, since = state.failures.get(name, (0, 0.0))
-        if count >= MAX_FAILURES and time.time() - since < LOCKOUT_S:
+        if count >= MAX_FAILURES and time.time() - since < state.lockout_s:
             log.warning("console login locked out for user %r", name)
             return page(request, "login.html", None, status=429, message="too many failed logins; wait a minute")
         account = check_password(state.accounts, name, password)
@@ -153,7 +198,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         import secrets
 
         response = RedirectResponse("/runs", status_code=303)
-        _set_cookie(response, _session_cookie(state, account.name, secrets.token_urlsafe(24)))
+        _set_cookie(response, _session_cookie(state, account.name, secrets.token_urlsafe(24)), state)
         return response
 
     async def logout(request: Request) -> Response:
@@ -339,20 +384,72 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
             answer = model_status(s, digest=request.query_params.get("digest", ""), require=require)  # type: ignore[arg-type]  # checked above
         return _secured(JSONResponse(answer.model_dump(mode="json")), request, state, session)
 
+    def api_json(request: Request, session: Session | None, body: Any, status: int = 200) -> Response:
+        return _secured(JSONResponse(body, status_code=status), request, state, session)
+
     async def api_models(request: Request, session: Session | None) -> Response:
         with store(session) as s:
             versions = s.model_versions()
-        return _secured(JSONResponse([{"ref": v.ref, **v.model_dump(mode="json"), "approvers": v.approvers}
-                                      for v in versions]), request, state, session)
+        return api_json(request, session, [v.model_dump(mode="json") for v in versions])
 
     async def api_runs(request: Request, session: Session | None) -> Response:
+        from govern.ui.openapi import RUN_LIST_EXCLUDE
+
         number = _page_number(request)
         with store(session) as s:
             rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
                                status=request.query_params.get("status") or None,
-                               kind=request.query_params.get("kind") or None)
-        return _secured(JSONResponse([r.model_dump(mode="json", exclude={"config", "policy_document", "policy_source"})
-                                      for r in rows]), request, state, session)
+                               kind=request.query_params.get("kind") or None,
+                               dataset=request.query_params.get("dataset") or None)
+        return api_json(request, session, [r.model_dump(mode="json", exclude=set(RUN_LIST_EXCLUDE)) for r in rows])
+
+    async def api_run(request: Request, session: Session | None) -> Response:
+        from govern.report import build_report_data
+
+        with store(session) as s:
+            data = build_report_data(s, request.path_params["run_id"])
+        return api_json(request, session, data.model_dump(mode="json"))
+
+    async def api_decisions(request: Request, session: Session | None) -> Response:
+        with store(session) as s:
+            decisions = s.decisions(s.resolve_run_id(request.path_params["run_id"]))
+        return api_json(request, session, [d.model_dump(mode="json") for d in decisions])
+
+    async def api_act(request: Request, session: Session | None) -> Response:
+        """A lifecycle action for CI. Only with an API token: a browser's cookie would let any site that can
+        make it send a request act (the forms carry CSRF tokens instead)."""
+        from govern import registry
+        from govern.ui.openapi import API_ACTIONS, ActionRequest
+
+        verb = request.path_params["action"]
+        if verb not in API_ACTIONS:
+            raise NotFoundError(f"no action '{verb}' (one of {', '.join(API_ACTIONS)})")
+        if read_only or session is None or not session.token:
+            return api_json(request, session, {"error": "actions over the API need an API token "
+                                                        "(Authorization: Bearer)"}, 403)
+        if session.role not in ACTING_ROLES:
+            _record_denial(db_url, session, verb, request.url.path)
+            return api_json(request, session, {"error": f"role '{session.role}' may not {verb} models"}, 403)
+        try:
+            body = ActionRequest.model_validate_json(await request.body())
+        except ValueError:
+            raise GovernError('the body must be JSON {"reason": "why"} with a non-empty reason') from None
+        ref = version_ref(request)
+        with store(session, write=True) as s:
+            if verb == "approve":
+                registry.approve(s, ref, reason=body.reason, role=session.role)
+            elif verb == "promote":
+                registry.promote(s, ref, reason=body.reason, role=session.role)
+            else:
+                registry.revoke(s, ref, reason=body.reason, role=session.role)
+            after = registry.resolve(s, ref)
+        return api_json(request, session, after.model_dump(mode="json"))
+
+    async def api_openapi(request: Request) -> Response:
+        from govern.ui.openapi import openapi_document
+        from govern.versions import govern_version
+
+        return _secured(JSONResponse(openapi_document(govern_version())), request, state, None)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/runs", status_code=303)
@@ -375,7 +472,11 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         Route("/waivers/new", guarded(action("record waivers", record_waiver)), methods=["POST"]),
         Route("/waivers/{waiver_id:int}/end", guarded(action("end waivers", end_waiver)), methods=["POST"]),
         Route("/audit", guarded(audit)),
+        Route("/api/v1/openapi.json", api_openapi),
         Route("/api/v1/runs", guarded(api_runs)),
+        Route("/api/v1/runs/{run_id}", guarded(api_run)),
+        Route("/api/v1/runs/{run_id}/decisions", guarded(api_decisions)),
+        Route("/api/v1/models/{name}/v{number:int}/{action}", guarded(api_act), methods=["POST"]),
         Route("/api/v1/models", guarded(api_models)),
         Route("/api/v1/model-status", guarded(api_model_status)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -404,8 +505,9 @@ def _page_number(request: Request) -> int:
     return int(text)
 
 
-def _set_cookie(response: Response, value: str) -> None:
-    response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="strict", max_age=IDLE_TIMEOUT_S, path="/")
+def _set_cookie(response: Response, value: str, state: ConsoleState) -> None:
+    response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="strict", max_age=int(state.idle_timeout_s),
+                        path="/")
 
 
 def _secured(response: Response, request: Request, state: ConsoleState, session: Session | None) -> Response:
@@ -413,14 +515,14 @@ def _secured(response: Response, request: Request, state: ConsoleState, session:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
-    if session is not None:
-        _set_cookie(response, _session_cookie(state, session.user, session.csrf))
+    if session is not None and not session.token:
+        _set_cookie(response, _session_cookie(state, session.user, session.csrf), state)
     return response
 
 
 def _actor(session: Session) -> Actor:
-    """Whom the audit events of a console action name: the logged-in user."""
-    return Actor(source="console", name=session.user)
+    """Whom the audit events of a console action name: the logged-in user, or the API token by its name."""
+    return Actor(source="api-token" if session.token else "console", name=session.user)
 
 
 def _record_denial(db_url: str | None, session: Session, action: str, path: str) -> None:
