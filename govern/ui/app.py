@@ -489,10 +489,14 @@ REPORT_MEDIA_TYPES = {"html": "text/html; charset=utf-8", "md": "text/markdown; 
 
 @functools.cache
 def _report_formats() -> tuple[str, ...]:
-    """The report formats this server can render: PDF only where WeasyPrint and its Pango libraries load."""
-    try:
-        import weasyprint  # noqa: F401
-    except (ImportError, OSError):
+    """The report formats this server can render: PDF only where WeasyPrint and the Pango libraries it loads
+    are installed (looked up, not imported: importing WeasyPrint takes seconds, and a page only needs to know
+    whether to offer the link; a PDF that still cannot render is a clear error on download)."""
+    import ctypes.util
+    import importlib.util
+
+    if importlib.util.find_spec("weasyprint") is None or not all(
+            ctypes.util.find_library(lib) for lib in ("pango-1.0", "pangoft2-1.0")):
         return ("html", "md", "json")
     return ("html", "pdf", "md", "json")
 

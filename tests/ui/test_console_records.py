@@ -7,33 +7,16 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
 from markupsafe import escape
 
 from govern.lineage import LineageStore
 from govern.privacy_ledger import composed_epsilon
-from tests.conftest import skip_or_fail
 from tests.ui.conftest import HOSTILE_FILE, PLANTED_EMAIL, History
 
 
-@pytest.fixture
-def client_for() -> Any:
-    try:
-        from starlette.testclient import TestClient
-
-        from govern.ui.app import create_app
-    except ImportError as exc:
-        skip_or_fail(f"needs the ui extra ({exc.name})")
-
-    def make(db: str, **kwargs: Any) -> Any:
-        return TestClient(create_app(db, **kwargs))
-
-    return make
-
-
-def test_a_data_set_page_shows_its_pii_its_runs_its_models_and_its_privacy_budget(client_for: Any,
+def test_a_data_set_page_shows_its_pii_its_runs_its_models_and_its_privacy_budget(console_client: Any,
                                                                                   history: History) -> None:
-    client = client_for(history.db, read_only=True)
+    client = console_client(history.db, read_only=True)
     listing = client.get("/datasets")
     assert listing.status_code == 200 and history.fingerprint[:19] in listing.text
     page = client.get(f"/datasets/{history.fingerprint}")
@@ -57,8 +40,8 @@ def test_a_data_set_page_shows_its_pii_its_runs_its_models_and_its_privacy_budge
     assert client.get("/datasets/sha256:" + "0" * 64).status_code == 404
 
 
-def test_the_runs_page_filters_by_data_set(client_for: Any, history: History) -> None:
-    client = client_for(history.db, read_only=True)
+def test_the_runs_page_filters_by_data_set(console_client: Any, history: History) -> None:
+    client = console_client(history.db, read_only=True)
     every = client.get("/runs").text
     only = client.get("/runs", params={"dataset": history.fingerprint}).text
     assert all(r in only for r in (history.scan_run, *history.runs))
@@ -67,7 +50,7 @@ def test_the_runs_page_filters_by_data_set(client_for: Any, history: History) ->
     assert client.get("/runs", params={"page": "-1"}).status_code == 400
 
 
-def test_the_waivers_page_separates_active_from_expired(client_for: Any, history: History) -> None:
+def test_the_waivers_page_separates_active_from_expired(console_client: Any, history: History) -> None:
     from govern.api import waive
 
     active = waive(history.fingerprint, "pii.blocked_entities", by="carol", reason="<script>x</script> ok",
@@ -75,7 +58,7 @@ def test_the_waivers_page_separates_active_from_expired(client_for: Any, history
     with LineageStore.open(history.db) as store:  # one recorded last year (the API refuses a past date)
         expired = store.add_waiver(target=history.runs[0], rule_id="fairness.min_ratio", by="dave",
                                    reason="old exception", until=date.today() - timedelta(days=1))
-    client = client_for(history.db, read_only=True)
+    client = console_client(history.db, read_only=True)
     page = client.get("/waivers").text
     active_part, expired_part = page.split('id="expired-waivers"')
     assert f'id="waiver-{active.id}"' in active_part and f'id="waiver-{expired}"' in expired_part
