@@ -12,6 +12,7 @@ from govern.gate import waivers
 from govern.lineage import LineageStore
 from govern.policy import evaluate, load_policy
 from govern.registry import approve, model_status, promote
+from govern.report import build_report_data, render_markdown
 from tests.registry.conftest import as_user
 from tests.ui.conftest import History
 
@@ -139,5 +140,11 @@ def test_the_cli_ends_a_waiver_through_the_same_api(govern_cli: Any, history: Hi
     assert code == 0, err
     assert f"waiver #{waiver} (pii.blocked_entities for {history.fingerprint}) ended by dana" in out
     assert _pii_rule_status(history.db, history.fingerprint) == "fail"
+    with LineageStore.open(history.db, read_only=True) as store:  # and the run's report says so
+        report = build_report_data(store, history.runs[0])
+    (shown,) = [w for w in report.waivers if w.id == waiver]
+    assert not shown.active and shown.ended_by == "dana"
+    assert f"| {waiver} | `pii.blocked_entities` | carol | kept |" in render_markdown(report)
+    assert "ended " in render_markdown(report) and "by dana: withdrawn" in render_markdown(report)
     code, _, err = govern_cli("end-waiver", "999", "--by", "dana", "--reason", "x", "--db", history.db)
     assert code == 2 and "no waiver #999" in err
