@@ -13,19 +13,27 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from govern.actor import Actor
 from govern.config import RunConfig, load_run_config
 from govern.errors import GovernError, NotFoundError, RecordIntegrityError
 from govern.gate import decide, policy_ref, run_waiver_targets, settle, stored_document
 from govern.lineage import LineageStore
-from govern.lineage.records import AncestryGraph, ChainReport, DecisionRecord, RunRecord, StageRecord
+from govern.lineage.records import (
+    AncestryGraph,
+    ChainReport,
+    DecisionRecord,
+    RunRecord,
+    StageRecord,
+    WaiverRecord,
+)
 from govern.pipeline import PipelineListener, RunOutcome, run_pipeline
 from govern.policy import LoadedPolicy, PolicyDecision, evaluate, load_policy, policy_from_document
 from govern.stage import Progress
 
 
 @contextmanager
-def open_store(db_url: str | None = None) -> Iterator[LineageStore]:
-    store = LineageStore.open(db_url)
+def open_store(db_url: str | None = None, *, actor: Actor | None = None) -> Iterator[LineageStore]:
+    store = LineageStore.open(db_url, actor=actor)
     try:
         yield store
     finally:
@@ -175,18 +183,19 @@ class WaiverOutcome:
 
 
 def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_url: str | None = None,
-          policy: str | Path | None = None) -> WaiverOutcome:
+          policy: str | Path | None = None, actor: Actor | None = None) -> WaiverOutcome:
     """Record a waiver of ``rule_id`` for a run (id or ``latest``) or a data set (content fingerprint).
 
     The rule must be one some policy can produce: a built-in rule, or a custom rule of the run's policy,
     of a decision recorded for the run (``govern check --policy``), of ``policy``, or (for a data set,
     which has no policy of its own) of a shipped policy. A misspelt id would otherwise be recorded and
-    waive nothing, and the block it was meant for would stay."""
+    waive nothing, and the block it was meant for would stay. ``actor``: whom the audit event names (the
+    console's logged-in user; default the process's identity)."""
     if not by.strip() or not reason.strip():
         raise GovernError("a waiver needs who (--by) and why (--reason)")
     if until < date.today():
         raise GovernError(f"--until {until.isoformat()} is in the past: a waiver must expire in the future")
-    with open_store(db_url) as store:
+    with open_store(db_url, actor=actor) as store:
         custom: set[str] = set(_custom_rule_ids(load_policy(policy).document)) if policy is not None else set()
         if not target.startswith("sha256:"):
             try:
@@ -206,6 +215,18 @@ def waive(target: str, rule_id: str, *, by: str, reason: str, until: date, db_ur
         waiver_id = store.add_waiver(target=target, rule_id=rule_id, by=by, reason=reason, until=until)
         _witness(store, "waiver", target if target.startswith("run-") else None)
         return WaiverOutcome(id=waiver_id, target=target, rule_id=rule_id)
+
+
+def end_waiver(waiver_id: int, *, by: str, reason: str, db_url: str | None = None,
+               actor: Actor | None = None) -> WaiverRecord:
+    """End waiver ``waiver_id`` now, before its expiry: from today on its rule blocks again (``govern check``
+    and every later gate see it ended). The grant stays on record; the end is recorded beside it."""
+    if not by.strip() or not reason.strip():
+        raise GovernError("ending a waiver needs who (--by) and why (--reason)")
+    with open_store(db_url, actor=actor) as store:
+        ended = store.end_waiver(waiver_id, by=by, reason=reason)
+        _witness(store, "waiver", ended.target if ended.target.startswith("run-") else None)
+        return ended
 
 
 def _custom_rule_ids(document: dict[str, Any] | None) -> list[str]:

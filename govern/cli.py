@@ -585,6 +585,20 @@ def waive_command(
                           f"{until_date.isoformat()}", highlight=False)
 
 
+@app.command("end-waiver")
+def end_waiver_command(
+    waiver_id: Annotated[int, typer.Argument(help="The waiver's number (#N in reports and `govern runs show`).")],
+    by: Annotated[str, typer.Option("--by", help="Who ends it.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it no longer applies.")],
+    db: DbOption = None,
+) -> None:
+    """End a waiver before it expires: from today on, the rule it waived blocks again."""
+    from govern import api
+
+    ended = api.end_waiver(waiver_id, by=by, reason=reason, db_url=db)
+    verdict_console.print(f"waiver #{ended.id} ({ended.rule_id} for {ended.target}) ended by {by}", highlight=False)
+
+
 @lineage_app.command("verify")
 def lineage_verify_command(
     db: DbOption = None,

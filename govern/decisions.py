@@ -8,7 +8,7 @@ imports the CEL interpreter (most of a second) and the lineage store and reports
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,9 +44,15 @@ class WaiverRef(BaseModel):
     by: str
     reason: str
     until: date = Field(description="Valid through that day, inclusive.")
+    ended_at: datetime | None = Field(default=None, description="When someone ended it early; it waives "
+                                                                "nothing from that day on.")
+    ended_by: str | None = None
+    end_reason: str | None = None
 
     def active_on(self, day: date) -> bool:
-        return day <= self.until
+        """Whether it lets its rule pass on ``day``: through ``until``, and not on or after the day it was ended
+        (ending a waiver takes effect at once, for the rest of its last day too)."""
+        return day <= self.until and (self.ended_at is None or day < self.ended_at.date())
 
 
 class PolicyDecision(BaseModel):

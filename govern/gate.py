@@ -54,8 +54,7 @@ def run_waiver_targets(store: LineageStore, run_id: str, document: dict[str, Any
 
 def waivers(store: LineageStore, targets: list[str]) -> list[WaiverRef]:
     """The recorded waivers for ``targets``, as the engine sees them (expired ones too: it names them)."""
-    return [WaiverRef(id=w.id, target=w.target, rule_id=w.rule_id, by=w.by, reason=w.reason, until=w.until)
-            for w in store.waivers(targets=targets)]
+    return [WaiverRef(**w.model_dump(include=set(WaiverRef.model_fields))) for w in store.waivers(targets=targets)]
 
 
 def decide(store: LineageStore, run_id: str, loaded: LoadedPolicy, document: dict[str, Any], *, final: bool,

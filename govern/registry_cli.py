@@ -41,7 +41,7 @@ def _emit(obj: Any) -> None:
 
 
 def _version_json(v: ModelVersionRecord) -> dict[str, Any]:
-    return {"ref": v.ref, **v.model_dump(mode="json"), "approvers": v.approvers}
+    return v.model_dump(mode="json")  # with its computed ref and approvers
 
 
 def _say(versions: list[ModelVersionRecord], verb: str) -> None:

@@ -11,7 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-users_app = typer.Typer(help="Console accounts: add, remove, list, set-role.", no_args_is_help=True)
+users_app = typer.Typer(help="Console accounts: add, remove, list, set-role; API tokens for CI.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for CI (Authorization: Bearer on /api/v1): create, list, revoke.",
+                        no_args_is_help=True)
+users_app.add_typer(token_app, name="token")
 _console = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
 AccountsOption = Annotated[Path | None, typer.Option(
@@ -102,3 +105,39 @@ def users_list(accounts: AccountsOption = None) -> None:
 
     for account in load_accounts(_path(accounts)).accounts.values():
         _console.print(f"{account.name}\t{account.role}")
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Argument(help="What the token is for, e.g. ci-deploy (named on "
+                                                           "every audit event it causes).")],
+                 role: RoleArg = "viewer", accounts: AccountsOption = None,
+                 expires_days: Annotated[int | None, typer.Option("--expires-days", help="Refuse it after this many "
+                                                                                         "days.")] = None) -> None:
+    """Create an API token; it is printed once (on stdout, alone, for a CI secret store) and kept only hashed."""
+    from govern.ui.accounts import create_token
+
+    record, token = create_token(_path(accounts), name, _role(role), expires_days=expires_days)  # type: ignore[arg-type]  # checked by _role
+    _err.print(f"API token {record.id} '{record.name}' ({record.role})"
+               f"{' until ' + record.expires_at.strftime('%Y-%m-%d') if record.expires_at else ''}: "
+               "store it now, it is not shown again")
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("list")
+def token_list(accounts: AccountsOption = None) -> None:
+    """API tokens: id, name, role, created, expiry (never the token)."""
+    from govern.ui.accounts import load_accounts
+
+    for t in load_accounts(_path(accounts)).tokens.values():
+        expiry = t.expires_at.strftime("%Y-%m-%d") if t.expires_at else "never"
+        _console.print(f"{t.id}\t{t.name}\t{t.role}\t{t.created_at:%Y-%m-%d}\t{expiry}")
+
+
+@token_app.command("revoke")
+def token_revoke(token: Annotated[str, typer.Argument(help="The token's id or name.")],
+                 accounts: AccountsOption = None) -> None:
+    """Revoke an API token: a running console refuses it from the next request on."""
+    from govern.ui.accounts import revoke_token
+
+    record = revoke_token(_path(accounts), token)
+    _console.print(f"revoked API token {record.id} '{record.name}'")

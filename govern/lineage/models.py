@@ -236,6 +236,10 @@ class Waiver(SQLModel, table=True):
     reason: str = Field(sa_type=sa.Text)
     until: date
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    #: Set when someone ended the waiver before ``until`` (migration 0004): from that day on it waives nothing.
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    ended_by: str | None = None
+    end_reason: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class PIIFinding(SQLModel, table=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from govern.decisions import RuleResult, WaiverRef
 from govern.stage import PIIFindingRow
@@ -191,11 +191,14 @@ class ModelVersionRecord(_Record):
     updated_at: datetime
     actions: list[ModelActionRecord] = Field(default_factory=list)
 
+    # Computed fields: in every JSON of a version (CLI, API, its OpenAPI schema) without being stored.
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented stacking
     @property
     def ref(self) -> str:
         """``name@vN``: how the CLI and the console name a version."""
         return f"{self.model}@v{self.version}"
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def approvers(self) -> list[str]:
         """Distinct users who approved this version, in order."""

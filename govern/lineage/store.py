@@ -442,7 +442,8 @@ class LineageStore:
         return self.get_run(run_id).id
 
     @staticmethod
-    def _run_filters(status: str | None, kind: str | None, since: datetime | None) -> list[Any]:
+    def _run_filters(status: str | None, kind: str | None, since: datetime | None,
+                     dataset: str | None = None) -> list[Any]:
         conditions: list[Any] = []
         if status is not None:
             conditions.append(col(Run.status) == status)
@@ -450,19 +451,22 @@ class LineageStore:
             conditions.append(col(Run.kind) == kind)
         if since is not None:
             conditions.append(col(Run.started_at) >= since)
+        if dataset is not None:
+            conditions.append(col(Run.id).in_(sa.select(col(Artifact.run_id)).where(
+                col(Artifact.dataset_fingerprint) == dataset)))
         return conditions
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None,
-                  since: datetime | None = None) -> list[RunRecord]:
-        """Runs, newest first."""
-        stmt = (sa.select(Run).where(*self._run_filters(status, kind, since))
+                  since: datetime | None = None, dataset: str | None = None) -> list[RunRecord]:
+        """Runs, newest first; ``dataset``: only the runs that recorded that data set (by fingerprint)."""
+        stmt = (sa.select(Run).where(*self._run_filters(status, kind, since, dataset))
                 .order_by(col(Run.started_at).desc(), col(Run.id).desc())
                 .limit(limit).offset(offset))
         return self._read(lambda s: [RunRecord.model_validate(r) for r in s.scalars(stmt)])
 
     def count_runs(self, *, status: str | None = None, kind: str | None = None,
-                   since: datetime | None = None) -> int:
-        stmt = sa.select(sa.func.count()).select_from(Run).where(*self._run_filters(status, kind, since))
+                   since: datetime | None = None, dataset: str | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(Run).where(*self._run_filters(status, kind, since, dataset))
         return self._read(lambda s: int(s.execute(stmt).scalar_one()))
 
     def set_run_status(self, run_id: str, status: str, *, decision: str | None = None,
@@ -682,9 +686,48 @@ class LineageStore:
 
         return self._read(work)
 
-    def datasets(self) -> list[DatasetRecord]:
-        stmt = sa.select(Dataset).order_by(col(Dataset.id))
+    def datasets(self, *, limit: int | None = None, offset: int = 0) -> list[DatasetRecord]:
+        """Data sets in the order they were first seen."""
+        stmt = sa.select(Dataset).order_by(col(Dataset.id)).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         return self._read(lambda s: [DatasetRecord.model_validate(r) for r in s.scalars(stmt)])
+
+    def count_datasets(self) -> int:
+        return self._read(lambda s: int(s.execute(sa.select(sa.func.count()).select_from(Dataset)).scalar_one()))
+
+    def dataset(self, fingerprint: str) -> DatasetRecord:
+        """One data set by its content fingerprint (``sha256:…``)."""
+        stmt = sa.select(Dataset).where(col(Dataset.fingerprint) == fingerprint)
+
+        def work(session: Session) -> DatasetRecord:
+            row = session.scalars(stmt).first()
+            if row is None:
+                raise NotFoundError(f"no data set {fingerprint} in the lineage DB")
+            return DatasetRecord.model_validate(row)
+
+        return self._read(work)
+
+    def dataset_pii_counts(self, fingerprint: str) -> dict[str, dict[str, int]]:
+        """Run id → entity type → PII findings, for every run that scanned this data set, oldest run first.
+
+        A finding belongs to the data set when its run recorded the data set under the name the scan gave
+        the finding (``train``, ``eval``, a scanned file's name): the same file scanned as another data set
+        in the same run is not counted here."""
+        stmt = (sa.select(col(PIIFinding.run_id), col(PIIFinding.entity_type), sa.func.count())
+                .join(Artifact, sa.and_(col(Artifact.run_id) == col(PIIFinding.run_id),
+                                        col(Artifact.name) == col(PIIFinding.dataset)))
+                .where(col(Artifact.dataset_fingerprint) == fingerprint)
+                .group_by(col(PIIFinding.run_id), col(PIIFinding.entity_type))
+                .order_by(col(PIIFinding.run_id), col(PIIFinding.entity_type)))
+
+        def work(session: Session) -> dict[str, dict[str, int]]:
+            counts: dict[str, dict[str, int]] = {}
+            for run_id, entity, count in session.execute(stmt):
+                counts.setdefault(str(run_id), {})[str(entity)] = int(count)
+            return counts
+
+        return self._read(work)
 
     # ----------------------------------------------------------------- evidence, decisions, findings
     def evidence(self, run_id: str) -> dict[str, dict[str, Any]]:
@@ -779,6 +822,31 @@ class LineageStore:
                 "until": until.isoformat(), "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
                 rows={"waivers": self._stored(session, "waivers", table_of(Waiver).c.id == row.id)})
             return row.id
+
+        return self._write(work)
+
+    def end_waiver(self, waiver_id: int, *, by: str, reason: str) -> WaiverRecord:
+        """End a waiver before its ``until`` day (it waives nothing from today on). The grant stays as it was;
+        the end is written on the row and committed to by a ``waiver.ended`` event."""
+        if not by.strip() or not reason.strip():
+            raise ValueError("ending a waiver needs who ends it (by) and why (reason)")
+
+        def work(session: Session) -> WaiverRecord:
+            row = session.get(Waiver, waiver_id)
+            if row is None:
+                raise NotFoundError(f"no waiver #{waiver_id} in the lineage DB")
+            if row.ended_at is not None:
+                raise LineageError(f"waiver #{waiver_id} was already ended by {row.ended_by} on "
+                                   f"{row.ended_at.date().isoformat()}")
+            run_id = row.target if row.target.startswith("run-") else None
+            self._guard(session, "waivers", waiver_id, run_id)
+            row.ended_at, row.ended_by, row.end_reason = utcnow(), by, reason
+            session.flush()
+            self._append_event(session, "waiver.ended", run_id, {
+                "waiver_id": waiver_id, "target": row.target, "rule_id": row.rule_id, "by": by,
+                "reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
+                rows={"waivers": self._stored(session, "waivers", table_of(Waiver).c.id == waiver_id)})
+            return _waiver_record(row)
 
         return self._write(work)
 
@@ -952,8 +1020,9 @@ class LineageStore:
 
     def model_versions(self, *, model: str | None = None, digest: str | None = None, run_id: str | None = None,
                        statuses: Iterable[str] | None = None, version: int | None = None, limit: int | None = None,
-                       offset: int = 0) -> list[ModelVersionRecord]:
-        """Model versions, newest first (by registered model name, then version number descending)."""
+                       offset: int = 0, dataset: str | None = None) -> list[ModelVersionRecord]:
+        """Model versions, newest first (by registered model name, then version number descending);
+        ``dataset``: only versions whose run recorded that data set (by fingerprint)."""
         stmt = (sa.select(ModelVersion, col(RegisteredModel.name))
                 .join(RegisteredModel, col(RegisteredModel.id) == col(ModelVersion.model_id)))
         if model is not None:
@@ -966,6 +1035,9 @@ class LineageStore:
             stmt = stmt.where(col(ModelVersion.version) == version)
         if statuses is not None:
             stmt = stmt.where(col(ModelVersion.status).in_(sorted(set(statuses))))
+        if dataset is not None:
+            stmt = stmt.where(col(ModelVersion.run_id).in_(sa.select(col(Artifact.run_id)).where(
+                col(Artifact.dataset_fingerprint) == dataset)))
         stmt = stmt.order_by(col(RegisteredModel.name), col(ModelVersion.version).desc()).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -1387,7 +1459,7 @@ class LineageStore:
             problems.append(missing_problem(table, pk, commitment))
         return problems
 
-    def _guard(self, session: Session, table: str, pk: Any, run_id: str) -> None:
+    def _guard(self, session: Session, table: str, pk: Any, run_id: str | None) -> None:
         """Refuse to update a row that was edited outside govern since govern last wrote it: re-committing
         it would launder the edit into the record."""
         if not self.commit_rows:
@@ -1461,7 +1533,8 @@ def _rows(result: Iterable[T]) -> Iterator[T]:
 
 def _waiver_record(w: Waiver) -> WaiverRecord:
     return WaiverRecord(id=w.id or 0, target=w.target, rule_id=w.rule_id, by=w.granted_by, reason=w.reason,
-                        until=w.until, created_at=w.created_at)
+                        until=w.until, created_at=w.created_at, ended_at=w.ended_at, ended_by=w.ended_by,
+                        end_reason=w.end_reason)
 
 
 __all__ = [

@@ -409,7 +409,7 @@ def _apply_waivers(results: list[RuleResult], waivers: Iterable[WaiverRef], toda
         if r.status not in ("fail", "error") or r.severity != "block":
             continue
         candidates = by_rule.get(r.rule_id, []) + by_rule.get(r.rule_id.split("[")[0], [])
-        valid = [w for w in candidates if w.until >= today]
+        valid = [w for w in candidates if w.active_on(today)]
         if valid:
             w = max(valid, key=lambda x: x.until)
             r.status = "waived"
@@ -417,7 +417,10 @@ def _apply_waivers(results: list[RuleResult], waivers: Iterable[WaiverRef], toda
             r.message += f" — WAIVED by {w.by} until {w.until.isoformat()}: {w.reason}"
         elif candidates:
             w = max(candidates, key=lambda x: x.until)
-            r.message += f" (waiver #{w.id} by {w.by} expired on {w.until.isoformat()})"
+            if w.ended_at is not None and w.ended_at.date() <= w.until:
+                r.message += f" (waiver #{w.id} by {w.by} was ended by {w.ended_by} on {w.ended_at.date().isoformat()})"
+            else:
+                r.message += f" (waiver #{w.id} by {w.by} expired on {w.until.isoformat()})"
     return notes
 
 

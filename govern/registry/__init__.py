@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # signing pulls in model_signing and sigstore: imported only 
 __all__ = [
     "ApprovalRefused",
     "ModelStatusAnswer",
+    "SignatureCheck",
     "approve",
+    "check_signature",
     "model_status",
     "promote",
     "register_after_run",
@@ -170,6 +172,27 @@ def _apply(store: LineageStore, event_kind: str, plan: ModelStep | list[ModelSte
 
 
 # ------------------------------------------------------------------------------------------ approve
+class SignatureCheck(BaseModel):
+    """A model version's signature verified now: over the recorded digest, against the model on disk, with
+    the trust its signing stage recorded (what approval under ``require_signature`` checks)."""
+
+    verified: bool
+    problem: str | None = Field(default=None, description="Why it does not verify, in words.")
+    signer: str | None = None
+    bundle: str | None = None
+    files: int = 0
+
+
+def check_signature(store: LineageStore, version: ModelVersionRecord, trust: Trust | None = None) -> SignatureCheck:
+    """The live verification result for ``version`` (the console's model page); never raises for a signature
+    that fails — that is the answer."""
+    try:
+        details = _signature_check(store, version, trust)
+    except ApprovalRefused as exc:
+        return SignatureCheck(verified=False, problem=str(exc))
+    return SignatureCheck.model_validate(details)
+
+
 def _signature_check(store: LineageStore, version: ModelVersionRecord, trust: Trust | None) -> dict[str, object]:
     """Verify the model's signature now, over the recorded digest; refuse when it does not hold."""
     from govern.signing.verifying import verify_model
@@ -326,10 +349,12 @@ def revoke(store: LineageStore, ref: str, *, reason: str, role: str | None = Non
                                                     reason=reason))[0]
 
 
-def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str) -> list[ModelVersionRecord]:
+def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str,
+                   role: str | None = None) -> list[ModelVersionRecord]:
     """Revoke every model version trained on a data set (an erasure request, a licence problem): the models
     of runs that recorded it are registered first if need be, so none escapes. Returns them all, including
-    versions that were revoked already."""
+    versions that were revoked already. ``role`` (a console user's): each version's policy must let it revoke,
+    checked for all of them before any is revoked."""
     _require_reason(reason)
     fingerprint = fingerprint.strip()
     if not fingerprint.startswith("sha256:"):
@@ -346,6 +371,9 @@ def revoke_dataset(store: LineageStore, fingerprint: str, *, reason: str) -> lis
             except GovernError:
                 continue  # a scan or a run that stopped before training: no model to revoke
         affected.extend(versions)
+    if role is not None:
+        for version in affected:
+            _require_role(_policy(store, version, None).policy.approval, role, "revoke")
     steps = [ModelStep(version_id=v.id, action="revoke", expected_status=v.status, to_status="revoked",
                        reason=reason, details={"dataset": fingerprint}) for v in affected if v.status != "revoked"]
     changed = {v.id: v for v in _apply(store, "model.revoked", steps)} if steps else {}

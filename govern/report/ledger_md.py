@@ -31,7 +31,7 @@ def render_ledger_markdown(report: LedgerReport) -> str:
         lines += ["| # | Rule | Target | By | Why | Until | Active |", "|---|---|---|---|---|---|---|"]
         for w in report.waivers:
             lines.append(f"| {w.id} | `{w.rule_id}` | `{w.target[:23]}` | {w.by} | {w.reason.replace('|', '/')} | "
-                         f"{w.until} | {'yes' if w.active else 'expired'} |")
+                         f"{w.until} | {'yes' if w.active else 'ended' if w.ended_at else 'expired'} |")
     else:
         lines.append("_No waivers created or active in this period._")
     return "\n".join(lines) + "\n"

@@ -76,8 +76,9 @@ def render_markdown(data: ReportData) -> str:
         add("| # | Rule | By | Why | Until | Active |")
         add("|---|---|---|---|---|---|")
         for w in r.waivers:
-            add(f"| {w.id} | `{cell(w.rule_id)}` | {cell(w.by)} | {cell(w.reason)} | {w.until} | "
-                f"{'yes' if w.active else 'expired'} |")
+            state = "yes" if w.active else (f"ended {w.ended_at:%Y-%m-%d} by {cell(w.ended_by)}: {cell(w.end_reason)}"
+                                            if w.ended_at else "expired")
+            add(f"| {w.id} | `{cell(w.rule_id)}` | {cell(w.by)} | {cell(w.reason)} | {w.until} | {state} |")
         add("")
 
     add("### Key evidence")

@@ -31,3 +31,10 @@ def verify_command(model_dir: Path | str, bundle: Path | str, trust_args: list[s
     if db_url and run_id:
         parts += ["--db", _safe_db_url(db_url), "--run", shlex.quote(run_id)]
     return " ".join(parts)
+
+
+def with_lineage_check(command: str, db_url: str, run_id: str) -> str:
+    """``command`` (a recorded ``govern verify``) also checking the lineage record of ``run_id`` in ``db_url``."""
+    if " --db " in command:
+        return command
+    return f"{command} --db {_safe_db_url(db_url)} --run {shlex.quote(run_id)}"

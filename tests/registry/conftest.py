@@ -34,8 +34,9 @@ class RecordedRun:
 
 def record_run(db: str, root: Path, *, by: str, name: str = "support-intent", decision: str = "pass",
                sign: bool = True, waived: bool = False, policy: str = "default", seed: int = 0,
-               dataset: str = DATASET) -> RecordedRun:
-    """Record one finished governed run by user ``by`` whose model is a small adapter folder under ``root``."""
+               dataset: str = DATASET, training_evidence: dict[str, object] | None = None) -> RecordedRun:
+    """Record one finished governed run by user ``by`` whose model is a small adapter folder under ``root``
+    (``training_evidence``: the training stage's evidence, e.g. its DP accounting; default a non-DP run)."""
     loaded = load_policy(policy)
     model_dir = root / f"model-{seed}" / "adapter"
     model_dir.mkdir(parents=True)
@@ -44,7 +45,7 @@ def record_run(db: str, root: Path, *, by: str, name: str = "support-intent", de
     with LineageStore.open(db, actor=Actor(source="explicit", name=by)) as store:
         run_id = store.create_run(name=name, policy=policy_ref(loaded))
         training = store.start_stage(run_id, "training", "sha256:in")
-        store.finish_stage(training, "completed", evidence={"steps": 10}, outputs={"model_dir": str(model_dir)})
+        store.finish_stage(training, "completed", evidence=training_evidence or {"steps": 10}, outputs={"model_dir": str(model_dir)})
         store.add_artifacts(run_id, training, [
             artifact_for(model_dir, f"{name}-lora", "adapter"),
             ArtifactOut(name="train", kind="dataset", path=str(root / "train.jsonl"), sha256="e" * 64,

@@ -7,35 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from govern.lineage import LineageStore
 from govern.registry import approve, register_after_run
-from tests.conftest import skip_or_fail
 from tests.registry.conftest import as_user, record_run
 
 
-@pytest.fixture
-def client_for() -> Any:
-    try:
-        from starlette.testclient import TestClient
-
-        from govern.ui.app import create_app
-    except ImportError as exc:
-        skip_or_fail(f"needs the ui extra ({exc.name})")
-
-    def make(db: str, **kwargs: Any) -> Any:
-        return TestClient(create_app(db, **kwargs))
-
-    return make
-
-
-def test_read_only_console_serves_pages_offers_no_action_and_refuses_posts(client_for: Any, sqlite_db: str,
+def test_read_only_console_serves_pages_offers_no_action_and_refuses_posts(console_client: Any, sqlite_db: str,
                                                                           tmp_path: Path) -> None:
     run = record_run(sqlite_db, tmp_path, by="alice")
     with LineageStore.open(sqlite_db) as store:
         register_after_run(store, run.run_id)
-    client = client_for(sqlite_db, read_only=True)
+    client = console_client(sqlite_db, read_only=True)
     runs = client.get("/runs")
     assert runs.status_code == 200 and run.run_id in runs.text
     assert "default-src 'none'" in runs.headers["content-security-policy"]
@@ -47,12 +29,12 @@ def test_read_only_console_serves_pages_offers_no_action_and_refuses_posts(clien
         assert store.model_versions()[0].status == "candidate"
 
 
-def test_the_api_deploy_gate_gives_the_same_answer_as_the_cli(client_for: Any, govern_cli: Any, sqlite_db: str,
+def test_the_api_deploy_gate_gives_the_same_answer_as_the_cli(console_client: Any, govern_cli: Any, sqlite_db: str,
                                                               tmp_path: Path) -> None:
     run = record_run(sqlite_db, tmp_path, by="alice")
     with as_user(sqlite_db, "bob") as store:
         digest = "sha256:" + approve(store, run.run_id, reason="ok").digest
-    client = client_for(sqlite_db, read_only=True)
+    client = console_client(sqlite_db, read_only=True)
     for require in ("approved", "deployed"):
         api = client.get("/api/v1/model-status", params={"digest": digest, "require": require})
         code, out, _ = govern_cli("model", "status", "--digest", digest, "--require", require, "--format", "json",

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +16,10 @@ from govern.lineage import LineageStore
 from govern.registry import register_after_run
 from tests.conftest import require_tool, skip_or_fail
 from tests.registry.conftest import record_run
+from tests.ui.conftest import CHROMIUM_ARGS, serve
 
 pytestmark = pytest.mark.chromium
-#: What headless chromium needs in this environment (no sandbox in containers, no GPU, no background traffic).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCRIPT_NAME = '<script>alert("pwned")</script>.jsonl'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -39,8 +28,6 @@ def console(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     accounts bob (approver) and vera (viewer). Yields (base URL, DB URL, run ids)."""
     require_tool("chromium", "Debian chromium; the console's browser test")
     try:
-        import uvicorn
-
         from govern.ui.accounts import add_user
         from govern.ui.app import create_app
     except ImportError as exc:
@@ -53,20 +40,8 @@ def console(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     accounts = tmp_path / "accounts.json"
     add_user(accounts, "bob", "approver", "correct horse battery")
     add_user(accounts, "vera", "viewer", "viewer password 1")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db, accounts_path=accounts), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the console did not start"
-    try:
-        yield f"http://127.0.0.1:{port}", db, {"good": good.run_id, "hostile": hostile.run_id}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(create_app(db, accounts_path=accounts)) as base:
+        yield base, db, {"good": good.run_id, "hostile": hostile.run_id}
 
 
 def test_an_approver_approves_a_model_in_the_browser_and_a_viewer_cannot(console: tuple[str, str, dict[str, str]],
