@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-deps bench lint schemas clean-demo
+.PHONY: demo test install system-deps bench lint schemas clean-demo gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ system-deps:
 
 bench: $(STAMP)
 	for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# On a CUDA machine: the GPU tests and the DP training benchmark in under 8 minutes (a no-op without CUDA).
+gpu-check: $(STAMP)
+	$(BIN)/python tests/benchmarks/gpu_check.py
 
 # Regenerate committed JSON Schemas after changing evidence models (a test fails when they drift).
 schemas: $(STAMP)

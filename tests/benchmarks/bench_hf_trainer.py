@@ -182,7 +182,7 @@ def main() -> None:
 
                     class ZeroGrad(TrainerCallback):  # type: ignore[misc]
                         def on_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                            trainer.optimizer.optimizer.zero_grad(set_to_none=True)
+                            kw["optimizer"].optimizer.zero_grad(set_to_none=True)  # Opacus' DPOptimizer
 
                     trainer.add_callback(ZeroGrad())
                 trainer.train()

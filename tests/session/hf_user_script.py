@@ -45,7 +45,7 @@ class KillAt(TrainerCallback):  # type: ignore[misc]
 
 
 def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
-          save_steps: int = 3, lr: float = 0.05) -> Any:
+          save_steps: int = 3, lr: float = 0.05, use_cpu: bool = True) -> Any:
     from peft import LoraConfig, get_peft_model
 
     model, tokenizer = run.load_base_model()                                   # governed: the config's base model
@@ -57,7 +57,7 @@ def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int =
     args = TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=32 // accumulation,
                              gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=lr,
                              optim="sgd", lr_scheduler_type="constant", logging_steps=1, save_steps=save_steps,
-                             save_strategy="steps", report_to=[], use_cpu=True, disable_tqdm=True,
+                             save_strategy="steps", report_to=[], use_cpu=use_cpu, disable_tqdm=True,
                              dataloader_pin_memory=False)
     trainer = GovernedTrainer(run, model=model, args=args, train_dataset=Records(enc, labels),  # governed
                               data_collator=default_data_collator)

@@ -21,6 +21,7 @@ def test_without_cuda_auto_is_cpu_audits_fall_back_and_training_refuses() -> Non
     assert pick_device("cpu") == "cpu"
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (CI has no GPU)")
 def test_with_cuda_auto_is_this_ranks_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_RANK", "0")
