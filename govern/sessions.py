@@ -196,6 +196,7 @@ class GovernedRun:
         self._planned: PlannedPrivacy | None = None
         self._batch_size: int | None = None
         self._noise_generator: Any = None
+        self._completed = 0
         self._losses: list[float] = []
 
     # ------------------------------------------------------------------------------------ facts
@@ -280,6 +281,7 @@ class GovernedRun:
         model, optimizer, criterion, loader = self.attach_private(
             model, optimizer, data_loader, n=n, batch_size=int(batch_size), max_steps=cfg.max_steps,
             epochs=cfg.epochs, criterion=criterion)
+        self._checkpoint_loop(model, optimizer, loader)
         if cfg.dp.grad_sample_mode == "ghost":
             return model, optimizer, criterion, loader
         return model, optimizer, loader
@@ -320,6 +322,63 @@ class GovernedRun:
         self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
                                          planned=planned, initial=initial)
         return model, optimizer, criterion, loader
+
+    # ------------------------------------------------------------------------- plain-loop checkpoints
+    @property
+    def completed_steps(self) -> int:
+        """DP steps already taken (a resumed run continues from its newest recorded checkpoint): start your
+        loop here, ``for step in range(run.completed_steps, run.planned_steps)``."""
+        return self._completed
+
+    def _generators(self, loader: Any) -> dict[str, Any]:
+        generators: dict[str, Any] = {}
+        if self._noise_generator is not None:
+            generators["noise"] = self._noise_generator
+        sampler_generator = getattr(getattr(loader, "batch_sampler", None), "generator", None)
+        if sampler_generator is not None:
+            generators["sampler"] = sampler_generator
+        return generators
+
+    def _checkpoint_loop(self, model: Any, optimizer: Any, loader: Any) -> None:
+        """A plain loop's checkpoints: every ``training.checkpoint_every`` private steps, govern writes the
+        trainable weights, optimizer state, accountant history and RNG states (the built-in recipe's format,
+        recorded in the run's audit chain); a resumed session loads the newest recorded one here, so the
+        accountant continues and the loop starts at :attr:`completed_steps`."""
+        from govern.training import checkpoints as ckpt
+        from govern.training.private import accounted_steps, unwrap
+
+        cfg = self.config.training
+        stage_dir = self.active.ctx.stage_dir(self._training_stage.name)
+        chain = self.checkpoint_chain()
+        plain, original = unwrap(model), optimizer.original_optimizer
+        generators = self._generators(loader)
+        engine, planned = self._engine, self._planned
+        assert engine is not None and planned is not None
+        if self.resumed:
+            found = ckpt.resumable_checkpoint(stage_dir, chain)
+            if found is not None:
+                ckpt.load_weights(found, plain)
+                ckpt.load_optimizer(found, original)
+                engine.accountant.history = list(ckpt.check_history(found, planned.sample_rate))
+                ckpt.load_rng(found, generators)
+                self.rebase_tracker()
+                self._completed = found.step
+        every = cfg.checkpoint_every
+        if not every:
+            return
+
+        def after_step(opt: Any, args: Any, kwargs: Any) -> None:
+            steps = accounted_steps(engine)
+            if steps % every:
+                return
+            history = [[float(s), float(q), int(k)] for s, q, k in engine.accountant.history]
+            ckpt.save_checkpoint(stage_dir, model=plain, optimizer=original, generators=generators,
+                                 keep=cfg.keep_checkpoints, chain=chain,
+                                 state={"step": steps, "accountant_history": history,
+                                        "noise_multiplier": planned.noise_multiplier,
+                                        "sample_rate": planned.sample_rate})
+
+        original.register_step_post_hook(after_step)
 
     def track(self, model: Any, optimizer: Any, *, batch_size: int, initial: dict[str, Any] | None = None) -> None:
         """Non-private training (``training.dp.enabled: false``): only the integrity tracker, so the run still

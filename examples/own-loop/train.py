@@ -39,7 +39,8 @@ def main(config: Path) -> int:
         model, optimizer, loader = run.make_private(model, optimizer, loader)  # govern: Opacus, govern's σ
 
         model.train()
-        step, steps = 0, run.planned_steps or 1   # σ was solved for exactly this many steps
+        # σ was solved for exactly planned_steps; a resumed run (GOVERN_RESUME) starts after its checkpoint
+        step, steps = run.completed_steps, run.planned_steps or 1
         while step < steps:
             for input_ids, attention_mask, y in loader:
                 if step >= steps:

@@ -44,7 +44,7 @@ def user_loop(run: Any, *, lr: float = 0.05, private: bool = True, cheat: Cheat 
         model, optimizer, loader = run.make_private(model, optimizer, loader)  # governed: Opacus, govern's σ
     model.train()
     steps = run.planned_steps or 8
-    step = 0
+    step = run.completed_steps  # a resumed run continues from its newest recorded checkpoint
     while step < steps:
         for batch in loader:
             if step >= steps:
@@ -214,5 +214,39 @@ def test_a_failed_session_resumes_with_the_same_run_and_the_officer_can_check_it
 
     report = json.loads(out)
     assert report["run"]["id"] == first
+    code, out, err = govern_cli("lineage", "verify")
+    assert code == 0, out + err
+
+
+def test_kill_9_inside_a_plain_loop_then_resume_continues_the_accountant(project: Project, govern_cli: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    project.edit_config(checkpoint_every=3)
+    script = Path(__file__).with_name("loop_user_script.py")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+
+    def run_script(*extra: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), str(project.config), *extra], env={**env, **more},
+                              capture_output=True, text=True, timeout=300, cwd=project.root)
+
+    killed = run_script("--kill-at", "5")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_id = next(line.split()[1] for line in killed.stdout.splitlines() if line.startswith("run-id "))
+    resumed = run_script(GOVERN_RESUME=run_id)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record, evidence = _run(run_id)
+    t = evidence["training"]
+    q = accounting.poisson_sample_rate(254, 32)
+    sigma = accounting.noise_multiplier(4.0, q, 8, 1e-5, "rdp")
+    # resumed from the step-3 checkpoint; the accountant continued to 8: an uninterrupted run's ε
+    assert record.status == "completed" and t["steps"] == 8
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 8]]
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
+    assert t["integrity"]["violations"] == 0 and t["integrity"]["optimizer_steps"] == 5  # 3 restored + 5 run
     code, out, err = govern_cli("lineage", "verify")
     assert code == 0, out + err
