@@ -349,6 +349,12 @@ def test_planted_pii_never_reaches_the_db_the_reports_the_logs_or_unprotected_fi
             html, markdown = render_html(data), render_markdown(data)
             assert leaked(html) == leaked(markdown) == leaked(data.model_dump_json()) == set()
             assert "planted in" in html and "word for word" in html  # the plain-language sentences are there
+    from govern.evidence import Evidence
+    from govern.signing.provenance import audit_predicate
+
+    attested = audit_predicate(Evidence(membership=proof.plain.evidence), "block")["membership"]
+    assert attested["piiRegurgitation"]["insertedReproduced"] == proof.plain.evidence.pii_regurgitation.inserted_reproduced
+    assert attested["extraction"]["excessExactMatchRate"] >= 0.7 and leaked(json.dumps(attested)) == set()
     for run in (proof.plain, proof.private):
         assert leaked(run.logs) == set()
         for path in run.run_dir.rglob("*"):
