@@ -13,6 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from govern.actor import Actor
 from govern.config import RunConfig, load_run_config
 from govern.errors import GovernError, NotFoundError, RecordIntegrityError
@@ -497,7 +499,8 @@ def audit_membership_recorded(*, model: Path, base: Path | None, members: Path, 
     data_format = str(kwargs.get("data_format") or "auto")
     inputs = {"model": str(Path(model).resolve()), "base": str(base) if base else None,
               "members": str(Path(members).resolve()), "nonmembers": str(Path(nonmembers).resolve()),
-              **{k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool | type(None))}}
+              **{k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool | type(None))},
+              **{k: v.model_dump(mode="json") for k, v in kwargs.items() if isinstance(v, BaseModel)}}
     with open_store(db_url) as store:
         return _record_standalone(
             store, kind="audit-membership", name=f"membership:{Path(model).name}", stage="membership",

@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from govern.config import ExtractionAuditConfig
 from govern.errors import GovernError
 from govern.registry_cli import model_app
 from govern.ui_cli import ui_command, users_app
@@ -885,6 +886,21 @@ def _membership_table(evidence: Any) -> Any:
     return table
 
 
+def _extraction_table(extraction: Any) -> Any:
+    """Members against non-members: prompted, reproduced exactly (with its CI), mean share reproduced."""
+    from rich.table import Table
+
+    table = Table(title=f"Verbatim extraction (first {extraction.prefix_tokens} tokens in, next "
+                        f"{extraction.suffix_tokens} compared)", header_style="bold")
+    for col in ("records", "prompted", "exact", "95% CI", "mean share reproduced"):
+        table.add_column(col, no_wrap=True)
+    for label, side in (("members", extraction.members), ("non-members", extraction.nonmembers)):
+        ci = "-" if side.ci_low is None else f"[{side.ci_low:.3f}, {side.ci_high:.3f}]"
+        table.add_row(label, str(side.records), f"{side.exact_matches} ({side.exact_match_rate:.1%})", ci,
+                      f"{side.mean_prefix_match:.1%}")
+    return table
+
+
 @audit_app.command("membership")
 def audit_membership_command(
     model: Annotated[Path, typer.Option("--model", help="Fine-tuned model folder (full weights or a LoRA adapter).")],
@@ -905,11 +921,23 @@ def audit_membership_command(
     max_length: Annotated[int, typer.Option("--max-length", min=8, help="Tokens per record, as in training.")] = 128,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the AUC CI.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Sampling and bootstrap seed.")] = 0,
+    extraction: Annotated[bool, typer.Option(
+        "--extraction/--no-extraction", help="causal-lm: also measure verbatim extraction.")] = True,
+    extraction_records: Annotated[int, typer.Option(
+        "--extraction-records", min=1, help="causal-lm: members and non-members each prompted."
+    )] = ExtractionAuditConfig().max_records,
+    prefix_tokens: Annotated[int, typer.Option(
+        "--prefix-tokens", min=1, help="causal-lm: k, the record's first tokens given as the prompt."
+    )] = ExtractionAuditConfig().prefix_tokens,
+    suffix_tokens: Annotated[int, typer.Option(
+        "--suffix-tokens", min=1, help="causal-lm: m, the tokens greedy-decoded and compared."
+    )] = ExtractionAuditConfig().suffix_tokens,
     db: DbOption = None,
     output_format: FormatOption = "table",
 ) -> None:
     """Membership-inference audit of a model trained elsewhere: loss, reference-calibrated (and for causal
-    LMs Min-K% and zlib) attacks; ROC AUC and TPR at 0.1 % / 1 % FPR.
+    LMs Min-K% and zlib) attacks; ROC AUC and TPR at 0.1 % / 1 % FPR. Causal LMs are also prompted with
+    the first tokens of members and non-members to measure verbatim extraction.
 
     Exit code 0 when the policy passes (or warns), 1 when it blocks, 2 on error.
     """
@@ -921,7 +949,10 @@ def audit_membership_command(
                                   label_column=label_column if task == "classification" else None,
                                   prompt_column=prompt_column, completion_column=completion_column,
                                   gguf_file=gguf_file, max_records=max_records, seed=seed, bootstrap=bootstrap,
-                                  max_length=max_length)
+                                  max_length=max_length,
+                                  extraction=ExtractionAuditConfig(enabled=extraction, max_records=extraction_records,
+                                                                   prefix_tokens=prefix_tokens,
+                                                                   suffix_tokens=suffix_tokens))
     outcome = api.audit_membership_recorded(model=model, base=base, members=members, nonmembers=nonmembers,
                                             policy=policy, db_url=db, **kwargs)
     evidence, decision, run_id, results = outcome.evidence, outcome.decision, outcome.run_id, outcome.results
@@ -930,6 +961,8 @@ def audit_membership_command(
                    "evidence": evidence.model_dump(mode="json")})
     else:
         console.print(_membership_table(evidence))
+        if evidence.extraction is not None:
+            console.print(_extraction_table(evidence.extraction))
         for note in evidence.notes:
             console.print(f"note: {note}", highlight=False)
         if results:

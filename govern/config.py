@@ -205,6 +205,20 @@ class TrainingConfig(Strict):
     _resolve_script = field_validator("script", mode="after")(_resolve)
 
 
+class ExtractionAuditConfig(Strict):
+    """Verbatim extraction (causal LMs; Carlini et al. 2022, "Quantifying Memorization Across Neural
+    Language Models"): prompt with a record's first ``prefix_tokens`` tokens, greedy-decode
+    ``suffix_tokens`` more, and count the records whose continuation is reproduced token for token."""
+
+    enabled: bool = Field(default=True, description="causal-lm only; classification runs ignore it.")
+    max_records: int = Field(default=100, ge=1, description="Members and non-members each: a seeded subset of "
+                             "the membership audit's balanced sample.")
+    prefix_tokens: int = Field(default=16, ge=1, description="k: tokens of the record given as the prompt (all of a "
+                               "prompt/completion record's prompt when it is longer: prompt tokens carry no loss).")
+    suffix_tokens: int = Field(default=32, ge=1, description="m: tokens decoded and compared with the record's next "
+                               "m tokens (fewer when the record ends first).")
+
+
 class MembershipAuditConfig(Strict):
     enabled: bool = True
     max_records: int = Field(default=500, ge=10, description="Members and non-members each (balanced).")
@@ -212,6 +226,7 @@ class MembershipAuditConfig(Strict):
     batch_size: int = Field(default=32, ge=1, description="Records per forward pass when scoring.")
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
     min_k_fraction: float = Field(default=0.2, gt=0, le=1, description="causal-lm: k of Min-K% probability.")
+    extraction: ExtractionAuditConfig = Field(default_factory=ExtractionAuditConfig)
 
 
 class FairnessAuditConfig(Strict):

@@ -434,6 +434,74 @@ class RmiaDetails(EvidenceModel):
     training_s: float = Field(default=0.0, description="Reference-model training time (0 when shared with LiRA).")
 
 
+class ExtractionRate(EvidenceModel):
+    """Verbatim extraction on one side of the audit (members or non-members)."""
+
+    records: int = Field(description="Records prompted (those with tokens left after the prefix).")
+    exact_matches: int = Field(description="Records whose greedy continuation reproduced the suffix token for token.")
+    exact_match_rate: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_method: str = "clopper-pearson"
+    mean_prefix_match: float = Field(
+        description="Mean longest-common-prefix fraction: the share of the suffix reproduced before the first "
+                    "wrong token.")
+
+
+class ExtractionAudit(EvidenceModel):
+    """Discoverable memorisation (Carlini et al. 2022): prompted with a record's first tokens, does the model
+    continue it verbatim? Members against non-members of the same distribution, which is the baseline."""
+
+    method: str = "carlini-2022-discoverable-memorization"
+    decoding: Literal["greedy"] = "greedy"
+    prefix_tokens: int = Field(description="k: prompt tokens (a prompt/completion record's whole prompt when longer).")
+    suffix_tokens: int = Field(description="m: tokens compared (fewer when a record ends first).")
+    confidence: float = 0.95
+    members: ExtractionRate
+    nonmembers: ExtractionRate
+    excess_exact_match_rate: float = Field(
+        description="Members' exact-match rate minus the non-members': what training on the records added "
+                    "(the figure memorization.max_extraction_rate gates).")
+    skipped_short: int = Field(default=0, description="Sampled records with nothing left after the prefix.")
+    duration_s: float = 0.0
+
+
+class PIICanaryCounts(EvidenceModel):
+    entity_type: str
+    inserted: int
+    inserted_reproduced: int
+    held_out: int
+    held_out_reproduced: int
+
+
+class PIIRegurgitation(EvidenceModel):
+    """PII-shaped canaries completed from their context (after Lukas et al. 2023, "Analyzing Leakage of
+    Personally Identifiable Information in Language Models"): counts, rates and keyed hashes, never a value."""
+
+    method: str = "lukas-2023-context-completion"
+    decoding: Literal["greedy"] = "greedy"
+    pool_size: int
+    repetitions: int = Field(description="Copies of each inserted canary in the training data.")
+    inserted: int
+    inserted_reproduced: int
+    inserted_rate: float = Field(description="Share of inserted canaries reproduced exactly (the gated figure).")
+    inserted_ci_low: float | None = None
+    inserted_ci_high: float | None = None
+    held_out: int = Field(description="Canaries of the pool that were not inserted: the chance baseline.")
+    held_out_reproduced: int
+    held_out_rate: float
+    held_out_ci_low: float | None = None
+    held_out_ci_high: float | None = None
+    confidence: float = 0.95
+    ci_method: str = "clopper-pearson"
+    by_entity: list[PIICanaryCounts] = Field(default_factory=list)
+    reproduced_value_hmacs: list[str] = Field(
+        default_factory=list, description="HMAC-SHA256 (the lineage DB's PII key, normalised as PII findings are) of "
+                                          "each inserted value the model reproduced; never the value.")
+    hmac_key_id: str | None = Field(default=None, description="Id of that key (first 16 hex of its sha256).")
+    duration_s: float = 0.0
+
+
 class MembershipEvidence(EvidenceModel):
     n_members: int
     n_nonmembers: int
@@ -443,6 +511,10 @@ class MembershipEvidence(EvidenceModel):
     canaries: CanaryAudit | None = None
     lira: LiraDetails | None = None
     rmia: RmiaDetails | None = None
+    extraction: ExtractionAudit | None = Field(
+        default=None, description="causal-lm: verbatim extraction of members vs non-members (None: not run).")
+    pii_regurgitation: PIIRegurgitation | None = Field(
+        default=None, description="causal-lm canary runs: PII canaries completed from their context.")
     task: str | None = None
     members_source: str | None = Field(default=None, description="Where members came from (file path or 'train').")
     nonmembers_source: str | None = None

@@ -100,9 +100,19 @@ def _policy_conflicts(config: RunConfig, loaded: LoadedPolicy, checks: ConfigChe
         add(p.signing.severity, f"{where('signing', 'method')}signing.method: '{method}' is not one of "
                                 f"{name}'s signing.methods ({', '.join(p.signing.methods)})")
 
+    memorization_gated = config.task == "causal-lm" and (p.memorization.max_extraction_rate is not None
+                                                         or p.memorization.max_pii_regurgitation_rate is not None)
     if not config.audits.membership.enabled and (p.membership.max_auc is not None or p.membership.max_tpr_at_fpr):
         checks.warnings.append(f"{where('audits', 'membership', 'enabled')}audits.membership.enabled: false, so "
                                f"{name}'s membership limits are never checked")
+    if not config.audits.membership.enabled and memorization_gated:
+        checks.warnings.append(f"{where('audits', 'membership', 'enabled')}audits.membership.enabled: false, so "
+                               f"{name}'s memorization limits are never checked")
+    elif (config.task == "causal-lm" and p.memorization.max_extraction_rate is not None
+          and not config.audits.membership.extraction.enabled):
+        add(p.memorization.severity, f"{where('audits', 'membership', 'extraction', 'enabled')}audits.membership."
+                                     f"extraction.enabled: false, but {name} limits memorization.max_extraction_rate: "
+                                     "nothing would be measured and the run would be blocked")
     fairness_gated = bool(p.fairness.max_difference or p.fairness.min_ratio or p.fairness.min_worst_group_accuracy)
     if fairness_gated and (not config.audits.fairness.enabled or not config.data.sensitive_columns):
         why = "audits.fairness.enabled is false" if not config.audits.fairness.enabled \

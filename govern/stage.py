@@ -130,6 +130,10 @@ class CanaryFiles(StageOutputs):
     inserted_ids_path: str
     pool_size: int
     inserted: int
+    #: causal-lm: the PII canaries (values included: private to the run folder) and the ids of those
+    #: inserted; None when the policy asks for none or the task cannot generate text.
+    pii_pool_path: str | None = None
+    pii_inserted_ids_path: str | None = None
 
 
 class GateSoFar(BaseModel):

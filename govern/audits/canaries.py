@@ -27,6 +27,10 @@ largest bound, Bonferroni-corrected, is the one gated.
 
 The seed that chose the inserted canaries is written only to the run folder (mode 0600); evidence
 holds counts and the bound, never which canary was inserted.
+
+For causal LMs the same secret seed also draws PII-shaped canaries (fake e-mail addresses, phone and
+card numbers after a context, :mod:`govern.audits.regurgitation`) on a stream of their own, with coin
+flips of their own: the membership stage measures how many the model completes from their context.
 """
 
 from __future__ import annotations
@@ -220,6 +224,12 @@ def _write_private_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
     os.chmod(path, 0o600)
 
 
+def _write_private_ids(path: Path, ids: Sequence[str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.writelines(i + "\n" for i in ids)
+
+
 def _training_labels(ctx: StageContext) -> list[Any]:
     """Label values in the data's own type (ints stay ints), ordered like the data stage's label names."""
     from govern.data.io import read_records
@@ -241,8 +251,9 @@ class CanaryStage:
     """Builds the canary pool and the secretly chosen half that training appends (runs before training).
 
     Outputs: ``pool_path`` (every canary), ``inserted_path`` (the records to append to training data),
-    ``inserted_ids_path`` (their ids, one per line), ``pool_size``, ``inserted``. Evidence: none of its
-    own (the membership stage reports the audit); the pipeline records the files as artifacts.
+    ``inserted_ids_path`` (their ids, one per line), ``pool_size``, ``inserted``; for causal LMs also the
+    PII canaries' pool and inserted ids (their inserted copies are in ``inserted_path`` too). Evidence:
+    none of its own (the membership stage reports the audit); the pipeline records the files as artifacts.
     """
 
     name = "canaries"
@@ -258,7 +269,7 @@ class CanaryStage:
     def input_digest(self, ctx: StageContext) -> str:
         policy = ctx.policy.membership.canaries
         data = ctx.config.data
-        return digest_of("canaries/1", policy, ctx.config.task, data.text_column, data.label_column,
+        return digest_of("canaries/2", policy, ctx.config.task, data.text_column, data.label_column,
                          data.id_column, data.prompt_column, data.completion_column,
                          ctx.data_paths().train_path)
 
@@ -285,18 +296,43 @@ class CanaryStage:
         pool_path, inserted_path = out_dir / "pool.jsonl", out_dir / "inserted.jsonl"
         ids_path = out_dir / "inserted_ids.txt"
         _write_private_jsonl(pool_path, pool)
+        _write_private_ids(ids_path, [canary_id(rec, data.id_column) for rec in inserted])
+        artifacts = [artifact_for(pool_path, "canary-pool", "dataset")]
+        pii_paths: dict[str, str] = {}
+        if ctx.config.task == "causal-lm" and policy.pii_pool_size > 0:
+            pii_copies, pii_paths = self._pii_canaries(ctx, out_dir, seed)
+            copies += pii_copies
+            artifacts.append(artifact_for(Path(pii_paths["pii_pool_path"]), "canary-pii-pool", "dataset"))
         _write_private_jsonl(inserted_path, copies)
-        fd = os.open(ids_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(canary_id(rec, data.id_column) + "\n" for rec in inserted)
-        artifacts = [artifact_for(pool_path, "canary-pool", "dataset"),
-                     artifact_for(inserted_path, "canaries-inserted", "dataset")]
+        artifacts.append(artifact_for(inserted_path, "canaries-inserted", "dataset"))
         return StageResult(
             evidence=EvidenceModel(),
             artifacts=artifacts,
             outputs=CanaryFiles(pool_path=str(pool_path), inserted_path=str(inserted_path),
-                                inserted_ids_path=str(ids_path), pool_size=len(pool), inserted=len(inserted)),
+                                inserted_ids_path=str(ids_path), pool_size=len(pool), inserted=len(inserted),
+                                **pii_paths),
         )
+
+    @staticmethod
+    def _pii_canaries(ctx: StageContext, out_dir: Path, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The PII canary pool (:mod:`govern.audits.regurgitation`) and the copies of its inserted half that
+        training appends. Drawn from a stream of its own under the same secret seed, so the ε audit's
+        pool and coin flips are what they would be without it."""
+        from govern.audits.regurgitation import make_pii_canary_pool
+
+        policy = ctx.policy.membership.canaries
+        data = ctx.config.data
+        rng = np.random.default_rng([seed, 1])
+        pool = make_pii_canary_pool(policy.pii_pool_size, text_column=data.text_column, id_column=data.id_column,
+                                    prompt_column=data.prompt_column, completion_column=data.completion_column,
+                                    rng=rng)
+        chosen = rng.random(len(pool)) < 0.5
+        inserted = [row for row, keep in zip(pool, chosen, strict=True) if keep]
+        pool_path, ids_path = out_dir / "pii_pool.jsonl", out_dir / "pii_inserted_ids.txt"
+        _write_private_jsonl(pool_path, pool)
+        _write_private_ids(ids_path, [row["id"] for row in inserted])
+        return ([row["record"] for row in inserted] * policy.repetitions,
+                {"pii_pool_path": str(pool_path), "pii_inserted_ids_path": str(ids_path)})
 
 
 def read_inserted_ids(path: Path) -> set[str]:

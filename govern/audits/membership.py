@@ -29,6 +29,10 @@ needs the training recipe, so it runs in ``govern run`` only; the standalone aud
 clear error rather than silently skipping it. ``membership.rmia.enabled`` adds **offline RMIA**
 (Zarifzadeh et al. 2024, :mod:`govern.audits.rmia`) on the same reference models — no extra training
 when LiRA runs, one or two models of its own when it runs alone.
+
+Causal LMs are also asked what they give away verbatim: **extraction** (:mod:`govern.audits.extraction`,
+members against non-members; standalone too, it needs only the model) and, in canary runs, **PII
+regurgitation** of the PII canaries the canary stage inserted (:mod:`govern.audits.regurgitation`).
 """
 
 from __future__ import annotations
@@ -58,7 +62,14 @@ from govern.audits.scoring import (
 )
 from govern.devices import pick_device
 from govern.errors import DataError, StageError
-from govern.evidence import CanaryAudit, LiraDetails, MembershipEvidence, RmiaDetails
+from govern.evidence import (
+    CanaryAudit,
+    ExtractionAudit,
+    LiraDetails,
+    MembershipEvidence,
+    PIIRegurgitation,
+    RmiaDetails,
+)
 from govern.stage import (
     CanaryFiles,
     StageContext,
@@ -70,6 +81,7 @@ from govern.stage import (
 )
 
 if TYPE_CHECKING:
+    from govern.config import ExtractionAuditConfig
     from govern.policy.schema import MembershipPolicy, RmiaPolicy
 
 STAGE = "membership"
@@ -96,11 +108,14 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
                      id_column: str | None = "id", label_names: Sequence[str] | None = None,
                      gguf_file: str | None = None, max_records: int = 500, seed: int = 0, batch_size: int = 32,
                      max_length: int = 128, bootstrap: int = 200, min_k_fraction: float = 0.2,
-                     device: str | None = None, data_format: str = "auto") -> MembershipEvidence:
+                     device: str | None = None, data_format: str = "auto",
+                     extraction: ExtractionAuditConfig | None = None) -> MembershipEvidence:
     """Audit a model trained elsewhere: ``members_path`` holds (some of) its training records,
     ``nonmembers_path`` held-out records of the same distribution. ``base`` is the pre-fine-tune model
-    (needed for LoRA adapters and for the reference attack). Returns the evidence; the caller applies
+    (needed for LoRA adapters and for the reference attack). Causal LMs are also audited for verbatim
+    extraction (``extraction``; default settings when None). Returns the evidence; the caller applies
     the policy decision and records lineage (see ``govern.api``)."""
+    from govern.config import ExtractionAuditConfig
     from govern.policy.schema import MembershipPolicy
     from govern.training.inference import load_model, model_label_names
 
@@ -136,10 +151,27 @@ def audit_membership(model_dir: str | Path, base: str | Path | None, members_pat
     scored = run_attacks(model, tokenizer, base_model, base_tokenizer, members, nonmembers, task=task,
                          attacks=attacks, batch_size=batch_size, max_length=max_length,
                          min_k_fraction=min_k_fraction, device=device)
-    return build_evidence(scored, n_members=len(members), n_nonmembers=len(nonmembers), seed=seed,
-                          fprs=fprs_for(policy), bootstrap=bootstrap, task=task, notes=notes,
-                          members_source=str(members_path), nonmembers_source=str(nonmembers_path),
-                          duration_s=time.perf_counter() - started)
+    extraction_audit = _extraction(model, tokenizer, members, nonmembers, task=task,
+                                   config=extraction or ExtractionAuditConfig(), max_length=max_length,
+                                   batch_size=batch_size, device=device, seed=seed)
+    evidence = build_evidence(scored, n_members=len(members), n_nonmembers=len(nonmembers), seed=seed,
+                              fprs=fprs_for(policy), bootstrap=bootstrap, task=task, notes=notes,
+                              members_source=str(members_path), nonmembers_source=str(nonmembers_path),
+                              duration_s=time.perf_counter() - started)
+    evidence.extraction = extraction_audit
+    return evidence
+
+
+def _extraction(model: Any, tokenizer: Any, members: AuditRecords, nonmembers: AuditRecords, *, task: str,
+                config: ExtractionAuditConfig, max_length: int, batch_size: int, device: str | None,
+                seed: int) -> ExtractionAudit | None:
+    """The verbatim extraction audit where it applies: causal LMs, unless the run config switches it off."""
+    if task != "causal-lm" or not config.enabled:
+        return None
+    from govern.audits.extraction import audit_extraction
+
+    return audit_extraction(model, tokenizer, members, nonmembers, config=config, max_length=max_length,
+                            batch_size=batch_size, device=device or pick_device("auto"), seed=seed)
 
 
 
@@ -164,9 +196,10 @@ class MembershipStage:
 
         trained, canary_files = ctx.find(TrainingOutputs), ctx.find(CanaryFiles)
         # The attacked model's bytes on disk (what training recorded may be stale after a replaced folder).
-        return digest_of("membership/2", ctx.config.audits.membership, ctx.policy.membership,
+        return digest_of("membership/3", ctx.config.audits.membership, ctx.policy.membership,
                          trained.model_dir if trained else None, trained_model_digest(ctx), ctx.data_paths(),
-                         canary_files.pool_path if canary_files else None)
+                         canary_files.pool_path if canary_files else None,
+                         canary_files.pii_pool_path if canary_files else None)
 
     def run(self, ctx: StageContext) -> StageResult:
         from govern.training.inference import load_model
@@ -267,6 +300,15 @@ class MembershipStage:
             )
         elif policy.canaries.enabled:
             notes.append("canaries enabled in the policy but the canary stage did not run: no ε lower bound")
+        extraction = _extraction(model, tokenizer, members, nonmembers, task=task, config=cfg.extraction,
+                                 max_length=max_length, batch_size=cfg.batch_size, device=device, seed=cfg.seed)
+        regurgitation = None
+        if canary_out and canary_out.pii_pool_path and canary_out.pii_inserted_ids_path:
+            regurgitation = self._pii_regurgitation(ctx, canary_out, model, tokenizer, device=device,
+                                                    max_length=max_length)
+        elif canary_out and task == "causal-lm" and policy.canaries.pii_pool_size > 0:
+            notes.append("the canary stage inserted no PII canaries (recorded by an older govern?): PII "
+                         "regurgitation not measured")
         progress.advance()
         progress.close()
 
@@ -278,11 +320,33 @@ class MembershipStage:
                                   duration_s=time.perf_counter() - started)
         evidence.lira = lira_details
         evidence.rmia = rmia_details
+        evidence.extraction = extraction
+        evidence.pii_regurgitation = regurgitation
         evidence.model_digest = model_digest
         from govern.stage import artifact_for
 
         return StageResult(evidence=evidence, artifacts=[artifact_for(scores_path, "membership-scores", "predictions")],
                            outputs=MembershipOutputs(scores_path=str(scores_path)))
+
+    @staticmethod
+    def _pii_regurgitation(ctx: StageContext, canaries: CanaryFiles, model: Any, tokenizer: Any, *, device: str,
+                           max_length: int) -> PIIRegurgitation:
+        """The PII canaries completed from their context; hashes keyed by the lineage DB's PII key, the
+        same key (and normalisation) as the PII stage's findings."""
+        from govern.audits.regurgitation import audit_pii_regurgitation
+        from govern.data.io import read_records
+        from govern.lineage.store import default_db_url
+        from govern.pii.keys import load_or_create_key
+
+        assert canaries.pii_pool_path is not None and canaries.pii_inserted_ids_path is not None
+        data = ctx.config.data
+        return audit_pii_regurgitation(
+            model, tokenizer, read_records(Path(canaries.pii_pool_path), "jsonl"),
+            read_inserted_ids(Path(canaries.pii_inserted_ids_path)), text_column=data.text_column,
+            prompt_column=data.prompt_column, completion_column=data.completion_column, id_column=data.id_column,
+            repetitions=ctx.policy.membership.canaries.repetitions,
+            key=load_or_create_key(ctx.db_url or default_db_url()), max_length=max_length,
+            batch_size=ctx.config.audits.membership.batch_size, device=device, source=canaries.pii_pool_path)
 
 
 def _lira_references(ctx: StageContext, training: dict[str, Any], tokenizer: Any, audit: AuditRecords, *,

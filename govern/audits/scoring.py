@@ -23,6 +23,7 @@ from govern.errors import DataError, StageError
 
 if TYPE_CHECKING:
     from govern.policy.schema import MembershipPolicy
+    from govern.training.encoding import EncodedExample
     from govern.training.inference import RecordScores
 
 STAGE = "membership"
@@ -31,8 +32,8 @@ CAUSAL_ONLY = ("min_k", "zlib")
 CAUSAL_OPT_IN = ("min_k_pp",)
 
 __all__ = ["CAUSAL_ONLY", "CAUSAL_OPT_IN", "AuditRecords", "LiraInput", "RmiaInput", "ScoredSets", "attack_scores",
-           "attacks_for", "balanced_sample", "combine", "min_k_score", "read_with_locations", "run_attacks",
-           "score_records", "to_audit_records", "zlib_score"]
+           "attacks_for", "balanced_sample", "combine", "encode_audit_records", "min_k_score", "read_with_locations",
+           "run_attacks", "score_records", "to_audit_records", "zlib_score"]
 
 
 def min_k_score(token_logprobs: np.ndarray, k: float = 0.2) -> float:
@@ -66,6 +67,14 @@ class AuditRecords:
             return self.texts
         return [p + t for p, t in zip(self.prompts, self.texts, strict=True)]
 
+    def take(self, indices: Sequence[int] | np.ndarray) -> AuditRecords:
+        """The records at ``indices``, in that order."""
+        rows = [int(i) for i in indices]
+        return AuditRecords(texts=[self.texts[i] for i in rows],
+                            prompts=None if self.prompts is None else [self.prompts[i] for i in rows],
+                            label_ids=None if self.label_ids is None else [self.label_ids[i] for i in rows],
+                            ids=[self.ids[i] for i in rows] if self.ids else [])
+
 
 
 @dataclass
@@ -86,7 +95,7 @@ class RmiaInput:
     gamma: float = 1.0
 
 
-def _encode(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -> list[Any]:
+def encode_audit_records(records: AuditRecords, tokenizer: Any, task: str, max_length: int) -> list[EncodedExample]:
     """Tokenise exactly as training did (:func:`govern.training.encoding.encode_records`: same special
     tokens, same EOS, loss on the completion only), so the audit scores what the model was trained on."""
     from govern.training.encoding import Columns, encode_records
@@ -113,7 +122,7 @@ def score_records(model: Any, tokenizer: Any, records: AuditRecords, *, task: st
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return score_examples(model, tokenizer, _encode(records, tokenizer, task, max_length), task=task,
+    return score_examples(model, tokenizer, encode_audit_records(records, tokenizer, task, max_length), task=task,
                           batch_size=batch_size, device=device or pick_device("auto"), token_zscores=token_zscores)
 
 

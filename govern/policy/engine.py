@@ -230,6 +230,62 @@ def _membership_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResu
                           "membership.canaries.epsilon_lower_bound", lb, eps)
 
 
+@builtin("membership")
+def _memorization_checks(policy: Policy, doc: dict[str, Any]) -> Iterable[RuleResult]:
+    """``memorization.*``: what a causal LM reproduces verbatim. The gated figures and why are in
+    :class:`govern.policy.schema.MemorizationPolicy`. Classifiers generate no text: skipped, never passed.
+    A causal LM whose audit did not measure a limited figure fails closed (an error)."""
+    p, m = policy.memorization, doc["membership"]
+    causal = m.get("task") == "causal-lm"
+    if p.max_extraction_rate is not None:
+        rule, limit = "memorization.max_extraction_rate", p.max_extraction_rate
+        extraction = m.get("extraction")
+        if not causal:
+            yield RuleResult(rule_id=rule, severity=p.severity, status="skipped", threshold=limit,
+                             message="verbatim extraction applies to causal LMs only",
+                             evidence_path="membership.extraction")
+        elif extraction is None:
+            yield RuleResult(rule_id=rule, severity=p.severity, status="error", threshold=limit,
+                             message="verbatim extraction was not measured (audits.membership.extraction.enabled "
+                                     "is false), so the limit cannot be shown to hold",
+                             evidence_path="membership.extraction")
+        elif extraction["members"]["records"] == 0:
+            yield RuleResult(rule_id=rule, severity=p.severity, status="error", threshold=limit,
+                             message=f"no sampled record is longer than the {extraction['prefix_tokens']}-token "
+                                     "prefix: nothing was prompted (lower audits.membership.extraction.prefix_tokens)",
+                             evidence_path="membership.extraction.members.records")
+        else:
+            excess = float(extraction["excess_exact_match_rate"])
+            members, nonmembers = extraction["members"], extraction["nonmembers"]
+            yield _result(rule, p.severity, excess <= limit,
+                          f"greedy decoding reproduced {members['exact_matches']}/{members['records']} training "
+                          f"records and {nonmembers['exact_matches']}/{nonmembers['records']} held-out ones "
+                          f"verbatim: excess {_fmt(excess)}; maximum {limit:g}",
+                          "membership.extraction.excess_exact_match_rate", excess, limit)
+    if p.max_pii_regurgitation_rate is not None:
+        rule, limit = "memorization.max_pii_regurgitation_rate", p.max_pii_regurgitation_rate
+        regurgitation = m.get("pii_regurgitation")
+        canaries = policy.membership.canaries
+        # A canary run is one whose evidence has the canary audit: a standalone audit never inserts canaries.
+        if not causal or not canaries.enabled or canaries.pii_pool_size == 0 or m.get("canaries") is None:
+            why = ("PII regurgitation applies to causal LMs only" if not causal else
+                   "PII regurgitation is measured in canary audit runs only (membership.canaries.enabled, "
+                   "pii_pool_size > 0, inside `govern run`)")
+            yield RuleResult(rule_id=rule, severity=p.severity, status="skipped", threshold=limit, message=why,
+                             evidence_path="membership.pii_regurgitation")
+        elif regurgitation is None or not regurgitation.get("inserted"):
+            yield RuleResult(rule_id=rule, severity=p.severity, status="error", threshold=limit,
+                             message="no inserted PII canary was measured in this canary run, so the limit cannot "
+                                     "be shown to hold", evidence_path="membership.pii_regurgitation")
+        else:
+            rate = float(regurgitation["inserted_rate"])
+            yield _result(rule, p.severity, rate <= limit,
+                          f"the model completed {regurgitation['inserted_reproduced']}/{regurgitation['inserted']} "
+                          f"inserted PII canaries from their context ({regurgitation['held_out_reproduced']}/"
+                          f"{regurgitation['held_out']} never-inserted ones); rate {_fmt(rate)}; maximum {limit:g}",
+                          "membership.pii_regurgitation.inserted_rate", rate, limit)
+
+
 # ----------------------------------------------------------------------------------------- fairness
 def _gated_value(value: float | None, low: float | None, high: float | None, gate_on: str, worse_is_higher: bool
                  ) -> float | None:
@@ -347,6 +403,7 @@ def builtin_rule_ids() -> frozenset[str]:
            "pii.blocked_entities", "privacy.require_dp", "privacy.max_epsilon", "privacy.max_delta",
            "privacy.delta_below_inverse_n", "training.integrity", "training.per_sample_gradients",
            "training.weights_changed", "membership.max_auc", "membership.empirical_epsilon",
+           "memorization.max_extraction_rate", "memorization.max_pii_regurgitation_rate",
            "fairness.min_worst_group_accuracy", "fairness.insufficient_data", "signing.required", "signing.method",
            "signing.no_canaries_in_release", *RULE_FAMILIES}
     ids |= {f"fairness.max_difference.{m}" for m in MaxDifference.__annotations__}

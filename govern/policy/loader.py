@@ -148,6 +148,13 @@ def lint_policy(ref: str | Path) -> tuple[LoadedPolicy, list[str]]:
         notes.append(f"privacy.max_epsilon {p.privacy.max_epsilon} is above 10: a weak guarantee")
     if p.membership.max_auc is None and not p.membership.max_tpr_at_fpr:
         notes.append("membership: no max_auc or max_tpr_at_fpr set: leakage is measured but never gated")
+    mem = p.memorization
+    if mem.max_extraction_rate is None and mem.max_pii_regurgitation_rate is None:
+        notes.append("memorization: no max_extraction_rate or max_pii_regurgitation_rate set: what a causal LM "
+                     "reproduces verbatim is measured but never gated")
+    if mem.max_pii_regurgitation_rate is not None and p.membership.canaries.pii_pool_size == 0:
+        notes.append("memorization.max_pii_regurgitation_rate is never checked: membership.canaries.pii_pool_size "
+                     "is 0, so canary runs plant no PII canaries")
     if not p.fairness.max_difference and not p.fairness.min_ratio:
         notes.append("fairness: no limits set: disparities are measured but never gated")
     allowed = [e for e, a in p.pii.entities.items() if a == "allow"]

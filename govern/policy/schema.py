@@ -213,6 +213,11 @@ class CanaryPolicy(Section):
         default_factory=list,
         description="More abstention thresholds to try besides guess_fraction; the largest bound is kept, each "
                     "test at a Bonferroni-corrected confidence so the kept one holds at `confidence`.")
+    pii_pool_size: int = Field(
+        default=60, ge=0,
+        description="causal-lm: PII-shaped canaries (fake e-mail addresses, phone numbers, Luhn-valid card numbers "
+                    "after a context) added beside the pool, each inserted on its own coin flip; the audit measures "
+                    "how many the model completes from their context (0: none).")
     bounds: list[CanaryBoundMethod] = Field(
         default_factory=_default_bounds,
         description="ε lower bounds computed from the guesses: Steinke-Nasr-Jagielski 2023 and/or the f-DP "
@@ -258,6 +263,27 @@ class MembershipPolicy(Section):
     canaries: CanaryPolicy = Field(default_factory=CanaryPolicy)
     lira: LiraPolicy = Field(default_factory=LiraPolicy)
     rmia: RmiaPolicy = Field(default_factory=RmiaPolicy)
+    severity: Severity = "block"
+
+
+class MemorizationPolicy(Section):
+    """What a causal LM reproduces verbatim (the membership stage measures it; classifiers have nothing to
+    gate here). Both limits are rates in [0, 1]; unset, the figures are measured and reported only."""
+
+    # Gated on the excess over non-members, not the members' rate: a held-out record of the same
+    # distribution is "extracted" too when its continuation is predictable (boilerplate, templates, code
+    # idioms), and that is the task being learned, not a training record given away. The excess is what
+    # having the record in training added (Carlini et al. 2022 compare against the same control).
+    max_extraction_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Largest allowed excess of the members' verbatim exact-match rate over the non-members' "
+                    "(membership.extraction.excess_exact_match_rate).")
+    # Gated on the inserted canaries' rate itself: their values are uniformly random given their context,
+    # so nothing but memorisation reproduces one (the held-out canaries' rate, ≈ 0, is the check of that).
+    max_pii_regurgitation_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Largest allowed share of inserted PII canaries the model completes from their context "
+                    "(membership.pii_regurgitation.inserted_rate); measured in canary audit runs only.")
     severity: Severity = "block"
 
 
@@ -412,6 +438,7 @@ class Policy(Section):
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     training: TrainingPolicy = Field(default_factory=TrainingPolicy)
     membership: MembershipPolicy = Field(default_factory=MembershipPolicy)
+    memorization: MemorizationPolicy = Field(default_factory=MemorizationPolicy)
     fairness: FairnessPolicy = Field(default_factory=FairnessPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     signing: SigningPolicy = Field(default_factory=SigningPolicy)

@@ -323,6 +323,9 @@ class ReportData(ReportModel):
     ledger: list[LedgerEntry] = Field(default_factory=list)
     evaluation: EvaluationEvidence | None = None
     membership: MembershipEvidence | None = None
+    memorization_explanation: list[str] = Field(
+        default_factory=list, description="Plain-language sentences on what a causal LM reproduces verbatim "
+                                          "(extraction of training records, planted PII canaries).")
     fairness: FairnessEvidence | None = None
     signing: SigningEvidence | None = None
     other_evidence: dict[str, Any] = Field(
@@ -526,6 +529,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
         ledger=ledger,
         evaluation=typed.get("evaluation"),
         membership=typed.get("membership"),
+        memorization_explanation=explain_memorization(typed.get("membership")),
         fairness=typed.get("fairness"),
         signing=signing,
         other_evidence={k: v for k, v in other.items() if k != "ledger" or not ledger},
@@ -783,6 +787,36 @@ def explain_epsilon(dp_enabled: bool, epsilon: float | None, delta: float | None
         f"been left out, except with probability at most δ. Smaller ε is stronger; ε ≤ 1 is strong, ε around 8 "
         "is a common practical ceiling, and much larger values give little formal protection."
     )
+
+
+def explain_memorization(membership: MembershipEvidence | None) -> list[str]:
+    """Plain-language sentences on what the model reproduced verbatim, for a reader who is not a specialist."""
+    if membership is None:
+        return []
+    sentences: list[str] = []
+    x = membership.extraction
+    if x is not None and x.members.records:
+        seen, unseen = x.members, x.nonmembers
+        sentence = (f"Given the first {x.prefix_tokens} tokens of each of {seen.records:,} training records, the "
+                    f"model continued {seen.exact_matches:,} of them ({seen.exact_match_rate:.0%}) word for word for "
+                    f"up to {x.suffix_tokens} more tokens; it did the same for {unseen.exact_matches:,} of "
+                    f"{unseen.records:,} similar records it never saw ({unseen.exact_match_rate:.0%}). ")
+        if x.excess_exact_match_rate > 0:
+            sentence += (f"The difference, {x.excess_exact_match_rate * 100:.0f} percentage points, is how much of its "
+                         "training text it gives back verbatim to someone who knows how a record begins.")
+        else:
+            sentence += "It repeats its training records no more often than text it never saw."
+        sentences.append(sentence)
+    r = membership.pii_regurgitation
+    if r is not None and r.inserted:
+        sentence = (f"Made-up personal data (e-mail addresses, phone and card numbers) was planted in {r.inserted:,} "
+                    f"training records; given the words before each, the model wrote out {r.inserted_reproduced:,} "
+                    f"of them exactly ({r.inserted_rate:.0%}), against {r.held_out_reproduced:,} of {r.held_out:,} "
+                    f"made-up values it was never shown (what chance produces). ")
+        sentence += ("Real personal data in the training set, next to text an attacker can guess, is at the same risk."
+                     if r.inserted_reproduced else "It reproduced none of the planted personal data.")
+        sentences.append(sentence)
+    return sentences
 
 
 def verify_command(subject: str, bundle_path: str, method: str, outputs: dict[str, Any] | None) -> str:

@@ -258,6 +258,12 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
      "not. AUC 0.5 means it does no better than a coin; 1.0 means it always succeeds."),
     ("TPR at low FPR", "How many training records the attack finds (true-positive rate) while wrongly accusing only "
      "a few non-members (false-positive rate, e.g. 1 %). The measure that matters for individual people."),
+    ("Verbatim extraction", "Prompted with the beginning of a training record, does the model write out the rest "
+     "word for word? Compared with records it never saw, whose continuation it can only guess; the difference is "
+     "what it memorised."),
+    ("PII regurgitation", "Made-up e-mail addresses, phone and card numbers are planted in some training records; "
+     "prompted with the words before each, does the model write the value out? Values it was never shown show the "
+     "chance level."),
     ("Empirical ε lower bound", "What the audit could prove about privacy from the attack's success: if it is above "
      "the accountant's ε, something is wrong with the training or the accounting."),
     ("Demographic parity (difference, ratio)", "How different the rate of positive predictions is between groups. "

@@ -129,6 +129,8 @@ def render_markdown(data: ReportData) -> str:
         if m.canaries:
             extra += f"; canary ε ≥ {fmt_number(m.canaries.epsilon_lower_bound)}"
         add(f"| Membership inference | max AUC {fmt_number(m.max_auc)}; {cell(tpr) or 'no TPR@FPR'}{extra} |")
+        for sentence in r.memorization_explanation:
+            add(f"| Verbatim memorisation | {cell(sentence)} |")
     else:
         add(f"| Membership inference | {r.absent_reason('membership')} |")
     if r.fairness:

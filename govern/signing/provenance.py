@@ -212,6 +212,17 @@ def audit_predicate(evidence: Evidence, decision: str, *, decision_basis: str = 
                          "tprAtFpr": [{"fpr": p.fpr, "tpr": p.tpr} for p in a.tpr_at_fpr]} for a in m.attacks],
             "canaryEpsilonLowerBound": m.canaries.epsilon_lower_bound if m.canaries else None,
         }
+        if m.extraction is not None:
+            out["membership"]["extraction"] = {
+                "prefixTokens": m.extraction.prefix_tokens, "suffixTokens": m.extraction.suffix_tokens,
+                "memberExactMatchRate": m.extraction.members.exact_match_rate,
+                "nonMemberExactMatchRate": m.extraction.nonmembers.exact_match_rate,
+                "excessExactMatchRate": m.extraction.excess_exact_match_rate}
+        if m.pii_regurgitation is not None:  # rates and counts: the values and their hashes stay out
+            r = m.pii_regurgitation
+            out["membership"]["piiRegurgitation"] = {
+                "inserted": r.inserted, "insertedReproduced": r.inserted_reproduced, "insertedRate": r.inserted_rate,
+                "heldOut": r.held_out, "heldOutReproduced": r.held_out_reproduced}
     f = evidence.fairness
     if f is not None:
         out["fairness"] = {

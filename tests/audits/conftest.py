@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,22 +38,46 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def build_word_bert(folder: Path, words: Iterable[str], *, hidden: int, max_len: int) -> Path:
-    """A one-layer random BERT encoder (no classification head, like a pre-trained base) with a
-    deterministic word-level WordPiece vocabulary: every data word is one token; anything else
-    (canaries' random strings, digits) falls back to letter pairs and single characters."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+def word_tokenizer(words: Iterable[str], punctuation: str = "") -> Any:
+    """A deterministic word-level WordPiece tokenizer: every data word is one token; anything else
+    (canaries' random strings, digits) falls back to letter pairs and single characters; each character of
+    ``punctuation`` is a token of its own (else BERT's pre-tokenizer makes it [UNK])."""
+    from transformers import BertTokenizer
 
     letters = list("abcdefghijklmnopqrstuvwxyz")
     pieces = letters + list("0123456789") + [a + b for a in letters for b in letters]
-    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words)) + pieces
-                               + ["##" + p for p in pieces]))
-    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+    vocab = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *punctuation] + sorted(set(words))
+                               + pieces + ["##" + p for p in pieces]))
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+
+
+def build_word_bert(folder: Path, words: Iterable[str], *, hidden: int, max_len: int) -> Path:
+    """A one-layer random BERT encoder (no classification head, like a pre-trained base) with the
+    :func:`word_tokenizer` vocabulary of ``words``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = word_tokenizer(words)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=max_len + 8)
     BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_word_gpt2(folder: Path, words: Iterable[str], *, hidden: int, layers: int, max_len: int,
+                    punctuation: str = "") -> Path:
+    """A random GPT-2 (a causal-LM "base model" built from a config) with the :func:`word_tokenizer`
+    vocabulary of ``words`` and ``punctuation``; no BOS/EOS token, like the tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = word_tokenizer(words, punctuation)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=hidden, n_layer=layers, n_head=2,
+                               n_positions=max_len + 8, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+                               eos_token_id=None)).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

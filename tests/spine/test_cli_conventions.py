@@ -147,13 +147,20 @@ def test_every_rule_id_the_engine_produces_is_a_known_rule_id() -> None:
         "apiVersion": "govern.dev/v1", "kind": "Policy", "metadata": {"name": "all", "version": "1"},
         "data": {"max_near_duplicate_fraction": 0.1},
         "privacy": {"max_total_epsilon_per_dataset": 10},
-        "membership": {"max_auc": 0.6, "max_tpr_at_fpr": [{"fpr": 0.01, "max_tpr": 0.05}]},
+        "membership": {"max_auc": 0.6, "max_tpr_at_fpr": [{"fpr": 0.01, "max_tpr": 0.05}],
+                       "canaries": {"enabled": True}},
+        "memorization": {"max_extraction_rate": 0.1, "max_pii_regurgitation_rate": 0.05},
         "fairness": {"max_difference": {"demographic_parity_difference": 0.1}, "min_ratio": {"equalized_odds_ratio": 0.8},
                      "min_worst_group_accuracy": 0.5},
         "evaluation": {"min_accuracy": 0.5, "min_macro_f1": 0.5, "max_ece": 0.2, "max_perplexity": 50},
         "signing": {"required": True}})
     doc = _doc()
     doc["membership"]["canaries"] = {"epsilon_lower_bound": 0.5}
+    side = {"records": 10, "exact_matches": 1, "exact_match_rate": 0.1}
+    doc["membership"].update(task="causal-lm", extraction={"prefix_tokens": 16, "members": side, "nonmembers": side,
+                                                           "excess_exact_match_rate": 0.0},
+                             pii_regurgitation={"inserted": 10, "inserted_reproduced": 0, "inserted_rate": 0.0,
+                                                "held_out": 10, "held_out_reproduced": 0})
     doc.update(
         data={"train_rows": 10, "eval_rows": 5, "leakage": {"exact_duplicates": 0, "near_fraction": 0.0, "threshold": 0.9}},
         pii={"blocked": {"EMAIL_ADDRESS": 1}},
