@@ -197,6 +197,8 @@ class GovernedRun:
         self._batch_size: int | None = None
         self._noise_generator: Any = None
         self._completed = 0
+        self._tokens = [0, 0]
+        self._token_hook: Any = None
         self._losses: list[float] = []
 
     # ------------------------------------------------------------------------------------ facts
@@ -321,6 +323,7 @@ class GovernedRun:
         self._noise_generator = generator if on_cpu else None
         self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
                                          planned=planned, initial=initial)
+        self._count_tokens(model)
         return model, optimizer, criterion, loader
 
     # ------------------------------------------------------------------------- plain-loop checkpoints
@@ -389,6 +392,31 @@ class GovernedRun:
             raise SessionError("the training was already attached to this session")
         self._batch_size = batch_size
         self._tracker = IntegrityTracker(model, optimizer, initial=initial)
+        self._count_tokens(model)
+
+    def _count_tokens(self, model: Any) -> None:
+        """Tokens the training forward passes read (real, and with padding): the compute estimate's D for
+        the significant-modification check. Counted in train mode only; a forward the user runs for their own
+        evaluation in train mode counts too, so the estimate errs high, as documented for the recipe's."""
+        import torch
+
+        from govern.training.private import unwrap
+
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if not module.training:
+                return
+            ids = kwargs.get("input_ids")
+            if ids is None and args and isinstance(args[0], torch.Tensor):
+                ids = args[0]
+            if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+                return
+            mask = kwargs.get("attention_mask")
+            if mask is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
+                mask = args[1]
+            self._tokens[1] += int(ids.numel())
+            self._tokens[0] += int(mask.sum().item()) if isinstance(mask, torch.Tensor) else int(ids.numel())
+
+        self._token_hook = unwrap(model).register_forward_pre_hook(hook, with_kwargs=True)
 
     @property
     def privacy_engine(self) -> Any:
@@ -478,6 +506,8 @@ class GovernedRun:
         ctx, cfg = self.active.ctx, self.config.training
         name = self._training_stage.name
         plain = unwrap(model)
+        if self._token_hook is not None:
+            self._token_hook.remove()
         if tokenizer is None:
             raise SessionError("run.finish needs the tokenizer (the audits encode records with it)")
         integrity = self._tracker.evidence() if self._tracker is not None else None
@@ -524,7 +554,13 @@ class GovernedRun:
             learning_rate=float(dp_opt.param_groups[0]["lr"]) if dp_opt is not None else None,
             max_length=cfg.max_length, label_names=labels, canaries_inserted=self._canaries,
             model_digest=model_artifact.sha256, integrity=integrity, loop="session",
+            # tokens of this process's training forwards (a resumed run's earlier attempts are not in them)
+            tokens_processed=self._tokens[0] if self._tracker is not None else None,
+            padded_tokens_processed=self._tokens[1] if self._tracker is not None else None,
         )
+        from govern.documents.compute import estimate_compute
+
+        evidence.compute = estimate_compute(evidence, self.config.base_model.training_flops)
         outputs = TrainingOutputs(model_dir=str(model_dir), model_digest=model_artifact.sha256,
                                   base_model_path=str(folder), gguf_file=gguf, label_names=labels or None,
                                   task=self.config.task, device=device, method=method, max_length=cfg.max_length,
