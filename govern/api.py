@@ -332,8 +332,9 @@ def docs(run_id: str, kind: str, fmt: str, out: str | Path = "reports", *, sign_
 
 def export_bom(run_id: str, fmt: str = "cyclonedx", out: str | Path = "reports", *, sign_key: Path | None = None,
                record: bool = True, db_url: str | None = None) -> DocumentOutcome:
-    """``govern export bom``: the run's AI bill of materials (CycloneDX 1.6 ML-BOM), validated, recorded as an
-    artifact with its digest and, with ``sign_key``, signed like a report."""
+    """``govern export bom``: the run's AI bill of materials (a CycloneDX 1.6 ML-BOM, or an SPDX 3.0.1 document
+    with the AI and Dataset profiles), validated, recorded as an artifact with its digest and, with
+    ``sign_key``, signed like a report."""
     from govern.export.bom import write_bom
 
     with closing(LineageStore.open(db_url, read_only=not record and sign_key is None)) as store:

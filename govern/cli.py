@@ -1153,7 +1153,8 @@ def docs_command(
 @export_app.command("bom")
 def export_bom_command(
     run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
-    output_format: Annotated[Literal["cyclonedx"], typer.Option("--format", "-f", help="cyclonedx (1.6 ML-BOM).")] = "cyclonedx",
+    output_format: Annotated[Literal["cyclonedx", "spdx"], typer.Option(
+        "--format", "-f", help="cyclonedx (1.6 ML-BOM) or spdx (3.0.1 JSON-LD, AI and Dataset profiles).")] = "cyclonedx",
     out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the BOM to stdout).")] = Path("reports"),
     sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the BOM with this ECDSA private key (PEM).")] = None,
     db: DbOption = None,

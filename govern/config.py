@@ -262,6 +262,9 @@ class SigningConfig(Strict):
     signing_certificate: Path | None = None
     identity_token: Path | None = Field(default=None, description="File holding an OIDC token (sigstore).")
     provenance: bool = Field(default=True, description="Also sign SLSA provenance + audit attestations.")
+    attest_bom: bool | Literal["auto"] = Field(
+        default="auto", description="Also sign the run's CycloneDX ML-BOM as a third attestation: auto (when the "
+                                    "bom extra is installed and the run has a lineage DB), true (required), false.")
     sigstore_staging: bool = Field(default=False, description="Sigstore's staging instance (testing only).")
 
     _resolve_paths = field_validator("private_key", "signing_certificate", "identity_token", mode="after")(_resolve)

@@ -75,7 +75,7 @@ class PIIFindingRow(BaseModel):
 class SignatureOut(BaseModel):
     """A signature bundle a stage wrote, for the lineage DB's signature record."""
 
-    kind: Literal["model", "provenance", "audit"] = "model"
+    kind: Literal["model", "provenance", "audit", "bom"] = "model"
     subject: str
     subject_digest: str
     method: str

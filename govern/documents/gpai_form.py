@@ -24,9 +24,15 @@ def documentation_of(data: ReportData) -> DocumentationConfig:
 
 
 def trained_model_artifact(data: ReportData) -> tuple[str, str] | None:
-    """(name, sha256) of the model training wrote: the subject of every document."""
-    trained = next((a for a in reversed(data.artifacts) if a.role == "output" and a.kind in ("adapter", "model")
-                    and a.stage in (None, "training")), None)
+    """(name, sha256) of the model training wrote: the subject of every document.
+
+    The one whose digest the training evidence names when it names one: with ``merge_adapter`` training also
+    records the merged copy, but the adapter is what the audits judged and the signing stage signed."""
+    outputs = [a for a in data.artifacts if a.role == "output" and a.kind in ("adapter", "model")
+               and a.stage in (None, "training")]
+    named = data.training.model_digest if data.training is not None else None
+    trained = next((a for a in reversed(outputs) if named is not None and a.sha256 == named),
+                   outputs[-1] if outputs else None)
     return (trained.name, trained.sha256) if trained is not None else None
 
 

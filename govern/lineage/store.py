@@ -111,7 +111,7 @@ TERMINAL_RUN_STATUSES = frozenset({"completed", "failed", "blocked"})
 STAGE_STATUSES = frozenset({"running", "completed", "failed", "blocked", "skipped"})
 DECISION_KINDS = frozenset({"gate", "final", "check"})
 FINDING_STATUSES = frozenset({"pass", "fail", "waived", "skipped", "error"})
-SIGNATURE_KINDS = frozenset({"model", "provenance", "audit", "report"})
+SIGNATURE_KINDS = frozenset({"model", "provenance", "audit", "bom", "report"})
 MODEL_STATUSES = frozenset({"candidate", "approved", "deployed", "deprecated", "revoked"})
 
 #: ``meta`` key set once every row of the DB is committed to by an audit event (fast path only).

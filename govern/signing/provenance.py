@@ -10,6 +10,11 @@ its sha256):
 - **govern audit v1** (``https://govern.dev/audit/v1``): the policy decision, ε/δ as the accountant
   computed them, membership-inference figures, the fairness summary and PII *counts* — never PII values.
 
+A third, when the run's BOM extra is installed, shares them too:
+
+- **CycloneDX BOM** (``https://cyclonedx.org/bom``, in-toto's predicate type for a CycloneDX document): the
+  run's ML-BOM (:mod:`govern.export.bom`), built from the lineage DB; the signing stage attests it.
+
 Each is signed as a DSSE envelope in a sigstore bundle v0.3 (the same format ``model_signing`` writes),
 so ``govern verify --provenance`` — or any in-toto/SLSA tool that reads sigstore bundles — can check
 that the statement is authentic and that its subjects are the files on disk.
@@ -39,10 +44,12 @@ from govern.stage import jsonable
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 GOVERN_AUDIT_V1 = "https://govern.dev/audit/v1"
+CYCLONEDX_BOM = "https://cyclonedx.org/bom"
 GOVERN_BUILD_TYPE = "https://govern.dev/build/fine-tune/v1"
 GOVERN_BUILDER_ID = "https://govern.dev/builder/cli/v1"
 
 __all__ = [
+    "CYCLONEDX_BOM",
     "GOVERN_AUDIT_V1",
     "GOVERN_BUILD_TYPE",
     "SLSA_PROVENANCE_V1",

@@ -1,4 +1,8 @@
-"""The signing stage: sign the trained model, then sign its provenance and audit attestations.
+"""The signing stage: sign the trained model, then its provenance, audit and BOM attestations.
+
+The third attestation (``signing.attest_bom``) is the run's CycloneDX ML-BOM, built from the lineage DB as
+it stands when signing starts (every earlier stage is recorded by then), as an in-toto statement whose
+subjects are the model files, like the other two; the BOM's own model digest must be the one just signed.
 
 Reads the trained model folder (:class:`govern.stage.ModelFolder`) and the evidence so far; writes every
 bundle into the run's ``signing/`` folder (never into the model directory, which would change what was
@@ -12,6 +16,7 @@ policy file's digest) and ``ctx.started_at``.
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 from datetime import UTC, datetime
@@ -22,7 +27,16 @@ from govern.errors import GovernError, StageError
 from govern.evidence import SigningEvidence
 from govern.signing.commands import verify_command
 from govern.signing.keys import public_key_fingerprint
-from govern.signing.provenance import audit_predicate, build_provenance, sign_statement
+from govern.signing.provenance import (
+    CYCLONEDX_BOM,
+    GOVERN_AUDIT_V1,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_TYPE,
+    audit_predicate,
+    build_provenance,
+    sign_statement,
+    subjects_for,
+)
 from govern.signing.signing import Signer, SignerConfig, sign_model
 from govern.stage import (
     ArtifactOut,
@@ -40,6 +54,9 @@ from govern.stage import (
 from govern.versions import package_versions
 
 log = logging.getLogger("govern.signing")
+#: The lineage DB's signature kind of each attestation.
+_SIGNATURE_KINDS = {SLSA_PROVENANCE_V1: "provenance", GOVERN_AUDIT_V1: "audit", CYCLONEDX_BOM: "bom"}
+
 
 def environment_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     """What the provenance lists as resolved dependencies: govern's one list, plus what training recorded."""
@@ -133,15 +150,20 @@ class SigningStage:
             result = sign_model(model_dir, signer, out_dir / "model.sigstore.json")
             task.advance(len(result.files))
             task.close()
-            bundles: list[str] = []
-            attestations: list[str] = []
+            warnings = list(signer.warnings)
             signatures = [SignatureOut(**result.signature_record("model"))]
             artifacts: list[ArtifactOut] = [artifact_for(Path(result.bundle_path), "model.sigstore.json", "bundle")]
+            statements: list[tuple[str, dict[str, Any]]] = []
             if cfg.provenance:
-                bundles, attestations = self._sign_attestations(ctx, model_dir, result, signer, out_dir, artifacts)
-                kinds = {"https://slsa.dev/provenance/v1": "provenance"}
-                signatures += [SignatureOut(**{**result.signature_record(kinds.get(a, "audit")), "bundle_path": b})
-                               for b, a in zip(bundles, attestations, strict=True)]
+                statements += self._provenance_statements(ctx, model_dir, result)
+            bom = self._bom_statement(ctx, model_dir, result, warnings)
+            if bom is not None:
+                statements.append(("provenance.bom", bom))
+                (out_dir / "bom.cdx.json").write_text(json.dumps(bom["predicate"], indent=2) + "\n", encoding="utf-8")
+                artifacts.append(artifact_for(out_dir / "bom.cdx.json", "bom.cdx.json", "report"))
+            bundles, attestations = self._sign_statements(statements, signer, out_dir, artifacts)
+            signatures += [SignatureOut(**{**result.signature_record(_SIGNATURE_KINDS[a]), "bundle_path": b})
+                           for b, a in zip(bundles, attestations, strict=True)]
             trust_args = self._trust_args(cfg, signer, out_dir)
         except StageError:
             raise
@@ -159,14 +181,12 @@ class SigningStage:
             artifacts=artifacts,
             outputs=SigningOutputs(bundle=result.bundle_path, provenance=bundles, verify_command=command,
                                    model_digest=result.model_digest, signer=result.signer,
-                                   warnings=list(signer.warnings)),
+                                   warnings=warnings),
             signatures=signatures,
         )
 
-    def _sign_attestations(self, ctx: StageContext, model_dir: Path, result: Any, signer: Signer, out_dir: Path,
-                           artifacts: list[ArtifactOut]) -> tuple[list[str], list[str]]:
-        import json
-
+    def _provenance_statements(self, ctx: StageContext, model_dir: Path, result: Any
+                               ) -> list[tuple[str, dict[str, Any]]]:
         decision, basis = _decision_so_far(ctx)
         training = ctx.evidence.training
         started = ctx.started_at or datetime.fromtimestamp(ctx.run_dir.stat().st_ctime, UTC)
@@ -185,8 +205,40 @@ class SigningStage:
             audit=audit_predicate(ctx.evidence, decision, decision_basis=basis),
             files=result.files,
         )
+        return [("provenance.slsa", slsa), ("provenance.audit", audit)]
+
+    def _bom_statement(self, ctx: StageContext, model_dir: Path, result: Any, warnings: list[str]
+                       ) -> dict[str, Any] | None:
+        """The CycloneDX BOM as an in-toto statement, or None when ``attest_bom`` is off — or ``auto`` and the
+        BOM cannot be built here (no bom extra, no lineage DB), which is said in the stage's warnings."""
+        mode = ctx.config.signing.attest_bom
+        if mode is False:
+            return None
+        from govern.export.bom import BOMUnavailableError, cyclonedx_digests, cyclonedx_of_run
+
+        reason = "the stage runs without a lineage DB, which the BOM is built from"
+        if ctx.db_url:
+            try:
+                document = cyclonedx_of_run(ctx.db_url, ctx.run_id)
+            except BOMUnavailableError as exc:
+                reason = str(exc)
+            else:
+                claimed = cyclonedx_digests(document).model
+                if claimed != result.model_digest:
+                    raise StageError(self.name, f"the BOM built from the lineage DB names model sha256 {claimed}, "
+                                                f"not the model just signed ({result.model_digest})")
+                return {"_type": STATEMENT_TYPE, "subject": subjects_for(model_dir, result.files),
+                        "predicateType": CYCLONEDX_BOM, "predicate": document}
+        if mode is True:
+            raise StageError(self.name, f"signing.attest_bom is true, but the BOM cannot be attested: {reason}")
+        warnings.append(f"no BOM attestation (signing.attest_bom: auto): {reason}")
+        log.warning("%s", warnings[-1])
+        return None
+
+    def _sign_statements(self, statements: list[tuple[str, dict[str, Any]]], signer: Signer, out_dir: Path,
+                         artifacts: list[ArtifactOut]) -> tuple[list[str], list[str]]:
         bundles, types = [], []
-        for stem, statement in (("provenance.slsa", slsa), ("provenance.audit", audit)):
+        for stem, statement in statements:
             (out_dir / f"{stem}.json").write_text(json.dumps(statement, indent=2, sort_keys=True))
             signed = sign_statement(statement, signer, out_dir / f"{stem}.sigstore.json")
             bundles.append(signed.bundle_path)

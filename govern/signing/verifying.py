@@ -12,8 +12,9 @@ report.failures     # e.g. ["changed: weights.bin (signed sha256 95adafc2…, no
 Checks, in order: the bundle's signature against the trusted signer (a public key, a certificate chain,
 or a Sigstore identity + OIDC issuer verified offline against the trust root shipped with
 ``sigstore``); every file's digest against the signed manifest (changed, added and removed files are
-named); each provenance statement's signature and subjects against the files; and, with a lineage DB,
-that the DB records the same model digest and the same decision for the run.
+named); each provenance statement's signature and subjects against the files (a signed CycloneDX BOM's
+model digest too); and, with a lineage DB, that the DB records the same model digest and the same decision
+for the run, and the data-set and base-model digests a signed BOM lists.
 
 A bundle holding a plain message signature (``sigstore sign FILE``) is verified as an artifact: its
 digest and its Sigstore identity. Failing checks are results (exit 1); unreadable input is a
@@ -36,7 +37,7 @@ from pydantic import BaseModel, Field
 from govern.errors import GovernError
 from govern.signing._signers import IN_TOTO_PAYLOAD_TYPE, certificate_identity
 from govern.signing.keys import public_key_fingerprint
-from govern.signing.provenance import GOVERN_AUDIT_V1, SLSA_PROVENANCE_V1, read_statement
+from govern.signing.provenance import CYCLONEDX_BOM, GOVERN_AUDIT_V1, SLSA_PROVENANCE_V1, read_statement
 from govern.signing.signing import FileDigest, tree_digest
 
 __all__ = ["Check", "Trust", "VerificationReport", "verify", "verify_artifact", "verify_model"]
@@ -344,6 +345,59 @@ def _check_provenance(path: Path, trust: Trust, files: dict[str, str], report: V
     return statement
 
 
+def _bom_digests(statement: dict[str, Any]) -> Any:
+    from govern.export.bom import cyclonedx_digests
+
+    predicate = statement.get("predicate")
+    return cyclonedx_digests(predicate if isinstance(predicate, dict) else {})
+
+
+def _check_bom(path: Path, statement: dict[str, Any], report: VerificationReport) -> None:
+    """A signed BOM must describe the model on disk: its model component's sha256 is the files' tree digest."""
+    label = f"bom {path.name}"
+    claimed = _bom_digests(statement).model
+    if claimed is None:
+        report.add("bom-digest", False, f"{label}: the BOM names no model sha256")
+    elif claimed != report.model_digest:
+        report.add("bom-digest", False, f"{label}: the BOM describes model sha256 {_short(claimed)}, but the files "
+                                        f"hash to {_short(report.model_digest or '')}")
+    else:
+        report.add("bom-digest", True, f"{label}: the BOM describes this model (tree sha256 {_short(claimed)})")
+
+
+def _check_bom_lineage(store: Any, run: Any, statement: dict[str, Any], report: VerificationReport) -> None:
+    """The data sets and base model a signed BOM lists are the ones the lineage DB records for the run."""
+    claimed = _bom_digests(statement)
+    problems = []
+    if claimed.run_id is not None and claimed.run_id != run.id:
+        problems.append(f"lineage: the BOM is about run {claimed.run_id}, not {run.id}")
+    # The data sets of each stage's latest completed execution: a resumed run that re-read changed data keeps
+    # the earlier execution's artifacts too, and the BOM (like the evidence) describes the latest.
+    latest: dict[str, int] = {}
+    for e in store.stage_executions(run.id):
+        if e.status == "completed" and e.id is not None:
+            latest[e.stage] = max(latest.get(e.stage, e.id), e.id)
+    recorded = {a.sha256.removeprefix("sha256:"): a.name for a in store.artifacts(run.id)
+                if a.kind == "dataset" and (a.execution_id is None or a.execution_id in latest.values())}
+    for ref, digest in sorted(claimed.datasets.items()):
+        if digest not in recorded:
+            problems.append(f"lineage: the BOM's data set '{ref.removeprefix('dataset:')}' has sha256 "
+                            f"{_short(str(digest))}, which run {run.id} does not record")
+    listed = set(claimed.datasets.values())
+    problems += [f"lineage: data set '{name}' (sha256 {_short(digest)}) of run {run.id} is not in the BOM"
+                 for digest, name in sorted(recorded.items()) if digest not in listed]
+    base = store.base_model(run.base_model_id) if run.base_model_id is not None else None
+    base_digest = (base.digest or "").removeprefix("sha256:") if base is not None else None
+    if claimed.base_model != (base_digest or None):
+        problems.append(f"lineage: the BOM's base model sha256 {_short(claimed.base_model or 'none')} is not "
+                        f"the one run {run.id} records ({_short(base_digest or 'none')})")
+    for problem in problems:
+        report.add("lineage-bom", False, problem)
+    if not problems:
+        report.add("lineage-bom", True, f"lineage: the BOM's {len(claimed.datasets)} data-set digests and base "
+                                        f"model match run {run.id}'s record")
+
+
 # ------------------------------------------------------------------------------------------- lineage
 def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, Any]],
                    report: VerificationReport) -> None:
@@ -359,6 +413,8 @@ def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, A
         if s.get("predicateType") == GOVERN_AUDIT_V1:
             attested_run = attested_run or pred.get("runId")
             attested_decision = pred.get("decision")
+        if s.get("predicateType") == CYCLONEDX_BOM:
+            attested_run = attested_run or _bom_digests(s).run_id
     run_id = run_id or attested_run
     if not run_id:
         raise GovernError("--db needs --run RUN_ID, or a --provenance statement that names the run")
@@ -394,6 +450,9 @@ def _check_lineage(db_url: str, run_id: str | None, statements: list[dict[str, A
                        f"{_short(report.model_digest or '')}")
         else:
             report.add("lineage-digest", False, f"lineage: run {run.id} records no model or signature")
+        for s in statements:
+            if s.get("predicateType") == CYCLONEDX_BOM:
+                _check_bom_lineage(store, run, s, report)
         final = store.latest_decision(run.id, "final")
         decision = final.decision if final is not None else run.decision
         report.decision = decision
@@ -467,6 +526,8 @@ def verify_model(model_path: str | Path, signature: str | Path, trust: Trust, *,
             statements.append(st)
             if st.get("predicateType") == GOVERN_AUDIT_V1:
                 report.decision = (st.get("predicate") or {}).get("decision")
+            if st.get("predicateType") == CYCLONEDX_BOM:
+                _check_bom(Path(prov), st, report)
     if db_url:
         _check_lineage(db_url, run_id, statements, report)
     return report

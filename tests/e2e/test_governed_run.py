@@ -76,7 +76,7 @@ def test_governed_run_end_to_end_then_audit_from_the_db(quick_project: Path, wor
         assert evidence["pii"]["redacted"] and evidence["pii"]["by_entity"]["EMAIL_ADDRESS"] > 0
         assert evidence["membership"]["attacks"] and evidence["fairness"]["groups"]
         sigs = store.signatures(run_id)
-        assert {s.kind for s in sigs} >= {"model", "provenance"}
+        assert {s.kind for s in sigs} >= {"model", "provenance", "audit", "bom"}  # CI installs the bom extra
         verify_cmd = store.completed_stage(run_id, "signing").outputs["verify_command"]  # type: ignore[union-attr]
         run_dir = Path(store.get_run(run_id).run_dir or "")
 

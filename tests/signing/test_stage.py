@@ -42,8 +42,11 @@ def signed_run(workdir: Path, model_dir: Path, keys: KeyPair):
     store = LineageStore.open(os.environ["GOVERN_DB_URL"])
     loaded = load_policy("default")
     policy_ref = PolicyRef(**loaded.ref())
+    # No BOM attestation here: this DB records no training stage to build one from (test_bom_attestation
+    # signs one in a real run).
     config = RunConfig.model_validate({"name": "demo", "data": {"train": "train.jsonl", "eval": "eval.jsonl"},
-                                       "signing": {"method": "key", "private_key": str(keys.private_key)}})
+                                       "signing": {"method": "key", "private_key": str(keys.private_key),
+                                                   "attest_bom": False}})
     run_id = store.create_run(name="demo", config=config.model_dump(mode="json"), policy=policy_ref)
     ctx = StageContext(run_id=run_id, config=config, run_dir=workdir / "runs" / run_id, policy=loaded.policy,
                        evidence=_evidence(), outputs={"training": ModelFolder(model_dir=str(model_dir))},
@@ -137,6 +140,27 @@ def test_stage_without_a_trained_model_is_a_stage_error(workdir: Path, keys: Key
                        evidence=Evidence())
     with pytest.raises(StageError, match="no trained model to sign"):
         SigningStage().run(ctx)
+
+
+@pytest.mark.parametrize("attest_bom", ["auto", True])
+def test_bom_attestation_without_a_lineage_db(workdir: Path, model_dir: Path, keys: KeyPair, attest_bom: object) -> None:
+    """auto: the other attestations are signed and the stage says why there is no BOM; true: a stage error."""
+    from govern.errors import StageError
+
+    config = RunConfig.model_validate({"name": "demo", "data": {"train": "t.jsonl", "eval": "e.jsonl"},
+                                       "signing": {"method": "key", "private_key": str(keys.private_key),
+                                                   "attest_bom": attest_bom}})
+    ctx = StageContext(run_id="r", config=config, run_dir=workdir / "runs" / "r", policy=load_policy("default").policy,
+                       evidence=_evidence(), outputs={"training": ModelFolder(model_dir=str(model_dir))})
+    if attest_bom is True:
+        with pytest.raises(StageError, match="signing.attest_bom is true, but the BOM cannot be attested: the stage "
+                                             "runs without a lineage DB"):
+            SigningStage().run(ctx)
+        return
+    result = SigningStage().run(ctx)
+    assert result.evidence.attestations == ["https://slsa.dev/provenance/v1", "https://govern.dev/audit/v1"]
+    assert result.outputs.warnings == ["no BOM attestation (signing.attest_bom: auto): the stage runs without a "
+                                       "lineage DB, which the BOM is built from"]
 
 
 def test_no_key_material_in_stage_outputs_or_db(signed_run, keys: KeyPair) -> None:
