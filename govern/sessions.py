@@ -445,8 +445,12 @@ class GovernedRun:
 
     @property
     def resumed(self) -> bool:
-        """True when this session reopened an unfinished run (``resume=`` / ``GOVERN_RESUME``)."""
-        return self.active.resumed
+        """True when this session reopened an unfinished run (``resume=`` / ``GOVERN_RESUME``) — or, for a
+        script `govern run` started (training.script), when the run's audit chain already records training
+        checkpoints: `govern run --resume` after a kill then continues the script's training from them."""
+        if self.active.resumed:
+            return True
+        return self.joined is not None and bool(self.checkpoint_chain().records())
 
     def checkpoint_chain(self) -> Any:
         """Where this run records the checkpoints it writes and checks the one it resumes from."""
