@@ -179,6 +179,77 @@ def _autocast(device: torch.device, precision: str) -> tuple[bool, str]:
     return False, "fp32"
 
 
+# ------------------------------------------------------------------------------ the named steps
+@dataclass
+class PreparedModel:
+    """The base model ready to train (LoRA applied or every weight trainable), on its device, train mode."""
+
+    model: Any
+    tokenizer: Any
+    label_names: list[str]
+    architecture: dict[str, str]
+    lora: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    #: Full fine-tuning under Opacus: position / token-type ids to pass per sample (see prepare_model).
+    needs_position_ids: bool = False
+    needs_token_types: bool = False
+
+
+def prepare_model(spec: TrainingSpec, folder: Path, gguf: str | None, device: torch.device) -> PreparedModel:
+    """Step 1 — the session's ``load_base_model``: the base model, labelled for the task, adapted (LoRA) or
+    fully trainable, moved to ``device`` in train mode (Opacus needs train mode before ``make_private``)."""
+    records = _read_training_records(spec)
+    if not records:
+        raise DataError(spec.train_files[0].path, "no training records")
+    cfg = spec.training
+    label_names = _label_names(spec, records) if spec.task == "classification" else []
+    model, tokenizer = load_base_model(folder, gguf, task=spec.task, label_names=label_names or None)
+    # What the model is, for the documents that ask (the GPAI form's architecture): from its own config.
+    architecture = {k: v for k, v in (("model_type", getattr(model.config, "model_type", None)),
+                                      ("architecture", type(model).__name__)) if isinstance(v, str) and v}
+    lora_info: dict[str, Any] = {}
+    if cfg.method == "lora":
+        targets = lora_targets(model, cfg.lora.target_modules)
+        model = apply_lora(model, task=spec.task, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                           target_modules=targets)
+        lora_info = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout, "target_modules": targets}
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    trainable, total = count_parameters(model)
+    # Full fine-tuning under Opacus: the position (and token-type) embeddings are trained too, and
+    # their default ids are a shared [1, T] buffer — per-sample gradients then get batch size 1. Give
+    # every sample its own ids (``repeat``, not ``expand``, which ghost clipping cannot handle).
+    import inspect
+
+    forward_params = inspect.signature(model.forward).parameters
+    model.to(device)
+    model.train()
+    return PreparedModel(
+        model=model, tokenizer=tokenizer, label_names=label_names, architecture=architecture, lora=lora_info,
+        trainable_params=trainable, total_params=total,
+        needs_position_ids=cfg.method == "full" and "position_ids" in forward_params,
+        needs_token_types=bool(cfg.method == "full" and "token_type_ids" in forward_params
+                               and getattr(model.config, "type_vocab_size", 0)))
+
+
+def encode_training_set(spec: TrainingSpec, tokenizer: Any, label_names: list[str]) -> EncodedDataset:
+    """Step 2 — the session's ``training_data``, encoded: every training file (the redacted data, the audit
+    canaries) tokenised the way the audits will score it."""
+    from govern.data.io import read_records
+
+    cfg = spec.training
+    columns = Columns(text=spec.columns.get("text") or "text", label=spec.columns.get("label"),
+                      prompt=spec.columns.get("prompt"), completion=spec.columns.get("completion"))
+    examples: list[EncodedExample] = []
+    for f in spec.train_files:
+        examples.extend(encode_records(read_records(Path(f.path), f.format), tokenizer, task=spec.task,
+                                       columns=columns, label_names=label_names, max_length=cfg.max_length,
+                                       source=f.path))
+    return EncodedDataset(examples)
+
+
 # ------------------------------------------------------------------------------------------- train
 def train(spec: TrainingSpec, progress: Progress | None = None, *, single_process: bool = False,
           chain: ckpt.CheckpointChain | None = None) -> TrainingOutcome:
@@ -211,47 +282,13 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     folder, gguf = resolve_base_model(Path(spec.base_model_path) if spec.base_model_path else None, spec.gguf_file)
     digest = base_model_digest(folder, gguf)
 
-    records = _read_training_records(spec)
-    if not records:
-        raise DataError(spec.train_files[0].path, "no training records")
-    label_names = _label_names(spec, records) if spec.task == "classification" else []
-    model, tokenizer = load_base_model(folder, gguf, task=spec.task, label_names=label_names or None)
-    # What the model is, for the documents that ask (the GPAI form's architecture): from its own config.
-    architecture = {k: v for k, v in (("model_type", getattr(model.config, "model_type", None)),
-                                      ("architecture", type(model).__name__)) if isinstance(v, str) and v}
-    columns = Columns(text=spec.columns.get("text") or "text", label=spec.columns.get("label"),
-                      prompt=spec.columns.get("prompt"), completion=spec.columns.get("completion"))
-    examples: list[EncodedExample] = []
-    for f in spec.train_files:
-        from govern.data.io import read_records
-
-        examples.extend(encode_records(read_records(Path(f.path), f.format), tokenizer, task=spec.task,
-                                       columns=columns, label_names=label_names, max_length=cfg.max_length,
-                                       source=f.path))
-    dataset = EncodedDataset(examples)
+    prepared = prepare_model(spec, folder, gguf, device)
+    model, tokenizer, label_names = prepared.model, prepared.tokenizer, prepared.label_names
+    architecture, lora_info = prepared.architecture, prepared.lora
+    trainable, total = prepared.trainable_params, prepared.total_params
+    needs_position_ids, needs_token_types = prepared.needs_position_ids, prepared.needs_token_types
+    dataset = encode_training_set(spec, tokenizer, label_names)
     n = len(dataset)
-
-    lora_info: dict[str, Any] = {}
-    if cfg.method == "lora":
-        targets = lora_targets(model, cfg.lora.target_modules)
-        model = apply_lora(model, task=spec.task, r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                           target_modules=targets)
-        lora_info = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout, "target_modules": targets}
-    else:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    trainable, total = count_parameters(model)
-    # Full fine-tuning under Opacus: the position (and token-type) embeddings are trained too, and
-    # their default ids are a shared [1, T] buffer — per-sample gradients then get batch size 1. Give
-    # every sample its own ids (``repeat``, not ``expand``, which ghost clipping cannot handle).
-    import inspect
-
-    forward_params = inspect.signature(model.forward).parameters
-    needs_position_ids = cfg.method == "full" and "position_ids" in forward_params
-    needs_token_types = bool(cfg.method == "full" and "token_type_ids" in forward_params
-                             and getattr(model.config, "type_vocab_size", 0))
-    model.to(device)
-    model.train()  # Opacus needs train mode before make_private ("No activations detected" otherwise)
     plain_model = model  # the unwrapped (PEFT) model: what gets saved
 
     # ---- sampling and privacy parameters, fixed for the whole run before the first step
