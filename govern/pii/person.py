@@ -1,25 +1,33 @@
 """PERSON detection that does not rest on the small NER model alone.
 
 :class:`PersonNameRecognizer` replaces the PERSON part of Presidio's ``SpacyRecognizer`` (which keeps
-its other entities). It combines three kinds of evidence and scores each span:
+its other entities). It combines four kinds of evidence and scores each span:
 
 * **the spaCy NER's PERSON spans** (kept at spaCy's 0.85 unless every word is a common English word
   and none is a known name — "Please", "Order" tagged PERSON — or they are obviously not a name);
 * **the name lexicon** (:mod:`govern.pii.names`): runs of capitalised words that start with a known
   first name or end with a known last name ("Aaliyah Vorster", "Jean-Pierre Okafor-Smith"), and
   lower-case first + last names in chat text ("ask priya raghunathan");
-* **context**: titles and roles ("Mr", "Dr.", "Defendant"), salutations and sign-offs ("Dear", "Hi",
+* **context**: titles and roles ("Mr", "Dr.", "Defendant", "ex-"), salutations and sign-offs ("Dear", "Hi",
   "Regards,\\n"), phrases like "my name is", which make a capitalised word a name even when no list
-  knows it ("ms. Wijtze").
+  knows it ("ms. Wijtze");
+* **the tagger's parts of speech** (the spaCy ``Doc`` Presidio already made, so no extra pass): a known
+  name followed by a finite verb or a possessive is a subject or an owner ("Okonkwo called", "Naja's
+  laptop"), which lifts a name opening a sentence, a lower-case chat name ("ok priya said …") and an
+  ambiguous NER name ("Mark has approved …"); a later "he"/"she"/"his"/"her" outweighs the small
+  model's guess that such a subject is a place or a company.
 
 Ambiguous names — words that are also common English words ("Will", "May", "Bill", "Hope", "Mark",
 "Grace") — never count on their own: they need a second name word beside them or context. Common
 English words come from the spaCy model's own WordNet lemma tables (verbs, adjectives, adverbs, and
-nouns that are not common names) plus its stop words, so no extra list ships.
+nouns that are not common names) plus its stop words, so no extra list ships. Not people, whatever the
+NER says: runs opening with an article ("The Royal Ballet"), Title Case phrases of dictionary words
+("Cautionary Notes"), street names and the town after a street address, lower-case dictionary words.
 
 Scores: 0.85 title/role context or first+last name; 0.8 salutation context; 0.75 lower-case
-first+last; 0.6 a single capitalised known name inside a sentence; 0.4 (below the default threshold)
-a single known name opening a sentence, where capitalisation tells nothing.
+first+last; 0.6 a single capitalised known name inside a sentence, or one that is a verb's subject or an
+owner; 0.55 a common first name opening a sentence; 0.4 (below the default threshold) any other single
+known name opening a sentence, where capitalisation tells nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ TITLES = frozenset({
     "plaintiff", "claimant", "witness", "patient", "client", "customer", "tenant", "applicant", "employee",
     "agent", "inspector", "constable", "attorney", "counsel", "suspect", "victim", "minister", "pastor",
 })
-#: Titles written abbreviated, with a dot before the name ("Dr. Okafor", "Mrs. Ayers").
+#: Titles written abbreviated, with a dot before the name ("Dr. Okafor", "Mrs. Mensah").
 TITLE_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "rev", "fr", "sgt", "capt", "det", "lt", "col",
                                  "gen", "rep", "gov", "sr", "sra", "dott", "mme", "mlle", "insp"})
 #: Words after which the next name-shaped word(s) are a person: greetings, sign-offs, introductions.
@@ -141,12 +149,12 @@ _STREET_ALTERNATIVES = "|".join(sorted(map(re.escape, _STREET_WORDS), key=len, r
 _STREET_AFTER_NUMBER = re.compile(r"\b\d+[a-z]?[ \t]+(?:[^\W\d_]+[ \t]+){0,3}?(?:" + _STREET_ALTERNATIVES + r")\b",
                                   re.IGNORECASE)
 _NUMBER_WORDS_NUMBER = re.compile(r"\b\d+[a-z]?[ \t]+(?:[^\W\d_]+[ \t]+){1,3}\d+[a-z]?[ \t]*$", re.IGNORECASE)
-#: Articles: a capitalised run opening with one is the title of a thing ("The Princess Royal").
+#: Articles: a capitalised run opening with one is the title of a thing ("The Royal Ballet").
 ARTICLES = frozenset({"the", "a", "an"})
-#: Words before a noun, not a subject name: "the lilly" is a flower.
+#: Words before a noun, not a subject name: "the rose" is a flower.
 DETERMINERS = ARTICLES | {"my", "your", "our", "their", "his", "her", "its", "this", "that", "these", "those",
                           "some", "any", "no", "every", "each"}
-#: Penn tags of a finite verb or modal: the word before one is its subject ("Okafor called", "Frank had").
+#: Penn tags of a finite verb or modal: the word before one is its subject ("Okafor called", "Mark has").
 FINITE_VERB_TAGS = frozenset({"VBD", "VBZ", "VBP", "MD"})
 PROPER_NOUN_TAGS = frozenset({"NNP", "NNPS"})
 #: Pronouns that refer to a person ("they" and "it" refer to companies as often).
@@ -161,7 +169,7 @@ CHAT_WORDS = frozenset({"yo", "ya", "yah", "bro", "bruh", "ty", "kk", "umm", "hm
 
 def _in_street_address(text: str, words: list[_Word], i: int) -> bool:
     """``words[i]`` names a street or a town of a street address: right after a street word ("12 rue Victor
-    Hugo"), or right after the comma that ends one ("16 48 rue Descartes, Monte Gil, Canada")."""
+    Hugo"), or right after the comma that ends one ("12 rue Victor Hugo, Saint Denis, France")."""
     if i > 0 and words[i - 1].lower in STREET_PREFIXES and text[words[i - 1].end:words[i].start] == " ":
         return True
     before = text[max(0, words[i].start - 80):words[i].start]
@@ -298,7 +306,7 @@ class PersonNameRecognizer(LocalRecognizer):
 
     def _title_case_phrase(self, text: str, words: list[_Word], inside: list[_Word]) -> bool:
         """A capitalised word that is no name sits right before or after the span, inside a sentence:
-        the span is part of a Title Case phrase ("Cautionary Tales", "Modern Times Quarterly")."""
+        the span is part of a Title Case phrase ("Cautionary Notes", "Modern Times Quarterly")."""
         at = words.index(inside[0])
         after = words.index(inside[-1]) + 1
         neighbours = []
@@ -330,7 +338,7 @@ class PersonNameRecognizer(LocalRecognizer):
                                    or _in_street_address(text, words, at)):
             return None
         known = any(w.first or w.last for w in inside)
-        # "Please", "Order", "Guilty Pleasures", "Cautionary Tales": common words the small model calls
+        # "Please", "Order", "Silent Partners", "Cautionary Notes": common words the small model calls
         # PERSON; only a common first name among them ("Rose Hunter"), outside a Title Case phrase, keeps it
         if all(w.dictionary for w in inside) and context not in ("title", "strong") and (
                 not any(w.first == COMMON_RANK for w in inside) or self._title_case_phrase(text, words, inside)):
@@ -340,7 +348,7 @@ class PersonNameRecognizer(LocalRecognizer):
         if all(w.dictionary and not w.cap for w in inside) and not any(
                 w.first == COMMON_RANK and tags.at(w.start) in PROPER_NOUN_TAGS for w in inside):
             # "foot administration meet": lower-case words, whatever the small model says; but the tagger's
-            # proper noun that is a common first name is one ("john had given …": WordNet knows "john" too)
+            # proper noun that is a common first name is one ("john said …": WordNet knows "john" too)
             return None
         subject = (all(tags.at(w.start) in PROPER_NOUN_TAGS for w in inside)
                    and tags.after(inside[-1].end) in FINITE_VERB_TAGS)
@@ -348,7 +356,7 @@ class PersonNameRecognizer(LocalRecognizer):
                 and self._sentence_initial(text, inside[0])):
             return None  # "Detail risk …", "Order 5 shipped": a capitalised word opening a sentence
         # "Bill payment failed", "Will you ...": a name-word used as a word; but the tagger's proper noun
-        # as a verb's subject is a person ("Frank had given Tyler his address")
+        # as a verb's subject is a person ("Mark has approved the refund")
         if all(w.ambiguous for w in inside) and context is None and not subject:
             return None
         return inside[0].start, inside[-1].end, 0.85, "spaCy NER PERSON"
@@ -402,7 +410,7 @@ class PersonNameRecognizer(LocalRecognizer):
         if any(w.lower in STOPPERS for w in run):
             return None
         if original[0].lower in ARTICLES and len(original) > 1:
-            return None  # "The Princess Royal", "The Dimensions of a Shadow": titles of things, not people
+            return None  # "The Royal Ballet", "The Silent Architecture of Trust": titles of things, not people
         # trim role words and common words off the edges: "Defendant Aaliyah Vorster" → "Aaliyah Vorster"
         lead_context = context
         cue = words[i - 1].lower if context and i > 0 else ""
@@ -474,10 +482,10 @@ class PersonNameRecognizer(LocalRecognizer):
         follower = tags.after(w.end)
         # a verb's subject or an owner ("Okafor called", "Naja's laptop"): a person or an organisation
         acts = follower in FINITE_VERB_TAGS or follower == "POS"
-        # ... and a later "he"/"she"/"his"/"her" says which ("Beaufort is reliable. Depend on him.")
+        # ... and a later "he"/"she"/"his"/"her" says which ("Okonkwo is reliable. Ask him.")
         referred = acts and _PERSON_PRONOUN.search(text, w.end) is not None
         if w.dictionary:
-            # "Wisdom", "Hunter": a noun as well as a name; Title Case says nothing, the NER or a cue must
+            # "Hunter", "Baker": a noun as well as a name; Title Case says nothing, the NER or a cue must
             return (w.start, w.end, 0.6, "a verb's subject, referred to as he or she") if referred else None
         # the small model calls many unfamiliar names ORG; a place is a better reason to doubt
         org_only = bool(overlaps) and all(label in ("ORGANIZATION", "ORG") for label in overlaps)

@@ -61,14 +61,17 @@ def quality(ours: ConfiguredAnalyzer, raw: ConfiguredAnalyzer, n: int, seed: int
     print(f"\n[PERSON on {len(sentences):,} generated sentences, seed {seed}: {n:,} with names "
           f"({sum(len(s.spans) for s in sentences):,} names), the rest name-like non-names]")
     for label, analyzer in (("govern", ours), ("raw Presidio", raw)):
-        total = new_counts()
+        total, cued = new_counts(), new_counts()
         by_kind: dict[str, Counts] = {}
         for s in sentences:
             predicted = persons(analyzer, s.text)
             gold = [("PERSON", a, b) for a, b in s.spans]
             score_spans(predicted, gold, total)
             score_spans(predicted, gold, by_kind.setdefault(s.kind, new_counts()))
+            if s.kind not in ("single", "chat", "non-name"):
+                score_spans(predicted, gold, cued)
         print("  " + row(label, total))
+        print("    " + row("with a cue", cued) + "  (all but single, chat)")
         for kind in sorted(by_kind):
             if kind == "non-name":
                 print(f"      {'non-name':<12} false positives {by_kind[kind]['PERSON']['fp']}")
