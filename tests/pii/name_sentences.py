@@ -2,9 +2,13 @@
 
 Names are drawn (seeded) from the lexicon itself: common first and last names, rare ones (known to the
 package but ranked in no country's top 2,000), hyphenated double surnames, middle names, particles
-("van der"), and lower-case names in chat text. Around them, the capitalised non-names real text has
-(cities, companies, weekdays, months) and, in separate sentences, words that are also names ("Will",
-"May", "Bill", "Hope", "Mark", "Grace") used as words. Gold spans are exact character offsets.
+("van der"), and lower-case names in chat text; and single names with no cue at all — a surname or
+first name opening a sentence as its subject, a first name inside one, a possessive, a lower-case first
+name in chat — the cases a title or greeting does not announce. Around them, the capitalised non-names
+real text has (cities, companies, weekdays, months) and, in separate sentences, words that are also names
+("Will", "May", "Bill", "Hope", "Mark", "Grace") used as words, companies and cities opening a sentence,
+titles of books and talks in Title Case, street addresses, and lower-case chat without a name. Gold spans
+are exact character offsets.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 from govern.pii.names import NameLexicon
+from govern.pii.person import AMBIGUOUS_NOUNS
 
 CITIES = ["London", "Paris", "Berlin", "Madrid", "Chicago", "Toronto", "Sydney", "Mumbai", "Lagos", "Nairobi",
           "Dublin", "Lisbon", "Warsaw", "Denver", "Seattle", "Manila", "Lima", "Osaka", "Cairo", "Boston"]
@@ -38,6 +43,14 @@ NON_NAME_SENTENCES = [
     "Summer sale: the {product} is 20% off until {month}.",
     "Rose gold and jade green are the new colours for the {product}.",
     "I will call back tomorrow about ticket {n}.",
+    "{company} released a new {product} firmware on {weekday}.",
+    "{city} is closed for the holiday, so the {product} ships on {weekday}.",
+    "Read Cautionary Notes: Seven Lessons From The Field before the {product} workshop.",
+    "Her talk, \"The Silent Architecture of Trust\", opens the {city} summit.",
+    "Ship it to 12 rue Victor Hugo, Saint Denis, France, by {weekday}.",
+    "ok thx, the {product} works now lol",
+    "pls send the invoice asap, the {product} is still broken",
+    "Courage, Honesty and Patience are the values on our {product} team poster.",
 ]
 
 
@@ -70,7 +83,7 @@ def _pool(names: frozenset[str], words: frozenset[str], rng: random.Random, k: i
     # ambiguous ones are exercised with context in their own sentences
     # Latin script only: these are English sentences (names in other scripts are a different test)
     ordered = sorted(n for n in names if n.isalpha() and 3 <= len(n) <= 14 and n.lower() not in words
-                     and all(c < "\u0250" for c in n))
+                     and n.lower() not in AMBIGUOUS_NOUNS and all(c < "\u0250" for c in n))
     return rng.sample(ordered, min(k, len(ordered)))
 
 
@@ -104,7 +117,7 @@ def name_sentences(lexicon: NameLexicon, english_words: frozenset[str], n: int =
         style = rng.choice(styles)
         name = full(style)
         city, company, product = rng.choice(CITIES), rng.choice(COMPANIES), rng.choice(PRODUCTS)
-        template = i % 9
+        template = i % 14
         b = _Builder()
         if template == 0:
             b.add("Defendant ").add(name, True).add(f", aged {rng.randint(18, 80)}, was charged with "
@@ -130,8 +143,26 @@ def name_sentences(lexicon: NameLexicon, english_words: frozenset[str], n: int =
         elif template == 7:
             b.add("Meeting notes: ").add(name, True).add(" and ").add(full("plain"), True).add(
                 f" agreed to ship the {product} fix on {rng.choice(WEEKDAYS)}.")
-        else:
+        elif template == 8:
             b.add(f"Signed in {city} by ").add(name, True).add(f", on behalf of {company}.")
+        elif template == 9:  # a surname alone, as the subject: case notes, tickets
+            last = rng.choice(lasts + rare_lasts)
+            pronoun = rng.choice(["she", "he", "they"])
+            b.add(last, True).add(f" called about the {product} on {rng.choice(WEEKDAYS)}; {pronoun} wants a refund.")
+            style = "single"
+        elif template == 10:
+            b.add(rng.choice(firsts), True).add(f" is very happy with the new {product}.")
+            style = "single"
+        elif template == 11:  # lower-case chat with a first name and no greeting
+            first = rng.choice(firsts).lower()
+            b.add(rng.choice(["thx ", "ok ", "so "])).add(first, True).add(f" said the {product} is broken again lol")
+            style = "chat"
+        elif template == 12:
+            b.add("I spoke with ").add(rng.choice(firsts), True).add(f" about the {product} yesterday.")
+            style = "single"
+        else:
+            b.add(rng.choice(firsts), True).add(f"'s {product} was sent back to the {city} store.")
+            style = "single"
         out.append(b.build(style))
     for _ in range(n // 100 + 1):
         for template in NON_NAME_SENTENCES:
