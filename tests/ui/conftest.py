@@ -46,27 +46,32 @@ class History:
     runs: tuple[str, str]  # two training runs by alice, registered as support-intent v1 and v2 (signed)
 
 
-@pytest.fixture(scope="session")
-def history_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+def record_history(db: str, root: Path) -> History:
+    """Record the history in the lineage DB at ``db`` (SQLite or PostgreSQL), its files under ``root``."""
     from govern import api
 
-    root = tmp_path_factory.mktemp("history")
     data = root / HOSTILE_FILE
     data.write_text(f'{{"text": "mail {PLANTED_EMAIL} or call 212-555-0199", "label": 1}}\n'
                     '{"text": "nothing to see", "label": 0}\n{"text": "bob@example.org wrote", "label": 0}\n')
-    db = f"sqlite:///{root / 'lineage.db'}"
+    scan_run, _ = api.scan([data], db_url=db)
+    with LineageStore.open(db, read_only=True) as store:
+        fingerprint = store.datasets()[0].fingerprint
+    runs = tuple(record_run(db, root, by="alice", seed=seed, dataset=fingerprint,
+                            training_evidence=dp_training(100)) for seed in (1, 2))
+    with LineageStore.open(db) as store:
+        for run in runs:
+            register_after_run(store, run.run_id)
+    assert scan_run is not None
+    return History(db=db, fingerprint=fingerprint, scan_run=scan_run, runs=(runs[0].run_id, runs[1].run_id))
+
+
+@pytest.fixture(scope="session")
+def history_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    root = tmp_path_factory.mktemp("history")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GOVERN_WITNESS_DIR", str(root / "witness"))
-        scan_run, _ = api.scan([data], db_url=db)
-        with LineageStore.open(db, read_only=True) as store:
-            fingerprint = store.datasets()[0].fingerprint
-        runs = tuple(record_run(db, root, by="alice", seed=seed, dataset=fingerprint,
-                                training_evidence=dp_training(100)) for seed in (1, 2))
-        with LineageStore.open(db) as store:
-            for run in runs:
-                register_after_run(store, run.run_id)
-    assert scan_run is not None
-    yield History(db=db, fingerprint=fingerprint, scan_run=scan_run, runs=(runs[0].run_id, runs[1].run_id))
+        history = record_history(f"sqlite:///{root / 'lineage.db'}", root)
+    yield history
 
 
 @pytest.fixture
