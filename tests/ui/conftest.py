@@ -113,6 +113,17 @@ def accounts(accounts_template: Path, tmp_path: Path) -> Path:
     return path
 
 
+def login(client: Any, user: str) -> str:
+    """Log ``user`` in through the form with an HTTP client (a TestClient, or httpx against a real server);
+    returns the session's CSRF token, read from the landing page as a browser would."""
+    password = next(p for n, _, p in USERS if n == user)
+    landed = client.post("/login", data={"username": user, "password": password}, follow_redirects=True)
+    assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
+    found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
+    assert found, "a logged-in page carries the session's CSRF token"
+    return found.group(1)
+
+
 @pytest.fixture
 def console_client(accounts: Path) -> Callable[..., Any]:
     """``make(db, user=None, **create_app kwargs)``: a TestClient over a real console app; with ``user``, logged
@@ -128,12 +139,7 @@ def console_client(accounts: Path) -> Callable[..., Any]:
         kwargs.setdefault("accounts_path", accounts)
         client = TestClient(create_app(db, **kwargs))
         if user is not None:
-            password = next(p for n, _, p in USERS if n == user)
-            landed = client.post("/login", data={"username": user, "password": password})
-            assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
-            found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
-            assert found, "a logged-in page carries the session's CSRF token"
-            client.csrf = found.group(1)
+            client.csrf = login(client, user)
         return client
 
     return make

@@ -6,7 +6,6 @@ logged-in user as the actor while the hash chain still verifies."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from govern.lineage import LineageStore
 from tests.lineage.conftest import migrated_pg_template  # noqa: F401  (session fixture)
 from tests.pg import drop_database, fresh_database, postgres_url  # noqa: F401  (session fixture)
-from tests.ui.conftest import HOSTILE_FILE, PLANTED_EMAIL, USERS, History, record_history, serve
+from tests.ui.conftest import HOSTILE_FILE, PLANTED_EMAIL, History, login, record_history, serve
 
 pytestmark = pytest.mark.postgres
 
@@ -33,19 +32,6 @@ def pg_history(postgres_url: str, migrated_pg_template: str, tmp_path: Path,  # 
         drop_database(postgres_url, url)
 
 
-def _login(client: object, user: str) -> str:
-    """Log in through the form; the session's CSRF token, read from the landing page as a browser would."""
-    import httpx
-
-    assert isinstance(client, httpx.Client)
-    password = next(p for n, _, p in USERS if n == user)
-    landed = client.post("/login", data={"username": user, "password": password}, follow_redirects=True)
-    assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
-    found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
-    assert found
-    return found.group(1)
-
-
 def test_every_page_and_two_actions_work_on_postgresql(pg_history: History, accounts: Path) -> None:
     import httpx
 
@@ -54,7 +40,7 @@ def test_every_page_and_two_actions_work_on_postgresql(pg_history: History, acco
     history = pg_history
     assert history.db.startswith("postgresql")
     with serve(create_app(history.db, accounts_path=accounts)) as base, httpx.Client(base_url=base) as client:
-        csrf = _login(client, "bob")
+        csrf = login(client, "bob")
 
         def get(path: str, **params: str) -> str:
             response = client.get(path, params=params)
