@@ -111,6 +111,7 @@ class Run(SQLModel, table=True):
         sa.Index("ix_runs_started_at_id", "started_at", "id"),
         sa.Index("ix_runs_status_started_at", "status", "started_at", "id"),
         sa.Index("ix_runs_kind_started_at", "kind", "started_at", "id"),
+        sa.Index("ix_runs_decision_started_at", "decision", "started_at", "id"),  # migration 0005
     )
 
     id: str = Field(primary_key=True)

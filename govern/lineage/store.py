@@ -443,8 +443,13 @@ class LineageStore:
 
     @staticmethod
     def _run_filters(status: str | None, kind: str | None, since: datetime | None,
-                     dataset: str | None = None) -> list[Any]:
+                     dataset: str | None = None, decision: str | None = None,
+                     before: datetime | None = None) -> list[Any]:
         conditions: list[Any] = []
+        if decision is not None:
+            conditions.append(col(Run.decision) == decision)
+        if before is not None:
+            conditions.append(col(Run.started_at) < before)
         if status is not None:
             conditions.append(col(Run.status) == status)
         if kind is not None:
@@ -457,16 +462,21 @@ class LineageStore:
         return conditions
 
     def list_runs(self, *, limit: int = 50, offset: int = 0, status: str | None = None, kind: str | None = None,
-                  since: datetime | None = None, dataset: str | None = None) -> list[RunRecord]:
-        """Runs, newest first; ``dataset``: only the runs that recorded that data set (by fingerprint)."""
-        stmt = (sa.select(Run).where(*self._run_filters(status, kind, since, dataset))
+                  since: datetime | None = None, dataset: str | None = None, decision: str | None = None,
+                  before: datetime | None = None) -> list[RunRecord]:
+        """Runs, newest first; ``dataset``: only the runs that recorded that data set (by fingerprint);
+        ``since`` / ``before``: started at or after / strictly before (a half-open range, so consecutive
+        days never share a run)."""
+        stmt = (sa.select(Run).where(*self._run_filters(status, kind, since, dataset, decision, before))
                 .order_by(col(Run.started_at).desc(), col(Run.id).desc())
                 .limit(limit).offset(offset))
         return self._read(lambda s: [RunRecord.model_validate(r) for r in s.scalars(stmt)])
 
     def count_runs(self, *, status: str | None = None, kind: str | None = None,
-                   since: datetime | None = None, dataset: str | None = None) -> int:
-        stmt = sa.select(sa.func.count()).select_from(Run).where(*self._run_filters(status, kind, since, dataset))
+                   since: datetime | None = None, dataset: str | None = None, decision: str | None = None,
+                   before: datetime | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(Run).where(
+            *self._run_filters(status, kind, since, dataset, decision, before))
         return self._read(lambda s: int(s.execute(stmt).scalar_one()))
 
     def set_run_status(self, run_id: str, status: str, *, decision: str | None = None,

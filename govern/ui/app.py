@@ -21,9 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -33,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from govern.actor import Actor
+from govern.decisions import Decision
 from govern.errors import GovernError, NotFoundError
 from govern.lineage import LineageStore
 from govern.ui.accounts import Account, AccountFile, check_password, check_token, load_accounts
@@ -212,16 +214,13 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
         return response
 
     async def runs(request: Request, session: Session | None) -> Response:
-        status = request.query_params.get("status") or None
-        kind = request.query_params.get("kind") or None
-        dataset = request.query_params.get("dataset") or None
+        filters = _run_filters(request)
         number = _page_number(request)
         with store(session) as s:
-            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, status=status, kind=kind,
-                               dataset=dataset)
-            total = s.count_runs(status=status, kind=kind, dataset=dataset)
-        return page(request, "runs.html", session, runs=rows, total=total, number=number, status_filter=status or "",
-                    kind=kind or "", dataset=dataset or "", pages=max(1, -(-total // PAGE_SIZE)))
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, **filters.store_args())
+            total = s.count_runs(**filters.store_args())
+        return page(request, "runs.html", session, runs=rows, total=total, number=number, f=filters,
+                    decisions=DECISIONS, pages=max(1, -(-total // PAGE_SIZE)))
 
     async def run(request: Request, session: Session | None) -> Response:
         """The run's report content, from the report's own view model (one implementation)."""
@@ -397,10 +396,7 @@ def create_app(db_url: str | None = None, *, read_only: bool = False, accounts_p
 
         number = _page_number(request)
         with store(session) as s:
-            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
-                               status=request.query_params.get("status") or None,
-                               kind=request.query_params.get("kind") or None,
-                               dataset=request.query_params.get("dataset") or None)
+            rows = s.list_runs(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE, **_run_filters(request).store_args())
         return api_json(request, session, [r.model_dump(mode="json", exclude=set(RUN_LIST_EXCLUDE)) for r in rows])
 
     async def api_run(request: Request, session: Session | None) -> Response:
@@ -499,6 +495,58 @@ def _report_formats() -> tuple[str, ...]:
             ctypes.util.find_library(lib) for lib in ("pango-1.0", "pangoft2-1.0")):
         return ("html", "md", "json")
     return ("html", "pdf", "md", "json")
+
+
+#: The decisions a run can record (the Runs page's choices; anything else is bad input, not an empty page).
+DECISIONS: tuple[str, ...] = get_args(Decision)
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The Runs page's (and ``/api/v1/runs``') filters as the query string gave them, checked: the page echoes
+    them into its form and pager, the store gets them as a half-open time range."""
+
+    status: str = ""
+    kind: str = ""
+    dataset: str = ""
+    decision: str = ""
+    start: date | None = None  # ``from``: runs started on or after this UTC day
+    end: date | None = None  # ``to``: runs started on or before this UTC day (inclusive, as a person reads it)
+
+    def store_args(self) -> dict[str, Any]:
+        return {"status": self.status or None, "kind": self.kind or None, "dataset": self.dataset or None,
+                "decision": self.decision or None,
+                "since": None if self.start is None else datetime.combine(self.start, dt_time(), UTC),
+                "before": None if self.end is None else datetime.combine(self.end + timedelta(days=1), dt_time(), UTC)}
+
+    def query(self) -> str:
+        """The filters as a query string suffix (``&status=…``) for the pager's links."""
+        from urllib.parse import urlencode
+
+        return "&" + urlencode({"status": self.status, "kind": self.kind, "dataset": self.dataset,
+                                "decision": self.decision, "from": self.start or "", "to": self.end or ""})
+
+
+def _run_filters(request: Request) -> RunFilters:
+    params = request.query_params
+
+    def day(name: str) -> date | None:
+        text = params.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise GovernError(f"{name} must be a day as YYYY-MM-DD, not '{text}'") from None
+
+    decision = params.get("decision", "").strip()
+    if decision and decision not in DECISIONS:
+        raise GovernError(f"decision must be one of {', '.join(DECISIONS)}, not '{decision}'")
+    start, end = day("from"), day("to")
+    if start is not None and end is not None and start > end:
+        raise GovernError(f"from ({start}) is after to ({end}): no run can match")
+    return RunFilters(status=params.get("status", "").strip(), kind=params.get("kind", "").strip(),
+                      dataset=params.get("dataset", "").strip(), decision=decision, start=start, end=end)
 
 
 def _page_number(request: Request) -> int:

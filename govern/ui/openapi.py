@@ -10,6 +10,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from govern.decisions import Decision
 from govern.lineage.records import DecisionRecord, ModelVersionRecord, RunRecord
 from govern.registry import ModelStatusAnswer, Requirement
 from govern.report.data import ReportData
@@ -42,6 +43,9 @@ def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Bad input", 401: "No valid API token or session", 403: "The role may not do this",
              404: "Not found", 409: "Refused by the registry or the policy (the message says why)"}
     return {str(c): _json(_ref("ApiError"), words[c]) for c in codes}
+
+
+_DAY = {"type": "string", "format": "date"}
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None, required: bool = False
@@ -80,7 +84,11 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "operationId": "listRuns", "summary": "Runs, newest first",
                 "parameters": [page, _query("status", "running, completed, blocked or failed"),
                                _query("kind", "run, scan, audit-fairness, …"),
-                               _query("dataset", "only runs that recorded this data set (sha256:…)")],
+                               _query("dataset", "only runs that recorded this data set (sha256:…)"),
+                               _query("decision", "the policy's decision", {"type": "string",
+                                                                             "enum": list(get_args(Decision))}),
+                               _query("from", "runs started on or after this UTC day (YYYY-MM-DD)", _DAY),
+                               _query("to", "runs started on or before this UTC day (YYYY-MM-DD)", _DAY)],
                 "responses": {"200": _json({"type": "array", "items": _ref("RunSummary")}, "Runs"),
                               **_errors(400, 401)}}},
             "/api/v1/runs/{run_id}": {"get": {

@@ -75,6 +75,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         pages = {"static asset (baseline)": "/static/govern.css", "Runs page": "/runs",
                  "Runs page, filtered, page 40": "/runs?status=blocked&page=40",
+                 "Runs, decision + day, page 40": "/runs?decision=block&from=2026-01-01&to=2026-01-01&page=40",
                  "model version page": "/models/model-7/v100"}
         results: dict[str, list[float]] = {}
         with httpx.Client(base_url=base) as client:
@@ -90,7 +91,7 @@ def main() -> None:
         thread.join(timeout=10)
     base_p50 = _p(results["static asset (baseline)"], 0.5)
     for name, samples in results.items():
-        print(f"{name:32s} p50 {_p(samples, 0.5):7.1f} ms  p95 {_p(samples, 0.95):7.1f} ms  "
+        print(f"{name:34s} p50 {_p(samples, 0.5):7.1f} ms  p95 {_p(samples, 0.95):7.1f} ms  "
               f"ratio p50/baseline {_p(samples, 0.5) / base_p50:5.1f}x")
 
 

@@ -35,13 +35,14 @@ def _config(url: str | None = None) -> Config:
 def test_fresh_db_is_migrated_to_head_and_reopening_is_a_no_op(empty_db_url: str,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head == "0004"
+    assert head == "0005"
     with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
         store = LineageStore.open(empty_db_url)
     assert any("Running upgrade  -> 0001" in r.getMessage() for r in caplog.records)
     assert any("Running upgrade 0001 -> 0002" in r.getMessage() for r in caplog.records)
     assert any("Running upgrade 0002 -> 0003" in r.getMessage() for r in caplog.records)
     assert any("Running upgrade 0003 -> 0004" in r.getMessage() for r in caplog.records)
+    assert any("Running upgrade 0004 -> 0005" in r.getMessage() for r in caplog.records)
     try:
         assert store.schema_revision() == head
         assert set(sa.inspect(store.engine).get_table_names()) == TABLES
@@ -80,7 +81,8 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     assert "<base> -> 0001, Initial lineage schema" in history
     assert "0001 -> 0002, Policy source text" in history
     assert "0002 -> 0003, Model registry" in history
-    assert "0003 -> 0004 (head), Ending a waiver early" in history
+    assert "0003 -> 0004, Ending a waiver early" in history
+    assert "0004 -> 0005 (head), An index for the console's decision filter" in history
 
     url = f"sqlite:///{tmp_path / 'lineage.db'}"
     LineageStore.open(url).close()
@@ -89,7 +91,7 @@ def test_history_has_the_initial_revision_and_downgrade_upgrade_round_trips(tmp_
     assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
     engine.dispose()
     with LineageStore.open(url) as store:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.verify_chain().ok
 
 
@@ -103,7 +105,7 @@ def test_a_db_at_0001_with_records_upgrades_in_place_and_still_verifies(tmp_path
         store.set_run_status(run_id, "completed", decision="pass")
     command.downgrade(_config(url), "0001")
     with LineageStore.open(url) as store:  # upgrades to head again
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         report = store.verify_chain()
         assert report.ok, report.problems
         assert store.get_run(run_id).policy_source is None
@@ -124,7 +126,7 @@ def test_a_db_of_the_current_release_upgrades_to_the_registry_and_its_new_rows_v
     assert "model_versions" not in sa.inspect(engine).get_table_names()
     engine.dispose()
     with LineageStore.open(url) as store:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.verify_chain().ok
         version = store.register_model_version(model="before", run_id=run_id, digest="ab" * 32, path="/m",
                                                initiator="alice", initiator_source="explicit")
@@ -148,7 +150,7 @@ def test_a_db_with_waivers_at_0003_upgrades_and_a_waiver_ended_after_it_verifies
                                      until=date.today() + timedelta(days=5))
     command.downgrade(_config(url), "0003")
     with LineageStore.open(url) as store:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.verify_run(run_id).ok
         ended = store.end_waiver(waiver_id, by="dana", reason="no longer true")
         assert ended.ended_by == "dana" and not ended.active_on(date.today())
@@ -161,3 +163,22 @@ def test_a_db_with_waivers_at_0003_upgrades_and_a_waiver_ended_after_it_verifies
     with LineageStore.open(url) as store:
         problems = store.verify_run(run_id).problems
         assert any("waivers row" in p and "ended_at" in p and "ended_by" in p for p in problems), problems
+
+
+def test_a_db_at_0004_gains_the_decision_index_and_its_runs_still_verify(tmp_path: Path) -> None:
+    """0005 only adds ``ix_runs_decision_started_at``: a DB of the release before it upgrades in place, the
+    decision filter then reads the index, and the records written before still verify."""
+    url = f"sqlite:///{tmp_path / 'lineage.db'}"
+    with LineageStore.open(url) as store:
+        run_id = store.create_run(name="before")
+        store.set_run_status(run_id, "blocked", decision="block")
+    command.downgrade(_config(url), "0004")
+    engine = sa.create_engine(url)
+    assert "ix_runs_decision_started_at" not in {i["name"] for i in sa.inspect(engine).get_indexes("runs")}
+    engine.dispose()
+    with LineageStore.open(url) as store:
+        assert store.schema_revision() == "0005"
+        assert "ix_runs_decision_started_at" in {i["name"] for i in sa.inspect(store.engine).get_indexes("runs")}
+        assert [r.id for r in store.list_runs(decision="block")] == [run_id]
+        assert store.count_runs(decision="pass") == 0
+        assert store.verify_chain().ok

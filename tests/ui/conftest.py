@@ -46,27 +46,32 @@ class History:
     runs: tuple[str, str]  # two training runs by alice, registered as support-intent v1 and v2 (signed)
 
 
-@pytest.fixture(scope="session")
-def history_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+def record_history(db: str, root: Path) -> History:
+    """Record the history in the lineage DB at ``db`` (SQLite or PostgreSQL), its files under ``root``."""
     from govern import api
 
-    root = tmp_path_factory.mktemp("history")
     data = root / HOSTILE_FILE
     data.write_text(f'{{"text": "mail {PLANTED_EMAIL} or call 212-555-0199", "label": 1}}\n'
                     '{"text": "nothing to see", "label": 0}\n{"text": "bob@example.org wrote", "label": 0}\n')
-    db = f"sqlite:///{root / 'lineage.db'}"
+    scan_run, _ = api.scan([data], db_url=db)
+    with LineageStore.open(db, read_only=True) as store:
+        fingerprint = store.datasets()[0].fingerprint
+    runs = tuple(record_run(db, root, by="alice", seed=seed, dataset=fingerprint,
+                            training_evidence=dp_training(100)) for seed in (1, 2))
+    with LineageStore.open(db) as store:
+        for run in runs:
+            register_after_run(store, run.run_id)
+    assert scan_run is not None
+    return History(db=db, fingerprint=fingerprint, scan_run=scan_run, runs=(runs[0].run_id, runs[1].run_id))
+
+
+@pytest.fixture(scope="session")
+def history_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    root = tmp_path_factory.mktemp("history")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GOVERN_WITNESS_DIR", str(root / "witness"))
-        scan_run, _ = api.scan([data], db_url=db)
-        with LineageStore.open(db, read_only=True) as store:
-            fingerprint = store.datasets()[0].fingerprint
-        runs = tuple(record_run(db, root, by="alice", seed=seed, dataset=fingerprint,
-                                training_evidence=dp_training(100)) for seed in (1, 2))
-        with LineageStore.open(db) as store:
-            for run in runs:
-                register_after_run(store, run.run_id)
-    assert scan_run is not None
-    yield History(db=db, fingerprint=fingerprint, scan_run=scan_run, runs=(runs[0].run_id, runs[1].run_id))
+        history = record_history(f"sqlite:///{root / 'lineage.db'}", root)
+    yield history
 
 
 @pytest.fixture
@@ -108,6 +113,17 @@ def accounts(accounts_template: Path, tmp_path: Path) -> Path:
     return path
 
 
+def login(client: Any, user: str) -> str:
+    """Log ``user`` in through the form with an HTTP client (a TestClient, or httpx against a real server);
+    returns the session's CSRF token, read from the landing page as a browser would."""
+    password = next(p for n, _, p in USERS if n == user)
+    landed = client.post("/login", data={"username": user, "password": password}, follow_redirects=True)
+    assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
+    found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
+    assert found, "a logged-in page carries the session's CSRF token"
+    return found.group(1)
+
+
 @pytest.fixture
 def console_client(accounts: Path) -> Callable[..., Any]:
     """``make(db, user=None, **create_app kwargs)``: a TestClient over a real console app; with ``user``, logged
@@ -123,12 +139,7 @@ def console_client(accounts: Path) -> Callable[..., Any]:
         kwargs.setdefault("accounts_path", accounts)
         client = TestClient(create_app(db, **kwargs))
         if user is not None:
-            password = next(p for n, _, p in USERS if n == user)
-            landed = client.post("/login", data={"username": user, "password": password})
-            assert landed.status_code == 200 and landed.url.path == "/runs", landed.text
-            found = re.search(r'name="csrf" value="([^"]+)" id="session-csrf"', landed.text)
-            assert found, "a logged-in page carries the session's CSRF token"
-            client.csrf = found.group(1)
+            client.csrf = login(client, user)
         return client
 
     return make
