@@ -15,10 +15,14 @@ model is not (ε, δ)-DP" at the run's own δ, the same statement the Steinke bo
 accountant's ε is compared with. (The paper's headline numbers use the Gaussian-DP family and convert
 μ to ε; that conversion assumes the mechanism's curve is Gaussian-shaped, an assumption a gate that
 blocks on a violation should not rest on. Xiang et al. 2025, "Tight Privacy Audit in One Run", claim
-tighter bounds still by modelling the guesses' dependence more finely; govern does not compute it yet.)
+tighter bounds still, by modelling the release of only the highest-scoring guesses with order statistics;
+govern does not compute it: no reference implementation or checkable numbers were available — the README
+says why in full.)
 
 The recursion follows the paper's reference implementation as shipped in Meta's PrivacyGuard
-(``privacy_guard/analysis/mia/fdp_analysis_node.py``), written here against govern's own inputs.
+(``privacy_guard/analysis/mia/fdp_analysis_node.py``), written here against govern's own inputs; given
+Google DeepMind's ``jax_privacy`` threshold search and Gaussian-DP curve it reproduces that library's
+published one-run numbers (tests/audits/test_fdp_audit.py).
 
 Several abstention thresholds: the auditor may try several guess counts and keep the largest bound;
 each test then runs at ``1 − (1 − confidence) / N`` (Bonferroni over the N tests whose maximum is

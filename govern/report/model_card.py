@@ -5,8 +5,10 @@ metrics, the audits or the decision. This stage runs after the audits and before
 ``MODEL_CARD.md`` beside the model folder (not inside it: the folder's digest is what evaluation,
 membership, fairness and the signature refer to). It carries what someone who is handed the model asks:
 the privacy guarantee and its accountant, the task metrics, the decision so far and the policy's digest,
-the base model, and the intended use and limitations from the run config's ``documentation:``.
-Nothing in it comes from the training data.
+the base model, and the intended use and limitations from the run config's ``documentation:``; for a
+causal LM, what it gives back verbatim (extraction and planted-PII rates, in the report's own sentences,
+so the card and the report never tell a reader two different things). Nothing in it comes from the
+training data.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from govern.evidence import EvidenceModel
+from govern.report.data import explain_memorization
 from govern.stage import (
     ModelFolder,
     StageContext,
@@ -103,6 +106,7 @@ def render_model_card(ctx: StageContext) -> str:
     if ev.membership is not None and ev.membership.attacks:
         strongest = max(ev.membership.attacks, key=lambda a: a.auc)
         lines += [f"- Strongest membership-inference attack: {strongest.name}, AUC {_fmt(strongest.auc)}"]
+    lines += [f"- {sentence}" for sentence in explain_memorization(ev.membership)]
     lines += ["", "## Task metrics (held-out data)", ""]
     if evaluation is not None:
         for label, value in (("accuracy", evaluation.accuracy), ("macro F1", evaluation.macro_f1),

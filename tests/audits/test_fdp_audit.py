@@ -1,16 +1,20 @@
 """The f-DP one-run audit (Mahloujifar, Melis & Chaudhuri 2025) and the choice among abstention
 thresholds: no bound from chance guessing, the bound holds for a mechanism of known ε, it is at least
 Steinke et al.'s where the paper says it gains (δ charged per canary is not negligible, or every guess
-right), and the Bonferroni-corrected maximum over several thresholds is what the evidence gates."""
+right), the Bonferroni-corrected maximum over several thresholds is what the evidence gates, and both
+bounds reproduce Google's jax_privacy auditing module's published numbers."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from statistics import NormalDist
 
 import numpy as np
 import pytest
+from scipy import optimize, stats
 
-from govern.audits.canaries import audit_canaries, epsilon_lower_bound
+from govern.audits.canaries import audit_canaries, dp_audit_p_value, epsilon_lower_bound
 from govern.audits.fdp_audit import (
     FDP,
     STEINKE,
@@ -89,3 +93,100 @@ def test_several_thresholds_are_tried_at_a_bonferroni_corrected_confidence_and_t
                             accountant_epsilon=None)
     assert [b.method for b in single.bounds] == [STEINKE] and single.method == STEINKE
     assert single.epsilon_lower_bound == epsilon_lower_bound(400, single.guesses, single.correct, delta=1e-5)
+
+
+# --- Cross-check against a published implementation -------------------------------------------------
+# Google DeepMind's jax_privacy (jax_privacy/auditing.py, tests/auditing_test.py,
+# ``test_epsilon_one_run_close``) publishes the one-run bounds for 10 000 IN and 10 000 OUT canaries whose
+# scores are deterministic N(shift, 1) and N(0, 1) quantiles, at significance 0.05, δ = 1e-6, guessing "in"
+# above a threshold chosen among all thresholds on the ROC curve's Pareto frontier with a Bonferroni
+# correction over them. Their f-DP numbers audit the Gaussian-DP curve that is (ε, δ)-DP; govern gates on
+# the (ε, δ)-DP curve itself, so the cross-check hands govern's recursion (``fdp_consistent``) their curve.
+# The threshold enumeration below is theirs, rewritten with numpy; every bound at a threshold is govern's.
+
+_JAX_PRIVACY_PUBLISHED = {  # shift → (Steinke et al. ε, f-DP ε)
+    1: (1.13346, 2.164749),
+    2: (2.311945, 4.7218075),
+    4: (4.395568, 9.133752),
+}
+_NORMAL = NormalDist()
+
+
+def _deterministic_normal(mu: float, n: int) -> np.ndarray:
+    return np.asarray(stats.norm.ppf(np.linspace(0, 1, n, endpoint=False) + 1 / (2 * n))) + mu
+
+
+def _pareto_frontier(points: np.ndarray) -> np.ndarray:
+    """Indices of the ROC points not weakly dominated by a chord between their neighbours (jax_privacy's)."""
+    idx = np.arange(points.shape[0])
+    while len(idx) > 2:
+        d = np.diff(points[idx], axis=0)
+        dominated = d[:-1, 1] * d[1:, 0] - d[1:, 1] * d[:-1, 0] <= 0
+        if not dominated.any():
+            break
+        idx = idx[np.r_[True, ~dominated, True]]
+    return idx
+
+
+def _gaussian_dp_inverse_blow_up(epsilon: float, delta: float) -> Callable[[float], float]:
+    """The inverse blow-up of μ-GDP for the Gaussian mechanism that is exactly (ε, δ)-DP: σ from the analytic
+    Gaussian mechanism (Balle & Wang 2018), δ = Φ(1/2σ − εσ) − e^ε Φ(−1/2σ − εσ), then μ = 1/σ."""
+    def gap(s: float) -> float:
+        return (_NORMAL.cdf(-epsilon * s + 1 / (2 * s)) - math.exp(epsilon) * _NORMAL.cdf(-epsilon * s - 1 / (2 * s))
+                - delta)
+
+    mu = 1 / float(optimize.brentq(gap, 1e-4, 1e9, xtol=1e-12, rtol=1e-14))
+
+    def inverse(y: float) -> float:
+        return 0.0 if y <= 0 else 1.0 if y >= 1 else _NORMAL.cdf(_NORMAL.inv_cdf(y) - mu)
+
+    return inverse
+
+
+def _gdp_epsilon_lower_bound(m: int, r: int, v: int, delta: float, level: float) -> float:
+    def rejected(eps: float) -> bool:
+        return not fdp_consistent(_gaussian_dp_inverse_blow_up(eps, delta), m, r, v, level)
+
+    if not rejected(1e-9):
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while rejected(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-7:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if rejected(mid) else (lo, mid)
+    return lo
+
+
+@pytest.mark.parametrize("shift", sorted(_JAX_PRIVACY_PUBLISHED))
+def test_bounds_match_jax_privacys_published_one_run_audits(shift: int) -> None:
+    n, delta, significance = 10_000, 1e-6, 0.05
+    ins, outs = _deterministic_normal(shift, n), _deterministic_normal(0, n)
+    thresholds = np.concatenate((np.union1d(ins, outs), [np.inf]))
+    fn = np.searchsorted(np.sort(ins), thresholds, side="left")
+    tn = np.searchsorted(np.sort(outs), thresholds, side="left")
+    keep = _pareto_frontier(np.stack([fn, tn], axis=1))
+    tp, fp = n - fn[keep], n - tn[keep]
+    level = significance / len(keep)  # Bonferroni over the thresholds
+    guesses = tp + fp
+    # Their search order (decreasing Clopper-Pearson lower bound on precision) and pruning: a threshold is
+    # skipped when its raw precision, or the best bound so far, already says it cannot do better.
+    precision_lb = 1 - np.where(fp < guesses, stats.beta.ppf(1 - level, fp + 1, np.maximum(guesses - fp, 1)), 1.0)
+    order = np.argsort(-precision_lb)
+    for use_fdp, published in zip((False, True), _JAX_PRIVACY_PUBLISHED[shift], strict=True):
+        best, best_q = 0.0, 0.5
+        for i in order:
+            r, v = int(guesses[i]), int(tp[i])
+            if r == 0 or v / r <= best_q:
+                continue
+            if use_fdp:
+                if best > 0 and fdp_consistent(_gaussian_dp_inverse_blow_up(best, delta), 2 * n, r, v, level):
+                    continue
+                bound = _gdp_epsilon_lower_bound(2 * n, r, v, delta, level)
+            else:
+                if dp_audit_p_value(2 * n, r, v, best, delta) >= level:
+                    continue
+                bound = epsilon_lower_bound(2 * n, r, v, delta=delta, confidence=1 - level)
+            if bound > best:
+                best, best_q = bound, 1 / (1 + math.exp(-bound))
+        assert best == pytest.approx(published, rel=1e-5), ("f-DP" if use_fdp else "Steinke", shift)

@@ -75,3 +75,32 @@ def test_a_hostile_data_set_name_on_the_run_page_is_text(console_client: Callabl
     page = console_client(history.db, read_only=True).get(f"/runs/{history.scan_run}").text
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;file&#39;)" in page
     assert HOSTILE_FILE.startswith("<script>")
+
+
+def test_the_run_page_says_what_a_causal_lm_wrote_out_verbatim(console_client: Callable[..., Any],
+                                                                 history: History, tmp_path: Path) -> None:
+    """The extraction and PII-regurgitation sentences of the report are on the Run page, under Privacy."""
+    from govern.evidence import ExtractionAudit, ExtractionRate, MembershipEvidence, PIIRegurgitation
+
+    run = record_run(history.db, tmp_path, by="alice", name="support-lm", seed=7, dataset=history.fingerprint)
+    membership = MembershipEvidence(
+        n_members=16, n_nonmembers=16, seed=0, attacks=[], max_auc=0.5, task="causal-lm",
+        extraction=ExtractionAudit(
+            prefix_tokens=4, suffix_tokens=8, excess_exact_match_rate=15 / 16,
+            members=ExtractionRate(records=16, exact_matches=16, exact_match_rate=1.0, mean_prefix_match=1.0),
+            nonmembers=ExtractionRate(records=16, exact_matches=1, exact_match_rate=1 / 16, mean_prefix_match=0.1)),
+        pii_regurgitation=PIIRegurgitation(pool_size=30, repetitions=2, inserted=15, inserted_reproduced=14,
+                                           inserted_rate=14 / 15, held_out=15, held_out_reproduced=0,
+                                           held_out_rate=0.0))
+    with LineageStore.open(history.db) as store:
+        stage = store.start_stage(run.run_id, "membership", "sha256:membership")
+        store.finish_stage(stage, "completed", evidence=membership.model_dump(mode="json"))
+    page = html.unescape(console_client(history.db, "vera").get(f"/runs/{run.run_id}").text)
+    privacy = page.split("<h2>Privacy</h2>")[1].split("<h2>")[0]
+    lines = re.findall(r'<p class="run-memorization">([^<]+)</p>', privacy)
+    assert len(lines) == 2
+    assert "continued 16 of them (100%) word for word" in lines[0] and "1 of 16 similar records" in lines[0]
+    assert "wrote out 14 of them exactly (93%)" in lines[1] and "0 of 15 made-up values" in lines[1]
+    # A run without those audits shows neither.
+    other = html.unescape(console_client(history.db, "vera").get(f"/runs/{history.runs[0]}").text)
+    assert 'class="run-memorization"' not in other
