@@ -15,6 +15,32 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from govern.decisions import RuleResult, WaiverRef
 from govern.stage import PIIFindingRow
 
+__all__ = [
+    "AncestryGraph",
+    "ArtifactCore",
+    "ArtifactRecord",
+    "BaseModelRecord",
+    "ChainReport",
+    "DatasetCore",
+    "DatasetRecord",
+    "DecisionCore",
+    "DecisionRecord",
+    "EventRecord",
+    "FindingRecord",
+    "LedgerRow",
+    "ModelActionRecord",
+    "ModelVersionRecord",
+    "PIIFindingRecord",
+    "PolicyRef",
+    "RegisteredModelRecord",
+    "RunCore",
+    "RunRecord",
+    "SignatureCore",
+    "SignatureRecord",
+    "StageRecord",
+    "WaiverRecord",
+]
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(from_attributes=True)
