@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from govern.errors import GovernError, RunBlocked, SessionError
 from govern.pipeline import ActiveRun, Pipeline, RunOutcome, iter_stages, load_stage, training_split
 from govern.stage import (
+    AlwaysEnabled,
     ArtifactOut,
     BaseModelOut,
     CanaryFiles,
@@ -59,7 +60,7 @@ def session(config_path: str | Path, resume: str | None = None, *, db_url: str |
     return Session(Path(config_path), resume or os.environ.get("GOVERN_RESUME") or None, db_url)
 
 
-class _PreparedStage:
+class _PreparedStage(AlwaysEnabled):
     """The training stage as the pipeline records it: the result of the user's loop, already made."""
 
     def __init__(self, name: str, outputs_model: type[StageOutputs], result: StageResult, digest: str) -> None:
@@ -67,9 +68,6 @@ class _PreparedStage:
         self.outputs_model = outputs_model
         self._result = result
         self._digest = digest
-
-    def enabled(self, ctx: StageContext) -> bool:
-        return True
 
     def input_digest(self, ctx: StageContext) -> str:
         return self._digest

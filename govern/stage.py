@@ -244,6 +244,13 @@ class Stage(Protocol):
     def run(self, ctx: StageContext) -> StageResult: ...
 
 
+class AlwaysEnabled:
+    """Base of a stage that no config switches off: its :meth:`Stage.enabled` is always true."""
+
+    def enabled(self, ctx: StageContext) -> bool:
+        return True
+
+
 def digest_of(*parts: Any) -> str:
     """sha256 over the canonical JSON of ``parts`` (for input digests)."""
     return "sha256:" + hashlib.sha256(canonical_json([jsonable(p) for p in parts]).encode()).hexdigest()

@@ -15,6 +15,7 @@ from govern.data.validate import LoadedDataset, check_label_sets, load_dataset, 
 from govern.errors import DataError
 from govern.evidence import DataEvidence
 from govern.stage import (
+    AlwaysEnabled,
     ArtifactOut,
     DataFiles,
     StageContext,
@@ -29,14 +30,11 @@ class DataOutputs(DataFiles):
     """The validated train and eval files, as later stages read them (unless the PII stage redacts)."""
 
 
-class DataStage:
+class DataStage(AlwaysEnabled):
     """Stage ``data``: validation, fingerprints and the leakage check. Always enabled."""
 
     name = "data"
     outputs_model = DataOutputs
-
-    def enabled(self, ctx: StageContext) -> bool:
-        return True
 
     def input_digest(self, ctx: StageContext) -> str:
         data = ctx.config.data

@@ -64,21 +64,30 @@ def write_document(store: LineageStore, run_id: str, kind: str, fmt: str, out_di
 
     Fails closed like ``govern report``'s exit 2: a run whose lineage record does not verify gets no
     document, since every value in it would come from that record."""
-    from govern.stage import artifact_for
-
     if fmt not in DOCUMENT_FORMATS:
         raise GovernError(f"unknown document format '{fmt}' (choose one of {', '.join(DOCUMENT_FORMATS)})")
     if kind not in DOCUMENT_KINDS:
         raise GovernError(f"unknown document kind '{kind}' (choose one of {', '.join(DOCUMENT_KINDS)})")
     data = verified_report_data(store, run_id)
     document = build_document(data, kind)
+    path, artifact = save_run_file(store, data.run.id, out_dir, f"{kind}.{fmt}", render_document(document, fmt),
+                                   record=record)
+    return path, document, artifact
+
+
+def save_run_file(store: LineageStore, run_id: str, out_dir: str | Path, name: str, content: bytes, *,
+                  record: bool) -> tuple[Path, ArtifactOut | None]:
+    """Write ``<out_dir>/<run_id>.<name>`` (a document or BOM drafted from the run's record); with ``record``,
+    add it to the run's artifacts as a report named ``name``."""
+    from govern.stage import artifact_for
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{data.run.id}.{kind}.{fmt}"
-    path.write_bytes(render_document(document, fmt))
+    path = out / f"{run_id}.{name}"
+    path.write_bytes(content)
     artifact = None
     if record:
         # Absolute: the DB outlives the working directory of the command.
-        artifact = artifact_for(path.resolve(), f"{kind}.{fmt}", "report")
-        store.add_artifacts(data.run.id, None, [artifact])
-    return path, document, artifact
+        artifact = artifact_for(path.resolve(), name, "report")
+        store.add_artifacts(run_id, None, [artifact])
+    return path, artifact

@@ -373,22 +373,14 @@ def write_bom(store: LineageStore, run_id: str, fmt: str = "cyclonedx", out_dir:
               record: bool = True) -> tuple[Path, ArtifactOut | None]:
     """Write ``<out_dir>/<run_id>.bom.cdx.json`` (CycloneDX) or ``.bom.spdx.json`` (SPDX 3.0.1 JSON-LD) from the
     DB; with ``record``, add it to the run's artifacts."""
-    from govern.documents import verified_report_data
-    from govern.stage import artifact_for
+    from govern.documents import save_run_file, verified_report_data
 
     if fmt not in BOM_FORMATS:
         raise GovernError(f"unknown BOM format '{fmt}' (choose one of {', '.join(BOM_FORMATS)})")
     data = verified_report_data(store, run_id)
     document = build_bom(data, fmt)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{data.run.id}.{BOM_FORMATS[fmt]}"
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    artifact = None
-    if record:
-        artifact = artifact_for(path.resolve(), BOM_FORMATS[fmt], "report")
-        store.add_artifacts(data.run.id, None, [artifact])
-    return path, artifact
+    return save_run_file(store, data.run.id, out_dir, BOM_FORMATS[fmt],
+                         (json.dumps(document, indent=2) + "\n").encode("utf-8"), record=record)
 
 
 def cyclonedx_of_run(db_url: str, run_id: str) -> dict[str, Any]:

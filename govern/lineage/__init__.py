@@ -4,48 +4,9 @@
 schema, and is the only way govern reads or writes it. See :mod:`govern.lineage.store`.
 """
 
-from govern.lineage.records import (
-    AncestryGraph,
-    ArtifactRecord,
-    BaseModelRecord,
-    ChainReport,
-    DatasetRecord,
-    DecisionRecord,
-    EventRecord,
-    FindingRecord,
-    LedgerRow,
-    ModelActionRecord,
-    ModelVersionRecord,
-    PIIFindingRecord,
-    PolicyRef,
-    RegisteredModelRecord,
-    RunRecord,
-    SignatureRecord,
-    StageRecord,
-    WaiverRecord,
-)
+# The read models are re-exported as records.py lists them (its ``__all__``), so the names stand in one list.
+from govern.lineage import records
+from govern.lineage.records import *  # noqa: F403  # re-export: records.__all__ is the list
 from govern.lineage.store import LineageStore, default_db_url, new_run_id
 
-__all__ = [
-    "AncestryGraph",
-    "ArtifactRecord",
-    "BaseModelRecord",
-    "ChainReport",
-    "DatasetRecord",
-    "DecisionRecord",
-    "EventRecord",
-    "FindingRecord",
-    "LedgerRow",
-    "LineageStore",
-    "ModelActionRecord",
-    "ModelVersionRecord",
-    "PIIFindingRecord",
-    "PolicyRef",
-    "RegisteredModelRecord",
-    "RunRecord",
-    "SignatureRecord",
-    "StageRecord",
-    "WaiverRecord",
-    "default_db_url",
-    "new_run_id",
-]
+__all__ = [*records.__all__, "LineageStore", "default_db_url", "new_run_id"]

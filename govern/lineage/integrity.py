@@ -35,31 +35,16 @@ from pydantic_core import to_jsonable_python
 from sqlmodel import SQLModel
 
 from govern.config import canonical_json
-from govern.lineage.models import (
-    Artifact,
-    BaseModelRow,
-    Dataset,
-    Decision,
-    EvidenceRow,
-    Finding,
-    ModelAction,
-    ModelVersion,
-    PIIFinding,
-    RegisteredModel,
-    Run,
-    Signature,
-    StageExecution,
-    Waiver,
-    table_of,
-)
+from govern.lineage import models as m
+from govern.lineage.models import table_of
 
 #: Every table whose rows are committed to, by table name. Rows of these tables that no event commits
 #: to were inserted outside govern. (``audit_events``/``audit_chain_head`` are the chain itself; ``meta``
 #: holds nothing a gate or report reads.)
 COMMITTED_TABLES: dict[str, type[SQLModel]] = {
     str(model.__tablename__): model
-    for model in (Run, StageExecution, Artifact, EvidenceRow, Decision, Finding, Waiver, PIIFinding, Signature,
-                  Dataset, BaseModelRow, RegisteredModel, ModelVersion, ModelAction)
+    for model in (m.Run, m.StageExecution, m.Artifact, m.EvidenceRow, m.Decision, m.Finding, m.Waiver, m.PIIFinding,
+                  m.Signature, m.Dataset, m.BaseModelRow, m.RegisteredModel, m.ModelVersion, m.ModelAction)
 }
 
 _TAG_HEX = 4

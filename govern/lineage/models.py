@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from govern.stage import PIIFindingRow
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -243,25 +245,18 @@ class Waiver(SQLModel, table=True):
     end_reason: str | None = Field(default=None, sa_type=sa.Text)
 
 
-class PIIFinding(SQLModel, table=True):
-    """One PII finding: where, what type, how sure, which recogniser, keyed hash. Never the text."""
+class PIIFinding(SQLModel, PIIFindingRow, table=True):
+    """One PII finding: where, what type, how sure, which recogniser, keyed hash. Never the text.
+
+    Its columns are the :class:`~govern.stage.PIIFindingRow` fields (declared once, there) plus the row id
+    and run; ``action`` is stored as a string column (SQLModel maps no ``Literal``).
+    """
 
     __tablename__ = "pii_findings"
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="runs.id", index=True, ondelete="CASCADE")
-    dataset: str
-    file: str
-    record_id: str | None = None
-    line: int | None = None
-    field: str
-    entity_type: str
-    start: int
-    end: int
-    score: float
-    recognizer: str
-    value_hmac: str
-    action: str
+    action: Literal["block", "redact", "allow"] = Field(sa_type=AutoString)
 
 
 class Signature(SQLModel, table=True):

@@ -1,6 +1,8 @@
 """Read models the lineage store hands out: plain pydantic objects, detached from any DB session.
 
-The CLI, API and report render these; nothing outside ``store.py`` sees a table row or a session.
+The CLI, API and report render these; nothing outside ``store.py`` sees a table row or a session. The
+``*Core`` classes hold the fields a record shares with the report's view of it (``govern.report.data``
+extends them), so each field of a run, decision, artifact, data set and signature is declared once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,32 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from govern.decisions import RuleResult, WaiverRef
 from govern.stage import PIIFindingRow
+
+__all__ = [
+    "AncestryGraph",
+    "ArtifactCore",
+    "ArtifactRecord",
+    "BaseModelRecord",
+    "ChainReport",
+    "DatasetCore",
+    "DatasetRecord",
+    "DecisionCore",
+    "DecisionRecord",
+    "EventRecord",
+    "FindingRecord",
+    "LedgerRow",
+    "ModelActionRecord",
+    "ModelVersionRecord",
+    "PIIFindingRecord",
+    "PolicyRef",
+    "RegisteredModelRecord",
+    "RunCore",
+    "RunRecord",
+    "SignatureCore",
+    "SignatureRecord",
+    "StageRecord",
+    "WaiverRecord",
+]
 
 
 class _Record(BaseModel):
@@ -26,10 +54,12 @@ class PolicyRef(_Record):
     digest: str
     document: dict[str, Any] = Field(default_factory=dict)
     #: The policy file as written (its bytes hash to ``digest``); None for stored policies without one.
-    source: str | None = None
+    source: str | None = Field(default=None, description="The policy file as written (YAML with its comments).")
 
 
-class RunRecord(_Record):
+class RunCore(_Record):
+    """What a run is and how it ended: the fields its record and the report's run section share."""
+
     id: str
     name: str
     kind: str
@@ -37,6 +67,9 @@ class RunRecord(_Record):
     decision: str | None = None
     started_at: datetime
     ended_at: datetime | None = None
+
+
+class RunRecord(RunCore):
     error: str | None = None
     config: dict[str, Any] | None = None
     config_digest: str | None = None
@@ -74,28 +107,38 @@ class StageRecord(_Record):
     evidence: dict[str, Any] | None = None
 
 
-class ArtifactRecord(_Record):
+class ArtifactCore(_Record):
+    """One file or folder a run read or wrote, as its record and the report both show it."""
+
     id: int
-    run_id: str
-    execution_id: int | None = None
     name: str
     kind: str
+    role: str
     path: str
     sha256: str
     size_bytes: int
-    role: str
+
+
+class ArtifactRecord(ArtifactCore):
+    run_id: str
+    execution_id: int | None = None
     dataset_fingerprint: str | None = None
     rows: int | None = None
     created_at: datetime
 
 
-class DatasetRecord(_Record):
-    id: int
+class DatasetCore(_Record):
+    """A data set by content fingerprint (the fields its record and the report share)."""
+
     fingerprint: str
     name: str
     path: str
     rows: int | None = None
     first_run_id: str | None = None
+
+
+class DatasetRecord(DatasetCore):
+    id: int
     first_seen_at: datetime
 
 
@@ -117,15 +160,20 @@ class FindingRecord(RuleResult):
     run_id: str
 
 
-class DecisionRecord(_Record):
+class DecisionCore(_Record):
+    """One recorded verdict and the policy that gave it (the fields its record and the report share)."""
+
     id: int
-    run_id: str
-    kind: str
-    decision: str
+    kind: str = Field(description="gate (after a stage), final, or check.")
+    decision: str = Field(description="pass, warn or block.")
+    created_at: datetime
     policy_name: str
     policy_version: str
     policy_digest: str
-    created_at: datetime
+
+
+class DecisionRecord(DecisionCore):
+    run_id: str
     results: list[FindingRecord] = Field(default_factory=list)
 
 
@@ -146,9 +194,10 @@ class PIIFindingRecord(PIIFindingRow):
     run_id: str
 
 
-class SignatureRecord(_Record):
+class SignatureCore(_Record):
+    """One signature over a run's artifact (the fields its record and the report share)."""
+
     id: int
-    run_id: str
     kind: str
     subject: str
     subject_digest: str
@@ -156,6 +205,10 @@ class SignatureRecord(_Record):
     bundle_path: str
     signer: str | None = None
     created_at: datetime
+
+
+class SignatureRecord(SignatureCore):
+    run_id: str
 
 
 class ModelActionRecord(_Record):

@@ -124,6 +124,15 @@ class ScanSettings(BaseModel):
 
 
 class RawFinding(NamedTuple):
+    """A finding as a scan worker produces it: the :class:`~govern.stage.PIIFindingRow` fields that a worker
+    knows (``location`` is the line, or the Parquet row), before :func:`finding_row` names the data set and
+    file and the policy's action.
+
+    A NamedTuple rather than a pydantic model on purpose: one is made per match in the workers' hot loop and
+    every chunk's findings cross a process (or Ray) boundary as plain tuples (``tuple(f)``), so it must stay
+    cheap to build and to pickle. Its fields mirror ``PIIFindingRow``; change both together.
+    """
+
     location: int
     record_id: str | None
     field: str
@@ -282,18 +291,6 @@ def finding_row(f: RawFinding, dataset: str, shown: str, fmt: Format, action: PI
                          action=action)
 
 
-class _Hit(NamedTuple):
-    """A finding in one text: everything of a :class:`RawFinding` but where the text is."""
-
-    entity_type: str
-    start: int
-    end: int
-    score: float
-    recognizer: str
-    value_hmac: str
-    fingerprint_hmac: str | None = None
-
-
 class _KeyFailure(Exception):
     def __init__(self, location: int, error: str) -> None:
         super().__init__(error)
@@ -349,8 +346,8 @@ class RecordScanner:
             try:
                 for leaf in iter_field_texts(record, s.columns, s.exclude_columns, key_hits):
                     if leaf.is_key:  # already analysed (once per distinct key of the chunk)
-                        findings.extend(RawFinding(location, record_id, leaf.path, *h)
-                                        for h in leaf.hits if isinstance(h, _Hit))
+                        findings.extend(h._replace(location=location, record_id=record_id, field=leaf.path)
+                                        for h in leaf.hits if isinstance(h, RawFinding))
                         continue
                     for offset, window in _windows(leaf.text):
                         jobs.append((location, record_id, leaf.path, offset, window))
@@ -417,11 +414,12 @@ class RecordScanner:
             return False
         return True
 
-    def _analyze_texts(self, texts: list[str]) -> list[list[_Hit]]:
-        """Findings per text (long texts in overlapping windows, spans in the whole text)."""
+    def _analyze_texts(self, texts: list[str]) -> list[list[RawFinding]]:
+        """Findings per text (long texts in overlapping windows, spans in the whole text); where the text is
+        (location, record id, field) is left blank for the caller to fill in with ``_replace``."""
         jobs = [(i, offset, window) for i, text in enumerate(texts) for offset, window in _windows(text)]
         results = self._analyze([w for _, _, w in jobs]) if jobs else []
-        out: list[list[_Hit]] = [[] for _ in texts]
+        out: list[list[RawFinding]] = [[] for _ in texts]
         seen: set[tuple[int, str, int, int]] = set()
         for (i, offset, window), found in zip(jobs, results, strict=True):
             for r in found:
@@ -430,8 +428,8 @@ class RecordScanner:
                     continue
                 seen.add((i, r.entity_type, start, end))
                 recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
-                out[i].append(_Hit(r.entity_type, start, end, round(float(r.score), 4), recognizer,
-                                   *self._hmacs(r.entity_type, window[r.start:r.end])))
+                out[i].append(RawFinding(0, None, "", r.entity_type, start, end, round(float(r.score), 4),
+                                         recognizer, *self._hmacs(r.entity_type, window[r.start:r.end])))
         return out
 
     def _hmacs(self, entity_type: str, text: str) -> tuple[str, str | None]:

@@ -24,6 +24,7 @@ from govern.pii.keys import load_or_create_key
 from govern.pii.redact import PseudonymTable, redact_file
 from govern.pii.scanner import KEY_MARKER, ScanInput, ScanSettings, scan_files
 from govern.stage import (
+    AlwaysEnabled,
     ArtifactOut,
     DataFiles,
     StageContext,
@@ -40,14 +41,11 @@ class PIIOutputs(DataFiles):
     redacted: bool = False
 
 
-class PIIStage:
+class PIIStage(AlwaysEnabled):
     """Stage ``pii``: Presidio scan of every text field, evidence, findings and redaction."""
 
     name = "pii"
     outputs_model = PIIOutputs
-
-    def enabled(self, ctx: StageContext) -> bool:
-        return True
 
     def _settings(self, ctx: StageContext) -> ScanSettings:
         data = ctx.config.data

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from govern.decisions import RuleResult, WaiverRef
+from govern.decisions import RuleResult
 from govern.evidence import (
     EVIDENCE_MODELS,
     DataEvidence,
@@ -32,6 +32,15 @@ from govern.evidence import (
     PIIEvidence,
     SigningEvidence,
     TrainingEvidence,
+)
+from govern.lineage.records import (
+    ArtifactCore,
+    DatasetCore,
+    DecisionCore,
+    PolicyRef,
+    RunCore,
+    SignatureCore,
+    WaiverRecord,
 )
 from govern.report.compliance import compliance_sections, profile_controls
 
@@ -49,14 +58,9 @@ class ReportModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RunInfo(ReportModel):
-    id: str
-    name: str
-    kind: str
-    status: str
-    decision: str | None = None
-    started_at: datetime
-    ended_at: datetime | None = None
+# The report's sections extend the lineage records' shared fields (govern.lineage.records' *Core classes),
+# adding only what the report derives; ``extra="forbid"`` comes from ReportModel.
+class RunInfo(RunCore, ReportModel):
     duration_s: float | None = None
     error: str | None = None
     config_digest: str | None = None
@@ -78,24 +82,12 @@ class ModelInfo(ReportModel):
     out_of_scope_use: str | None = None
 
 
-class PolicyInfo(ReportModel):
-    name: str
-    version: str
-    digest: str
-    document: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = Field(default=None, description="The policy file as written (YAML with its comments).")
+class PolicyInfo(PolicyRef, ReportModel):
     source_matches_digest: bool | None = Field(
         default=None, description="sha256 of the recorded source equals the policy digest (None: no source).")
 
 
-class DecisionInfo(ReportModel):
-    id: int
-    kind: str = Field(description="gate (after a stage), final, or check.")
-    decision: str = Field(description="pass, warn or block.")
-    created_at: datetime
-    policy_name: str
-    policy_version: str
-    policy_digest: str
+class DecisionInfo(DecisionCore, ReportModel):
     results: list[RuleResult] = Field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -110,8 +102,7 @@ def _outcome(r: RuleResult) -> str:
     return {"pass": "passed", "waived": "waived", "skipped": "skipped", "error": "error"}.get(r.status, r.status)
 
 
-class WaiverInfo(WaiverRef):
-    created_at: datetime
+class WaiverInfo(WaiverRecord):
     active: bool = Field(description="Still valid on the day the report was generated.")
     applied_to: list[str] = Field(default_factory=list, description="Rule ids of this run it waived.")
 
@@ -134,25 +125,14 @@ MODEL_STAGES: dict[str, str] = {"training": "wrote", "evaluation": "judged", "me
                                 "fairness": "judged", "signing": "signed"}
 
 
-class ArtifactInfo(ReportModel):
-    id: int
-    name: str
-    kind: str
-    role: str
-    path: str
-    sha256: str
-    size_bytes: int
+class ArtifactInfo(ArtifactCore, ReportModel):
     stage: str | None = None
     dataset_fingerprint: str | None = None
     rows: int | None = None
 
 
-class DatasetInfo(ReportModel):
-    fingerprint: str
-    name: str
-    path: str
-    rows: int | None = None
-    first_run_id: str | None = None
+class DatasetInfo(DatasetCore, ReportModel):
+    pass
 
 
 class PIICountRow(ReportModel):
@@ -201,15 +181,7 @@ class PrivacySummary(ReportModel):
     explanation: str
 
 
-class SignatureInfo(ReportModel):
-    id: int
-    kind: str
-    subject: str
-    subject_digest: str
-    method: str
-    bundle_path: str
-    signer: str | None = None
-    created_at: datetime
+class SignatureInfo(SignatureCore, ReportModel):
     verify_command: str
 
 
@@ -420,7 +392,7 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
     run_fingerprints = {a.dataset_fingerprint for a in artifacts if a.dataset_fingerprint}
     dataset_fingerprints = sorted(run_fingerprints)
     datasets = [
-        DatasetInfo(fingerprint=d.fingerprint, name=d.name, path=d.path, rows=d.rows, first_run_id=d.first_run_id)
+        DatasetInfo.model_validate(d)  # from the record's attributes: the DatasetCore fields
         for d in store.datasets()
         if d.fingerprint in run_fingerprints
     ]
@@ -486,12 +458,10 @@ def build_report_data(store: LineageStore, run_id: str, *, now: datetime | None 
     ]
 
     policy = None
-    if run.policy_name is not None:
-        source = run.policy_source
-        matches = (None if source is None else
-                   "sha256:" + hashlib.sha256(source.encode("utf-8")).hexdigest() == run.policy_digest)
-        policy = PolicyInfo(name=run.policy_name, version=run.policy_version or "", digest=run.policy_digest or "",
-                            document=run.policy_document or {}, source=source, source_matches_digest=matches)
+    if (ref := run.policy) is not None:
+        matches = (None if ref.source is None else
+                   "sha256:" + hashlib.sha256(ref.source.encode("utf-8")).hexdigest() == run.policy_digest)
+        policy = PolicyInfo(**ref.model_dump(), source_matches_digest=matches)
     elif final is not None:
         policy = PolicyInfo(name=final.policy_name, version=final.policy_version, digest=final.policy_digest)
 

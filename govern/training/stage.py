@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from govern.config import Task
 from govern.errors import StageError
 from govern.stage import (
+    AlwaysEnabled,
     ArtifactOut,
     BaseModelOut,
     CanaryFiles,
@@ -53,14 +54,11 @@ class TrainingOutputs(ModelFolder):
     merged_dir: str | None = None
 
 
-class TrainingStage:
+class TrainingStage(AlwaysEnabled):
     name = "training"
     outputs_model = TrainingOutputs
     #: The stage that trains the model: ``govern.session`` runs the user's own loop in its place.
     trains_model = True
-
-    def enabled(self, ctx: StageContext) -> bool:
-        return True
 
     def spec(self, ctx: StageContext) -> TrainingSpec:
         cfg = ctx.config
