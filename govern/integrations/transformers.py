@@ -198,16 +198,18 @@ class DPTrainerMixin:
                           num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
 
     def get_batch_samples(self, epoch_iterator: Iterator[Any], num_batches: int, device: Any
-                          ) -> tuple[list[Any], None]:
+                          ) -> tuple[list[Any], Any]:
         """The chunks of one logical batch, the last one marked. No token count: govern's loss is a mean of
         per-record means, which the Trainer's loss normalisation across chunks must not rescale."""
+        if not self._private:  # the Trainer's own batching and token-count normalisation, unchanged
+            return super().get_batch_samples(epoch_iterator, num_batches, device)  # type: ignore[misc, no-any-return]
         batches: list[Any] = []
         for _ in range(num_batches):
             try:
                 batches.append(next(epoch_iterator))
             except StopIteration:
                 break
-        if self._private and batches:
+        if batches:
             if len(batches) != self._chunks:
                 raise SessionError(f"the Trainer asked for {len(batches)} micro-batches where govern's sampler split "
                                    f"the logical batch into {self._chunks}: keep gradient_accumulation_steps fixed")
