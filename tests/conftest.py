@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +22,21 @@ os.environ["NO_COLOR"] = "1"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+
+
+T = TypeVar("T")
+
+
+def peak_memory(fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()``'s result and the most bytes Python held while it ran (tracemalloc): the streaming tests'
+    measure that a reader does not hold a whole file."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
 
 
 def skip_or_fail(reason: str) -> None:

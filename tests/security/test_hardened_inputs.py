@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from govern.pipeline import Pipeline
 from govern.signing.keys import generate_key_pair
 from govern.signing.stage import SigningStage
 from govern.stage import StageContext
+from tests.conftest import peak_memory
 from tests.spine.helpers import make_records, policy_doc, write_jsonl, write_project
 from tests.spine.stages import EvidenceStage, training_evidence
 
@@ -272,13 +272,12 @@ def test_a_21_megabyte_line_is_rejected_without_being_held_in_memory(tmp_path: P
         fh.write("order 4821 to jane@example.org " * 700_000)  # ~21.7 MB
         fh.write('"}\n')
     assert path.stat().st_size > 21_000_000
-    tracemalloc.start()
-    try:
+
+    def read() -> None:
         with pytest.raises(DataError, match=r"line 2: record is larger than the maximum record size"):
             list(iter_records(path, max_record_bytes=1 << 20))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    _, peak = peak_memory(read)
     assert peak < 4 << 20, f"peak {peak:,} bytes: the oversized line was held"
 
 
