@@ -44,8 +44,9 @@ class KillAt(TrainerCallback):  # type: ignore[misc]
         return control
 
 
-def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
-          save_steps: int = 3, lr: float = 0.05, use_cpu: bool = True) -> Any:
+def lora_model_and_data(run: Any) -> tuple[Any, Any, dict[str, torch.Tensor], torch.Tensor]:
+    """What both test user scripts (this one and test_own_loop's loop) start from: the config's base model
+    with LoRA r=4 on query/value, and the redacted training records tokenised to 16 tokens with their labels."""
     from peft import LoraConfig, get_peft_model
 
     model, tokenizer = run.load_base_model()                                   # governed: the config's base model
@@ -54,6 +55,12 @@ def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int =
     enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True, max_length=16,
                     return_tensors="pt")
     labels = torch.tensor([run.label_names.index(r["label"]) for r in records])
+    return model, tokenizer, enc, labels
+
+
+def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
+          save_steps: int = 3, lr: float = 0.05, use_cpu: bool = True) -> Any:
+    model, tokenizer, enc, labels = lora_model_and_data(run)
     args = TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=32 // accumulation,
                              gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=lr,
                              optim="sgd", lr_scheduler_type="constant", logging_steps=1, save_steps=save_steps,
