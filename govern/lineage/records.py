@@ -37,6 +37,7 @@ __all__ = [
     "RunRecord",
     "SignatureCore",
     "SignatureRecord",
+    "StageCore",
     "StageRecord",
     "WaiverRecord",
 ]
@@ -93,14 +94,19 @@ class RunRecord(RunCore):
                          document=self.policy_document or {}, source=self.policy_source)
 
 
-class StageRecord(_Record):
-    id: int
-    run_id: str
+class StageCore(_Record):
+    """One execution of a stage and when it ran (the fields its record and the report share)."""
+
     stage: str
-    input_digest: str
     status: str
     started_at: datetime
     ended_at: datetime | None = None
+
+
+class StageRecord(StageCore):
+    id: int
+    run_id: str
+    input_digest: str
     error: str | None = None
     outputs: dict[str, Any] | None = None
     #: The evidence this execution produced (from the evidence table), if any.
