@@ -22,18 +22,6 @@ from govern.errors import GovernError
 from govern.integrations.transformers import GovernedTrainer
 
 
-class Records(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, encoded: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
-        self.encoded, self.labels = encoded, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i],
-                "labels": self.labels[i]}
-
-
 class KillAt(TrainerCallback):  # type: ignore[misc]
     def __init__(self, step: int) -> None:
         self.step = step
@@ -66,7 +54,10 @@ def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int =
                              optim="sgd", lr_scheduler_type="constant", logging_steps=1, save_steps=save_steps,
                              save_strategy="steps", report_to=[], use_cpu=use_cpu, disable_tqdm=True,
                              dataloader_pin_memory=False)
-    trainer = GovernedTrainer(run, model=model, args=args, train_dataset=Records(enc, labels),  # governed
+    # A list of feature dicts is a map-style data set as it stands (examples/hf-trainer wraps one in a class).
+    records = [{"input_ids": ids, "attention_mask": mask, "labels": y}
+               for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+    trainer = GovernedTrainer(run, model=model, args=args, train_dataset=records,  # governed
                               data_collator=default_data_collator)
     if kill_at is not None:
         trainer.add_callback(KillAt(kill_at))
