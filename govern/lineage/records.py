@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from govern.decisions import RuleResult, WaiverRef
-from govern.stage import PIIFindingRow
+from govern.stage import BaseModelOut, PIIFindingRow
 
 __all__ = [
     "AncestryGraph",
@@ -148,11 +148,12 @@ class DatasetRecord(DatasetCore):
     first_seen_at: datetime
 
 
-class BaseModelRecord(_Record):
+class BaseModelRecord(BaseModelOut):
+    """A recorded base model (the :class:`BaseModelOut` fields a stage reports, plus its row and first sighting)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
-    name: str
-    path: str
-    digest: str
     first_seen_at: datetime
 
 
