@@ -256,6 +256,21 @@ class GovernedRun:
         labels = self.label_names if self.config.task == "classification" else None
         return load_base_model(folder, gguf, task=self.config.task, label_names=labels)
 
+    def prepare_model(self) -> tuple[Any, Any]:
+        """(model, tokenizer) ready to train as the run config says — the built-in recipe's own first step
+        (:func:`govern.training.trainer.prepare_model`): the base model with LoRA applied for
+        ``training.method: lora`` (the config's r, alpha, dropout and target modules; the recipe's defaults
+        for the architecture when none are named) or every weight trainable for ``full``, on the training
+        device, in train mode. The adapter is then the one the recorded config describes; use
+        :meth:`load_base_model` to adapt the model yourself."""
+        from govern.training.models import pick_device
+        from govern.training.trainer import prepare_model
+
+        folder, gguf = self._base_model()
+        spec = self._training_stage.spec(self.active.ctx)  # type: ignore[attr-defined]  # the TrainingStage builds the recipe
+        prepared = prepare_model(spec, folder, gguf, pick_device(self.config.training.device))
+        return prepared.model, prepared.tokenizer
+
     def _base_model(self) -> tuple[Path, str | None]:
         from govern.training.models import packaged_model, resolve_base_model
 

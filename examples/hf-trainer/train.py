@@ -1,7 +1,7 @@
 """A plain Hugging Face ``Trainer`` DP-LoRA fine-tune of MiniLM, governed by govern: copy it and change the
 model, the tokenisation or the TrainingArguments.
 
-    python train.py govern.yaml [--max-steps N]
+    python train.py [govern.yaml]
 
 The governed lines are marked ``# govern``: the session (data and PII gates before any of this runs), the
 records training may see (redacted), ``GovernedTrainer`` instead of ``Trainer`` (Poisson sampling,
@@ -13,16 +13,12 @@ the accountant continues. Exit code 0 when the run passes, 1 when a policy gate 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments, default_data_collator
 
 import govern
-from govern.errors import GovernError
 from govern.integrations.transformers import GovernedTrainer
 
 
@@ -38,34 +34,24 @@ class Encoded(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
                 "labels": self.labels[i]}
 
 
-def main(config: Path, max_steps: int) -> int:
+def main(config: Path) -> None:
     with govern.session(config) as run:                                     # govern: data + PII gates first
-        model, tokenizer = run.load_base_model()                            # govern: the config's base model
-        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16,
-                                                 target_modules=["query", "value"]))
+        model, tokenizer = run.prepare_model()                              # govern: the config's base model + LoRA
         records = run.training_data()                                       # govern: redacted records only
         enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True, max_length=48,
                         return_tensors="pt")
         labels = torch.tensor([run.label_names.index(str(r["intent"])) for r in records])
         args = TrainingArguments(
             output_dir=str(run.run_dir / "trainer"), per_device_train_batch_size=32, gradient_accumulation_steps=2,
-            num_train_epochs=3, max_steps=max_steps, learning_rate=5e-3, logging_steps=5, save_steps=20,
+            num_train_epochs=3, max_steps=run.config.training.max_steps or -1,  # govern: the config's plan, if any
+            learning_rate=5e-3, logging_steps=5, save_steps=20,
             report_to=[], dataloader_pin_memory=False)
         trainer = GovernedTrainer(run, model=model, args=args,               # govern: DP inside your Trainer
                                   train_dataset=Encoded(enc, labels), data_collator=default_data_collator)
         trainer.train()
         outcome = run.finish(trainer.model, tokenizer=tokenizer)            # govern: audits, decision, lineage
     print(f"run {outcome.run_id}: {outcome.status} ({outcome.decision})")
-    return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", type=Path, nargs="?", default=Path(__file__).with_name("govern.yaml"))
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: epochs)")
-    ns = parser.parse_args()
-    try:
-        sys.exit(main(ns.config, ns.max_steps))
-    except GovernError as exc:  # a policy block (1) or bad input (2): the message says which rule / file
-        print(exc, file=sys.stderr)
-        sys.exit(exc.exit_code)
+    govern.script_main(main, __file__)  # config from the command line (default: govern.yaml here); exit 0 / 1 / 2

@@ -10,23 +10,18 @@ Exit code 0 when the run passes, 1 when a policy gate blocks it (the reason is p
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
-from peft import LoraConfig, get_peft_model
 from torch.utils.data import DataLoader, TensorDataset
 
 import govern
-from govern.errors import GovernError
 
 
-def main(config: Path) -> int:
+def main(config: Path) -> None:
     with govern.session(config) as run:                                      # govern: data + PII gates first
-        model, tokenizer = run.load_base_model()                             # govern: the config's base model
-        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16,
-                                                 target_modules=["query", "value"]))
+        model, tokenizer = run.prepare_model()                               # govern: the config's base model + LoRA
         records = run.training_data()                                        # govern: redacted records only
         max_length = run.config.training.max_length
         enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True,
@@ -39,12 +34,14 @@ def main(config: Path) -> int:
         model, optimizer, loader = run.make_private(model, optimizer, loader)  # govern: Opacus, govern's σ
 
         model.train()
+        device = next(model.parameters()).device  # prepare_model put it on CUDA where there is one
         # σ was solved for exactly planned_steps; a resumed run (GOVERN_RESUME) starts after its checkpoint
         step, steps = run.completed_steps, run.planned_steps or 1
         while step < steps:
             for input_ids, attention_mask, y in loader:
                 if step >= steps:
                     break
+                input_ids, attention_mask, y = input_ids.to(device), attention_mask.to(device), y.to(device)
                 loss = F.cross_entropy(model(input_ids, attention_mask=attention_mask).logits, y)
                 loss.backward()
                 optimizer.step()
@@ -53,12 +50,7 @@ def main(config: Path) -> int:
                 step += 1
         outcome = run.finish(model, tokenizer=tokenizer)                     # govern: audits, decision, lineage
     print(f"run {outcome.run_id}: {outcome.status} ({outcome.decision})")
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("govern.yaml")))
-    except GovernError as exc:  # a policy block (1) or bad input (2): the message says which rule / file
-        print(exc, file=sys.stderr)
-        sys.exit(exc.exit_code)
+    govern.script_main(main, __file__)  # config from the command line (default: govern.yaml here); exit 0 / 1 / 2

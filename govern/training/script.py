@@ -20,8 +20,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from govern.errors import StageError
 from govern.stage import ArtifactOut, BaseModelOut, StageContext, StageResult, artifact_for, file_sha256
@@ -92,3 +93,20 @@ def run_script(ctx: StageContext, stage: str) -> StageResult:
                                 "the ones its session recorded: changed after run.finish?")
     base = BaseModelOut.model_validate(data["base_model"]) if data.get("base_model") else None
     return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs, base_model=base)
+
+
+def script_main(main: Callable[[Path], object], script: str | Path) -> NoReturn:
+    """The entry point of a governed training script (``govern.script_main(main, __file__)``): calls
+    ``main(config)`` with the config named on the command line, else ``govern.yaml`` beside the script, and
+    exits the way ``govern run`` does — 0 when the run passes, 1 when a policy gate blocks it, 2 on bad
+    input — with govern's message (which rule, which file and line) on standard error instead of a
+    traceback, so a CI step that runs the script gets the same exit codes as one that runs ``govern run``."""
+    from govern.errors import GovernError
+
+    config = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(script).with_name("govern.yaml")
+    try:
+        main(config)
+    except GovernError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(0)

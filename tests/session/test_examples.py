@@ -53,8 +53,6 @@ def test_the_example_runs_and_is_recorded(workdir: Path, example: str) -> None:
     config["training"].update({"max_steps": 3, "max_length": 32, "batch_size": 32})
     config["audits"] = {"membership": {"max_records": 30 if example == "trl-sft" else 50, "bootstrap": 0},
                         "fairness": {"bootstrap": 0, "intersections": False, "enabled": example != "trl-sft"}}
-    if example != "own-loop":  # the Trainer's plan is its own arguments
-        config["training"]["script_args"] = ["--max-steps", "3"]
     policy = _relaxed_policy()
     if example == "trl-sft":  # 60 + 30 templated Q/A pairs: below the default's sizes, near-duplicates by design
         policy["data"].update({"min_train_rows": 1, "min_eval_rows": 1, "max_exact_leakage": None,
