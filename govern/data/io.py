@@ -181,7 +181,7 @@ def _iter_jsonl(path: Path, limit: int | None = None) -> Iterator[tuple[int, dic
             value = parse_json_line(path, text, line_no)
             if not isinstance(value, dict):
                 raise DataError(
-                    path, f"expected a JSON object, found {_json_type_name(value)}", line=line_no
+                    path, f"expected a JSON object, found {type_name(value)}", line=line_no
                 )
             yield line_no, value
 
@@ -195,15 +195,20 @@ def parse_json_line(path: Path, text: str, line_no: int) -> Any:
         raise DataError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", line=line_no) from None
 
 
-def _json_type_name(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
+def type_name(value: Any) -> str:
+    """What a message says a value is, in JSON's words (never the value itself: it may be personal data)."""
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
         return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
     if value is None:
         return "null"
     return type(value).__name__

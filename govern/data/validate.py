@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from govern.config import DataConfig, canonical_json
-from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs
+from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs, type_name
 from govern.errors import DataError
 from govern.evidence import FileRecord
 from govern.stage import file_sha256
@@ -225,7 +225,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
             if value is None:
                 raise DataError(path, "text is missing (null or empty)", field=column, **where)
             if not isinstance(value, str):
-                raise DataError(path, f"expected text (a string), found {_type_name(value)}", field=column, **where)
+                raise DataError(path, f"expected text (a string), found {type_name(value)}", field=column, **where)
             if not value.strip():
                 raise DataError(path, "text is empty", field=column, **where)
         if label_column is not None:
@@ -234,7 +234,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
                 raise DataError(path, "label is missing (null)", field=label_column, **where)
             if not isinstance(value, (str, int, bool)):
                 raise DataError(
-                    path, f"expected a label that is a string, integer or boolean, found {_type_name(value)}",
+                    path, f"expected a label that is a string, integer or boolean, found {type_name(value)}",
                     field=label_column, **where,
                 )
             if isinstance(value, str) and not value.strip():
@@ -244,7 +244,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
             value = record[column]
             if isinstance(value, (list, dict, tuple)):
                 raise DataError(
-                    path, f"expected a single value (or null for unknown), found {_type_name(value)}",
+                    path, f"expected a single value (or null for unknown), found {type_name(value)}",
                     field=column, **where,
                 )
         record_id = _record_id(record, location, cfg, path, fmt)
@@ -293,7 +293,7 @@ def _record_id(record: dict[str, Any], location: int, cfg: DataConfig, path: Pat
     where = location_kwargs(fmt, location)
     raw_id = record[cfg.id_column]
     if isinstance(raw_id, (list, dict, tuple, float)):
-        raise DataError(path, f"record id is {_type_name(raw_id)}; expected a string or integer",
+        raise DataError(path, f"record id is {type_name(raw_id)}; expected a string or integer",
                         field=cfg.id_column, **where)
     record_id = canonical_value(raw_id)
     if record_id is None or not record_id.strip():
@@ -368,19 +368,3 @@ def check_label_sets(train: LoadedDataset, eval_: LoadedDataset, cfg: DataConfig
                 f"label is a class that never occurs in the training data ({train.path.name})",
                 field=column, **location_kwargs(eval_.format, location),
             )
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
