@@ -1,0 +1,79 @@
+"""``govern.session`` under ``torchrun`` (2 CPU processes, gloo): rank 0 governs and records one run, both
+ranks train the user's own loop under Opacus' DPDDP, and a block on rank 0 stops every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govern.lineage import LineageStore
+from govern.training import accounting
+from tests.conftest import PROJECT_ROOT
+from tests.session.conftest import Project, make_project, planted
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+SCRIPT = Path(__file__).with_name("ddp_user_script.py")
+
+
+def _torchrun(project: Project, port: str) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
+    if not TORCHRUN.exists():
+        pytest.fail("torchrun is installed with torch; it is missing next to the interpreter")
+    markers = project.root / "markers"
+    markers.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", port, str(SCRIPT),
+                             str(project.config), str(markers)], env=env, cwd=project.root, capture_output=True,
+                            text=True, timeout=240)
+    seen = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("result "):
+            report = json.loads(line.removeprefix("result "))
+            seen[report["rank"]] = report
+    return result, seen
+
+
+def test_a_session_under_torchrun_records_one_run_with_the_single_process_epsilon(project: Project) -> None:
+    result, seen = _torchrun(project, "29547")
+    assert result.returncode == 0, result.stderr[-4000:]
+    zero, one = seen[0], seen[1]
+    # Both ranks saw the same run, records and plan (σ, q, steps): rank 0's, handed over after its gates.
+    assert zero["run_id"] == one["run_id"] == zero["outcome_run"] == one["outcome_run"]
+    assert zero["n"] == one["n"] == 254 and zero["world"] == one["world"] == 2
+    assert (zero["sigma"], zero["q"], zero["steps"]) == (one["sigma"], one["q"], one["steps"])
+    assert zero["status"] == one["status"] == "completed" and one["decision"] == zero["decision"]
+    # DPDDP: one all-reduced, once-noised gradient per step, so both ranks hold the very same weights.
+    assert zero["weights"] == one["weights"]
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()  # one run, recorded by rank 0 alone
+        assert run.id == zero["run_id"] and run.status == "completed", run.error
+        t = store.evidence(run.id)["training"]
+    q = accounting.poisson_sample_rate(254, 32)  # the loader's batch_size is the global logical batch
+    sigma = accounting.noise_multiplier(4.0, q, 8, 1e-5, "rdp")
+    assert t["world_size"] == 2 and t["sample_rate"] == q == zero["q"]
+    assert t["noise_multiplier"] == pytest.approx(sigma) and t["steps"] == 8
+    # One accountant entry per logical step with the global q: the single-process run's ε for q, σ, steps.
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 8]]
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
+    integrity = t["integrity"]  # rank 0 still tracks that only DP steps changed the weights
+    assert integrity["violations"] == 0 and integrity["optimizer_steps"] == 8 == integrity["accounted_steps"]
+    assert integrity["relative_weight_change"] > 0
+    assert t["tokens_processed"] > 0  # both ranks' training forwards
+
+
+def test_a_pii_block_under_torchrun_stops_every_rank_before_user_code(workdir: Path, session_bert: Path) -> None:
+    project = make_project(workdir / "pii", session_bert, [planted("731-15-6065", 1)])  # a US SSN: blocked
+    result, seen = _torchrun(project, "29549")
+    assert result.returncode != 0
+    assert seen[0]["blocked"] == seen[1]["blocked"] == "pii", result.stderr[-4000:]
+    assert seen[0]["run_id"] == seen[1]["run_id"]
+    assert not list((project.root / "markers").iterdir())  # no rank ran a line of the block
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.status == "blocked" and run.decision == "block"
+    assert "731-15-6065" not in result.stdout + result.stderr
