@@ -35,8 +35,12 @@ hit stale pins and gradient-accumulation bugs, which the design below avoids by 
   id (``GOVERN_RESUME``) resumes from the newest recorded checkpoint, verified byte for byte before the
   Trainer opens any file of it, and the accountant continues from the recorded history.
 
-Not yet: torchrun / DDP (one process) and Opacus' ghost clipping (``grad_sample_mode: ghost``) under the
-Trainer: both raise a :class:`~govern.errors.SessionError` naming the setting.
+Not yet: torchrun / DDP and Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: both
+raise a :class:`~govern.errors.SessionError` naming the setting (under torchrun, on every rank, before the
+Trainer starts: rank 0 records the run ``failed`` with that reason). Under DDP the Trainer's accelerate
+layer shards each batch across ranks and its DDP wrapper all-reduces in backward, which would bypass the
+global Poisson sample above and Opacus' distributed optimizer (noise added once, on rank 0). A plain loop
+under ``govern.session`` does work under torchrun (``run.make_private`` wraps the model in Opacus' DPDDP).
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ EMPTY_CHUNK = "govern_empty_chunk"
 LOSS_ONLY_KEYS = ("labels", "completion_mask", "assistant_masks")
 #: govern's generator states in a Trainer checkpoint (safetensors: loading it executes nothing).
 RNG_FILE = "govern-rng.safetensors"
+
+
+#: Why GovernedTrainer (and GovernedSFTTrainer) refuse to run under torchrun, and what works instead.
+TORCHRUN_UNSUPPORTED = (
+    "GovernedTrainer does not support torchrun / DDP yet: the Trainer's own DDP and its per-rank batch "
+    "sharding would bypass govern's global Poisson sampling and Opacus' once-per-step noise. Run the Trainer "
+    "script in one process (plain python), or train with your own loop under govern.session, which works "
+    "under torchrun (run.make_private wraps the model in Opacus' DPDDP)")
 
 
 class ChunkedPoissonSampler:
@@ -131,14 +143,15 @@ class DPTrainerMixin:
     data_collator: Any
 
     def __init__(self, run: GovernedRun, *args: Any, **kwargs: Any) -> None:
+        if run.world_size > 1:  # before the Trainer sets up its own DDP
+            raise SessionError(TORCHRUN_UNSUPPORTED)
         _drop_gguf_marker(kwargs.get("model", args[0] if args else None))
         super().__init__(*args, **kwargs)
         self.governed_run = run
         cfg = run.config.training
         self._private = bool(cfg.dp.enabled)
-        if self.args.world_size > 1:
-            raise SessionError("GovernedTrainer runs in one process for now (torchrun / DDP is not supported yet): "
-                               "run the script with plain python")
+        if self.args.world_size > 1:  # another launcher (accelerate) that left WORLD_SIZE unset
+            raise SessionError(TORCHRUN_UNSUPPORTED)
         if self._private and cfg.dp.grad_sample_mode == "ghost":
             raise SessionError("training.dp.grad_sample_mode: ghost is not supported under the Trainer yet: use "
                                "hooks (the default)")

@@ -21,15 +21,19 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 SCRIPT = Path(__file__).with_name("ddp_user_script.py")
 
 
-def _torchrun(project: Project, port: str) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
+def _launch(project: Project, port: str, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if not TORCHRUN.exists():
         pytest.fail("torchrun is installed with torch; it is missing next to the interpreter")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", port, str(script),
+                           str(project.config), *args], env=env, cwd=project.root, capture_output=True, text=True,
+                          timeout=240)
+
+
+def _torchrun(project: Project, port: str) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
     markers = project.root / "markers"
     markers.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", port, str(SCRIPT),
-                             str(project.config), str(markers)], env=env, cwd=project.root, capture_output=True,
-                            text=True, timeout=240)
+    result = _launch(project, port, SCRIPT, str(markers))
     seen = {}
     for line in result.stdout.splitlines():
         if line.startswith("result "):
@@ -77,3 +81,15 @@ def test_a_pii_block_under_torchrun_stops_every_rank_before_user_code(workdir: P
         (run,) = store.list_runs()
         assert run.status == "blocked" and run.decision == "block"
     assert "731-15-6065" not in result.stdout + result.stderr
+
+
+def test_a_trainer_script_under_torchrun_is_refused_on_every_rank_and_recorded_failed(project: Project) -> None:
+    from govern.integrations.transformers import TORCHRUN_UNSUPPORTED
+
+    result = _launch(project, "29551", Path(__file__).with_name("hf_user_script.py"), str(project.root / "out"))
+    assert result.returncode != 0
+    assert result.stderr.count("GovernedTrainer does not support torchrun") == 2, result.stderr[-4000:]  # both ranks
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.status == "failed" and TORCHRUN_UNSUPPORTED[:60] in (run.error or ""), run.error
+    assert not (project.root / "out").exists()  # refused before the Trainer wrote anything
