@@ -21,19 +21,22 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 SCRIPT = Path(__file__).with_name("ddp_user_script.py")
 
 
-def _launch(project: Project, port: str, script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _launch(project: Project, port: str, script: Path, *args: str, **env_extra: str
+            ) -> subprocess.CompletedProcess[str]:
     if not TORCHRUN.exists():
         pytest.fail("torchrun is installed with torch; it is missing next to the interpreter")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           **env_extra}
     return subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", port, str(script),
                            str(project.config), *args], env=env, cwd=project.root, capture_output=True, text=True,
                           timeout=240)
 
 
-def _torchrun(project: Project, port: str) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
+def _torchrun(project: Project, port: str, *extra: str, **env_extra: str
+              ) -> tuple[subprocess.CompletedProcess[str], dict[int, dict[str, Any]]]:
     markers = project.root / "markers"
-    markers.mkdir()
-    result = _launch(project, port, SCRIPT, str(markers))
+    markers.mkdir(exist_ok=True)
+    result = _launch(project, port, SCRIPT, str(markers), *extra, **env_extra)
     seen = {}
     for line in result.stdout.splitlines():
         if line.startswith("result "):
@@ -93,3 +96,26 @@ def test_a_trainer_script_under_torchrun_is_refused_on_every_rank_and_recorded_f
         (run,) = store.list_runs()
         assert run.status == "failed" and TORCHRUN_UNSUPPORTED[:60] in (run.error or ""), run.error
     assert not (project.root / "out").exists()  # refused before the Trainer wrote anything
+
+
+def test_kill_9_under_torchrun_then_resume_continues_the_accountant_on_every_rank(project: Project,
+                                                                                  govern_cli: Any) -> None:
+    project.edit_config(checkpoint_every=3)
+    killed, _ = _torchrun(project, "29553", "--kill-at", "5")
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    run_id = next(line.split()[1] for line in killed.stdout.splitlines() if line.startswith("run-id "))
+    result, seen = _torchrun(project, "29555", GOVERN_RESUME=run_id)
+    assert result.returncode == 0, result.stderr[-4000:]
+    # Both ranks loaded the step-3 checkpoint rank 0's audit chain vouches for, and ended alike.
+    assert seen[0]["started_at"] == seen[1]["started_at"] == 3 and seen[0]["weights"] == seen[1]["weights"]
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.id == run_id and run.status == "completed", run.error
+        t = store.evidence(run_id)["training"]
+    q = accounting.poisson_sample_rate(254, 32)
+    sigma = accounting.noise_multiplier(4.0, q, 8, 1e-5, "rdp")
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 8]]  # an uninterrupted run's
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
+    assert t["integrity"]["violations"] == 0 and t["integrity"]["optimizer_steps"] == 5  # 3 restored + 5 run
+    code, out, err = govern_cli("lineage", "verify")
+    assert code == 0, out + err
