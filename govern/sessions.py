@@ -420,7 +420,7 @@ class GovernedRun:
         every record's real probability of joining a step, since each record lives in exactly one shard."""
         import torch
 
-        from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
+        from govern.training.private import IntegrityTracker, attach_opacus, keep_ranks_in_lockstep, plan_privacy
 
         if self._engine is not None or self._tracker is not None:
             raise SessionError("make_private was already called in this session (one DP training per run)")
@@ -455,6 +455,7 @@ class GovernedRun:
             # alike everywhere: the ranks would draw the same Bernoulli masks over their shards, tying one
             # record's inclusion to another's. The accountant assumes independent draws; one stream per rank.
             sampler.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7 * self.rank + 1)
+            keep_ranks_in_lockstep(loader)
         self._engine, self._dp_optimizer, self._planned, self._batch_size = engine, optimizer, planned, batch_size
         self._noise_generator = generator if on_cpu else None
         self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,

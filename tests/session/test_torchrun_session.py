@@ -119,3 +119,24 @@ def test_kill_9_under_torchrun_then_resume_continues_the_accountant_on_every_ran
     assert t["integrity"]["violations"] == 0 and t["integrity"]["optimizer_steps"] == 5  # 3 restored + 5 run
     code, out, err = govern_cli("lineage", "verify")
     assert code == 0, out + err
+
+
+def test_the_distributed_poisson_sampler_yields_empty_draws_so_ranks_stay_in_lockstep(tmp_path: Path) -> None:
+    import torch
+    import torch.distributed as dist
+    from opacus.data_loader import DPDataLoader
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from govern.training.private import keep_ranks_in_lockstep
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        loader = DataLoader(TensorDataset(torch.arange(100)), batch_size=2)  # q = 1/50: some draws are empty
+        private = DPDataLoader.from_data_loader(loader, distributed=True, generator=torch.Generator().manual_seed(0))
+        assert len(list(private)) < len(private) == 50  # Opacus skips the empty draws: fewer steps on this rank
+        keep_ranks_in_lockstep(private)
+        batches = [b[0] for b in private]
+        assert len(batches) == 50 and sum(len(b) == 0 for b in batches) > 0
+        assert all(b.dtype == torch.int64 for b in batches)  # Opacus' empty-batch collate, as in one process
+    finally:
+        dist.destroy_process_group()
