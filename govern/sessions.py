@@ -420,7 +420,12 @@ class GovernedRun:
         every record's real probability of joining a step, since each record lives in exactly one shard."""
         import torch
 
-        from govern.training.private import IntegrityTracker, attach_opacus, keep_ranks_in_lockstep, plan_privacy
+        from govern.training.private import (
+            IntegrityTracker,
+            attach_opacus,
+            keep_ranks_in_lockstep,
+            plan_privacy,
+        )
 
         if self._engine is not None or self._tracker is not None:
             raise SessionError("make_private was already called in this session (one DP training per run)")
@@ -440,6 +445,9 @@ class GovernedRun:
             if not wrap_model:
                 raise SessionError("under torchrun govern wraps the model in Opacus' DPDDP itself "
                                    "(wrap_model=False is the one-process Trainer path)")
+            if not cfg.dp.poisson_sampling:  # Opacus would hand every rank the whole, unsharded loader
+                raise SessionError("training.dp.poisson_sampling: false is not supported under torchrun: each rank "
+                                   "would read every record, so the accountant's q would be wrong; leave it on")
             from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
             model = DPDDP(model)  # broadcasts rank 0's weights: every rank starts from the same model
