@@ -676,9 +676,8 @@ class GovernedRun:
 
     def _training_result(self, model: Any, tokenizer: Any) -> StageResult:
         from govern.evidence import TrainingEvidence, TrainingPoint
-        from govern.training import accounting
         from govern.training.models import base_model_digest, base_model_facts, count_parameters
-        from govern.training.private import unwrap
+        from govern.training.private import accounted_privacy, unwrap
         from govern.training.stage import TrainingOutputs
         from govern.training.trainer import _export
         from govern.versions import package_versions
@@ -700,12 +699,8 @@ class GovernedRun:
         model_dir = _export(ctx.stage_dir(name), plain, tokenizer, spec, labels, digest, folder, gguf)
 
         engine, planned = self._engine, self._planned
-        history = [(float(s), float(q), int(k)) for s, q, k in engine.accountant.history] if engine else []
-        epsilons: dict[str, float] = {}
         delta = planned.delta if planned is not None else None
-        if engine is not None and delta is not None:
-            epsilons = accounting.all_epsilons(history, delta)
-            epsilons[cfg.dp.accountant] = float(engine.get_epsilon(delta))
+        history, epsilons = accounted_privacy(engine, delta, cfg.dp.accountant)
         steps = sum(k for _, _, k in history) if history else (integrity.optimizer_steps if integrity else 0)
         n = len(self._records) if self._records is not None else 0
         trainable, total = count_parameters(plain)

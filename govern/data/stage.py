@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govern.data.io import check_data_file, iter_records
-from govern.data.leakage_index import check_leakage_streaming
+from govern.data.io import check_data_file
+from govern.data.leakage_index import LeakageIndex
 from govern.data.validate import LoadedDataset, check_label_sets, load_dataset, record_text
 from govern.errors import DataError
 from govern.evidence import DataEvidence
@@ -44,10 +44,14 @@ class DataStage(AlwaysEnabled):
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.config.data
         task = ctx.config.task
-        # The training file is streamed (not held): at millions of records its contents would dominate
-        # memory. Eval records are kept for the label check.
-        train = load_dataset(Path(cfg.train), cfg, "train", task, keep_records=False)
+        # The eval file is held (the label check reads it) and indexed for the leakage check; the training
+        # file is streamed past that index in the same pass that validates and fingerprints it, holding
+        # nothing per record but an 8-byte id key: at millions of records its contents would dominate
+        # memory (govern.data.leakage_index).
         eval_ = load_dataset(Path(cfg.eval), cfg, "eval", task)
+        index = LeakageIndex(zip(eval_.texts(cfg), eval_.ids, strict=True), threshold=cfg.near_duplicate_threshold)
+        train = load_dataset(Path(cfg.train), cfg, "train", task, keep_records=False,
+                             visit=lambda record_id, record: index.feed(record_text(record, cfg), record_id))
         if train.format != eval_.format:
             # Later stages write derived copies (the PII-redacted data) in one format and read both
             # files with the outputs' format; one format per run keeps that simple and explicit.
@@ -56,12 +60,7 @@ class DataStage(AlwaysEnabled):
             )
         if task == "classification":
             check_label_sets(train, eval_, cfg)
-        # Streamed, in compact arrays (govern.data.leakage_index): same evidence as check_leakage.
-        train_pairs = ((record_text(r, cfg), i) for (_, r), i in
-                       zip(iter_records(train.path, train.format, max_record_bytes=cfg.max_record_bytes),
-                           train.ids, strict=True))
-        leakage = check_leakage_streaming(train_pairs, zip(eval_.texts(cfg), eval_.ids, strict=True),
-                                          threshold=cfg.near_duplicate_threshold)
+        leakage = index.evidence()
         evidence = DataEvidence(
             files=[train.file, eval_.file],
             train_rows=len(train),

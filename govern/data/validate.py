@@ -25,9 +25,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import numpy as np
 
 from govern.config import DataConfig, canonical_json
 from govern.data.io import Format, check_data_file, detect_format, iter_records, location_kwargs
@@ -108,7 +111,8 @@ def fingerprint_file(path: Path, fmt: str = "auto") -> str:
 
 @dataclass
 class LoadedDataset:
-    """A validated data file: its records in order, their ids and locations, and its file record."""
+    """A validated data file: its records in order, their ids and locations (all three empty when
+    streamed: ``load_dataset(keep_records=False)``), and its file record."""
 
     role: str
     path: Path
@@ -123,7 +127,7 @@ class LoadedDataset:
     labels: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.ids)  # records may not be kept (load_dataset(keep_records=False))
+        return self.file.rows  # records and ids may not be kept (load_dataset(keep_records=False))
 
     def texts(self, cfg: DataConfig) -> list[str]:
         """The text each record contributes (text column, or prompt + completion)."""
@@ -172,12 +176,14 @@ def required_columns(cfg: DataConfig, task: str) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_records: bool = True) -> LoadedDataset:
+def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_records: bool = True,
+                 visit: Callable[[str, dict[str, Any]], None] | None = None) -> LoadedDataset:
     """Read and validate one data file against the run's data config.
 
-    ``keep_records=False`` streams: everything is checked and fingerprinted, but the records are not
-    kept (``records`` is empty; ids and locations are), so a training file of millions of records
-    costs its ids, not its contents.
+    ``keep_records=False`` streams: everything is checked and fingerprinted, but neither records, ids
+    nor locations are kept (they are empty), so a training file of millions of records costs 8 bytes
+    a record (a key of its id, for the uniqueness check), not its contents. ``visit(id, record)`` sees
+    each valid record as it streams past (the data stage's leakage check reads the file in the same pass).
 
     Checks, each failing with a :class:`DataError` that names file, line/record and field: the file
     exists and has records; every record has the required columns; the text (and prompt/completion)
@@ -206,6 +212,8 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
     first_location_of_id: dict[str, int] = {}
     labels: Counter[str] = Counter()
     fingerprint = RecordFingerprint()
+    id_keys = _IdKeys()
+    rows = 0
 
     for location, record in iter_records(path, fmt, max_record_bytes=cfg.max_record_bytes):
         where = location_kwargs(fmt, location)
@@ -239,33 +247,28 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
                     path, f"expected a single value (or null for unknown), found {_type_name(value)}",
                     field=column, **where,
                 )
-        if cfg.id_column:
-            raw_id = record[cfg.id_column]
-            if isinstance(raw_id, (list, dict, tuple, float)):
-                raise DataError(path, f"record id is {_type_name(raw_id)}; expected a string or integer",
-                                field=cfg.id_column, **where)
-            record_id = canonical_value(raw_id)
-            if record_id is None or not record_id.strip():
-                raise DataError(path, "record id is missing (null or empty)", field=cfg.id_column, **where)
+        record_id = _record_id(record, location, cfg, path, fmt)
+        if keep_records:
+            if record_id in first_location_of_id:
+                _raise_duplicate_id(path, fmt, cfg, first_location_of_id[record_id], location)
+            first_location_of_id[record_id] = location
         else:
-            record_id = str(location)
-        if record_id in first_location_of_id:
-            first = first_location_of_id[record_id]
-            unit = "row" if fmt == "parquet" else "line"
-            raise DataError(
-                path, f"duplicate record id: the same id as {unit} {first}", field=cfg.id_column, **where
-            )
-        first_location_of_id[record_id] = location
+            id_keys.append(_id_key(record_id))
         for key in record:
             columns.setdefault(key, None)
         fingerprint.update(record)
+        if visit is not None:
+            visit(record_id, record)
+        rows += 1
         if keep_records:
             records.append(record)
-        ids.append(record_id)
-        locations.append(location)
+            ids.append(record_id)
+            locations.append(location)
 
-    if not ids:
+    if not rows:
         raise DataError(path, f"{role} data file has no records (only blank lines)")
+    if not keep_records:
+        _check_streamed_ids_unique(path, fmt, cfg, id_keys)
 
     file_record = FileRecord(
         role=role,
@@ -273,7 +276,7 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
         format=fmt,
         sha256=file_sha256(path),
         size_bytes=path.stat().st_size,
-        rows=len(ids),
+        rows=rows,
         columns=_recordable_columns(list(columns), set(required)),
         fingerprint=fingerprint.hexdigest(),
     )
@@ -281,6 +284,70 @@ def load_dataset(path: Path, cfg: DataConfig, role: str, task: str, *, keep_reco
         role=role, path=path, format=fmt, records=records, ids=ids, locations=locations,
         file=file_record, labels=dict(sorted(labels.items())),
     )
+
+
+def _record_id(record: dict[str, Any], location: int, cfg: DataConfig, path: Path, fmt: Format) -> str:
+    """The record's id as text: its id column (a string or integer), else its line / row number."""
+    if not cfg.id_column:
+        return str(location)
+    where = location_kwargs(fmt, location)
+    raw_id = record[cfg.id_column]
+    if isinstance(raw_id, (list, dict, tuple, float)):
+        raise DataError(path, f"record id is {_type_name(raw_id)}; expected a string or integer",
+                        field=cfg.id_column, **where)
+    record_id = canonical_value(raw_id)
+    if record_id is None or not record_id.strip():
+        raise DataError(path, "record id is missing (null or empty)", field=cfg.id_column, **where)
+    return record_id
+
+
+def _raise_duplicate_id(path: Path, fmt: Format, cfg: DataConfig, first: int, location: int) -> NoReturn:
+    unit = "row" if fmt == "parquet" else "line"
+    raise DataError(path, f"duplicate record id: the same id as {unit} {first}", field=cfg.id_column,
+                    **location_kwargs(fmt, location))
+
+
+def _id_key(record_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "little")
+
+
+class _IdKeys:
+    """8-byte keys of a streamed file's ids, in numpy blocks: a Python set of millions of id strings
+    would be the largest thing the data stage holds (~100 bytes an id)."""
+
+    _BLOCK = 65_536
+
+    def __init__(self) -> None:
+        self._blocks: list[np.ndarray] = []
+        self._pending: list[int] = []
+
+    def append(self, key: int) -> None:
+        self._pending.append(key)
+        if len(self._pending) >= self._BLOCK:
+            self._blocks.append(np.array(self._pending, dtype=np.uint64))
+            self._pending = []
+
+    def repeated(self) -> set[int]:
+        """Keys that occur more than once (a repeated id, or — rarely — two ids with one key)."""
+        keys = np.sort(np.concatenate([*self._blocks, np.array(self._pending, dtype=np.uint64)]))
+        return {int(k) for k in keys[1:][keys[1:] == keys[:-1]]}
+
+
+def _check_streamed_ids_unique(path: Path, fmt: Format, cfg: DataConfig, id_keys: _IdKeys) -> None:
+    """The streamed uniqueness check: repeated keys, then a second pass over just those ids to name the
+    first duplicate exactly as the in-memory check does (and to rule out a key collision)."""
+    suspects = id_keys.repeated()
+    if not suspects:
+        return
+    first_location: dict[str, int] = {}
+    for location, record in iter_records(path, fmt, max_record_bytes=cfg.max_record_bytes):
+        record_id = _record_id(record, location, cfg, path, fmt)
+        if _id_key(record_id) not in suspects:
+            continue
+        if record_id in first_location:
+            _raise_duplicate_id(path, fmt, cfg, first_location[record_id], location)
+        first_location[record_id] = location
 
 
 def check_label_sets(train: LoadedDataset, eval_: LoadedDataset, cfg: DataConfig) -> None:

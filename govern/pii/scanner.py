@@ -822,13 +822,16 @@ def locate_columns(report: ScanReport, key: PIIKey) -> list[tuple[int, int] | No
     for shown, lines in wanted.items():
         path, fmt = formats[shown]
         spans = _json_token_spans if fmt == "jsonl" else _csv_field_spans
+        last = max(lines)  # once: per line it made a large scan quadratic (1M lines × 100k finding lines)
         try:
             with open(path, "rb") as fh:  # lines end at b"\n" only, as the readers count them
                 for number, raw in enumerate(fh, start=1):
-                    line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").removeprefix("\ufeff")
-                    for i in lines.get(number, ()):
-                        columns[i] = _column(report.findings[i], spans(line), key)
-                    if number >= max(lines):
+                    found = lines.get(number)
+                    if found is not None:
+                        line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").removeprefix("\ufeff")
+                        for i in found:
+                            columns[i] = _column(report.findings[i], spans(line), key)
+                    if number >= last:
                         break
         except OSError:  # gone since the scan: no columns, the lines still locate the findings
             continue

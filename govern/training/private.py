@@ -138,6 +138,20 @@ def _lockstep_class() -> type:
     return LockstepDistributedSampler
 
 
+def accounted_privacy(engine: Any, delta: float | None, accountant: str) -> tuple[list[tuple[float, float, int]],
+                                                                               dict[str, float]]:
+    """What the evidence records of a DP run: the accountant's (σ, q, steps) history and ε from it under every
+    accountant govern cross-checks with, the live accountant's own ε under its name — never a configured
+    value echoed back. ``([], {})`` without an engine (non-private training)."""
+    if engine is None or delta is None:
+        return [], {}
+    history = [(float(s), float(q), int(k)) for s, q, k in engine.accountant.history]
+    live = float(engine.get_epsilon(delta))
+    epsilons = accounting.all_epsilons(history, delta)
+    epsilons[accountant] = live
+    return history, epsilons
+
+
 def accounted_steps(engine: Any) -> int:
     """Optimizer steps the accountant has composed (Opacus' history: (σ, q, steps) entries)."""
     return sum(int(h[2]) for h in engine.accountant.history) if engine is not None else 0

@@ -58,7 +58,13 @@ from govern.training.models import (
     pick_device,
     resolve_base_model,
 )
-from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
+from govern.training.private import (
+    IntegrityTracker,
+    PlannedPrivacy,
+    accounted_privacy,
+    attach_opacus,
+    plan_privacy,
+)
 from govern.versions import package_versions
 
 # Opacus' hooks on the first adapted layer see inputs that need no gradient; PyTorch warns about it
@@ -251,9 +257,336 @@ def encode_training_set(spec: TrainingSpec, tokenizer: Any, label_names: list[st
 
 
 # ------------------------------------------------------------------------------------------- train
+@dataclass
+class Runtime:
+    """Step 0 — where this process trains: its rank in the process group, its device, seeds, precision."""
+
+    world_size: int
+    rank: int
+    device: torch.device
+    seeds: dict[str, int]
+    use_bf16: bool
+    precision: str
+
+
+def start_runtime(spec: TrainingSpec, *, single_process: bool = False) -> Runtime:
+    """Join the process group under torchrun (gloo on CPU, NCCL on CUDA), pick the device, seed every RNG."""
+    world_size, rank = (1, 0) if single_process else _dist_info()
+    device = pick_device(spec.training.device)
+    if world_size > 1:
+        _init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    seeds = seed_everything(spec.training.seed)
+    use_bf16, precision = _autocast(device, spec.training.precision)
+    return Runtime(world_size=world_size, rank=rank, device=device, seeds=seeds, use_bf16=use_bf16,
+                   precision=precision)
+
+
+@dataclass
+class ResumePoint:
+    """Step 4 — the checkpoint a run continues from (none: a fresh start), vouched for by the chain."""
+
+    checkpoint: ckpt.Checkpoint | None
+    #: the σ the checkpoint's history was accrued with (the plan's when starting fresh)
+    noise_multiplier: float | None
+    history: list[tuple[float, float, int]]
+
+
+def find_resume_point(spec: TrainingSpec, planned: PlannedPrivacy, fingerprint: str,
+                      chain: ckpt.CheckpointChain | None) -> ResumePoint:
+    """The newest resumable checkpoint of this exact set-up: another config, data or base model is refused."""
+    found = ckpt.resumable_checkpoint(Path(spec.output_dir), chain)
+    if found is None:
+        return ResumePoint(None, planned.noise_multiplier, [])
+    if found.state.get("fingerprint") != fingerprint:
+        raise StageError("training", f"checkpoint {found.path} was written by a different training set-up "
+                                     "(config, data or base model changed); "
+                                     + ("start a new run" if chain is not None
+                                        else "delete its checkpoints folder to start over"))
+    if not spec.training.dp.enabled:
+        return ResumePoint(found, planned.noise_multiplier, [])
+    return ResumePoint(found, float(found.state["noise_multiplier"]), ckpt.check_history(found, planned.sample_rate))
+
+
+class RecipeLoop:
+    """Steps 5–7 of the built-in recipe: optimizer and loader made private (:meth:`attach`, through the same
+    :func:`attach_opacus` and :class:`IntegrityTracker` as ``govern.session``), a checkpoint restored
+    (:meth:`restore`), the loop with its checkpoints (:meth:`run`).
+
+    A class rather than one long function so each step is named and testable; the state the steps share
+    (step, losses, tokens) lives on it instead of in closures."""
+
+    def __init__(self, spec: TrainingSpec, rt: Runtime, prepared: PreparedModel, dataset: EncodedDataset,
+                 planned: PlannedPrivacy, fingerprint: str, chain: ckpt.CheckpointChain | None) -> None:
+        self.spec, self.rt, self.prepared, self.dataset = spec, rt, prepared, dataset
+        self.planned, self.fingerprint, self.chain = planned, fingerprint, chain
+        self.out_dir = Path(spec.output_dir)
+        self.plain_model = prepared.model  # the unwrapped (PEFT) model: what gets saved
+        self.model: Any = prepared.model
+        self.steps_per_epoch, self.total_steps = planned.steps_per_epoch, planned.total_steps
+        cfg = spec.training
+        self.sampler_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rt.rank)
+        self.noise_gen = torch.Generator(device=rt.device).manual_seed(cfg.seed + 7919)
+        self.generators = {"sampler": self.sampler_gen, "noise": self.noise_gen}
+        # Opacus' objects are untyped: its DPOptimizer, loader and (ghost) criterion stay Any
+        self.engine: Any = None
+        self.optimizer: Any = None
+        self.criterion: Any = None
+        self.loader: Any = None
+        self._bar: Any = None
+        self._done = self._steps_this_epoch = 0
+        self.step = 0
+        self.losses: list[float] = []
+        self.checkpoints_written = 0
+        self.resumed_from: int | None = None
+        self.elapsed_before = 0.0
+        self.started = time.perf_counter()
+        # Tokens the forward passes read (real, and with padding): the compute estimate's D. A checkpoint from
+        # before this count leaves them unknown (None) rather than undercounted.
+        self.tokens: list[int] | None = [0, 0]
+
+    # ------------------------------------------------------------------------ step 5: made private
+    def attach(self) -> None:
+        """The optimizer, the loss, DPDDP under torchrun, Opacus (Poisson loader, σ from the plan) and the
+        integrity tracker; a non-private run gets a plain (distributed) sampler instead of Opacus."""
+        spec, rt, cfg = self.spec, self.rt, self.spec.training
+        dp = cfg.dp
+        tokenizer = self.prepared.tokenizer
+
+        def collate_fn(batch: list[EncodedExample]) -> dict[str, torch.Tensor]:
+            return collate(batch, tokenizer.pad_token_id, spec.task)
+
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+        criterion: Any = nn.CrossEntropyLoss(ignore_index=-100) if spec.task == "causal-lm" else nn.CrossEntropyLoss()
+        if rt.world_size > 1:
+            if dp.enabled:
+                from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+                self.model = DPDDP(self.model)
+            else:
+                self.model = nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        if dp.enabled:
+            assert self.planned.noise_multiplier is not None  # planned for a DP run
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size=cfg.batch_size, collate_fn=collate_fn,
+                                                 generator=self.sampler_gen)
+            self.engine, self.model, optimizer, criterion, loader = attach_opacus(
+                self.model, optimizer, loader, dp, self.planned.noise_multiplier, criterion=criterion,
+                noise_generator=self.noise_gen)
+            opacus_rate = getattr(loader, "sample_rate", 1 / len(loader))
+            if abs(opacus_rate - self.planned.sample_rate) > 1e-12:
+                raise StageError("training",
+                                 f"internal: Opacus sample rate {opacus_rate} != planned {self.planned.sample_rate}")
+        else:
+            per_rank = max(1, cfg.batch_size // rt.world_size)
+            if rt.world_size > 1:
+                sampler: torch.utils.data.Sampler[int] = torch.utils.data.DistributedSampler(
+                    self.dataset, shuffle=True, seed=cfg.seed)
+            else:
+                sampler = torch.utils.data.RandomSampler(self.dataset, generator=self.sampler_gen)
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size=per_rank, sampler=sampler,
+                                                 collate_fn=collate_fn)
+            self.steps_per_epoch = len(loader)
+            self.total_steps = cfg.max_steps or max(1, int(round(cfg.epochs * self.steps_per_epoch)))
+        self.optimizer, self.criterion, self.loader = optimizer, criterion, loader
+        # Snapshots of the trainable weights across optimizer steps (before a checkpoint is restored: the
+        # relative weight change is measured from the initial weights, which the seed makes the same).
+        self.tracker = IntegrityTracker(self.model, self._original_optimizer(), engine=self.engine,
+                                        dp_optimizer=optimizer if dp.enabled else None, planned=self.planned)
+
+    def _original_optimizer(self) -> Any:
+        return getattr(self.optimizer, "original_optimizer", self.optimizer)
+
+    # -------------------------------------------------------------------------- step 6: restored
+    def restore(self, resume: ResumePoint) -> None:
+        """Weights, optimizer, RNG states, accountant history and counters from the vouched-for checkpoint."""
+        found = resume.checkpoint
+        if found is None:
+            return
+        ckpt.load_weights(found, self.plain_model)
+        ckpt.load_optimizer(found, self._original_optimizer())
+        if self.rt.rank == 0:
+            ckpt.load_rng(found, self.generators)
+        else:
+            torch.manual_seed(self.spec.training.seed + 31 * self.rt.rank + found.step)
+        if self.engine is not None:
+            self.engine.accountant.history = list(resume.history)
+        self.step = found.step
+        self.losses = list(found.state["losses"])
+        self.checkpoints_written = int(found.state.get("checkpoints_written", 0))
+        self.elapsed_before = float(found.state.get("elapsed_s", 0.0))
+        self.resumed_from = self.step
+        saved_tokens = found.state.get("tokens_processed")
+        self.tokens = [int(saved_tokens[0]), int(saved_tokens[1])] if isinstance(saved_tokens, list) else None
+        self.tracker.rebase()  # govern loaded these weights itself, from a checkpoint the chain vouched for
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.started)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        dp, step = self.spec.training.dp, self.step
+        history = [list(h) for h in self.engine.accountant.history] if self.engine is not None else []
+        return {
+            "step": step, "epoch": step // self.steps_per_epoch, "step_in_epoch": step % self.steps_per_epoch,
+            "total_steps": self.total_steps, "noise_multiplier": self.planned.noise_multiplier,
+            "sample_rate": self.planned.sample_rate, "delta": self.planned.delta,
+            "accountant": dp.accountant if dp.enabled else None, "accountant_history": history,
+            "accountant_state": {"history": history, "mechanism": dp.accountant} if dp.enabled else None,
+            "losses": self.losses, "fingerprint": self.fingerprint, "seeds": self.rt.seeds,
+            "world_size": self.rt.world_size, "checkpoints_written": self.checkpoints_written + 1,
+            "elapsed_s": self.elapsed(),
+            "tokens_processed": list(self.tokens) if self.tokens is not None else None,
+        }
+
+    def write_checkpoint(self) -> Path | None:
+        """Rank 0 writes; all ranks wait, so nobody runs ahead of a checkpoint being written."""
+        path = None
+        if self.rt.rank == 0:
+            path = ckpt.save_checkpoint(self.out_dir, model=self.plain_model, optimizer=self._original_optimizer(),
+                                        state=self.checkpoint_state(), generators=self.generators,
+                                        keep=self.spec.training.keep_checkpoints, chain=self.chain)
+        self.checkpoints_written += 1
+        if self.rt.world_size > 1:
+            torch.distributed.barrier()
+        return path
+
+    # ------------------------------------------------------------------------------ step 7: the loop
+    def forward_loss(self, batch: dict[str, torch.Tensor]) -> Any:
+        """The loss of one physical batch: per-record for DP (Opacus' per-sample gradients of its mean)."""
+        device, spec, dp = self.rt.device, self.spec, self.spec.training.dp
+        batch = {k: v.to(device) for k, v in batch.items()}
+        kwargs: dict[str, torch.Tensor] = {"attention_mask": batch["attention_mask"]}
+        b, t = batch["input_ids"].shape
+        if self.tokens is not None:
+            self.tokens[0] += int(batch["attention_mask"].sum().item())
+            self.tokens[1] += int(b * t)
+        if self.prepared.needs_position_ids:
+            kwargs["position_ids"] = torch.arange(t, device=device)[None].repeat(b, 1)
+        if self.prepared.needs_token_types:
+            kwargs["token_type_ids"] = torch.zeros((b, t), dtype=torch.long, device=device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.rt.use_bf16):
+            # input_ids positionally: Opacus' "ew" (expanded weights) mode only sees positional inputs.
+            logits = self.model(batch["input_ids"], **kwargs).logits
+        logits = logits.float()
+        labels = batch["labels"]
+        if dp.enabled and dp.grad_sample_mode == "ghost":
+            if spec.task == "classification":
+                return self.criterion(logits, labels)
+            shifted = logits[:, :-1, :].contiguous()
+            return self.criterion(shifted.view(-1, shifted.size(-1)), labels[:, 1:].contiguous().view(-1),
+                                  shape=shifted.shape)
+        if spec.task == "classification":
+            return nn.functional.cross_entropy(logits, labels)
+        return per_sequence_lm_loss(logits, labels).mean()
+
+    def _finish_step(self, loss_value: float) -> bool:
+        """Book one optimizer step (DP or not): loss, counters, progress, periodic checkpoint.
+        True when this epoch's share of steps is done."""
+        self.losses.append(loss_value)
+        self.step += 1
+        self._done += 1
+        self._bar.advance(1)
+        every = self.spec.training.checkpoint_every
+        if every and self.step % every == 0 and self.step < self.total_steps:
+            self.write_checkpoint()
+        return self._done >= self._steps_this_epoch
+
+    def _private_epoch(self, step_in_epoch: int) -> None:
+        """Poisson logical batches, split into physical ones by Opacus' BatchMemoryManager."""
+        from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+        loader, optimizer = self.loader, self.optimizer
+        if step_in_epoch:  # fast-forward the Poisson sampler: same draws, no compute
+            assert loader.batch_sampler is not None  # Opacus' DP loader always has its Poisson sampler
+            skipped = iter(loader.batch_sampler)
+            for _ in range(step_in_epoch):
+                next(skipped)
+        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=self.spec.training.max_physical_batch_size,
+                                optimizer=optimizer) as physical_loader:
+            total_loss, total_n = 0.0, 0
+            for batch in physical_loader:
+                # An empty Poisson draw arrives as Opacus' empty tensors, not our dict.
+                size = int(batch["input_ids"].shape[0]) if isinstance(batch, dict) else 0
+                if size:
+                    loss = self.forward_loss(batch)
+                    loss.backward()
+                    total_loss += float(loss.item()) * size
+                    total_n += size
+                optimizer.step()
+                optimizer.zero_grad()
+                # a DPOptimizer here (Opacus is untyped, so the attribute keeps torch's Optimizer type)
+                if optimizer._is_last_step_skipped:  # inside a logical batch: keep accumulating
+                    continue
+                mean_loss = _global_mean(total_loss, total_n, self.rt.world_size, self.rt.device)
+                total_loss, total_n = 0.0, 0
+                if self._finish_step(mean_loss):
+                    break
+
+    def _plain_epoch(self, step_in_epoch: int) -> None:
+        """Non-private: shuffled batches, gradient accumulation over physical chunks of each."""
+        physical = self.spec.training.max_physical_batch_size
+        for index, batch in enumerate(self.loader):
+            if index < step_in_epoch:  # fast-forward: same shuffled order, no compute
+                continue
+            size = int(batch["input_ids"].shape[0])
+            total_loss = 0.0
+            for start in range(0, size, physical):
+                chunk = {k: v[start:start + physical] for k, v in batch.items()}
+                weight = chunk["input_ids"].shape[0] / size
+                loss = self.forward_loss(chunk) * weight
+                loss.backward()
+                total_loss += float(loss.item())
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            if self._finish_step(_global_mean(total_loss, 1, self.rt.world_size, self.rt.device)):
+                break
+
+    def run(self, progress: Progress) -> Path | None:
+        """Every remaining step, epoch by epoch, then the final checkpoint (its path on rank 0)."""
+        cfg = self.spec.training
+        self._bar = progress.task("training", total=self.total_steps, unit="steps")
+        self._bar.advance(self.step)
+        try:
+            while self.step < self.total_steps:
+                epoch, step_in_epoch = divmod(self.step, self.steps_per_epoch)
+                # Each epoch's sampling is a function of (seed, epoch, rank), so a resumed run draws the
+                # same batches as an uninterrupted one.
+                self.sampler_gen.manual_seed(cfg.seed * 1_000_003 + 7 * epoch + self.rt.rank)
+                samplers: tuple[Any, ...] = (getattr(self.loader, "sampler", None),
+                                             getattr(self.loader, "batch_sampler", None))
+                for obj in samplers:
+                    if hasattr(obj, "set_epoch"):
+                        obj.set_epoch(epoch)
+                self._steps_this_epoch = min(self.steps_per_epoch - step_in_epoch, self.total_steps - self.step)
+                self._done = 0
+                if cfg.dp.enabled:
+                    self._private_epoch(step_in_epoch)
+                else:
+                    self._plain_epoch(step_in_epoch)
+                if self._done == 0:
+                    raise StageError("training", "the data loader yielded no batches (data set too small?)")
+            return self.write_checkpoint()
+        finally:
+            self._bar.close()
+
+    def tokens_all_ranks(self) -> list[int] | None:
+        """The tokens every rank read (each read its share of every step)."""
+        if self.tokens is None or self.rt.world_size == 1:
+            return self.tokens
+        counts = torch.tensor(self.tokens, dtype=torch.float64, device=self.rt.device)
+        torch.distributed.all_reduce(counts)
+        return [int(counts[0].item()), int(counts[1].item())]
+
+
 def train(spec: TrainingSpec, progress: Progress | None = None, *, single_process: bool = False,
           chain: ckpt.CheckpointChain | None = None) -> TrainingOutcome:
     """Fine-tune as the spec says; resume from the newest checkpoint in ``output_dir`` if any.
+
+    The named steps, in order: :func:`start_runtime`, the base model (:func:`prepare_model`), the encoded
+    records (:func:`encode_training_set`), σ planned for every step (:func:`plan_privacy`), the resume point
+    (:func:`find_resume_point`), then :class:`RecipeLoop` (attach, restore, run) and the evidence.
 
     ``single_process``: train in this process only, even under ``torchrun`` — for audit-internal models
     (LiRA's reference models) that rank 0 trains after the other ranks have finished and exited.
@@ -265,300 +598,60 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
     progress = progress or NullProgress()
     cfg = spec.training
     dp = cfg.dp
-    started = time.perf_counter()
     if not dp.enabled and not spec.allow_non_private:
         raise StageError("training", "training.dp.enabled is false but the policy requires differential privacy "
                                      "(privacy.require_dp); use a policy that allows non-private training")
-    world_size, rank = (1, 0) if single_process else _dist_info()
-    device = pick_device(cfg.device)
-    if world_size > 1:
-        _init_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    seeds = seed_everything(cfg.seed)
-    use_bf16, precision = _autocast(device, cfg.precision)
-
-    out_dir = Path(spec.output_dir)
+    rt = start_runtime(spec, single_process=single_process)
     folder, gguf = resolve_base_model(Path(spec.base_model_path) if spec.base_model_path else None, spec.gguf_file)
     digest = base_model_digest(folder, gguf)
-
-    prepared = prepare_model(spec, folder, gguf, device)
-    model, tokenizer, label_names = prepared.model, prepared.tokenizer, prepared.label_names
-    architecture, lora_info = prepared.architecture, prepared.lora
-    trainable, total = prepared.trainable_params, prepared.total_params
-    needs_position_ids, needs_token_types = prepared.needs_position_ids, prepared.needs_token_types
-    dataset = encode_training_set(spec, tokenizer, label_names)
-    n = len(dataset)
-    plain_model = model  # the unwrapped (PEFT) model: what gets saved
-
-    # ---- sampling and privacy parameters, fixed for the whole run before the first step
-    planned = plan_privacy(n, cfg.batch_size, dp, max_steps=cfg.max_steps, epochs=cfg.epochs,
+    prepared = prepare_model(spec, folder, gguf, rt.device)
+    dataset = encode_training_set(spec, prepared.tokenizer, prepared.label_names)
+    # sampling and privacy parameters, fixed for the whole run before the first step
+    planned = plan_privacy(len(dataset), cfg.batch_size, dp, max_steps=cfg.max_steps, epochs=cfg.epochs,
                            max_delta=spec.max_delta)
-    sample_rate, steps_per_epoch, total_steps = planned.sample_rate, planned.steps_per_epoch, planned.total_steps
-    delta, noise_multiplier = planned.delta, planned.noise_multiplier
-
-    # ---- resume?
     fingerprint = spec.fingerprint(digest)
-    chain = chain if rank == 0 else None  # rank 0 alone writes checkpoints (and governs)
-    resume = ckpt.resumable_checkpoint(out_dir, chain)
-    if resume is not None and resume.state.get("fingerprint") != fingerprint:
-        raise StageError("training", f"checkpoint {resume.path} was written by a different training set-up "
-                                     "(config, data or base model changed); "
-                                     + ("start a new run" if chain is not None
-                                        else "delete its checkpoints folder to start over"))
-    resumed_history: list[tuple[float, float, int]] = []
-    if resume is not None and dp.enabled:
-        noise_multiplier = float(resume.state["noise_multiplier"])  # the σ the history was accrued with
-        resumed_history = ckpt.check_history(resume, sample_rate)
+    chain = chain if rt.rank == 0 else None  # rank 0 alone writes checkpoints (and governs)
+    resume = find_resume_point(spec, planned, fingerprint, chain)
+    planned = dataclasses.replace(planned, noise_multiplier=resume.noise_multiplier)
 
-    sampler_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 7919)
-    generators = {"sampler": sampler_gen, "noise": noise_gen}
+    loop = RecipeLoop(spec, rt, prepared, dataset, planned, fingerprint, chain)
+    loop.attach()
+    loop.restore(resume)
+    final_ckpt = loop.run(progress)
 
-    def collate_fn(batch: list[EncodedExample]) -> dict[str, torch.Tensor]:
-        return collate(batch, tokenizer.pad_token_id, spec.task)
-
-    optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-    criterion: Any = nn.CrossEntropyLoss(ignore_index=-100) if spec.task == "causal-lm" else nn.CrossEntropyLoss()
-    privacy_engine = None
-    if world_size > 1:
-        if dp.enabled:
-            from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
-
-            model = DPDDP(model)
-        else:
-            model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
-
-    if dp.enabled:
-        assert noise_multiplier is not None  # planned for a DP run
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, collate_fn=collate_fn,
-                                             generator=sampler_gen)
-        privacy_engine, model, optimizer, criterion, loader = attach_opacus(
-            model, optimizer, loader, dp, noise_multiplier, criterion=criterion, noise_generator=noise_gen)
-        opacus_rate = getattr(loader, "sample_rate", 1 / len(loader))
-        if abs(opacus_rate - sample_rate) > 1e-12:
-            raise StageError("training", f"internal: Opacus sample rate {opacus_rate} != planned {sample_rate}")
-    else:
-        per_rank = max(1, cfg.batch_size // world_size)
-        if world_size > 1:
-            sampler: torch.utils.data.Sampler[int] = torch.utils.data.DistributedSampler(
-                dataset, shuffle=True, seed=cfg.seed)
-        else:
-            sampler = torch.utils.data.RandomSampler(dataset, generator=sampler_gen)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=sampler, collate_fn=collate_fn)
-        steps_per_epoch = len(loader)
-        total_steps = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
-
-    # Snapshots of the trainable weights across optimizer steps (before a checkpoint is restored: the
-    # relative weight change is measured from the initial weights, which the seed makes the same).
-    tracker = IntegrityTracker(model, getattr(optimizer, "original_optimizer", optimizer), engine=privacy_engine,
-                               dp_optimizer=optimizer if dp.enabled else None,
-                               planned=dataclasses.replace(planned, noise_multiplier=noise_multiplier))
-
-    # ---- restore from checkpoint
-    step = 0
-    losses: list[float] = []
-    checkpoints_written = 0
-    resumed_from: int | None = None
-    elapsed_before = 0.0
-    # Tokens the forward passes read (real, and with padding): the compute estimate's D. A checkpoint from
-    # before this count leaves them unknown (None) rather than undercounted.
-    tokens: list[int] | None = [0, 0]
-    if resume is not None:
-        ckpt.load_weights(resume, plain_model)
-        ckpt.load_optimizer(resume, optimizer.original_optimizer if hasattr(optimizer, "original_optimizer")
-                            else optimizer)
-        if rank == 0:
-            ckpt.load_rng(resume, generators)
-        else:
-            torch.manual_seed(cfg.seed + 31 * rank + resume.step)
-        if privacy_engine is not None:
-            privacy_engine.accountant.history = list(resumed_history)
-        step = resume.step
-        losses = list(resume.state["losses"])
-        checkpoints_written = int(resume.state.get("checkpoints_written", 0))
-        elapsed_before = float(resume.state.get("elapsed_s", 0.0))
-        resumed_from = step
-        saved_tokens = resume.state.get("tokens_processed")
-        tokens = [int(saved_tokens[0]), int(saved_tokens[1])] if isinstance(saved_tokens, list) else None
-        tracker.rebase()  # govern loaded these weights itself, from a checkpoint the chain vouched for
-
-    def checkpoint_state() -> dict[str, Any]:
-        history = [list(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
-        return {
-            "step": step, "epoch": step // steps_per_epoch, "step_in_epoch": step % steps_per_epoch,
-            "total_steps": total_steps, "noise_multiplier": noise_multiplier, "sample_rate": sample_rate,
-            "delta": delta, "accountant": dp.accountant if dp.enabled else None,
-            "accountant_history": history,
-            "accountant_state": {"history": history, "mechanism": dp.accountant} if dp.enabled else None,
-            "losses": losses, "fingerprint": fingerprint, "seeds": seeds, "world_size": world_size,
-            "checkpoints_written": checkpoints_written + 1,
-            "elapsed_s": elapsed_before + (time.perf_counter() - started),
-            "tokens_processed": list(tokens) if tokens is not None else None,
-        }
-
-    def write_checkpoint() -> Path | None:
-        """Rank 0 writes; all ranks wait, so nobody runs ahead of a checkpoint being written."""
-        nonlocal checkpoints_written
-        path = None
-        if rank == 0:
-            path = ckpt.save_checkpoint(out_dir, model=plain_model, optimizer=getattr(
-                optimizer, "original_optimizer", optimizer), state=checkpoint_state(), generators=generators,
-                keep=cfg.keep_checkpoints, chain=chain)
-        checkpoints_written += 1
-        if world_size > 1:
-            torch.distributed.barrier()
-        return path
-
-    def forward_loss(batch: dict[str, torch.Tensor]) -> Any:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        kwargs: dict[str, torch.Tensor] = {"attention_mask": batch["attention_mask"]}
-        b, t = batch["input_ids"].shape
-        if tokens is not None:
-            tokens[0] += int(batch["attention_mask"].sum().item())
-            tokens[1] += int(b * t)
-        if needs_position_ids:
-            kwargs["position_ids"] = torch.arange(t, device=device)[None].repeat(b, 1)
-        if needs_token_types:
-            kwargs["token_type_ids"] = torch.zeros((b, t), dtype=torch.long, device=device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            # input_ids positionally: Opacus' "ew" (expanded weights) mode only sees positional inputs.
-            logits = model(batch["input_ids"], **kwargs).logits
-        logits = logits.float()
-        labels = batch["labels"]
-        if dp.enabled and dp.grad_sample_mode == "ghost":
-            if spec.task == "classification":
-                return criterion(logits, labels)
-            shifted = logits[:, :-1, :].contiguous()
-            return criterion(shifted.view(-1, shifted.size(-1)), labels[:, 1:].contiguous().view(-1),
-                             shape=shifted.shape)
-        if spec.task == "classification":
-            return nn.functional.cross_entropy(logits, labels)
-        return per_sequence_lm_loss(logits, labels).mean()
-
-    every = cfg.checkpoint_every
-    task_bar = progress.task("training", total=total_steps, unit="steps")
-    task_bar.advance(step)
-    final_ckpt: Path | None = None
-    done = steps_this_epoch = 0
-
-    def finish_step(loss_value: float) -> bool:
-        """Book one optimizer step (DP or not): loss, counters, progress, periodic checkpoint.
-        True when this epoch's share of steps is done."""
-        nonlocal step, done
-        losses.append(loss_value)
-        step += 1
-        done += 1
-        task_bar.advance(1)
-        if every and step % every == 0 and step < total_steps:
-            write_checkpoint()
-        return done >= steps_this_epoch
-
-    try:
-        while step < total_steps:
-            epoch, step_in_epoch = divmod(step, steps_per_epoch)
-            # Each epoch's sampling is a function of (seed, epoch, rank), so a resumed run draws the
-            # same batches as an uninterrupted one.
-            sampler_gen.manual_seed(cfg.seed * 1_000_003 + 7 * epoch + rank)
-            samplers: tuple[Any, ...] = (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None))
-            for obj in samplers:
-                if hasattr(obj, "set_epoch"):
-                    obj.set_epoch(epoch)
-            steps_this_epoch = min(steps_per_epoch - step_in_epoch, total_steps - step)
-            done = 0
-            if dp.enabled:
-                from opacus.utils.batch_memory_manager import BatchMemoryManager
-
-                if step_in_epoch:  # fast-forward the Poisson sampler: same draws, no compute
-                    assert loader.batch_sampler is not None  # Opacus' DP loader always has its Poisson sampler
-                    skipped = iter(loader.batch_sampler)
-                    for _ in range(step_in_epoch):
-                        next(skipped)
-                with BatchMemoryManager(data_loader=loader, max_physical_batch_size=cfg.max_physical_batch_size,
-                                        optimizer=optimizer) as physical_loader:
-                    total_loss, total_n = 0.0, 0
-                    for batch in physical_loader:
-                        # An empty Poisson draw arrives as Opacus' empty tensors, not our dict.
-                        size = int(batch["input_ids"].shape[0]) if isinstance(batch, dict) else 0
-                        if size:
-                            loss = forward_loss(batch)
-                            loss.backward()
-                            total_loss += float(loss.item()) * size
-                            total_n += size
-                        optimizer.step()
-                        optimizer.zero_grad()
-                        # a DPOptimizer here (Opacus is untyped, so the variable keeps torch's Optimizer type)
-                        if optimizer._is_last_step_skipped:  # type: ignore[attr-defined]  # inside a logical batch: keep accumulating
-                            continue
-                        mean_loss = _global_mean(total_loss, total_n, world_size, device)
-                        total_loss, total_n = 0.0, 0
-                        if finish_step(mean_loss):
-                            break
-            else:
-                for index, batch in enumerate(loader):
-                    if index < step_in_epoch:  # fast-forward: same shuffled order, no compute
-                        continue
-                    size = int(batch["input_ids"].shape[0])
-                    total_loss = 0.0
-                    for start in range(0, size, cfg.max_physical_batch_size):
-                        chunk = {k: v[start:start + cfg.max_physical_batch_size] for k, v in batch.items()}
-                        weight = chunk["input_ids"].shape[0] / size
-                        loss = forward_loss(chunk) * weight
-                        loss.backward()
-                        total_loss += float(loss.item())
-                    optimizer.step()
-                    optimizer.zero_grad()
-                    if finish_step(_global_mean(total_loss, 1, world_size, device)):
-                        break
-            if done == 0:
-                raise StageError("training", "the data loader yielded no batches (data set too small?)")
-        final_ckpt = write_checkpoint()
-    finally:
-        task_bar.close()
-
-    elapsed = elapsed_before + (time.perf_counter() - started)
-    history = [tuple(h) for h in privacy_engine.accountant.history] if privacy_engine is not None else []
-    epsilons: dict[str, float] = {}
-    if privacy_engine is not None:
-        live = float(privacy_engine.get_epsilon(delta))
-        epsilons = accounting.all_epsilons(history, delta)
-        epsilons[dp.accountant] = live
-    accounted_steps = sum(int(h[2]) for h in history) if history else step
-    if tokens is not None and world_size > 1:  # each rank read its share of every step
-        counts = torch.tensor(tokens, dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(counts)
-        tokens = [int(counts[0].item()), int(counts[1].item())]
-    curve = _curve(losses, noise_multiplier, sample_rate, delta, dp.accountant if dp.enabled else None)
-
-    integrity = tracker.evidence()
+    history, epsilons = accounted_privacy(loop.engine, planned.delta, dp.accountant)
+    steps = sum(k for _, _, k in history) if history else loop.step
+    tokens = loop.tokens_all_ranks()
+    integrity = loop.tracker.evidence()
     model_dir: Path | None = None
-    if rank == 0:
-        model_dir = _export(out_dir, plain_model, tokenizer, spec, label_names, digest, folder, gguf)
-
+    if rt.rank == 0:
+        model_dir = _export(loop.out_dir, loop.plain_model, prepared.tokenizer, spec, prepared.label_names, digest,
+                            folder, gguf)
     evidence = TrainingEvidence(
         dp_enabled=dp.enabled, non_private=not dp.enabled, accountant=dp.accountant if dp.enabled else None,
-        epsilon=epsilons, delta=delta if dp.enabled else None, noise_multiplier=noise_multiplier,
-        sample_rate=sample_rate, steps=accounted_steps, epochs=accounted_steps / steps_per_epoch,
-        max_grad_norm=dp.max_grad_norm if dp.enabled else None, n_train=n, batch_size=cfg.batch_size,
-        method=cfg.method, trainable_params=trainable, total_params=total,
+        epsilon=epsilons, delta=planned.delta if dp.enabled else None, noise_multiplier=planned.noise_multiplier,
+        sample_rate=planned.sample_rate, steps=steps, epochs=steps / loop.steps_per_epoch,
+        max_grad_norm=dp.max_grad_norm if dp.enabled else None, n_train=len(dataset), batch_size=cfg.batch_size,
+        method=cfg.method, trainable_params=prepared.trainable_params, total_params=prepared.total_params,
         base_model={"name": spec.base_model_name or (gguf or folder.name), "path": str(folder),
-                    "gguf_file": gguf, "digest": digest, **architecture, **base_model_facts(folder)},
-        curve=curve, device=str(device), world_size=world_size, duration_s=round(elapsed, 3), seed=cfg.seed,
-        versions=package_versions(), resumed_from_step=resumed_from, task=spec.task,
+                    "gguf_file": gguf, "digest": digest, **prepared.architecture, **base_model_facts(folder)},
+        curve=_curve(loop.losses, planned.noise_multiplier, planned.sample_rate, planned.delta,
+                     dp.accountant if dp.enabled else None),
+        device=str(rt.device), world_size=rt.world_size, duration_s=round(loop.elapsed(), 3), seed=cfg.seed,
+        versions=package_versions(), resumed_from_step=loop.resumed_from, task=spec.task,
         target_epsilon=dp.target_epsilon if dp.enabled and dp.noise_multiplier is None else None,
-        accountant_history=[(float(s), float(q), int(k)) for s, q, k in history],
-        steps_per_epoch=steps_per_epoch, grad_sample_mode=dp.grad_sample_mode if dp.enabled else None,
+        accountant_history=history, steps_per_epoch=loop.steps_per_epoch,
+        grad_sample_mode=dp.grad_sample_mode if dp.enabled else None,
         poisson_sampling=dp.poisson_sampling if dp.enabled else None, learning_rate=cfg.learning_rate,
-        max_length=cfg.max_length, max_physical_batch_size=cfg.max_physical_batch_size, precision=precision,
-        lora=lora_info, label_names=label_names, checkpoints_written=checkpoints_written, integrity=integrity,
-        tokens_processed=tokens[0] if tokens is not None else None,
+        max_length=cfg.max_length, max_physical_batch_size=cfg.max_physical_batch_size, precision=rt.precision,
+        lora=prepared.lora, label_names=prepared.label_names, checkpoints_written=loop.checkpoints_written,
+        integrity=integrity, tokens_processed=tokens[0] if tokens is not None else None,
         padded_tokens_processed=tokens[1] if tokens is not None else None,
     )
     return TrainingOutcome(evidence=evidence, model_dir=model_dir, base_model_path=folder, gguf_file=gguf,
-                           base_model_digest=digest, label_names=label_names, device=str(device), rank=rank,
-                           final_checkpoint=final_ckpt, model=plain_model.eval(), extra={"seeds": seeds})
+                           base_model_digest=digest, label_names=prepared.label_names, device=str(rt.device),
+                           rank=rt.rank, final_checkpoint=final_ckpt, model=loop.plain_model.eval(),
+                           extra={"seeds": rt.seeds})
 
 
 def _global_mean(total: float, count: int, world_size: int, device: torch.device) -> float:

@@ -1,6 +1,6 @@
 """Benchmark: the data stage at scale — time and peak memory per million records, at two sizes.
 
-    .venv/bin/python tests/benchmarks/bench_data_scale.py [--sizes 250000 500000] [--eval-fraction 0.1]
+    .venv/bin/python tests/benchmarks/bench_data_scale.py [--sizes 250000 500000] [--eval-fraction 0.1 | --eval-size N]
 
 For each size N a synthetic corpus (N train records, N × eval-fraction eval records, short support-style
 texts with some eval texts copied or lightly edited from train) is written, and a fresh Python process
@@ -10,7 +10,8 @@ size's peak does not hide the next's.
 
 Baseline, measured in the same run on the same files: reading them with ``json.loads`` line by line
 (the least any loader must do) — the ratio says what validation, fingerprints and leakage cost on top.
-Linear time shows as a flat s/M across sizes; bounded memory as a peak that does not grow with N.
+Linear time shows as a flat s/M across sizes; bounded memory as a peak that does not grow with N (the
+eval file is held and indexed, so with ``--eval-size`` fixed the peak must stay flat as N grows).
 """
 
 from __future__ import annotations
@@ -107,13 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[250_000, 500_000])
     parser.add_argument("--eval-fraction", type=float, default=0.1)
+    parser.add_argument("--eval-size", type=int, default=None,
+                        help="a fixed number of eval records at every size (instead of --eval-fraction): "
+                             "shows how memory follows the training corpus alone")
     parser.add_argument("--in-memory-up-to", type=int, default=500_000,
                         help="run the in-memory baseline only up to this size (it needs ~8 GB per million)")
     args = parser.parse_args()
     print(f"{'train':>10} {'eval':>8} {'MB':>5} {'stage s':>8} {'s/M rec':>8} {'peak MB':>8} {'MB/M rec':>9} "
           f"{'json s':>7} {'x json':>6} {'in-mem s':>8} {'in-mem MB':>9} {'MB ratio':>8} {'exact':>6} {'near':>6}")
     for n in args.sizes:
-        n_eval = max(1, int(n * args.eval_fraction))
+        n_eval = args.eval_size or max(1, int(n * args.eval_fraction))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             write_corpus(folder, n, n_eval)

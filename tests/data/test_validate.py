@@ -138,20 +138,35 @@ def test_sensitive_value_may_be_null_but_not_a_list(tmp_path: Path) -> None:
         load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
 
 
-def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_records", [True, False])  # False: the streamed check of a training file
+def test_duplicate_ids_name_both_lines(tmp_path: Path, keep_records: bool) -> None:
     records = rows(6)
     records[4]["id"] = "r1"
+    records[5]["id"] = "r0"  # a later repeat: the first duplicate in file order is the one named
     with pytest.raises(DataError) as err:
-        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
+        load_dataset(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path), "train", "classification",
+                     keep_records=keep_records)
     assert (err.value.line, err.value.field) == (5, "id")
     assert "duplicate record id: the same id as line 2" in str(err.value)
 
 
-def test_integer_and_string_ids_that_print_alike_are_duplicates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_records", [True, False])
+def test_integer_and_string_ids_that_print_alike_are_duplicates(tmp_path: Path, keep_records: bool) -> None:
     records = rows(3)
     records[0]["id"], records[2]["id"] = 7, "7"
     with pytest.raises(DataError, match="line 3, field 'id': duplicate record id: the same id as line 1"):
-        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
+        load_dataset(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path), "train", "classification",
+                     keep_records=keep_records)
+
+
+def test_a_streamed_file_keeps_no_records_or_ids_and_visits_each_record(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    data = load_dataset(write_jsonl(tmp_path / "train.jsonl", rows()), config(tmp_path), "train", "classification",
+                        keep_records=False, visit=lambda i, r: seen.append((i, r["text"])))
+    assert (data.records, data.ids, data.locations) == ([], [], [])
+    assert len(data) == data.file.rows == 4
+    assert seen == [(f"r{i}", f"message number {i}") for i in range(4)]
+    assert data.file.fingerprint == load(tmp_path / "train.jsonl", config(tmp_path)).file.fingerprint
 
 
 def test_null_id(tmp_path: Path) -> None:
