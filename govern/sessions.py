@@ -441,19 +441,22 @@ class GovernedRun:
         assert planned.noise_multiplier is not None
         generator = torch.Generator().manual_seed(cfg.seed + 7919)
         on_cpu = next(iter(model.parameters())).device.type == "cpu"
+        users = model
         if self.world_size > 1:
-            if not wrap_model:
-                raise SessionError("under torchrun govern wraps the model in Opacus' DPDDP itself "
-                                   "(wrap_model=False is the one-process Trainer path)")
             if not cfg.dp.poisson_sampling:  # Opacus would hand every rank the whole, unsharded loader
                 raise SessionError("training.dp.poisson_sampling: false is not supported under torchrun: each rank "
                                    "would read every record, so the accountant's q would be wrong; leave it on")
             from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
-            model = DPDDP(model)  # broadcasts rank 0's weights: every rank starts from the same model
+            # Broadcasts rank 0's weights (every rank starts from the same model) and makes Opacus take its
+            # distributed path. With wrap_model=False (the Trainer, which wraps the model in its own DDP)
+            # the hooks still go on the user's layers inside it.
+            model = DPDDP(model)
         engine, model, optimizer, criterion, loader = attach_opacus(
             model, optimizer, data_loader, cfg.dp, planned.noise_multiplier, criterion=criterion,
             noise_generator=generator if on_cpu else None, wrap_model=wrap_model)
+        if not wrap_model:
+            model = users  # the Trainer keeps, moves and saves the module it was given
         rate = getattr(loader, "sample_rate", None)
         if rate is not None and abs(rate - planned.sample_rate) > 1e-12:
             raise SessionError(f"Opacus' sample rate {rate} differs from the planned {planned.sample_rate}")

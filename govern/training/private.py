@@ -210,7 +210,8 @@ class IntegrityTracker:
         self.clip_measured = False
         optimizer.register_step_pre_hook(self._before_step)
         optimizer.register_step_post_hook(self._after_step)
-        if dp_optimizer is not None and dp_optimizer.__class__.__name__ == "DPOptimizer":
+        # Opacus' flat-clipping optimizers; the distributed one (torchrun) clips as its parent does.
+        if dp_optimizer is not None and dp_optimizer.__class__.__name__ in ("DPOptimizer", "DistributedDPOptimizer"):
             self._wrap_clipping(dp_optimizer)
 
     # ----------------------------------------------------------------------------------- snapshots

@@ -69,7 +69,8 @@ def test_a_session_under_torchrun_records_one_run_with_the_single_process_epsilo
     assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
     integrity = t["integrity"]  # rank 0 still tracks that only DP steps changed the weights
     assert integrity["violations"] == 0 and integrity["optimizer_steps"] == 8 == integrity["accounted_steps"]
-    assert integrity["relative_weight_change"] > 0
+    assert integrity["relative_weight_change"] > 0 and integrity["per_sample_grads_all_params"] is True
+    assert 0.0 <= integrity["clipped_fraction"] <= 1.0
     assert t["tokens_processed"] > 0  # both ranks' training forwards
 
 
@@ -86,16 +87,24 @@ def test_a_pii_block_under_torchrun_stops_every_rank_before_user_code(workdir: P
     assert "731-15-6065" not in result.stdout + result.stderr
 
 
-def test_a_trainer_script_under_torchrun_is_refused_on_every_rank_and_recorded_failed(project: Project) -> None:
-    from govern.integrations.transformers import TORCHRUN_UNSUPPORTED
-
+def test_a_trainer_script_under_torchrun_trains_dp_on_every_rank_and_records_one_run(project: Project) -> None:
     result = _launch(project, "29551", Path(__file__).with_name("hf_user_script.py"), str(project.root / "out"))
-    assert result.returncode != 0
-    assert result.stderr.count("GovernedTrainer does not support torchrun") == 2, result.stderr[-4000:]  # both ranks
+    assert result.returncode == 0, result.stderr[-4000:]
+    weights = dict(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("weights "))
+    assert set(weights) == {"0", "1"} and weights["0"] == weights["1"]  # one noised, all-reduced step each
     with LineageStore.open() as store:
-        (run,) = store.list_runs()
-        assert run.status == "failed" and TORCHRUN_UNSUPPORTED[:60] in (run.error or ""), run.error
-    assert not (project.root / "out").exists()  # refused before the Trainer wrote anything
+        (run,) = store.list_runs()  # one run, recorded by rank 0
+        assert run.status == "completed", run.error
+        t = store.evidence(run.id)["training"]
+    # The Trainer's meaning of the batch: 16 per device × 2 accumulation steps × 2 processes per step.
+    q = accounting.poisson_sample_rate(254, 64)
+    sigma = accounting.noise_multiplier(4.0, q, 8, 1e-5, "rdp")
+    assert t["world_size"] == 2 and t["batch_size"] == 64 and t["sample_rate"] == q
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 8]]  # once per logical step, not per rank
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
+    integrity = t["integrity"]
+    assert integrity["violations"] == 0 and integrity["optimizer_steps"] == 8 == integrity["accounted_steps"]
+    assert integrity["per_sample_grads_all_params"] is True and integrity["relative_weight_change"] > 0
 
 
 def test_kill_9_under_torchrun_then_resume_continues_the_accountant_on_every_rank(project: Project,
