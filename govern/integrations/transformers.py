@@ -35,12 +35,18 @@ hit stale pins and gradient-accumulation bugs, which the design below avoids by 
   id (``GOVERN_RESUME``) resumes from the newest recorded checkpoint, verified byte for byte before the
   Trainer opens any file of it, and the accountant continues from the recorded history.
 
-Not yet: torchrun / DDP and Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: both
-raise a :class:`~govern.errors.SessionError` naming the setting (under torchrun, on every rank, before the
-Trainer starts: rank 0 records the run ``failed`` with that reason). Under DDP the Trainer's accelerate
-layer shards each batch across ranks and its DDP wrapper all-reduces in backward, which would bypass the
-global Poisson sample above and Opacus' distributed optimizer (noise added once, on rank 0). A plain loop
-under ``govern.session`` does work under torchrun (``run.make_private`` wraps the model in Opacus' DPDDP).
+- **torchrun.** The logical batch is the Trainer's: per device × accumulation steps × processes, so q is
+  global. Each rank Poisson-samples its own shard of the records (rows ``rank::world``) with that q and its
+  own random stream, split into the accumulation chunks; govern's loader is not handed to accelerate,
+  whose batch sharding would undo the sampling. Opacus is attached through its DPDDP, so the optimizer is
+  Opacus' distributed one: rank 0 alone adds the noise (σ·C), the clipped sums are all-reduced, and rank
+  0's accountant — the one recorded — counts one step of the global q per logical step: the one-process
+  ε for those q, σ and steps. (The Trainer's own DDP wrapper also all-reduces the raw gradients in
+  backward; Opacus discards them: wasted communication, nothing released.) Resuming under torchrun is not
+  supported yet (refused); resume in one process.
+
+Not yet: Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: a
+:class:`~govern.errors.SessionError` naming the setting.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ LOSS_ONLY_KEYS = ("labels", "completion_mask", "assistant_masks")
 RNG_FILE = "govern-rng.safetensors"
 
 
-#: Why GovernedTrainer (and GovernedSFTTrainer) refuse to run under torchrun, and what works instead.
+#: Why GovernedTrainer (and GovernedSFTTrainer) refuse a multi-process launch the session cannot see.
 TORCHRUN_UNSUPPORTED = (
     "GovernedTrainer runs in one process or under torchrun (WORLD_SIZE set); this launcher set up "
     "processes the session does not see, so govern cannot shard the Poisson sampling or add the noise once")
