@@ -43,7 +43,7 @@ hit stale pins and gradient-accumulation bugs, which the design below avoids by 
   0's accountant — the one recorded — counts one step of the global q per logical step: the one-process
   ε for those q, σ and steps. (The Trainer's own DDP wrapper also all-reduces the raw gradients in
   backward; Opacus discards them: wasted communication, nothing released.) Resuming under torchrun is not
-  supported yet (refused); resume in one process.
+  supported yet (refused).
 
 Not yet: Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: a
 :class:`~govern.errors.SessionError` naming the setting.
@@ -350,6 +350,10 @@ class DPTrainerMixin:
     # ------------------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        if self._private and self._world > 1:
+            # Every process writes its own RNG file into the folder: wait for all of them, so the digest rank 0
+            # records covers the folder as it will stay.
+            torch.distributed.barrier()
         if not self._private or not self.args.should_save:
             return
         run = self.governed_run
@@ -380,8 +384,8 @@ class DPTrainerMixin:
         checkpoint the run recorded, verified against the audit chain before any file of it is opened."""
         run = self.governed_run
         if self._private and (run.resumed or resume_from_checkpoint) and self._world > 1:
-            raise SessionError("resuming a GovernedTrainer run under torchrun is not supported yet: resume it in "
-                               "one process, or use a session loop (its resume works under torchrun)")
+            raise SessionError("resuming a GovernedTrainer run under torchrun is not supported yet (a session "
+                               "loop's resume works under torchrun)")
         if self._private and (run.resumed or resume_from_checkpoint):
             found = ckpt.resumable_checkpoint(Path(self.args.output_dir), run.checkpoint_chain(),
                                               root=Path(self.args.output_dir))

@@ -105,6 +105,14 @@ def test_a_trainer_script_under_torchrun_trains_dp_on_every_rank_and_records_one
     integrity = t["integrity"]
     assert integrity["violations"] == 0 and integrity["optimizer_steps"] == 8 == integrity["accounted_steps"]
     assert integrity["per_sample_grads_all_params"] is True and integrity["relative_weight_change"] > 0
+    # Both processes wrote into each checkpoint folder; the digest rank 0 recorded covers them all.
+    from govern.training import checkpoints as ckpt
+    from govern.training.stage import LineageCheckpointChain
+
+    with LineageStore.open() as store:
+        found = ckpt.resumable_checkpoint(project.root / "out", LineageCheckpointChain(store, run.id),
+                                          root=project.root / "out")
+    assert found is not None and found.step == 8 and (found.path / "rng_state_1.pth").is_file()
 
 
 def test_kill_9_under_torchrun_then_resume_continues_the_accountant_on_every_rank(project: Project,
