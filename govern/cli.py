@@ -11,10 +11,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -115,6 +115,7 @@ error_console = _console(stderr=True)
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Lineage DB URL (default: GOVERN_DB_URL or sqlite:///.govern/lineage.db).")
 ]
+RunIdArgument = Annotated[str, typer.Argument(help="Run id or 'latest'.")]
 FormatOption = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
 
 
@@ -370,7 +371,7 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     db: DbOption = None,
     output_format: FormatOption = "table",
 ) -> None:
@@ -427,7 +428,7 @@ def runs_show(
 
 @app.command("check")
 def check_command(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     policy: Annotated[str | None, typer.Option("--policy", help="Policy file or shipped name (default: the run's own).")] = None,
     db: DbOption = None,
     output_format: FormatOption = "table",
@@ -1097,27 +1098,18 @@ def report_command(
     from govern import api
 
     if _is_stdout(out):
-        if sign_key is not None:
-            raise GovernError("--out - with --sign-key: a signature covers a file; write the report to a folder")
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="govern-report-") as tmp:
-            outcome = api.report(run_id, output_format, tmp, since=since, policy=policy, db_url=db)
-            sys.stdout.buffer.write(outcome.path.read_bytes())
-            sys.stdout.flush()
-        _report_problems(outcome)
+        _report_problems(_write_to_stdout("report", "govern-report-", sign_key, lambda tmp: api.report(
+            run_id, output_format, tmp, since=since, policy=policy, db_url=db)))
         return
     outcome = api.report(run_id, output_format, out, since=since, policy=policy, sign_key=sign_key, db_url=db)
     console.print(f"wrote {outcome.path}", highlight=False, soft_wrap=True)
-    if outcome.signed is not None:
-        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
-        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+    _print_signed(outcome)
     _report_problems(outcome)
 
 
 @app.command("docs")
 def docs_command(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     kind: Annotated[Literal["gpai-form", "training-summary", "annex-iv"], typer.Option(
         "--kind", "-k", help="gpai-form, training-summary or annex-iv.")] = "gpai-form",
     output_format: Annotated[Literal["md", "html", "pdf", "json"], typer.Option(
@@ -1130,29 +1122,20 @@ def docs_command(
     from govern import api
 
     if _is_stdout(out):
-        if sign_key is not None:
-            raise GovernError("--out - with --sign-key: a signature covers a file; write the document to a folder")
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="govern-docs-") as tmp:
-            outcome = api.docs(run_id, kind, output_format, tmp, record=False, db_url=db)
-            sys.stdout.buffer.write(outcome.path.read_bytes())
-            sys.stdout.flush()
+        _write_to_stdout("document", "govern-docs-", sign_key,
+                         lambda tmp: api.docs(run_id, kind, output_format, tmp, record=False, db_url=db))
         return
     outcome = api.docs(run_id, kind, output_format, out, sign_key=sign_key, db_url=db)
-    console.print(f"wrote {outcome.path} ({outcome.sha256}, recorded for {outcome.run_id})", highlight=False,
-                  soft_wrap=True)
+    _print_recorded(outcome)
     if outcome.to_be_completed:
         console.print(f"to be completed: {len(outcome.to_be_completed)} field(s), listed at the end of the document",
                       highlight=False)
-    if outcome.signed is not None:
-        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
-        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+    _print_signed(outcome)
 
 
 @export_app.command("bom")
 def export_bom_command(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     output_format: Annotated[Literal["cyclonedx", "spdx"], typer.Option(
         "--format", "-f", help="cyclonedx (1.6 ML-BOM) or spdx (3.0.1 JSON-LD, AI and Dataset profiles).")] = "cyclonedx",
     out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the BOM to stdout).")] = Path("reports"),
@@ -1163,26 +1146,17 @@ def export_bom_command(
     from govern import api
 
     if _is_stdout(out):
-        if sign_key is not None:
-            raise GovernError("--out - with --sign-key: a signature covers a file; write the BOM to a folder")
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="govern-bom-") as tmp:
-            outcome = api.export_bom(run_id, output_format, tmp, record=False, db_url=db)
-            sys.stdout.buffer.write(outcome.path.read_bytes())
-            sys.stdout.flush()
+        _write_to_stdout("BOM", "govern-bom-", sign_key,
+                         lambda tmp: api.export_bom(run_id, output_format, tmp, record=False, db_url=db))
         return
     outcome = api.export_bom(run_id, output_format, out, sign_key=sign_key, db_url=db)
-    console.print(f"wrote {outcome.path} ({outcome.sha256}, recorded for {outcome.run_id})", highlight=False,
-                  soft_wrap=True)
-    if outcome.signed is not None:
-        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
-        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
+    _print_recorded(outcome)
+    _print_signed(outcome)
 
 
 @export_app.command("openlineage")
 def export_openlineage_command(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     url: Annotated[str | None, typer.Option("--url", help="Send to this OpenLineage HTTP endpoint (e.g. Marquez).")] = None,
     file: Annotated[str | None, typer.Option("--file", help="Append the events (one JSON per line) to this file.")] = None,
     to_console: Annotated[bool, typer.Option("--console", help="Print the events.")] = False,
@@ -1205,7 +1179,7 @@ def export_openlineage_command(
 
 @export_app.command("mlflow")
 def export_mlflow_command(
-    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")],
+    run_id: RunIdArgument,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI).")] = None,
     registry_uri: Annotated[str | None, typer.Option("--registry-uri", help="Model registry URI (default: the tracking URI).")] = None,
     experiment: Annotated[str, typer.Option("--experiment", help="MLflow experiment name.")] = "govern",
@@ -1221,6 +1195,39 @@ def export_mlflow_command(
         console.print(f"registered {result.registered_model} version {result.model_version}", highlight=False)
     else:
         console.print("no model version registered (the decision did not pass)", highlight=False)
+
+
+class _WrittenFile(Protocol):
+    path: Path
+
+
+_Written = TypeVar("_Written", bound=_WrittenFile)
+
+
+def _write_to_stdout(what: str, tmp_prefix: str, sign_key: Path | None, write: Callable[[str], _Written]) -> _Written:
+    """``--out -`` for a command that writes one file (report, document, BOM): ``write`` makes it in a temporary
+    folder, its bytes go to standard output, and its outcome is returned. ``--sign-key`` is refused: a
+    signature covers a file, and this one is gone when the command ends."""
+    if sign_key is not None:
+        raise GovernError(f"--out - with --sign-key: a signature covers a file; write the {what} to a folder")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp:
+        outcome = write(tmp)
+        sys.stdout.buffer.write(outcome.path.read_bytes())
+        sys.stdout.flush()
+    return outcome
+
+
+def _print_recorded(outcome: Any) -> None:
+    console.print(f"wrote {outcome.path} ({outcome.sha256}, recorded for {outcome.run_id})", highlight=False,
+                  soft_wrap=True)
+
+
+def _print_signed(outcome: Any) -> None:
+    if outcome.signed is not None:
+        console.print(f"signed: {outcome.signed.bundle_path}", highlight=False, soft_wrap=True)
+        console.print(f"verify: {outcome.signed.verify_command}", highlight=False, soft_wrap=True)
 
 
 def _report_problems(outcome: Any) -> None:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +25,39 @@ os.environ["NO_COLOR"] = "1"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+
+
+T = TypeVar("T")
+
+
+def peak_memory(fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()``'s result and the most bytes Python held while it ran (tracemalloc): the streaming tests'
+    measure that a reader does not hold a whole file."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, within_s: float = 120) -> None:
+    """SIGKILL ``proc`` — a real, unannounced kill — as soon as ``ready()`` holds (or after ``within_s``);
+    the kill tests' way to interrupt a run at a known point. Fails when the process ends on its own first."""
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ready():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else "exited early"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
 
 
 def skip_or_fail(reason: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from govern.config import Task
 from govern.errors import DataError, StageError
 from govern.stage import (
+    AlwaysEnabled,
     NoOutputs,
     StageContext,
     StageOutputs,
@@ -59,12 +60,9 @@ class EvaluationOutputs(StageOutputs):
     model_digest: str
 
 
-class EvaluationStage:
+class EvaluationStage(AlwaysEnabled):
     name = "evaluation"
     outputs_model = EvaluationOutputs
-
-    def enabled(self, ctx: StageContext) -> bool:
-        return True
 
     def input_digest(self, ctx: StageContext) -> str:
         paths = ctx.data_paths()

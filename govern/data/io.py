@@ -178,16 +178,21 @@ def _iter_jsonl(path: Path, limit: int | None = None) -> Iterator[tuple[int, dic
             text = _decode_line(path, raw, line_no)
             if not text.strip():
                 continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                # exc.msg is the parser's reason ("Expecting ',' delimiter"), never the content.
-                raise DataError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", line=line_no) from None
+            value = parse_json_line(path, text, line_no)
             if not isinstance(value, dict):
                 raise DataError(
                     path, f"expected a JSON object, found {_json_type_name(value)}", line=line_no
                 )
             yield line_no, value
+
+
+def parse_json_line(path: Path, text: str, line_no: int) -> Any:
+    """One JSONL line's value, or a DataError naming the file, the line and the column (never the content)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # exc.msg is the parser's reason ("Expecting ',' delimiter"), never the content.
+        raise DataError(path, f"invalid JSON at column {exc.colno}: {exc.msg}", line=line_no) from None
 
 
 def _json_type_name(value: Any) -> str:

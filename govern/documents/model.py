@@ -71,21 +71,6 @@ class Document(DocumentModel):
         """Labels (``section: field``) of every field without a value, in document order."""
         return [f"{s.title}: {f.label}" for s in self.sections for f in s.fields if f.value is None]
 
-    def field(self, key: str) -> DocumentField:
-        """The field with ``key`` (KeyError when the document has none)."""
-        for s in self.sections:
-            for f in s.fields:
-                if f.key == key:
-                    return f
-        raise KeyError(key)
-
-    def table(self, key: str) -> DocumentTable:
-        for s in self.sections:
-            for t in s.tables:
-                if t.key == key:
-                    return t
-        raise KeyError(key)
-
 
 class FieldBuilder:
     """Collects a section's fields; ``None``/empty values become "to be completed" entries."""

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from govern.decisions import RuleResult, WaiverRef
-from govern.stage import PIIFindingRow
+from govern.stage import BaseModelOut, PIIFindingRow
 
 __all__ = [
     "AncestryGraph",
@@ -37,6 +37,7 @@ __all__ = [
     "RunRecord",
     "SignatureCore",
     "SignatureRecord",
+    "StageCore",
     "StageRecord",
     "WaiverRecord",
 ]
@@ -93,14 +94,19 @@ class RunRecord(RunCore):
                          document=self.policy_document or {}, source=self.policy_source)
 
 
-class StageRecord(_Record):
-    id: int
-    run_id: str
+class StageCore(_Record):
+    """One execution of a stage and when it ran (the fields its record and the report share)."""
+
     stage: str
-    input_digest: str
     status: str
     started_at: datetime
     ended_at: datetime | None = None
+
+
+class StageRecord(StageCore):
+    id: int
+    run_id: str
+    input_digest: str
     error: str | None = None
     outputs: dict[str, Any] | None = None
     #: The evidence this execution produced (from the evidence table), if any.
@@ -142,11 +148,12 @@ class DatasetRecord(DatasetCore):
     first_seen_at: datetime
 
 
-class BaseModelRecord(_Record):
+class BaseModelRecord(BaseModelOut):
+    """A recorded base model (the :class:`BaseModelOut` fields a stage reports, plus its row and first sighting)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
-    name: str
-    path: str
-    digest: str
     first_seen_at: datetime
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from govern.data.io import parse_json_line
 from govern.errors import DataError
 from govern.evidence import PIIEntityQuality, PIIQuality
 
@@ -112,15 +113,8 @@ def load_quality_sample(path: Path) -> list[LabeledText]:
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON ({exc.msg})", line=exc.lineno) from None
         return [_validate(path, item, record=i) for i, item in enumerate(data)]
-    out = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON ({exc.msg})", line=number) from None
-        out.append(_validate(path, raw, line=number))
+    out = [_validate(path, parse_json_line(path, line, number), line=number)
+           for number, line in enumerate(content.splitlines(), start=1) if line.strip()]
     if not out:
         raise DataError(path, "labeled sample has no records")
     return out

@@ -19,20 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from govern import stage as st  # the stage toolkit's helpers (digests, artifacts), by module
 from govern.data.stage import DataOutputs
 from govern.pii.keys import load_or_create_key
 from govern.pii.redact import PseudonymTable, redact_file
 from govern.pii.scanner import KEY_MARKER, ScanInput, ScanSettings, scan_files
-from govern.stage import (
-    AlwaysEnabled,
-    ArtifactOut,
-    DataFiles,
-    StageContext,
-    StageResult,
-    artifact_for,
-    digest_of,
-    file_sha256,
-)
+from govern.stage import AlwaysEnabled, DataFiles, StageContext, StageResult
 
 
 class PIIOutputs(DataFiles):
@@ -68,14 +60,14 @@ class PIIStage(AlwaysEnabled):
     def input_digest(self, ctx: StageContext) -> str:
         data = self._data(ctx)
         key = load_or_create_key(ctx.db_url or None)
-        files = [file_sha256(Path(p)) for p in (data.train_path, data.eval_path)]
+        files = [st.file_sha256(Path(p)) for p in (data.train_path, data.eval_path)]
         sample = ctx.policy.pii.quality.sample
         if sample is not None:  # a changed labeled sample must re-score, not reuse the old quality evidence
             from govern.pii.quality import sample_path
 
             path = sample_path(sample, str(ctx.config.policy))
-            files.append(file_sha256(path) if path.is_file() else f"missing:{path}")
-        return digest_of(files, self._settings(ctx), key.key_id)
+            files.append(st.file_sha256(path) if path.is_file() else f"missing:{path}")
+        return st.digest_of(files, self._settings(ctx), key.key_id)
 
     def run(self, ctx: StageContext) -> StageResult:
         if ctx.config.pii.backend == "ray":  # one Ray connection for the scan and both redactions
@@ -113,7 +105,7 @@ class PIIStage(AlwaysEnabled):
         # one table for train and eval: one data set, whose fingerprint seeds the fake names
         table = PseudonymTable(key, seed=data.train_fingerprint)
         changed: dict[str, str] = {}
-        artifacts: list[ArtifactOut] = []
+        artifacts: list[st.ArtifactOut] = []
         redacted_files: dict[str, str] = {}
         out_dir = ctx.stage_dir(self.name)
         for item in inputs:
@@ -135,7 +127,7 @@ class PIIStage(AlwaysEnabled):
             else:
                 rows = redact_file(item.path, target, fmt, mine, **redaction)
             fingerprint = fingerprint_file(target, fmt)
-            artifact = artifact_for(target, f"{item.dataset}.redacted", "dataset", dataset_fingerprint=fingerprint,
+            artifact = st.artifact_for(target, f"{item.dataset}.redacted", "dataset", dataset_fingerprint=fingerprint,
                                     rows=rows)
             artifacts.append(artifact)
             redacted_files[item.dataset] = artifact.sha256

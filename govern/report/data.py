@@ -40,6 +40,7 @@ from govern.lineage.records import (
     PolicyRef,
     RunCore,
     SignatureCore,
+    StageCore,
     WaiverRecord,
 )
 from govern.report.compliance import compliance_sections, profile_controls
@@ -107,11 +108,7 @@ class WaiverInfo(WaiverRecord):
     applied_to: list[str] = Field(default_factory=list, description="Rule ids of this run it waived.")
 
 
-class StageInfo(ReportModel):
-    stage: str
-    status: str
-    started_at: datetime
-    ended_at: datetime | None = None
+class StageInfo(StageCore, ReportModel):
     duration_s: float | None = None
     input_digest: str
     error: str | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from govern.report.data import ReportData, _outcome
@@ -19,6 +20,15 @@ def cell(value: Any) -> str:
     text = value if isinstance(value, str) else fmt_json(value)
     return (text.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
             .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def _table(title: str, header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A ``###`` section that is one table (cells already escaped with :func:`cell`), then a blank line."""
+    return [f"### {title}", _row(header), "|" + "---|" * len(header), *(_row(r) for r in rows), ""]
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _gated(data: ReportData, prefixes: tuple[str, ...]) -> list[Any]:
@@ -72,14 +82,11 @@ def render_markdown(data: ReportData) -> str:
     add("")
 
     if r.waivers:
-        add("### Waivers")
-        add("| # | Rule | By | Why | Until | Active |")
-        add("|---|---|---|---|---|---|")
-        for w in r.waivers:
-            state = "yes" if w.active else (f"ended {w.ended_at:%Y-%m-%d} by {cell(w.ended_by)}: {cell(w.end_reason)}"
-                                            if w.ended_at else "expired")
-            add(f"| {w.id} | `{cell(w.rule_id)}` | {cell(w.by)} | {cell(w.reason)} | {w.until} | {state} |")
-        add("")
+        lines += _table("Waivers", ["#", "Rule", "By", "Why", "Until", "Active"], (
+            [str(w.id), f"`{cell(w.rule_id)}`", cell(w.by), cell(w.reason), str(w.until),
+             "yes" if w.active else (f"ended {w.ended_at:%Y-%m-%d} by {cell(w.ended_by)}: {cell(w.end_reason)}"
+                                     if w.ended_at else "expired")]
+            for w in r.waivers))
 
     add("### Key evidence")
     add("| Concern | Result |")
@@ -183,12 +190,8 @@ def render_markdown(data: ReportData) -> str:
         add("```")
         add("")
     if r.actions:
-        add("### Who did what")
-        add("| action | who | when | detail |")
-        add("|---|---|---|---|")
-        for a in r.actions:
-            add(f"| {a.action} | {cell(a.actor)} | {a.at:%Y-%m-%d %H:%M UTC} | {cell(a.detail)} |")
-        add("")
+        lines += _table("Who did what", ["action", "who", "when", "detail"],
+                        ([a.action, cell(a.actor), f"{a.at:%Y-%m-%d %H:%M UTC}", cell(a.detail)] for a in r.actions))
     rp = r.reproducibility
     add("<details><summary>Reproducibility</summary>")
     add("")

@@ -124,6 +124,17 @@ def _run_with_deadline(fn: Callable[[], _T], seconds: float, what: str) -> _T:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _sigstore_call(fn: Callable[[], _T], seconds: float, what: str, failed: Callable[[Exception], str]) -> _T:
+    """Run one Sigstore call under a deadline: govern's own SigningError (the deadline's) passes as is, any
+    other error becomes a SigningError worded by ``failed`` (which scrubs secrets from the library's text)."""
+    try:
+        return _run_with_deadline(fn, seconds, what)
+    except SigningError:
+        raise
+    except Exception as exc:
+        raise SigningError(failed(exc)) from None
+
+
 def probe_hosts(urls: list[str], timeout_s: float) -> None:
     """Fail fast, with a clear message, when the Sigstore services cannot be reached at all."""
 
@@ -169,12 +180,8 @@ class KeylessSigner(signing.Signer):
         if raw_token is None:
             raw_token = os.environ.get("SIGSTORE_ID_TOKEN") or None
         if raw_token is None:
-            try:
-                raw_token = _run_with_deadline(oidc.detect_credential, self._timeout, "ambient OIDC credential")
-            except SigningError:
-                raise
-            except Exception as exc:
-                raise SigningError(f"ambient OIDC credential: {scrub(str(exc))}") from None
+            raw_token = _sigstore_call(oidc.detect_credential, self._timeout, "ambient OIDC credential",
+                                       lambda exc: f"ambient OIDC credential: {scrub(str(exc))}")
         if not raw_token:
             raise SigningError(
                 "keyless signing needs an OIDC identity token: pass --identity-token FILE (or set "
@@ -190,12 +197,9 @@ class KeylessSigner(signing.Signer):
         def trust() -> Any:
             return ClientTrustConfig.staging() if cfg.staging else ClientTrustConfig.production()
 
-        try:
-            trust_config = _run_with_deadline(trust, self._timeout * 3, "the Sigstore TUF repository")
-        except SigningError:
-            raise
-        except Exception as exc:
-            raise SigningError(f"no network: sigstore unreachable (TUF refresh failed: {type(exc).__name__})") from None
+        trust_config = _sigstore_call(
+            trust, self._timeout * 3, "the Sigstore TUF repository",
+            lambda exc: f"no network: sigstore unreachable (TUF refresh failed: {type(exc).__name__})")
         self._context = SigningContext.from_trust_config(trust_config)
 
     def _sign_dsse(self, payload: bytes) -> sign_sigstore.Signature:
@@ -205,12 +209,9 @@ class KeylessSigner(signing.Signer):
             with self._context.signer(self._token) as signer:
                 return signer.sign_dsse(dsse.Statement(payload))
 
-        try:
-            bundle = _run_with_deadline(run, self._timeout * 6, "Fulcio/Rekor")
-        except SigningError:
-            raise
-        except Exception as exc:
-            raise SigningError(f"sigstore signing failed ({type(exc).__name__}): {scrub(str(exc), self._secrets)}") from None
+        bundle = _sigstore_call(
+            run, self._timeout * 6, "Fulcio/Rekor",
+            lambda exc: f"sigstore signing failed ({type(exc).__name__}): {scrub(str(exc), self._secrets)}")
         return sign_sigstore.Signature(bundle)
 
     def sign(self, payload: signing.Payload) -> signing.Signature:

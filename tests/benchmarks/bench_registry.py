@@ -10,7 +10,6 @@ in the same run, is `verify_run` alone on that run: the ratio is what the regist
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from govern.lineage import LineageStore  # noqa: E402
 from govern.policy import load_policy  # noqa: E402
 from govern.registry import approve, model_status  # noqa: E402
 from govern.stage import ArtifactOut  # noqa: E402
+from tests.benchmarks._common import int_options  # noqa: E402
 
 
 def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -40,10 +40,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--versions", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
+    args = int_options(versions=2000, repeat=20)
     policy = policy_ref(load_policy("dev"))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'lineage.db'}"

@@ -12,15 +12,19 @@ step and one extra per-sample norm pass for the clipped fraction. Prints the tra
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.benchmarks._common import int_options  # noqa: E402
 
 
 def build(batch: int, seq: int, tracked: bool) -> tuple[Any, Any]:
@@ -58,11 +62,7 @@ def step(model: Any, opt: Any, ids: Any, mask: Any, labels: Any) -> float:
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=12)
-    args = parser.parse_args()
+    args = int_options(batch=32, seq=48, steps=12)
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 5000, (args.batch, args.seq), generator=g)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from govern.data.io import detect_format, iter_records, read_records, write_records
 from govern.errors import DataError
+from tests.conftest import peak_memory
 
 RECORDS = [
     {"id": "r1", "text": "hello world", "label": "a", "group": None},
@@ -79,44 +79,31 @@ def test_broken_json_line_names_the_line_and_position_not_the_content(tmp_path: 
     assert "secret-value-123" not in message
 
 
-def test_line_that_is_not_an_object(tmp_path: Path) -> None:
-    path = tmp_path / "train.jsonl"
-    path.write_text('{"text": "fine"}\n["a", "list"]\n')
-    with pytest.raises(DataError, match=r"line 2: expected a JSON object, found an array"):
-        read_records(path)
+# One bad input per row: the file's name and bytes, then the line (and field) the DataError must name and
+# the words its message must hold.
+BAD_INPUTS = [
+    pytest.param("train.jsonl", b'{"text": "fine"}\n["a", "list"]\n', 2, None,
+                 "line 2: expected a JSON object, found an array", id="jsonl-line-not-an-object"),
+    pytest.param("train.jsonl", b'{"text": "ok"}\n{"text": "ok"}\n{"text": "bad \xff byte"}\n', 3, None,
+                 "not valid UTF-8", id="jsonl-invalid-utf8"),
+    pytest.param("train.csv", b"id,text\n1,ok\n2,caf\xe9\n", 3, None, "line 3: not valid UTF-8", id="csv-invalid-utf8"),
+    pytest.param("train.csv", b'id,text,label\n1,"multi\nline",a\n2,too,many,fields\n', 4, None,
+                 "expected 3 fields (as in the header), found 4", id="csv-row-with-wrong-number-of-fields"),
+    pytest.param("train.csv", b"id,text,text\n1,a,b\n", 1, "text", "", id="csv-header-with-a-duplicate-column"),
+]
 
 
-def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "train.jsonl"
-    path.write_bytes(b'{"text": "ok"}\n{"text": "ok"}\n{"text": "bad \xff byte"}\n')
+@pytest.mark.parametrize(("name", "content", "line", "field", "words"), BAD_INPUTS)
+def test_bad_input_names_the_line(tmp_path: Path, name: str, content: bytes, line: int, field: str | None,
+                                  words: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
     with pytest.raises(DataError) as err:
         read_records(path)
-    assert err.value.line == 3
-    assert "not valid UTF-8" in str(err.value)
-
-
-def test_invalid_utf8_in_csv_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "train.csv"
-    path.write_bytes(b"id,text\n1,ok\n2,caf\xe9\n")
-    with pytest.raises(DataError, match=r"line 3: not valid UTF-8"):
-        read_records(path)
-
-
-def test_csv_row_with_wrong_number_of_fields(tmp_path: Path) -> None:
-    path = tmp_path / "train.csv"
-    path.write_text('id,text,label\n1,"multi\nline",a\n2,too,many,fields\n')
-    with pytest.raises(DataError) as err:
-        read_records(path)
-    assert err.value.line == 4
-    assert "expected 3 fields (as in the header), found 4" in str(err.value)
-
-
-def test_csv_header_with_a_duplicate_column(tmp_path: Path) -> None:
-    path = tmp_path / "train.csv"
-    path.write_text("id,text,text\n1,a,b\n")
-    with pytest.raises(DataError) as err:
-        read_records(path)
-    assert (err.value.line, err.value.field) == (1, "text")
+    assert err.value.line == line
+    if field is not None:
+        assert err.value.field == field
+    assert words in str(err.value)
 
 
 def test_corrupt_parquet_file(tmp_path: Path) -> None:
@@ -140,12 +127,7 @@ def test_reading_a_large_file_streams_in_constant_memory(tmp_path: Path) -> None
         for _ in range(200_000):
             fh.write(line)
     assert path.stat().st_size > 25_000_000
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in iter_records(path))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, peak = peak_memory(lambda: sum(1 for _ in iter_records(path)))
     assert count == 200_000
     assert peak < 2_000_000, f"peak {peak} bytes: the reader holds records in memory"
 
@@ -153,12 +135,7 @@ def test_reading_a_large_file_streams_in_constant_memory(tmp_path: Path) -> None
 def test_parquet_streams_in_batches(tmp_path: Path) -> None:
     path = tmp_path / "big.parquet"
     write_records(path, ({"id": str(i), "text": "y" * 100} for i in range(100_000)), "parquet", batch_size=10_000)
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in iter_records(path, batch_size=1000))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, peak = peak_memory(lambda: sum(1 for _ in iter_records(path, batch_size=1000)))
     assert count == 100_000
     assert peak < 8_000_000, f"peak {peak} bytes"
 

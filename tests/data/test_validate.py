@@ -35,6 +35,21 @@ def load(path: Path, cfg: DataConfig, task: str = "classification"):
     return load_dataset(path, cfg, "train", task)
 
 
+_DELETE = object()
+
+
+def edited_error(tmp_path: Path, index: int, field: str, value: Any = _DELETE) -> DataError:
+    """The DataError of loading :func:`rows` with record ``index``'s ``field`` set to ``value`` (or deleted)."""
+    records = rows()
+    if value is _DELETE:
+        del records[index][field]
+    else:
+        records[index][field] = value
+    with pytest.raises(DataError) as err:
+        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
+    return err.value
+
+
 def test_valid_file_loads_with_ids_labels_and_file_record(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "train.jsonl", rows())
     data = load(path, config(tmp_path))
@@ -68,22 +83,14 @@ def test_csv_with_only_a_header_has_no_records(tmp_path: Path) -> None:
 
 
 def test_missing_column_names_line_and_field(tmp_path: Path) -> None:
-    records = rows()
-    del records[2]["label"]
-    path = write_jsonl(tmp_path / "train.jsonl", records)
-    with pytest.raises(DataError) as err:
-        load(path, config(tmp_path))
-    assert (err.value.line, err.value.field) == (3, "label")
-    assert str(err.value) == f"{path}, line 3, field 'label': missing column 'label'"
+    err = edited_error(tmp_path, 2, "label")
+    assert (err.line, err.field) == (3, "label")
+    assert str(err) == f"{tmp_path / 'train.jsonl'}, line 3, field 'label': missing column 'label'"
 
 
 def test_missing_sensitive_column_names_it(tmp_path: Path) -> None:
-    records = rows()
-    del records[1]["region"]
-    path = write_jsonl(tmp_path / "train.jsonl", records)
-    with pytest.raises(DataError) as err:
-        load(path, config(tmp_path))
-    assert (err.value.line, err.value.field) == (2, "region")
+    err = edited_error(tmp_path, 1, "region")
+    assert (err.line, err.field) == (2, "region")
 
 
 def test_missing_column_in_parquet_names_the_row(tmp_path: Path) -> None:
@@ -96,37 +103,25 @@ def test_missing_column_in_parquet_names_the_row(tmp_path: Path) -> None:
 
 
 def test_text_of_the_wrong_type(tmp_path: Path) -> None:
-    records = rows()
-    records[1]["text"] = 12345
-    path = write_jsonl(tmp_path / "train.jsonl", records)
-    with pytest.raises(DataError) as err:
-        load(path, config(tmp_path))
-    assert (err.value.line, err.value.field) == (2, "text")
-    assert "expected text (a string), found an integer" in str(err.value)
-    assert "12345" not in str(err.value)
+    err = edited_error(tmp_path, 1, "text", 12345)
+    assert (err.line, err.field) == (2, "text")
+    assert "expected text (a string), found an integer" in str(err)
+    assert "12345" not in str(err)
 
 
 def test_blank_text(tmp_path: Path) -> None:
-    records = rows()
-    records[0]["text"] = "   "
-    with pytest.raises(DataError, match="line 1, field 'text': text is empty"):
-        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
+    assert "line 1, field 'text': text is empty" in str(edited_error(tmp_path, 0, "text", "   "))
 
 
 def test_null_label(tmp_path: Path) -> None:
-    records = rows()
-    records[3]["label"] = None
-    with pytest.raises(DataError) as err:
-        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
-    assert (err.value.line, err.value.field) == (4, "label")
-    assert "label is missing (null)" in str(err.value)
+    err = edited_error(tmp_path, 3, "label", None)
+    assert (err.line, err.field) == (4, "label")
+    assert "label is missing (null)" in str(err)
 
 
 def test_label_of_the_wrong_type(tmp_path: Path) -> None:
-    records = rows()
-    records[1]["label"] = 0.5
-    with pytest.raises(DataError, match="line 2, field 'label': expected a label that is a string, integer or boolean"):
-        load(write_jsonl(tmp_path / "train.jsonl", records), config(tmp_path))
+    err = edited_error(tmp_path, 1, "label", 0.5)
+    assert "line 2, field 'label': expected a label that is a string, integer or boolean" in str(err)
 
 
 def test_sensitive_value_may_be_null_but_not_a_list(tmp_path: Path) -> None:

@@ -31,6 +31,16 @@ def _sql(store: LineageStore, statement: str, **params: object) -> None:
         conn.execute(sa.text(statement), params)
 
 
+def _problems_after(store: LineageStore, statement: str, **params: object) -> list[str]:
+    """Seed the history, tamper with it by one SQL ``statement``, and return what ``verify_chain`` names
+    (it must not pass)."""
+    _seed(store)
+    _sql(store, statement, **params)
+    report = store.verify_chain()
+    assert not report.ok
+    return report.problems
+
+
 def test_untouched_chain_verifies(store: LineageStore) -> None:
     assert _seed(store) == 12
     report = store.verify_chain()
@@ -38,19 +48,15 @@ def test_untouched_chain_verifies(store: LineageStore) -> None:
 
 
 def test_edited_event_payload_is_detected_and_named(store: LineageStore) -> None:
-    _seed(store)
-    _sql(store, "UPDATE audit_events SET payload_json = :p WHERE id = 3",
-         p=json.dumps({"execution_id": 1, "stage": "data", "status": "failed"}))
-    report = store.verify_chain()
-    assert not report.ok
-    assert any(p.startswith("event #3 (stage.finished)") and "edited" in p for p in report.problems)
-    assert len(report.problems) == 1  # the rows after it still link to its stored hash
+    problems = _problems_after(store, "UPDATE audit_events SET payload_json = :p WHERE id = 3",
+                               p=json.dumps({"execution_id": 1, "stage": "data", "status": "failed"}))
+    assert any(p.startswith("event #3 (stage.finished)") and "edited" in p for p in problems)
+    assert len(problems) == 1  # the rows after it still link to its stored hash
 
 
 def test_edited_event_kind_is_detected(store: LineageStore) -> None:
-    _seed(store)
-    _sql(store, "UPDATE audit_events SET kind = 'run.deleted' WHERE id = 7")
-    assert any(p.startswith("event #7 (run.deleted)") for p in store.verify_chain().problems)
+    problems = _problems_after(store, "UPDATE audit_events SET kind = 'run.deleted' WHERE id = 7")
+    assert any(p.startswith("event #7 (run.deleted)") for p in problems)
 
 
 def test_edited_and_rehashed_event_breaks_the_next_link(store: LineageStore) -> None:
@@ -68,21 +74,15 @@ def test_edited_and_rehashed_event_breaks_the_next_link(store: LineageStore) -> 
 
 
 def test_deleted_middle_event_is_detected_and_named(store: LineageStore) -> None:
-    _seed(store)
-    _sql(store, "DELETE FROM audit_events WHERE id = 4")
-    report = store.verify_chain()
-    assert not report.ok
-    assert any("event(s) #4 missing" in p and "before event #5" in p for p in report.problems)
-    assert any(p.startswith("event #5") and "prev_hash" in p for p in report.problems)
-    assert any("counts 12 events but 11" in p for p in report.problems)
+    problems = _problems_after(store, "DELETE FROM audit_events WHERE id = 4")
+    assert any("event(s) #4 missing" in p and "before event #5" in p for p in problems)
+    assert any(p.startswith("event #5") and "prev_hash" in p for p in problems)
+    assert any("counts 12 events but 11" in p for p in problems)
 
 
 def test_deleted_last_event_is_detected_and_named(store: LineageStore) -> None:
-    _seed(store)
-    _sql(store, "DELETE FROM audit_events WHERE id = 12")
-    report = store.verify_chain()
-    assert not report.ok
-    assert any("event(s) #12 missing" in p and "log ends at #11" in p for p in report.problems)
+    problems = _problems_after(store, "DELETE FROM audit_events WHERE id = 12")
+    assert any("event(s) #12 missing" in p and "log ends at #11" in p for p in problems)
 
 
 def test_deleted_last_events_then_new_append_still_detected(store: LineageStore) -> None:
@@ -95,19 +95,14 @@ def test_deleted_last_events_then_new_append_still_detected(store: LineageStore)
 
 
 def test_deleted_chain_head_is_reported(store: LineageStore) -> None:
-    _seed(store)
-    _sql(store, "DELETE FROM audit_chain_head")
-    report = store.verify_chain()
-    assert not report.ok and "head row" in report.problems[0]
+    assert "head row" in _problems_after(store, "DELETE FROM audit_chain_head")[0]
     with pytest.raises(Exception, match="chain head row is missing"):
         store.create_run(name="after tampering")
 
 
 def test_edited_or_deleted_evidence_is_detected_against_the_logged_digest(store: LineageStore) -> None:
     _seed(store)  # two runs, one evidence row each (ids 1 and 2), both recorded by stage.finished events
-    with store.engine.connect() as conn, conn.begin():
-        conn.execute(sa.text("UPDATE evidence SET document = :d WHERE id = 1"),
-                     {"d": json.dumps({"rows": 10_000})})
+    _sql(store, "UPDATE evidence SET document = :d WHERE id = 1", d=json.dumps({"rows": 10_000}))
     problems = store.verify_chain().problems
     assert len(problems) == 1 and problems[0].startswith("evidence row #1 (run ") and "edited" in problems[0]
     assert "event #3" in problems[0]

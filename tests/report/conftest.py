@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from govern.lineage import LineageStore
-from tests.report.populate import RecordedRun, record_governed_run
+from tests.report.populate import RecordedDB, record_governed_db
 
-
-@dataclass
-class RecordedDB:
-    url: str
-    root: Path
-    run: RecordedRun
+__all__ = ["RecordedDB", "recorded"]
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordedDB]:
     """A lineage DB holding one governed run whose run directory and data files are then deleted."""
-    root = tmp_path_factory.mktemp("recorded")
-    url = f"sqlite:///{root / 'lineage.db'}"
-    store = LineageStore.open(url)
-    try:
-        run = record_governed_run(store, root)
-    finally:
-        store.close()
-    shutil.rmtree(run.run_dir)
-    shutil.rmtree(run.data_dir)
-    yield RecordedDB(url=url, root=root, run=run)
+    db = record_governed_db(tmp_path_factory.mktemp("recorded"))
+    shutil.rmtree(db.run.run_dir)
+    shutil.rmtree(db.run.data_dir)
+    yield db

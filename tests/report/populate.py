@@ -62,6 +62,27 @@ class RecordedRun:
     planted: list[str] = field(default_factory=lambda: list(PLANTED_PII))
 
 
+@dataclass
+class RecordedDB:
+    """A lineage DB file holding one recorded run: what the report, document and tampering tests read."""
+
+    url: str
+    root: Path
+    run: RecordedRun
+
+    @property
+    def path(self) -> Path:
+        return self.root / "lineage.db"
+
+
+def record_governed_db(root: Path, **options: Any) -> RecordedDB:
+    """A new lineage DB at ``root/lineage.db`` holding one :func:`record_governed_run` run (same options)."""
+    url = f"sqlite:///{root / 'lineage.db'}"
+    with LineageStore.open(url) as store:
+        run = record_governed_run(store, root, **options)
+    return RecordedDB(url=url, root=root, run=run)
+
+
 def write_data(data_dir: Path, seed: int = 0, n_train: int = 240, n_eval: int = 80) -> tuple[Path, Path]:
     """JSONL train/eval files; a few train records carry the planted PII values."""
     rng = random.Random(seed)

@@ -12,11 +12,9 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,7 @@ from govern.training import accounting
 from govern.training import checkpoints as ckpt
 from govern.training.stage import TrainingStage
 from govern.training.trainer import train
+from tests.conftest import kill_when
 from tests.spine.helpers import policy_doc
 from tests.training.conftest import build_tiny_bert, sentiment_records, write_jsonl
 from tests.training.test_training import make_spec
@@ -94,19 +93,7 @@ def _killed_run(workdir: Path, tiny_bert: Path, *, checkpoints: int = 1) -> tupl
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(cfg), os.environ["GOVERN_DB_URL"]],
                             cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pattern = ".govern/runs/*/training/checkpoints/step-*[0-9]"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(list(workdir.glob(pattern))) >= checkpoints:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else "exited early"
-        proc.send_signal(signal.SIGKILL)  # a real, unannounced kill
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: len(list(workdir.glob(pattern))) >= checkpoints)
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
         (run,) = store.list_runs()
         assert run.status == "running"

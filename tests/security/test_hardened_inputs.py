@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,12 @@ from govern.data.io import iter_records
 from govern.data.stage import DataStage
 from govern.errors import DataError, StageError
 from govern.lineage import LineageStore
-from govern.pii.stage import PIIStage
 from govern.pipeline import Pipeline
 from govern.signing.keys import generate_key_pair
 from govern.signing.stage import SigningStage
-from govern.stage import StageContext
+from tests.conftest import peak_memory
 from tests.spine.helpers import make_records, policy_doc, write_jsonl, write_project
-from tests.spine.stages import EvidenceStage, training_evidence
+from tests.spine.stages import EvidenceStage, assert_blocked_by_pii, run_through_pii, training_evidence
 
 KEY_EMAIL = "someone.private@example.org"
 KEY_EMAIL_2 = "another.person@example.net"
@@ -46,12 +44,6 @@ def _assert_clean_error(code: int, err: str, *needles: str) -> None:
 
 
 # ================================================================================ PII in JSON keys
-class ReadsTrainingData(EvidenceStage):
-    def run(self, ctx: StageContext):  # type: ignore[no-untyped-def]
-        self.read_path = Path(ctx.data_paths().train_path)
-        return super().run(ctx)
-
-
 def _plant_key_pii(workdir: Path) -> list[dict[str, Any]]:
     records = make_records(200, 1, "train")
     for r in records:
@@ -66,9 +58,8 @@ def _plant_key_pii(workdir: Path) -> list[dict[str, Any]]:
 def test_pii_in_a_json_key_is_found_redacted_and_never_written_raw(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
     cfg = write_project(workdir)
     _plant_key_pii(workdir)
-    training = ReadsTrainingData("training", training_evidence())
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
-        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
+        outcome, training = run_through_pii(store, cfg)
         assert outcome.decision == "pass", outcome.results
         findings = store.pii_findings(outcome.run_id)
     key_findings = sorted(f.field for f in findings if f.field.endswith("#key"))
@@ -113,13 +104,9 @@ def test_pii_in_a_json_key_is_found_redacted_and_never_written_raw(workdir: Path
 def test_a_block_action_on_a_key_blocks_the_run_before_training(workdir: Path) -> None:
     cfg = write_project(workdir, policy=policy_doc(pii={"entities": {"EMAIL_ADDRESS": "block"}}))
     _plant_key_pii(workdir)
-    training = ReadsTrainingData("training", training_evidence())
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
-        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
-        assert outcome.status == "blocked" and training.runs == 0
-        (failed,) = [r for r in outcome.results if r["status"] == "fail"]
-        assert failed["rule_id"] == "pii.blocked_entities" and failed["observed"] == {"EMAIL_ADDRESS": 2}
-        assert store.get_run(outcome.run_id).status == "blocked"
+        outcome, training = run_through_pii(store, cfg)
+        assert_blocked_by_pii(store, outcome, training, {"EMAIL_ADDRESS": 2})
 
 
 def test_standalone_scan_names_values_under_a_pii_key_by_the_redacted_path(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
@@ -272,13 +259,12 @@ def test_a_21_megabyte_line_is_rejected_without_being_held_in_memory(tmp_path: P
         fh.write("order 4821 to jane@example.org " * 700_000)  # ~21.7 MB
         fh.write('"}\n')
     assert path.stat().st_size > 21_000_000
-    tracemalloc.start()
-    try:
+
+    def read() -> None:
         with pytest.raises(DataError, match=r"line 2: record is larger than the maximum record size"):
             list(iter_records(path, max_record_bytes=1 << 20))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    _, peak = peak_memory(read)
     assert peak < 4 << 20, f"peak {peak:,} bytes: the oversized line was held"
 
 
@@ -329,9 +315,8 @@ def test_pii_as_a_top_level_column_name_never_reaches_the_db_or_the_run_folder(w
     top = "top.level.person@example.com"
     records[4][top] = "a value under a personal key"
     write_jsonl(workdir / "train.jsonl", records)
-    training = ReadsTrainingData("training", training_evidence())
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
-        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
+        outcome, training = run_through_pii(store, cfg)
         assert outcome.decision == "pass", outcome.results
         columns = store.evidence(outcome.run_id)["data"]["files"][0]["columns"]
         assert "text" in columns and "<undeclared column 1>" in columns

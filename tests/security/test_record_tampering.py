@@ -22,15 +22,13 @@ from govern import api
 from govern.errors import LineageError, RecordIntegrityError
 from govern.lineage import LineageStore
 from govern.lineage.store import event_hash
-from tests.report.populate import RecordedRun, record_governed_run
+from tests.report.populate import RecordedDB, record_governed_db
 
 Cli = Callable[..., tuple[int, str, str]]
 
 
 @dataclass
-class Recorded:
-    path: Path
-    run: RecordedRun
+class Recorded(RecordedDB):
     dataset_waiver: int
 
 
@@ -39,18 +37,13 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     """A blocked governed run (the fairness rule fails, no waiver for it) with every kind of row: stages,
     evidence, artifacts, data sets, base model, PII findings, decisions and findings, a signature, and a
     waiver on a data-set fingerprint."""
-    root = tmp_path_factory.mktemp("pristine")
-    path = root / "lineage.db"
-    store = LineageStore.open(f"sqlite:///{path}")
-    try:
-        run = record_governed_run(store, root, waive_fairness=False)
-        waiver = store.add_waiver(target=run.train_fingerprint, rule_id="pii.block.US_SSN", by="dpo@example.org",
+    db = record_governed_db(tmp_path_factory.mktemp("pristine"), waive_fairness=False)
+    with LineageStore.open(db.url) as store:
+        waiver = store.add_waiver(target=db.run.train_fingerprint, rule_id="pii.block.US_SSN", by="dpo@example.org",
                                   reason="synthetic numbers", until=date.today() + timedelta(days=30))
         assert store.verify_chain().ok
-    finally:
-        store.close()
-    assert run.decision == "block"
-    yield Recorded(path=path, run=run, dataset_waiver=waiver)
+    assert db.run.decision == "block"
+    yield Recorded(url=db.url, root=db.root, run=db.run, dataset_waiver=waiver)
 
 
 @pytest.fixture

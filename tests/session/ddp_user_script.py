@@ -24,6 +24,15 @@ from govern.training.private import unwrap
 from tests.session.test_own_loop import user_loop
 
 
+def weights_digest(model: Any) -> str:
+    """sha256 over the trainable parameters' names and values (equal on every rank after DDP steps)."""
+    digest = hashlib.sha256()
+    for name, p in unwrap(model).named_parameters():
+        if p.requires_grad:
+            digest.update(name.encode() + p.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def main() -> int:
     config, markers = Path(sys.argv[1]), Path(sys.argv[2])
     kill_at = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[3] == "--kill-at" else None
@@ -32,11 +41,7 @@ def main() -> int:
     seen: dict[str, Any] = {"rank": rank}
 
     def after(model: Any) -> None:
-        digest = hashlib.sha256()
-        for name, p in unwrap(model).named_parameters():
-            if p.requires_grad:
-                digest.update(name.encode() + p.detach().cpu().numpy().tobytes())
-        seen["weights"] = digest.hexdigest()
+        seen["weights"] = weights_digest(model)
 
     try:
         with govern.session(config) as run:

@@ -22,30 +22,14 @@ from govern.errors import GovernError
 from govern.integrations.transformers import GovernedTrainer
 
 
-class Records(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    def __init__(self, encoded: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
-        self.encoded, self.labels = encoded, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i],
-                "labels": self.labels[i]}
-
-
 class PrintWeights(TrainerCallback):  # type: ignore[misc]
     """Prints ``weights RANK DIGEST`` of the trainable parameters when training ends (the torchrun test
     checks that every rank ends with the same model)."""
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
-        import hashlib
+        from tests.session.ddp_user_script import weights_digest
 
-        digest = hashlib.sha256()
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                digest.update(name.encode() + p.detach().cpu().numpy().tobytes())
-        print(f"weights {os.environ.get('RANK', '0')} {digest.hexdigest()}", flush=True)
+        print(f"weights {os.environ.get('RANK', '0')} {weights_digest(model)}", flush=True)
         return control
 
 
@@ -59,8 +43,9 @@ class KillAt(TrainerCallback):  # type: ignore[misc]
         return control
 
 
-def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
-          save_steps: int = 3, lr: float = 0.05, use_cpu: bool = True) -> Any:
+def lora_model_and_data(run: Any) -> tuple[Any, Any, dict[str, torch.Tensor], torch.Tensor]:
+    """What both test user scripts (this one and test_own_loop's loop) start from: the config's base model
+    with LoRA r=4 on query/value, and the redacted training records tokenised to 16 tokens with their labels."""
     from peft import LoraConfig, get_peft_model
 
     model, tokenizer = run.load_base_model()                                   # governed: the config's base model
@@ -69,12 +54,21 @@ def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int =
     enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True, max_length=16,
                     return_tensors="pt")
     labels = torch.tensor([run.label_names.index(r["label"]) for r in records])
+    return model, tokenizer, enc, labels
+
+
+def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int = 2, kill_at: int | None = None,
+          save_steps: int = 3, lr: float = 0.05, use_cpu: bool = True) -> Any:
+    model, tokenizer, enc, labels = lora_model_and_data(run)
     args = TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=32 // accumulation,
                              gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=lr,
                              optim="sgd", lr_scheduler_type="constant", logging_steps=1, save_steps=save_steps,
                              save_strategy="steps", report_to=[], use_cpu=use_cpu, disable_tqdm=True,
                              dataloader_pin_memory=False)
-    trainer = GovernedTrainer(run, model=model, args=args, train_dataset=Records(enc, labels),  # governed
+    # A list of feature dicts is a map-style data set as it stands (examples/hf-trainer wraps one in a class).
+    records = [{"input_ids": ids, "attention_mask": mask, "labels": y}
+               for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+    trainer = GovernedTrainer(run, model=model, args=args, train_dataset=records,  # governed
                               data_collator=default_data_collator)
     if kill_at is not None:
         trainer.add_callback(KillAt(kill_at))

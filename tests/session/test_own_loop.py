@@ -18,6 +18,7 @@ from govern.errors import RunBlocked, SessionError
 from govern.lineage import LineageStore
 from govern.training import accounting
 from tests.session.conftest import Project, make_project, planted
+from tests.session.hf_user_script import lora_model_and_data
 
 torch.set_num_threads(1)
 # Opacus' hooks on a frozen first layer: PyTorch warns on every backward, gradients are still right.
@@ -29,15 +30,9 @@ Cheat = Callable[[Any, Any, tuple[torch.Tensor, ...]], None]
 def user_loop(run: Any, *, lr: float = 0.05, private: bool = True, cheat: Cheat | None = None,
               after: Callable[[Any], None] | None = None) -> Any:
     """What a user writes: their model, their tokenisation, their loop; the governed lines are marked."""
-    from peft import LoraConfig, get_peft_model
     from torch.utils.data import DataLoader, TensorDataset
 
-    model, tokenizer = run.load_base_model()                                   # governed: the config's base model
-    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]))
-    records = run.training_data()                                              # governed: redacted records
-    enc = tokenizer([r["text"] for r in records], padding="max_length", truncation=True, max_length=16,
-                    return_tensors="pt")
-    labels = torch.tensor([run.label_names.index(r["label"]) for r in records])
+    model, tokenizer, enc, labels = lora_model_and_data(run)                   # governed: base model, records
     loader = DataLoader(TensorDataset(enc["input_ids"], enc["attention_mask"], labels), batch_size=32)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
     if private:

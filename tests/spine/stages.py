@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+from govern.data.stage import DataStage
 from govern.evidence import EvidenceModel, TrainingEvidence
+from govern.lineage import LineageStore
+from govern.pii.stage import PIIStage
+from govern.pipeline import Pipeline
 from govern.stage import DataFiles, ModelFolder, StageContext, StageResult, artifact_for, digest_of
 
 
@@ -48,3 +53,28 @@ class EvidenceStage:
         out.write_bytes(b"model-" + self.version.encode())
         return StageResult(evidence=self.evidence, artifacts=[artifact_for(out, "model", "model")],
                            outputs=ModelFolder(model_dir=str(out.parent)))
+
+
+class ReadsTrainingData(EvidenceStage):
+    """A stand-in training stage that records which file its position in the pipeline would read."""
+
+    def run(self, ctx: StageContext) -> StageResult:
+        self.read_path = Path(ctx.data_paths().train_path)
+        return super().run(ctx)
+
+
+def run_through_pii(store: LineageStore, config: Path) -> tuple[Any, ReadsTrainingData]:
+    """Start a run of the real data and PII stages, then a :class:`ReadsTrainingData` stage: the outcome and
+    that stage (which file it read, whether it ran at all)."""
+    training = ReadsTrainingData("training", training_evidence())
+    return Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(config), training
+
+
+def assert_blocked_by_pii(store: LineageStore, outcome: Any, training: ReadsTrainingData,
+                          observed: dict[str, int]) -> None:
+    """The PII gate blocked the run before training ran, on blocked entities counted as ``observed``, and
+    the lineage DB records the run as blocked."""
+    assert outcome.status == "blocked" and training.runs == 0
+    (failed,) = [r for r in outcome.results if r["status"] == "fail"]
+    assert failed["rule_id"] == "pii.blocked_entities" and failed["observed"] == observed
+    assert store.get_run(outcome.run_id).status == "blocked"

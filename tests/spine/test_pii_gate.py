@@ -7,13 +7,9 @@ import json
 import os
 from pathlib import Path
 
-from govern.data.stage import DataStage
 from govern.lineage import LineageStore
-from govern.pii.stage import PIIStage
-from govern.pipeline import Pipeline
-from govern.stage import StageContext
 from tests.spine.helpers import make_records, write_jsonl, write_project
-from tests.spine.stages import EvidenceStage, training_evidence
+from tests.spine.stages import assert_blocked_by_pii, run_through_pii
 
 PLANTED = {
     "email": "maria.kowalski@example.org",
@@ -21,14 +17,6 @@ PLANTED = {
     "iban": "DE89 3704 0044 0532 0130 00",
     "ssn": "388-40-1362",
 }
-
-
-class ReadsTrainingData(EvidenceStage):
-    """Records which file the training position in the pipeline would read."""
-
-    def run(self, ctx: StageContext):  # type: ignore[no-untyped-def]
-        self.read_path = Path(ctx.data_paths().train_path)
-        return super().run(ctx)
 
 
 def _plant(workdir: Path, *, ssn: bool) -> None:
@@ -48,13 +36,9 @@ def _everything_written(workdir: Path) -> list[Path]:
 def test_blocked_pii_stops_training_and_records_a_blocked_run(workdir: Path) -> None:
     cfg = write_project(workdir)
     _plant(workdir, ssn=True)  # the default policy blocks US_SSN
-    training = ReadsTrainingData("training", training_evidence())
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
-        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
-        assert outcome.status == "blocked" and training.runs == 0
-        (failed,) = [r for r in outcome.results if r["status"] == "fail"]
-        assert failed["rule_id"] == "pii.blocked_entities" and failed["observed"] == {"US_SSN": 1}
-        assert store.get_run(outcome.run_id).status == "blocked"
+        outcome, training = run_through_pii(store, cfg)
+        assert_blocked_by_pii(store, outcome, training, {"US_SSN": 1})
         findings = store.pii_findings(outcome.run_id)
         assert {f.entity_type for f in findings} >= {"US_SSN", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE"}
         ssn = next(f for f in findings if f.entity_type == "US_SSN")
@@ -68,9 +52,8 @@ def test_blocked_pii_stops_training_and_records_a_blocked_run(workdir: Path) -> 
 def test_redacted_copy_is_what_training_reads_and_no_value_is_persisted(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
     cfg = write_project(workdir)
     _plant(workdir, ssn=False)
-    training = ReadsTrainingData("training", training_evidence())
     with LineageStore.open(os.environ["GOVERN_DB_URL"]) as store:
-        outcome = Pipeline(store, stages=[DataStage(), PIIStage(), training]).start(cfg)
+        outcome, training = run_through_pii(store, cfg)
         assert outcome.decision == "pass", outcome.results
         evidence = store.evidence(outcome.run_id)["pii"]
         assert evidence["redacted"] is True and "train" in evidence["redacted_files"]

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from govern.training.trainer import TrainingSpec, train
-from tests.conftest import skip_or_fail
+from tests.conftest import kill_when, skip_or_fail
 
 from .conftest import sentiment_records, write_jsonl
 from .test_training import make_spec
@@ -39,19 +37,7 @@ def test_killed_run_resumes_to_the_same_epsilon_and_steps(tiny_bert: Path, senti
     spec_path = _spec_file(make_spec(tiny_bert, sentiment_train, out, **settings), tmp_path / "spec.json")
     proc = subprocess.Popen([PYTHON, "-m", "govern.training", str(spec_path)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if list((out / "checkpoints").glob("step-*[0-9]")):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited early"
-        proc.send_signal(signal.SIGKILL)  # a real, unannounced kill
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: any((out / "checkpoints").glob("step-*[0-9]")))
     interrupted_at = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*[0-9]"))
     assert 0 < interrupted_at < reference.steps and not (out / "model").exists()
 
