@@ -16,6 +16,16 @@ a block raises :class:`~govern.errors.RunBlocked` before any line of the block r
 
 An exception in the block records the run ``failed`` (its type and where it was raised; its message only
 when it quotes no training data); leaving the block without ``finish`` is a failed run too.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same script runs on every rank; rank 0 governs and records, every
+rank trains. Rank 0 alone runs the stages before training and their gates and writes the lineage DB; the
+other ranks wait for its outcome (:func:`govern.training.distributed.share`): a block raises the same
+:class:`~govern.errors.RunBlocked` on every rank before any line of the block runs, and a pass hands them
+rank 0's run context, so ``training_data()``, σ, q and the planned steps are the same everywhere (the data
+files are read from the paths rank 0 wrote: one node, or a filesystem the nodes share). ``make_private``
+wraps the model in Opacus' DPDDP on every rank (see :meth:`GovernedRun.attach_private` for the privacy
+accounting). ``finish`` on rank 0 records the run; on the others it waits for rank 0's outcome and returns
+it (or raises its block) without recording anything.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +45,7 @@ from govern.stage import (
     ArtifactOut,
     BaseModelOut,
     CanaryFiles,
+    NullProgress,
     StageContext,
     StageOutputs,
     StageResult,
@@ -43,12 +55,54 @@ from govern.stage import (
 
 if TYPE_CHECKING:
     from govern.config import RunConfig
+    from govern.decisions import PolicyDecision
     from govern.lineage import LineageStore
     from govern.policy.schema import Policy
     from govern.training.private import IntegrityTracker, PlannedPrivacy
 
 #: Longest exception message recorded for a failed session (the rest is cut, never stored).
 MAX_REASON = 300
+
+
+@dataclass(frozen=True)
+class RankZeroNews:
+    """What rank 0 tells the other ranks under ``torchrun``: how the session's entry (``ready`` with the run
+    context, ``blocked``, ``failed``) or its ``finish`` (``completed`` with the outcome, ``blocked``,
+    ``failed``) went. A dataclass, not a pydantic model: it carries the pipeline's own dataclasses, pickled
+    to processes of the same script and version, and is never stored or read from outside."""
+
+    status: Literal["ready", "blocked", "failed", "completed"]
+    run_id: str | None = None
+    gate: str | None = None
+    decision: PolicyDecision | None = None
+    error: str | None = None
+    #: ``ready``: rank 0's run context (its evidence so far and the earlier stages' outputs).
+    active: ActiveRun | None = None
+    #: ``completed``: the run's outcome, as rank 0's ``finish`` returns it.
+    outcome: RunOutcome | None = None
+
+    def raise_for_status(self, where: str) -> None:
+        if self.status == "blocked":
+            assert self.run_id is not None and self.gate is not None and self.decision is not None
+            raise RunBlocked(self.run_id, self.gate, self.decision)
+        if self.status == "failed":
+            raise SessionError(f"rank 0 failed {where} ({self.error}); its run records why")
+
+
+def _tell_ranks(news: RankZeroNews) -> None:
+    """Rank 0 under torchrun: hand ``news`` to the waiting ranks (nothing in one process)."""
+    from govern.training.distributed import is_distributed, share
+
+    if is_distributed():
+        share(news)
+
+
+def _hear_rank_zero() -> RankZeroNews:
+    from govern.training.distributed import share
+
+    news = share()
+    assert isinstance(news, RankZeroNews)
+    return news
 
 
 def session(config_path: str | Path, resume: str | None = None, *, db_url: str | None = None) -> Session:
@@ -86,16 +140,24 @@ class Session:
         self.run: GovernedRun | None = None
         self._store: LineageStore | None = None
         self._pipeline: Pipeline | None = None
+        self._own_group = False
 
     def __enter__(self) -> GovernedRun:
         from govern.config import load_run_config
         from govern.errors import ConfigError
         from govern.lineage import LineageStore
+        from govern.training.distributed import is_distributed, is_worker
         from govern.training.script import JOIN_RESULT_ENV, JOIN_RUN_ENV
 
         joined = os.environ.get(JOIN_RUN_ENV)
         if joined:  # started by `govern run` for training.script: join its run, record nothing ourselves
+            if is_distributed():
+                raise SessionError("a training.script that `govern run` starts runs in one process: run the "
+                                   "script itself under torchrun (its govern.session records the run)")
             return self._join(joined, Path(os.environ.get(JOIN_RESULT_ENV) or "session-result.json"))
+        self._own_group = is_distributed() and not _group_initialized()
+        if is_worker():  # torchrun rank > 0: rank 0 governs; wait for its gates, record nothing
+            return self._follow()
         url = self.db_url
         if url is None and self.resume is None:
             try:
@@ -104,6 +166,7 @@ class Session:
                 url = None  # Pipeline.create records the failed run and raises the ConfigError
         store = self._store = LineageStore.open(url)
         pipeline = self._pipeline = Pipeline(store)
+        told = False  # whether the other ranks (torchrun) already heard how the entry ended
         try:
             before, training_spec, after = training_split()
             if self.resume is not None:
@@ -115,12 +178,36 @@ class Session:
                 passed = pipeline.advance(active, iter_stages(before))
             if not passed:  # recorded blocked; raised outside the guard, which would record it failed
                 assert active.blocked is not None
+                told = True
+                _tell_ranks(RankZeroNews(status="blocked", run_id=run_id, gate=active.current,
+                                         decision=active.blocked))
                 raise RunBlocked(run_id, active.current, active.blocked)
             active.current = load_stage(training_spec).name
+        except BaseException as exc:
+            try:
+                if not told:
+                    _tell_ranks(RankZeroNews(status="failed", error=_short(exc)))
+            finally:
+                self._close()
+            raise
+        # The other ranks get the context without this process's progress display and digest cache.
+        _tell_ranks(RankZeroNews(status="ready", run_id=run_id, active=replace(
+            active, ctx=replace(active.ctx, progress=NullProgress(), digest_cache={}))))
+        self.run = GovernedRun(pipeline, active, training_spec, after)
+        return self.run
+
+    def _follow(self) -> GovernedRun:
+        from govern.training.distributed import world
+
+        try:
+            news = _hear_rank_zero()
+            news.raise_for_status("before training")
         except BaseException:
             self._close()
             raise
-        self.run = GovernedRun(pipeline, active, training_spec, after)
+        assert news.active is not None
+        _, training_spec, after = training_split()
+        self.run = GovernedRun(None, news.active, training_spec, after, rank=world()[1])
         return self.run
 
     def _join(self, run_id: str, result_path: Path) -> GovernedRun:
@@ -144,6 +231,12 @@ class Session:
         try:
             if run is None or run.closed:
                 return False  # finished, or already recorded (blocked or failed inside finish)
+            if run.rank:  # torchrun rank > 0: rank 0 records the run; its own exit says what happened
+                run.closed = True
+                if exc is not None:
+                    return False
+                raise SessionError(f"rank {run.rank}: the `with govern.session(...)` block ended without "
+                                   "run.finish(model, tokenizer=...)")
             if exc is not None:
                 reason = f"{run.active.current} (user code): {_describe(exc, tb, run)}"
                 run.fail(reason)
@@ -156,6 +249,10 @@ class Session:
             self._close()
 
     def _close(self) -> None:
+        if self._own_group and _group_initialized():  # govern started the process group: govern ends it
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
         store, pipeline = self._store, self._pipeline
         if store is None:
             return
@@ -175,9 +272,12 @@ class Session:
 class GovernedRun:
     """One governed run around the user's training (see the module docstring)."""
 
-    def __init__(self, pipeline: Pipeline, active: ActiveRun, training_spec: str, after: list[str], *,
-                 joined: Path | None = None) -> None:
-        self._pipeline = pipeline
+    def __init__(self, pipeline: Pipeline | None, active: ActiveRun, training_spec: str, after: list[str], *,
+                 joined: Path | None = None, rank: int = 0) -> None:
+        #: None on torchrun ranks > 0, which never touch the lineage DB.
+        self._maybe_pipeline = pipeline
+        #: This process's torchrun rank (0 in one process): only rank 0 records.
+        self.rank = rank
         #: Set when `govern run` started this script (training.script): where ``finish`` hands the training
         #: result back; the `govern run` process records the stage, the audits and the decision.
         self.joined = joined
@@ -200,6 +300,19 @@ class GovernedRun:
         self._losses: list[float] = []
 
     # ------------------------------------------------------------------------------------ facts
+    @property
+    def _pipeline(self) -> Pipeline:
+        if self._maybe_pipeline is None:
+            raise SessionError(f"rank {self.rank} does not record the run: rank 0 does")
+        return self._maybe_pipeline
+
+    @property
+    def world_size(self) -> int:
+        """Processes training together (torchrun's ``WORLD_SIZE``; 1 in one process)."""
+        from govern.training.distributed import world
+
+        return world()[0]
+
     @property
     def run_id(self) -> str:
         return self.active.ctx.run_id
@@ -307,10 +420,27 @@ class GovernedRun:
         """The one DP attachment under :meth:`make_private` and the framework integrations: σ planned for
         ``n`` records in logical batches of ``batch_size`` over ``max_steps`` (or ``epochs``), Opacus on
         (model, optimizer, data_loader), the integrity tracker on the optimizer. (model, optimizer,
-        criterion, loader); ``initial``: the trainable weights before any checkpoint was loaded."""
+        criterion, loader); ``initial``: the trainable weights before any checkpoint was loaded.
+
+        Under torchrun the model is wrapped in Opacus' ``DifferentiallyPrivateDistributedDataParallel`` on
+        every rank, and Opacus then takes its distributed path (``distributed=True``): each rank
+        Poisson-samples its own shard of the data with the *global* rate q = batch_size / n (the loader's
+        batch_size is the logical batch over all ranks), clips its per-sample gradients and sums them;
+        only rank 0 adds the Gaussian noise, with the full std σ·C (``DistributedDPOptimizer.add_noise``);
+        the sums are then all-reduced and divided by the expected global batch. Each logical step therefore
+        releases Σ(all ranks' clipped per-sample gradients) + N(0, σ²C²) — exactly the single-process
+        subsampled Gaussian mechanism with the same q and σ — and the ε rank 0's accountant reports (one
+        entry per optimizer step, with q global and σ) is the single-process ε for those q, σ and steps.
+        It is not optimistic: no rank's noise is counted that was not added (the others add none), and q is
+        every record's real probability of joining a step, since each record lives in exactly one shard."""
         import torch
 
-        from govern.training.private import IntegrityTracker, attach_opacus, plan_privacy
+        from govern.training.private import (
+            IntegrityTracker,
+            attach_opacus,
+            keep_ranks_in_lockstep,
+            plan_privacy,
+        )
 
         if self._engine is not None or self._tracker is not None:
             raise SessionError("make_private was already called in this session (one DP training per run)")
@@ -326,12 +456,32 @@ class GovernedRun:
         assert planned.noise_multiplier is not None
         generator = torch.Generator().manual_seed(cfg.seed + 7919)
         on_cpu = next(iter(model.parameters())).device.type == "cpu"
+        users = model
+        if self.world_size > 1:
+            if not cfg.dp.poisson_sampling:  # Opacus would hand every rank the whole, unsharded loader
+                raise SessionError("training.dp.poisson_sampling: false is not supported under torchrun: each rank "
+                                   "would read every record, so the accountant's q would be wrong; leave it on")
+            from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+            # Broadcasts rank 0's weights (every rank starts from the same model) and makes Opacus take its
+            # distributed path. With wrap_model=False (the Trainer, which wraps the model in its own DDP)
+            # the hooks still go on the user's layers inside it.
+            model = DPDDP(model)
         engine, model, optimizer, criterion, loader = attach_opacus(
             model, optimizer, data_loader, cfg.dp, planned.noise_multiplier, criterion=criterion,
             noise_generator=generator if on_cpu else None, wrap_model=wrap_model)
+        if not wrap_model:
+            model = users  # the Trainer keeps, moves and saves the module it was given
         rate = getattr(loader, "sample_rate", None)
         if rate is not None and abs(rate - planned.sample_rate) > 1e-12:
             raise SessionError(f"Opacus' sample rate {rate} differs from the planned {planned.sample_rate}")
+        sampler = getattr(loader, "batch_sampler", None)
+        if self.world_size > 1 and sampler is not None and hasattr(sampler, "generator"):
+            # Every rank runs the same script, so the user's loader generator (or the global RNG) is seeded
+            # alike everywhere: the ranks would draw the same Bernoulli masks over their shards, tying one
+            # record's inclusion to another's. The accountant assumes independent draws; one stream per rank.
+            sampler.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7 * self.rank + 1)
+            keep_ranks_in_lockstep(loader)
         self._engine, self._dp_optimizer, self._planned, self._batch_size = engine, optimizer, planned, batch_size
         self._noise_generator = generator if on_cpu else None
         self._tracker = IntegrityTracker(model, optimizer.original_optimizer, engine=engine, dp_optimizer=optimizer,
@@ -365,23 +515,31 @@ class GovernedRun:
 
         cfg = self.config.training
         stage_dir = self.active.ctx.stage_dir(self._training_stage.name)
-        chain = self.checkpoint_chain()
         plain, original = unwrap(model), optimizer.original_optimizer
         generators = self._generators(loader)
         engine, planned = self._engine, self._planned
         assert engine is not None and planned is not None
         if self.resumed:
-            found = ckpt.resumable_checkpoint(stage_dir, chain)
+            # Under torchrun rank 0 finds the checkpoint its audit chain vouches for and every rank loads it.
+            found = ckpt.resumable_checkpoint(stage_dir, self.checkpoint_chain()) if not self.rank else None
+            if self.world_size > 1:
+                from govern.training.distributed import share
+
+                found = share(found)
             if found is not None:
                 ckpt.load_weights(found, plain)
                 ckpt.load_optimizer(found, original)
                 engine.accountant.history = list(ckpt.check_history(found, planned.sample_rate))
-                ckpt.load_rng(found, generators)
+                if not self.rank:
+                    ckpt.load_rng(found, generators)
+                elif "sampler" in generators:  # rank 0's saved states are its own; a fresh stream per step
+                    generators["sampler"].manual_seed(cfg.seed * 1_000_003 + 7 * self.rank + 1 + 31 * found.step)
                 self.rebase_tracker()
                 self._completed = found.step
         every = cfg.checkpoint_every
-        if not every:
+        if not every or self.rank:  # rank 0 alone writes (and records) checkpoints
             return
+        chain = self.checkpoint_chain()
 
         def after_step(opt: Any, args: Any, kwargs: Any) -> None:
             steps = accounted_steps(engine)
@@ -483,8 +641,29 @@ class GovernedRun:
         ``blocked``)."""
         if self.closed:
             raise SessionError(f"run {self.run_id} is already closed")
-        pipeline, active = self._pipeline, self.active
         self.closed = True  # whatever happens now is recorded by the pipeline's guard
+        if self.world_size > 1:
+            from govern.training.distributed import sum_over_ranks
+
+            self._tokens = sum_over_ranks(self._tokens)  # each rank read its share of every step
+        if self.rank:  # rank 0 saves, audits and records; wait for its outcome and return it
+            news = _hear_rank_zero()
+            news.raise_for_status("in run.finish")
+            assert news.outcome is not None
+            return news.outcome
+        news = RankZeroNews(status="failed", run_id=self.run_id, error="run.finish raised on rank 0")
+        try:
+            outcome = self._finish(model, tokenizer)
+            news = RankZeroNews(status="completed", run_id=self.run_id, outcome=outcome)
+            return outcome
+        except RunBlocked as blocked:
+            news = RankZeroNews(status="blocked", run_id=self.run_id, gate=blocked.gate, decision=blocked.decision)
+            raise
+        finally:
+            _tell_ranks(news)
+
+    def _finish(self, model: Any, tokenizer: Any) -> RunOutcome:
+        pipeline, active = self._pipeline, self.active
         if self.joined is not None:
             from govern.training.script import write_result
 
@@ -504,6 +683,8 @@ class GovernedRun:
     def fail(self, reason: str) -> None:
         """Record the run failed (the session's ``__exit__`` calls this for an exception in user code)."""
         self.closed = True
+        if self.rank:  # rank 0 records the run
+            return
         if self.joined is not None:  # `govern run` records it, failing its training stage with the reason
             from govern.training.script import write_result
 
@@ -565,8 +746,8 @@ class GovernedRun:
             poisson_sampling=cfg.dp.poisson_sampling if engine is not None else None,
             learning_rate=float(dp_opt.param_groups[0]["lr"]) if dp_opt is not None else None,
             max_length=cfg.max_length, label_names=labels, canaries_inserted=self._canaries,
-            model_digest=model_artifact.sha256, integrity=integrity, loop="session",
-            # tokens of this process's training forwards (a resumed run's earlier attempts are not in them)
+            model_digest=model_artifact.sha256, integrity=integrity, loop="session", world_size=self.world_size,
+            # tokens of the training forwards, all ranks (a resumed run's earlier attempts are not in them)
             tokens_processed=self._tokens[0] if self._tracker is not None else None,
             padded_tokens_processed=self._tokens[1] if self._tracker is not None else None,
         )
@@ -587,6 +768,17 @@ class GovernedRun:
         return StageResult(evidence=evidence, artifacts=artifacts, outputs=outputs,
                            base_model=BaseModelOut(name=str(evidence.base_model.get("name")), path=str(base),
                                                    digest=digest))
+
+
+def _group_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _short(exc: BaseException) -> str:
+    """An error for the other ranks: govern's own messages (which never quote records), else the type only."""
+    return f"{type(exc).__name__}: {str(exc)[:MAX_REASON]}" if isinstance(exc, GovernError) else type(exc).__name__
 
 
 def _describe(exc: BaseException, tb: TracebackType | None, run: GovernedRun) -> str:

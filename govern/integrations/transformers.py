@@ -35,8 +35,18 @@ hit stale pins and gradient-accumulation bugs, which the design below avoids by 
   id (``GOVERN_RESUME``) resumes from the newest recorded checkpoint, verified byte for byte before the
   Trainer opens any file of it, and the accountant continues from the recorded history.
 
-Not yet: torchrun / DDP (one process) and Opacus' ghost clipping (``grad_sample_mode: ghost``) under the
-Trainer: both raise a :class:`~govern.errors.SessionError` naming the setting.
+- **torchrun.** The logical batch is the Trainer's: per device × accumulation steps × processes, so q is
+  global. Each rank Poisson-samples its own shard of the records (rows ``rank::world``) with that q and its
+  own random stream, split into the accumulation chunks; govern's loader is not handed to accelerate,
+  whose batch sharding would undo the sampling. Opacus is attached through its DPDDP, so the optimizer is
+  Opacus' distributed one: rank 0 alone adds the noise (σ·C), the clipped sums are all-reduced, and rank
+  0's accountant — the one recorded — counts one step of the global q per logical step: the one-process
+  ε for those q, σ and steps. (The Trainer's own DDP wrapper also all-reduces the raw gradients in
+  backward; Opacus discards them: wasted communication, nothing released.) Resuming under torchrun is not
+  supported yet (refused).
+
+Not yet: Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: a
+:class:`~govern.errors.SessionError` naming the setting.
 """
 
 from __future__ import annotations
@@ -70,22 +80,31 @@ LOSS_ONLY_KEYS = ("labels", "completion_mask", "assistant_masks")
 RNG_FILE = "govern-rng.safetensors"
 
 
+#: Why GovernedTrainer (and GovernedSFTTrainer) refuse a multi-process launch the session cannot see.
+TORCHRUN_UNSUPPORTED = (
+    "GovernedTrainer runs in one process or under torchrun (WORLD_SIZE set); this launcher set up "
+    "processes the session does not see, so govern cannot shard the Poisson sampling or add the noise once")
+
+
 class ChunkedPoissonSampler:
     """Batch sampler: per logical step one Poisson sample (Opacus' ``UniformWithReplacementSampler``),
     split into ``chunks`` consecutive physical batches of near-equal size (some may be empty)."""
 
-    def __init__(self, n: int, sample_rate: float, chunks: int, generator: torch.Generator) -> None:
+    def __init__(self, n: int, sample_rate: float, chunks: int, generator: torch.Generator, *,
+                 indices: list[int] | None = None) -> None:
         from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
         self.poisson = UniformWithReplacementSampler(num_samples=n, sample_rate=sample_rate, generator=generator)
         self.chunks = chunks
+        #: The dataset rows this sampler draws from (a rank's shard under torchrun); None: rows 0..n-1.
+        self.indices = indices
 
     def __len__(self) -> int:
         return len(self.poisson) * self.chunks
 
     def __iter__(self) -> Iterator[list[int]]:
-        for indices in self.poisson:
-            batch = list(indices)
+        for drawn in self.poisson:
+            batch = list(drawn) if self.indices is None else [self.indices[i] for i in drawn]
             size, extra = divmod(len(batch), self.chunks)
             start = 0
             for i in range(self.chunks):
@@ -136,9 +155,11 @@ class DPTrainerMixin:
         self.governed_run = run
         cfg = run.config.training
         self._private = bool(cfg.dp.enabled)
-        if self.args.world_size > 1:
-            raise SessionError("GovernedTrainer runs in one process for now (torchrun / DDP is not supported yet): "
-                               "run the script with plain python")
+        #: Processes training together; under torchrun each samples its shard of the records.
+        self._world = int(self.args.world_size)
+        self._rank = int(self.args.process_index)
+        if self._world != run.world_size:  # a launcher other than torchrun (accelerate's) with its own env
+            raise SessionError(TORCHRUN_UNSUPPORTED)
         if self._private and cfg.dp.grad_sample_mode == "ghost":
             raise SessionError("training.dp.grad_sample_mode: ghost is not supported under the Trainer yet: use "
                                "hooks (the default)")
@@ -154,12 +175,15 @@ class DPTrainerMixin:
             raise SessionError(f"train_dataset holds {self._n} records but run.training_data() returned {expected}: "
                                "train on exactly the records the session hands out (one row per record)")
         self._chunks = int(self.args.gradient_accumulation_steps)
-        self._logical_batch = int(self.args.per_device_train_batch_size) * self._chunks
+        # The Trainer's own meaning: per device × accumulation × processes records per optimizer step.
+        self._logical_batch = int(self.args.per_device_train_batch_size) * self._chunks * self._world
         # The Trainer's clipping would clip the noised mean gradient: meaningless under DP-SGD.
         if self._private:
             self.args.max_grad_norm = 0.0
         self._initial = trainable_snapshot(self.model)
-        self._sampler_generator = torch.Generator().manual_seed(int(cfg.seed) + 104729)
+        # One Poisson stream per rank: the same script runs everywhere, and alike-seeded ranks would tie one
+        # record's inclusion to another's (the accountant assumes independent draws).
+        self._sampler_generator = torch.Generator().manual_seed(int(cfg.seed) + 104729 + 7 * self._rank)
         self._resume_from: ckpt.Checkpoint | None = None
         self._chunk_losses: list[tuple[float, int]] = []
         self._attached = False
@@ -193,7 +217,11 @@ class DPTrainerMixin:
         else:
             collate = self._get_collator_with_removed_columns(collate, description="training")  # type: ignore[attr-defined]
         rate = accounting.poisson_sample_rate(self._n, self._logical_batch)
-        sampler = ChunkedPoissonSampler(self._n, rate, self._chunks, self._sampler_generator)
+        # Under torchrun each rank draws from its own shard with the *global* rate (Opacus' distributed
+        # scheme); this loader is not handed to accelerate, whose batch sharding would undo the sampling.
+        shard = list(range(self._rank, self._n, self._world))
+        sampler = ChunkedPoissonSampler(len(shard), rate, self._chunks, self._sampler_generator,
+                                        indices=shard if self._world > 1 else None)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=ChunkCollator(collate),
                           num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
 
@@ -322,6 +350,10 @@ class DPTrainerMixin:
     # ------------------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        if self._private and self._world > 1:
+            # Every process writes its own RNG file into the folder: wait for all of them, so the digest rank 0
+            # records covers the folder as it will stay.
+            torch.distributed.barrier()
         if not self._private or not self.args.should_save:
             return
         run = self.governed_run
@@ -351,6 +383,9 @@ class DPTrainerMixin:
         """The Trainer's ``train``; in a resumed session (``GOVERN_RESUME``) it resumes from the newest
         checkpoint the run recorded, verified against the audit chain before any file of it is opened."""
         run = self.governed_run
+        if self._private and (run.resumed or resume_from_checkpoint) and self._world > 1:
+            raise SessionError("resuming a GovernedTrainer run under torchrun is not supported yet (a session "
+                               "loop's resume works under torchrun)")
         if self._private and (run.resumed or resume_from_checkpoint):
             found = ckpt.resumable_checkpoint(Path(self.args.output_dir), run.checkpoint_chain(),
                                               root=Path(self.args.output_dir))

@@ -5,6 +5,9 @@ runs to the lineage DB would be wrong. The other ranks wait for rank 0 to reach 
 receive the exact training spec it built (redacted data paths, σ, seeds), train their shard under Opacus'
 DPDDP, and exit. If rank 0's run ends without training (a PII block, a failure), it releases them with
 ``None`` so no process hangs.
+
+:func:`share` is the one rank-0-to-all message, also what ``govern.session`` uses under ``torchrun``
+(:mod:`govern.sessions`).
 """
 
 from __future__ import annotations
@@ -38,12 +41,32 @@ def _init() -> Any:
     return dist
 
 
-def _broadcast(message: str | None) -> None:
-    global _released
+def share(value: Any = None) -> Any:
+    """Rank 0's ``value`` on every rank (the other ranks pass nothing and wait for it): one pickled object.
+
+    Every rank must call it, in the same order (it is a collective)."""
     dist = _init()
     # Object broadcasts over NCCL need a CUDA tensor path; a gloo side group keeps this on the CPU.
     group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-    dist.broadcast_object_list([message], src=0, group=group)
+    box = [value if world()[1] == 0 else None]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
+
+
+def sum_over_ranks(values: list[int]) -> list[int]:
+    """Each entry summed over all ranks (a collective, like :func:`share`)."""
+    import torch
+
+    dist = _init()
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    counts = torch.tensor(values, dtype=torch.long)  # a CPU tensor: the gloo group carries it
+    dist.all_reduce(counts, group=group)
+    return [int(v) for v in counts.tolist()]
+
+
+def _broadcast(message: str | None) -> None:
+    global _released
+    share(message)
     _released = True
 
 
@@ -65,13 +88,11 @@ def worker_main() -> int:
     from govern.training.trainer import TrainingSpec, train
 
     dist = _init()
-    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-    box: list[str | None] = [None]
-    dist.broadcast_object_list(box, src=0, group=group)
+    spec: str | None = share()
     code = 0
-    if box[0] is not None:
+    if spec is not None:
         try:
-            train(TrainingSpec.model_validate_json(box[0]))
+            train(TrainingSpec.model_validate_json(spec))
         except GovernError as exc:
             import sys
 

@@ -17,6 +17,7 @@ per-sample gradients clipped, and σ as read from the DP optimizer.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,45 @@ def attach_opacus(model: nn.Module, optimizer: torch.optim.Optimizer, loader: An
     return engine, private_model, private_optimizer, private_criterion, private_loader
 
 
+def keep_ranks_in_lockstep(loader: Any) -> None:
+    """Under DDP: make Opacus' distributed Poisson sampler yield a rank's empty draw as an empty batch.
+
+    Opacus' ``DistributedUniformWithReplacementSampler`` skips an empty draw, so that rank takes fewer steps
+    per epoch than the others: the ranks' all-reduces then pair different logical steps (or one rank waits
+    forever at the end of an epoch loop), and a record's chance of joining a step is no longer the q the
+    accountant uses (a skipped draw is drawn again). With a per-rank expected batch of 8 a draw is empty
+    once in ~3,000. Opacus' one-process sampler yields empty batches, which its optimizer handles (a zero
+    clipped sum, the noise still added on rank 0); this makes every rank do the same: 1/q draws per epoch,
+    all of them steps, in lockstep."""
+    from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
+
+    sampler = getattr(loader, "batch_sampler", None)
+    if type(sampler) is DistributedUniformWithReplacementSampler:
+        # The DataLoader refuses a new batch_sampler after construction; the sampler's state stays Opacus'.
+        sampler.__class__ = _lockstep_class()
+
+
+@functools.cache
+def _lockstep_class() -> type:
+    from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler
+
+    class LockstepDistributedSampler(DistributedUniformWithReplacementSampler):  # type: ignore[misc]
+        def __iter__(self) -> Any:
+            # Opacus' own __iter__ (opacus/utils/uniform_sampler.py), with the empty draw kept.
+            if self.shuffle:
+                g = torch.Generator()
+                g.manual_seed(self.shuffle_seed + self.epoch)
+                indices = torch.randperm(self.total_size, generator=g)
+            else:
+                indices = torch.arange(self.total_size)
+            indices = indices[self.rank:self.total_size:self.num_replicas]
+            for _ in range(self.num_batches):
+                mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
+                yield indices[mask.nonzero(as_tuple=False).reshape(-1)]
+
+    return LockstepDistributedSampler
+
+
 def accounted_privacy(engine: Any, delta: float | None, accountant: str) -> tuple[list[tuple[float, float, int]],
                                                                                dict[str, float]]:
     """What the evidence records of a DP run: the accountant's (σ, q, steps) history and ε from it under every
@@ -170,7 +210,8 @@ class IntegrityTracker:
         self.clip_measured = False
         optimizer.register_step_pre_hook(self._before_step)
         optimizer.register_step_post_hook(self._after_step)
-        if dp_optimizer is not None and dp_optimizer.__class__.__name__ == "DPOptimizer":
+        # Opacus' flat-clipping optimizers; the distributed one (torchrun) clips as its parent does.
+        if dp_optimizer is not None and dp_optimizer.__class__.__name__ in ("DPOptimizer", "DistributedDPOptimizer"):
             self._wrap_clipping(dp_optimizer)
 
     # ----------------------------------------------------------------------------------- snapshots

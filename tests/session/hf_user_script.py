@@ -22,6 +22,17 @@ from govern.errors import GovernError
 from govern.integrations.transformers import GovernedTrainer
 
 
+class PrintWeights(TrainerCallback):  # type: ignore[misc]
+    """Prints ``weights RANK DIGEST`` of the trainable parameters when training ends (the torchrun test
+    checks that every rank ends with the same model)."""
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+        from tests.session.ddp_user_script import weights_digest
+
+        print(f"weights {os.environ.get('RANK', '0')} {weights_digest(model)}", flush=True)
+        return control
+
+
 class KillAt(TrainerCallback):  # type: ignore[misc]
     def __init__(self, step: int) -> None:
         self.step = step
@@ -61,6 +72,7 @@ def train(run: Any, output_dir: Path, *, max_steps: int = 8, accumulation: int =
                               data_collator=default_data_collator)
     if kill_at is not None:
         trainer.add_callback(KillAt(kill_at))
+    trainer.add_callback(PrintWeights())
     trainer.train()
     return run.finish(trainer.model, tokenizer=tokenizer)                      # governed: audits, decision
 
