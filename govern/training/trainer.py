@@ -63,6 +63,7 @@ from govern.training.private import (
     PlannedPrivacy,
     accounted_privacy,
     attach_opacus,
+    keep_ranks_in_lockstep,
     plan_privacy,
 )
 from govern.versions import package_versions
@@ -361,6 +362,10 @@ class RecipeLoop:
             [p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
         criterion: Any = nn.CrossEntropyLoss(ignore_index=-100) if spec.task == "causal-lm" else nn.CrossEntropyLoss()
         if rt.world_size > 1:
+            if dp.enabled and not dp.poisson_sampling:
+                raise StageError("training", "training.dp.poisson_sampling: false under torchrun would have every "
+                                             "rank read every record (Opacus shards only its Poisson sampler); "
+                                             "keep Poisson sampling on")
             if dp.enabled:
                 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
@@ -375,6 +380,8 @@ class RecipeLoop:
             self.engine, self.model, optimizer, criterion, loader = attach_opacus(
                 self.model, optimizer, loader, dp, self.planned.noise_multiplier, criterion=criterion,
                 noise_generator=self.noise_gen)
+            if rt.world_size > 1:
+                keep_ranks_in_lockstep(loader)  # an empty draw is a step on every rank, as the accountant assumes
             opacus_rate = getattr(loader, "sample_rate", 1 / len(loader))
             if abs(opacus_rate - self.planned.sample_rate) > 1e-12:
                 raise StageError("training",

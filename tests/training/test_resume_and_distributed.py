@@ -94,3 +94,24 @@ def test_two_gloo_processes_train_with_dpddp_and_global_batch_accounting(tiny_be
         accounting.epsilon(1.2, 1 / 5, 5, evidence["delta"], "rdp"), abs=1e-6)
     assert (out / "model" / "adapter_model.safetensors").is_file()
     shutil.rmtree(out)
+
+
+def test_torchrun_without_poisson_sampling_is_refused_before_training(tiny_bert: Path, tmp_path: Path) -> None:
+    """Opacus shards only its Poisson sampler: with ``poisson_sampling: false`` every rank would read every
+    record while the accountant counts each once. Refused before DPDDP or the first step."""
+    from govern.errors import StageError
+    from govern.training.models import resolve_base_model
+    from govern.training.private import plan_privacy
+    from govern.training.trainer import RecipeLoop, Runtime, encode_training_set, prepare_model
+
+    train_path = write_jsonl(tmp_path / "train.jsonl", sentiment_records(40))
+    spec = make_spec(tiny_bert, train_path, tmp_path / "out", epochs=1, batch_size=8,
+                     dp={"noise_multiplier": 1.0, "poisson_sampling": False})
+    folder, gguf = resolve_base_model(tiny_bert, None)
+    prepared = prepare_model(spec, folder, gguf, torch.device("cpu"))
+    dataset = encode_training_set(spec, prepared.tokenizer, prepared.label_names)
+    planned = plan_privacy(len(dataset), 8, spec.training.dp, max_steps=None, epochs=1, max_delta=None)
+    rt = Runtime(world_size=2, rank=0, device=torch.device("cpu"), seeds={}, use_bf16=False, precision="fp32")
+    loop = RecipeLoop(spec, rt, prepared, dataset, planned, "fingerprint", None)
+    with pytest.raises(StageError, match="poisson_sampling: false under torchrun"):
+        loop.attach()
