@@ -116,6 +116,10 @@ DbOption = Annotated[
     str | None, typer.Option("--db", help="Lineage DB URL (default: GOVERN_DB_URL or sqlite:///.govern/lineage.db).")
 ]
 RunIdArgument = Annotated[str, typer.Argument(help="Run id or 'latest'.")]
+#: What the commands that write a file from the lineage DB (report, docs, export bom) share.
+OutFolderOption = Annotated[Path, typer.Option("--out", help="Output folder (-: write the file to stdout).")]
+SignKeyOption = Annotated[Path | None, typer.Option(
+    "--sign-key", help="Sign the file written with this ECDSA private key (PEM).")]
 FormatOption = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
 
 
@@ -1088,10 +1092,10 @@ def report_command(
     run_id: Annotated[str | None, typer.Argument(help="Run id or 'latest' (omit with --since).")] = None,
     output_format: Annotated[Literal["html", "pdf", "md", "json"], typer.Option(
         "--format", "-f", help="html, pdf, md or json (ledger: html, md, json).")] = "html",
-    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the report to stdout).")] = Path("reports"),
+    out: OutFolderOption = Path("reports"),
     since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD: all runs since then and the per-data-set privacy ledger.")] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="Ledger only: take the accountant and ε cap from this policy.")] = None,
-    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the report file with this ECDSA private key (PEM).")] = None,
+    sign_key: SignKeyOption = None,
     db: DbOption = None,
 ) -> None:
     """Write a run's audit report (from the lineage DB alone), or with --since the cross-run ledger."""
@@ -1114,23 +1118,18 @@ def docs_command(
         "--kind", "-k", help="gpai-form, training-summary or annex-iv.")] = "gpai-form",
     output_format: Annotated[Literal["md", "html", "pdf", "json"], typer.Option(
         "--format", "-f", help="md, html, pdf or json.")] = "md",
-    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the document to stdout).")] = Path("reports"),
-    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the document with this ECDSA private key (PEM).")] = None,
+    out: OutFolderOption = Path("reports"),
+    sign_key: SignKeyOption = None,
     db: DbOption = None,
 ) -> None:
     """Draft an EU AI Act document (an aid, not legal advice) from the lineage DB alone; recorded with its digest."""
     from govern import api
 
-    if _is_stdout(out):
-        _write_to_stdout("document", "govern-docs-", sign_key,
-                         lambda tmp: api.docs(run_id, kind, output_format, tmp, record=False, db_url=db))
-        return
-    outcome = api.docs(run_id, kind, output_format, out, sign_key=sign_key, db_url=db)
-    _print_recorded(outcome)
-    if outcome.to_be_completed:
+    outcome = _write_recorded("document", "govern-docs-", out, sign_key, lambda folder, record: api.docs(
+        run_id, kind, output_format, folder, record=record, sign_key=sign_key if record else None, db_url=db))
+    if outcome is not None and outcome.to_be_completed:
         console.print(f"to be completed: {len(outcome.to_be_completed)} field(s), listed at the end of the document",
                       highlight=False)
-    _print_signed(outcome)
 
 
 @export_app.command("bom")
@@ -1138,20 +1137,15 @@ def export_bom_command(
     run_id: RunIdArgument,
     output_format: Annotated[Literal["cyclonedx", "spdx"], typer.Option(
         "--format", "-f", help="cyclonedx (1.6 ML-BOM) or spdx (3.0.1 JSON-LD, AI and Dataset profiles).")] = "cyclonedx",
-    out: Annotated[Path, typer.Option("--out", help="Output folder (-: write the BOM to stdout).")] = Path("reports"),
-    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Sign the BOM with this ECDSA private key (PEM).")] = None,
+    out: OutFolderOption = Path("reports"),
+    sign_key: SignKeyOption = None,
     db: DbOption = None,
 ) -> None:
     """Write the run's AI bill of materials from the lineage DB alone, validated; recorded with its digest."""
     from govern import api
 
-    if _is_stdout(out):
-        _write_to_stdout("BOM", "govern-bom-", sign_key,
-                         lambda tmp: api.export_bom(run_id, output_format, tmp, record=False, db_url=db))
-        return
-    outcome = api.export_bom(run_id, output_format, out, sign_key=sign_key, db_url=db)
-    _print_recorded(outcome)
-    _print_signed(outcome)
+    _write_recorded("BOM", "govern-bom-", out, sign_key, lambda folder, record: api.export_bom(
+        run_id, output_format, folder, record=record, sign_key=sign_key if record else None, db_url=db))
 
 
 @export_app.command("openlineage")
@@ -1216,6 +1210,19 @@ def _write_to_stdout(what: str, tmp_prefix: str, sign_key: Path | None, write: C
         outcome = write(tmp)
         sys.stdout.buffer.write(outcome.path.read_bytes())
         sys.stdout.flush()
+    return outcome
+
+
+def _write_recorded(what: str, tmp_prefix: str, out: Path, sign_key: Path | None,
+                    write: Callable[[Path, bool], _Written]) -> _Written | None:
+    """A document or BOM: ``--out -`` to standard output (not recorded: no file is kept), else written to the
+    folder, recorded with its digest and signed with ``--sign-key``, and said so. The outcome of the latter."""
+    if _is_stdout(out):
+        _write_to_stdout(what, tmp_prefix, sign_key, lambda tmp: write(Path(tmp), False))
+        return None
+    outcome = write(out, True)
+    _print_recorded(outcome)
+    _print_signed(outcome)
     return outcome
 
 

@@ -28,8 +28,9 @@ class FileRecord(EvidenceModel):
     format: FileFormat
     sha256: str = Field(description="Digest of the file's bytes.")
     size_bytes: int
-    rows: int
-    columns: list[str]
+    rows: int = Field(description="Records read (blank lines are not records).")
+    columns: list[str] = Field(description="Column names the config declares; any other is counted, not named "
+                                           "(a column name can itself be personal data).")
     fingerprint: str = Field(description="sha256 over a canonical serialisation of the records (format-independent).")
 
 
@@ -277,9 +278,9 @@ class EvaluationEvidence(EvidenceModel):
 
 # ---------------------------------------------------------------------------------------- fairness
 class MetricValue(EvidenceModel):
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
+    value: float | None = Field(description="The point estimate (None: undefined for this group, e.g. no positives).")
+    ci_low: float | None = Field(default=None, description="Lower end of the bootstrap 95% interval (None: no bootstrap).")
+    ci_high: float | None = Field(default=None, description="Upper end of the bootstrap 95% interval.")
 
 
 class GroupMetrics(EvidenceModel):

@@ -315,18 +315,23 @@ class GovernedRun:
 
     @property
     def run_id(self) -> str:
+        """The recorded run's id (``GOVERN_RESUME=<run id>`` continues it after a crash)."""
         return self.active.ctx.run_id
 
     @property
     def config(self) -> RunConfig:
+        """The run config as recorded (validated; its digest is in the lineage DB): read your batch size,
+        learning rate and plan from it so the record describes what trained."""
         return self.active.ctx.config
 
     @property
     def policy(self) -> Policy:
+        """The policy the run's gates apply (its digest is recorded with every decision)."""
         return self.active.ctx.policy
 
     @property
     def run_dir(self) -> Path:
+        """The run's own folder (stage outputs, checkpoints): a place for the Trainer's output_dir."""
         return self.active.ctx.run_dir
 
     @property
@@ -341,6 +346,7 @@ class GovernedRun:
 
     @property
     def noise_multiplier(self) -> float | None:
+        """σ govern's accountant solved for the target ε over :attr:`planned_steps` (after make_private)."""
         return self._planned.noise_multiplier if self._planned is not None else None
 
     # ------------------------------------------------------------------------------------- data

@@ -66,10 +66,10 @@ class BOMDataset(BaseModel):
     ref: str = Field(description="dataset:<role>, or dataset:<role>.redacted for the PII stage's copy.")
     role: str
     name: str
-    sha256: str | None = None
+    sha256: str | None = Field(default=None, description="Digest of the file's bytes, as recorded.")
     size_bytes: int | None = None
     rows: int | None = None
-    fingerprint: str | None = None
+    fingerprint: str | None = Field(default=None, description="Format-independent content fingerprint.")
     format: str | None = None
     redacted_from: str | None = Field(default=None, description="ref of the original of a redacted copy.")
     redaction_mode: str | None = None

@@ -136,11 +136,11 @@ class ArtifactRecord(ArtifactCore):
 class DatasetCore(_Record):
     """A data set by content fingerprint (the fields its record and the report share)."""
 
-    fingerprint: str
+    fingerprint: str = Field(description="The content fingerprint that identifies the data set in any format.")
     name: str
-    path: str
+    path: str = Field(description="Where the first run that used it read it (the fingerprint, not this, is its id).")
     rows: int | None = None
-    first_run_id: str | None = None
+    first_run_id: str | None = Field(default=None, description="The first run that used it.")
 
 
 class DatasetRecord(DatasetCore):

@@ -37,10 +37,12 @@ class LoadedPolicy:
 
     @property
     def name(self) -> str:
+        """``metadata.name``: with :attr:`version` and the digest, what a decision names as its policy."""
         return self.policy.metadata.name
 
     @property
     def version(self) -> str:
+        """``metadata.version`` (as written; the digest, not this, proves which text applied)."""
         return self.policy.metadata.version
 
     def ref(self) -> dict[str, Any]:

@@ -167,10 +167,10 @@ class PrivacySummary(ReportModel):
     accountant: str | None = None
     epsilon: float | None = Field(default=None, description="ε under the accountant used in training.")
     epsilon_by_accountant: dict[str, float] = Field(default_factory=dict)
-    delta: float | None = None
-    noise_multiplier: float | None = None
-    sample_rate: float | None = None
-    steps: int | None = None
+    delta: float | None = Field(default=None, description="δ the ε holds at.")
+    noise_multiplier: float | None = Field(default=None, description="σ, as read from the DP optimizer's record.")
+    sample_rate: float | None = Field(default=None, description="q: Poisson sampling rate of a logical batch.")
+    steps: int | None = Field(default=None, description="Steps the accountant composed (not the steps planned).")
     epochs: float | None = None
     max_grad_norm: float | None = None
     n_train: int | None = None
