@@ -42,8 +42,10 @@ hit stale pins and gradient-accumulation bugs, which the design below avoids by 
   Opacus' distributed one: rank 0 alone adds the noise (σ·C), the clipped sums are all-reduced, and rank
   0's accountant — the one recorded — counts one step of the global q per logical step: the one-process
   ε for those q, σ and steps. (The Trainer's own DDP wrapper also all-reduces the raw gradients in
-  backward; Opacus discards them: wasted communication, nothing released.) Resuming under torchrun is not
-  supported yet (refused).
+  backward; Opacus discards them: wasted communication, nothing released.) Resuming under torchrun:
+  rank 0 verifies the newest recorded checkpoint against the audit chain and every rank resumes from it
+  (the accountant's history, rank 0's noise and sampler states; the other ranks' Poisson streams start
+  afresh, so their draws differ from an uninterrupted run's but are Poisson with the same q).
 
 Not yet: Opacus' ghost clipping (``grad_sample_mode: ghost``) under the Trainer: a
 :class:`~govern.errors.SessionError` naming the setting.
@@ -63,7 +65,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from govern.errors import SessionError
+from govern.errors import GovernError, SessionError
 from govern.stage import tree_sha256
 from govern.training import checkpoints as ckpt
 from govern.training.private import trainable_snapshot
@@ -383,19 +385,39 @@ class DPTrainerMixin:
         """The Trainer's ``train``; in a resumed session (``GOVERN_RESUME``) it resumes from the newest
         checkpoint the run recorded, verified against the audit chain before any file of it is opened."""
         run = self.governed_run
-        if self._private and (run.resumed or resume_from_checkpoint) and self._world > 1:
-            raise SessionError("resuming a GovernedTrainer run under torchrun is not supported yet (a session "
-                               "loop's resume works under torchrun)")
         if self._private and (run.resumed or resume_from_checkpoint):
-            found = ckpt.resumable_checkpoint(Path(self.args.output_dir), run.checkpoint_chain(),
-                                              root=Path(self.args.output_dir))
-            if isinstance(resume_from_checkpoint, str) and (
-                    found is None or Path(resume_from_checkpoint).resolve() != found.path.resolve()):
-                raise SessionError(f"resume_from_checkpoint={resume_from_checkpoint} is not this run's newest "
-                                   f"recorded checkpoint ({found.path if found else 'none recorded'})")
+            found = self._vouched_checkpoint(resume_from_checkpoint)
             self._resume_from = found
             resume_from_checkpoint = str(found.path) if found is not None else None
         return super().train(resume_from_checkpoint, *args, **kwargs)  # type: ignore[misc]
+
+    def _vouched_checkpoint(self, asked: str | bool | None) -> ckpt.Checkpoint | None:
+        """The newest checkpoint the run's audit chain records, verified byte for byte. Under torchrun rank 0
+        verifies (it holds the chain) and every rank resumes from what it found — or refuses with its reason,
+        so no rank waits on a collective the others left."""
+        found: ckpt.Checkpoint | None = None
+        refusal: str | None = None
+        error: GovernError | None = None
+        if self._rank == 0:
+            try:
+                found = ckpt.resumable_checkpoint(Path(self.args.output_dir), self.governed_run.checkpoint_chain(),
+                                                  root=Path(self.args.output_dir))
+                if isinstance(asked, str) and (found is None or Path(asked).resolve() != found.path.resolve()):
+                    raise SessionError(f"resume_from_checkpoint={asked} is not this run's newest recorded "
+                                       f"checkpoint ({found.path if found else 'none recorded'})")
+            except GovernError as exc:
+                if self._world == 1:
+                    raise
+                refusal, error = str(exc), exc
+        if self._world > 1:
+            from govern.training.distributed import share
+
+            found, refusal = share((found, refusal))
+            if refusal is not None:
+                if error is not None:
+                    raise error
+                raise SessionError(f"rank 0 refused to resume: {refusal}")
+        return found
 
     def _restore_privacy(self, found: ckpt.Checkpoint) -> None:
         """The recorded accountant history (the privacy already spent) and generator states, into this run."""
@@ -406,9 +428,12 @@ class DPTrainerMixin:
         assert run.sample_rate is not None  # attached before a checkpoint is restored
         engine.accountant.history = list(ckpt.check_history(found, run.sample_rate))
         states = load_file(str(found.path / RNG_FILE)) if (found.path / RNG_FILE).is_file() else {}
-        if "sampler" in states:
+        if self._rank:  # the saved states are rank 0's: this rank's Poisson stream starts afresh, per step
+            self._sampler_generator.manual_seed(int(self.governed_run.config.training.seed) + 104729
+                                                + 7 * self._rank + 1 + 31 * found.step)
+        elif "sampler" in states:
             self._sampler_generator.set_state(states["sampler"])
-        if "noise" in states and run.noise_generator is not None:
+        if "noise" in states and run.noise_generator is not None and not self._rank:
             run.noise_generator.set_state(states["noise"])
         run.rebase_tracker()
 

@@ -115,6 +115,30 @@ def test_a_trainer_script_under_torchrun_trains_dp_on_every_rank_and_records_one
     assert found is not None and found.step == 8 and (found.path / "rng_state_1.pth").is_file()
 
 
+def test_a_trainer_killed_under_torchrun_resumes_on_every_rank_to_the_uninterrupted_epsilon(
+        project: Project, govern_cli: Any) -> None:
+    script, out = Path(__file__).with_name("hf_user_script.py"), project.root / "out"
+    killed = _launch(project, "29557", script, str(out), "--kill-at", "5")
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    run_id = next(line.split()[1] for line in killed.stdout.splitlines() if line.startswith("run-id "))
+    assert (out / "checkpoint-3" / "state.json").is_file() and not (out / "checkpoint-6").exists()
+    resumed = _launch(project, "29559", script, str(out), GOVERN_RESUME=run_id)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    weights = dict(line.split()[1:] for line in resumed.stdout.splitlines() if line.startswith("weights "))
+    assert set(weights) == {"0", "1"} and weights["0"] == weights["1"]  # both ranks resumed the same model
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.id == run_id and run.status == "completed", run.error
+        t = store.evidence(run_id)["training"]
+    q = accounting.poisson_sample_rate(254, 64)
+    sigma = accounting.noise_multiplier(4.0, q, 8, 1e-5, "rdp")
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 8]]  # continued from step 3: uninterrupted
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 8, 1e-5, "rdp"), rel=1e-9)
+    assert t["integrity"]["violations"] == 0
+    code, text, err = govern_cli("lineage", "verify")
+    assert code == 0, text + err
+
+
 def test_kill_9_under_torchrun_then_resume_continues_the_accountant_on_every_rank(project: Project,
                                                                                   govern_cli: Any) -> None:
     project.edit_config(checkpoint_every=3)
