@@ -65,3 +65,44 @@ def test_a_training_script_that_raises_fails_the_training_stage(project: Project
         (record,) = store.list_runs()
     assert record.status == "failed" and "loss is NaN" in (record.error or "")
     assert "training" in (record.error or "")
+
+
+ENTRY_SCRIPT = '''
+import sys
+from pathlib import Path
+import govern
+
+def main(config):
+    with govern.session(config) as run:
+        Path(sys.argv[0]).with_name("ran").write_text(run.run_id)  # user code: must not run on a block
+
+govern.script_main(main, __file__)
+'''
+
+
+def _entry(project: Project, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    script = project.root / "entry.py"
+    script.write_text(ENTRY_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(script), *args], cwd=project.root, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_script_main_gives_a_script_govern_runs_exit_codes(workdir: Path, session_bert: Path) -> None:
+    """``govern.script_main``: 1 with the rule on stderr when a gate blocks (user code never ran), 2 with the
+    file named on bad input, no traceback either way; the config defaults to govern.yaml beside the script."""
+    from tests.session.conftest import make_project, planted
+
+    blocked = make_project(workdir / "blocked", session_bert, [planted("731-15-6065", 1)])  # an SSN: blocked
+    (blocked.root / "govern.yaml").write_text(blocked.config.read_text())
+    done = _entry(blocked)  # no argument: govern.yaml beside the script
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "pii" in done.stderr.lower() and "Traceback" not in done.stderr
+    assert not (blocked.root / "ran").exists() and "731-15-6065" not in done.stdout + done.stderr
+
+    missing = _entry(blocked, str(blocked.root / "nowhere.yaml"))
+    assert missing.returncode == 2 and "nowhere.yaml" in missing.stderr and "Traceback" not in missing.stderr
