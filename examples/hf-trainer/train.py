@@ -45,7 +45,8 @@ def main(config: Path) -> None:
             output_dir=str(run.run_dir / "trainer"), per_device_train_batch_size=32, gradient_accumulation_steps=2,
             num_train_epochs=3, max_steps=run.config.training.max_steps or -1,  # govern: the config's plan, if any
             learning_rate=5e-3, logging_steps=5, save_steps=20,
-            report_to=[], dataloader_pin_memory=False)
+            report_to=[], dataloader_pin_memory=False,
+            use_cpu=not torch.cuda.is_available())  # without CUDA: torchrun's processes train on the CPU
         trainer = GovernedTrainer(run, model=model, args=args,               # govern: DP inside your Trainer
                                   train_dataset=Encoded(enc, labels), data_collator=default_data_collator)
         trainer.train()

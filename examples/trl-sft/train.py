@@ -30,7 +30,8 @@ def main(config: Path) -> None:
                          learning_rate=2e-3, max_length=96, completion_only_loss=True,
                          gradient_checkpointing=False,  # Opacus needs the activations
                          bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # SFTConfig: on
-                         logging_steps=5, save_steps=20, report_to=[], dataloader_pin_memory=False)
+                         logging_steps=5, save_steps=20, report_to=[], dataloader_pin_memory=False,
+                         use_cpu=not torch.cuda.is_available())  # without CUDA: torchrun's processes train on the CPU
         trainer = GovernedSFTTrainer(run, model=model, args=args, train_dataset=data,  # govern: DP SFT
                                      processing_class=tokenizer)
         trainer.train()

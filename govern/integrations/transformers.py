@@ -160,6 +160,10 @@ class DPTrainerMixin:
         #: Processes training together; under torchrun each samples its shard of the records.
         self._world = int(self.args.world_size)
         self._rank = int(self.args.process_index)
+        if self._world == 1 and run.world_size > 1:  # torchrun started us, but the Trainer stayed single-process
+            raise SessionError(f"started by torchrun with {run.world_size} processes, but the Trainer did not join "
+                               "the process group (on a machine without CUDA, set use_cpu=True in the training "
+                               "arguments: transformers only trains multi-process on the CPU when told so)")
         if self._world != run.world_size:  # a launcher other than torchrun (accelerate's) with its own env
             raise SessionError(TORCHRUN_UNSUPPORTED)
         if self._private and cfg.dp.grad_sample_mode == "ghost":

@@ -99,3 +99,35 @@ def test_trl_sft_trains_on_each_records_completion_tokens_only(sft_project: Path
         run.fail("test: the loss is checked; examples/trl-sft trains end to end (tests/session/test_examples.py)")
     with LineageStore.open() as store:
         assert store.get_run(run.run_id).status == "failed"
+
+
+def test_the_trl_example_under_torchrun_trains_dp_on_two_processes_and_records_one_run(sft_project: Path) -> None:
+    """examples/trl-sft/train.py, unchanged, under ``torchrun --nproc_per_node 2`` (gloo): rank 0 governs and
+    records one run, q is the Trainer's logical batch (12 per device × 2 accumulation × 2 processes) over n,
+    and the accountant counts one step per logical step — the one-process ε for q, σ and the steps."""
+    import os
+    import subprocess
+    import sys
+
+    from govern.training import accounting
+    from tests.conftest import PROJECT_ROOT
+
+    config = yaml.safe_load(sft_project.read_text())
+    config["training"]["max_steps"] = 3
+    sft_project.write_text(yaml.safe_dump(config, sort_keys=False))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29561",
+                           str(PROJECT_ROOT / "examples" / "trl-sft" / "train.py"), str(sft_project)],
+                          cwd=sft_project.parent, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.status == "completed", run.error
+        t = store.evidence(run.id)["training"]
+    q = accounting.poisson_sample_rate(60, 48)
+    assert t["world_size"] == 2 and t["sample_rate"] == q and t["steps"] == 3
+    sigma = t["noise_multiplier"]
+    assert t["accountant_history"] == [[pytest.approx(sigma), q, 3]]
+    assert t["epsilon"]["rdp"] == pytest.approx(accounting.epsilon(sigma, q, 3, 1e-5, "rdp"), rel=1e-9)
+    assert t["integrity"]["violations"] == 0 and t["integrity"]["relative_weight_change"] > 0
