@@ -62,7 +62,10 @@ def test_pseudonym_run_replaces_every_planted_name_consistently(tmp_path: Path) 
             assert word not in everything, (word, everything)
     assert "<PERSON" not in everything  # fake names, not tokens
     fake_full = train_out[0].removeprefix("Defendant ").split(",")[0]
-    assert re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", fake_full)
+    # a first name and a surname, each a capitalised word (the pseudonym lists hold names such as "Määttänen";
+    # which one is drawn depends on the run's random HMAC key)
+    words = fake_full.split()
+    assert len(words) == 2 and all(w.isalpha() and w[0].isupper() for w in words), fake_full
     assert f"by {fake_full}," in eval_out[0]                         # same person in eval: same pseudonym
     assert f"Ms. {fake_full.split()[1]}," in train_out[1]            # surname alone: the same fake surname
     assert "Lisbon" in eval_out[0] and "Siemens" in eval_out[0]       # the rest of the text is untouched
