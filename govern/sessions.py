@@ -517,7 +517,7 @@ class GovernedRun:
         recorded in the run's audit chain); a resumed session loads the newest recorded one here, so the
         accountant continues and the loop starts at :attr:`completed_steps`."""
         from govern.training import checkpoints as ckpt
-        from govern.training.private import accounted_steps, unwrap
+        from govern.training.private import accounted_steps, resumed_stream_seed, unwrap
 
         cfg = self.config.training
         stage_dir = self.active.ctx.stage_dir(self._training_stage.name)
@@ -539,7 +539,8 @@ class GovernedRun:
                 if not self.rank:
                     ckpt.load_rng(found, generators)
                 elif "sampler" in generators:  # rank 0's saved states are its own; a fresh stream per step
-                    generators["sampler"].manual_seed(cfg.seed * 1_000_003 + 7 * self.rank + 1 + 31 * found.step)
+                    generators["sampler"].manual_seed(resumed_stream_seed(cfg.seed * 1_000_003, self.rank,
+                                                                          found.step))
                 self.rebase_tracker()
                 self._completed = found.step
         every = cfg.checkpoint_every

@@ -68,7 +68,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from govern.errors import GovernError, SessionError
 from govern.stage import tree_sha256
 from govern.training import checkpoints as ckpt
-from govern.training.private import trainable_snapshot
+from govern.training.private import resumed_stream_seed, trainable_snapshot
 
 if TYPE_CHECKING:
     from govern.sessions import GovernedRun
@@ -433,8 +433,8 @@ class DPTrainerMixin:
         engine.accountant.history = list(ckpt.check_history(found, run.sample_rate))
         states = load_file(str(found.path / RNG_FILE)) if (found.path / RNG_FILE).is_file() else {}
         if self._rank:  # the saved states are rank 0's: this rank's Poisson stream starts afresh, per step
-            self._sampler_generator.manual_seed(int(self.governed_run.config.training.seed) + 104729
-                                                + 7 * self._rank + 1 + 31 * found.step)
+            self._sampler_generator.manual_seed(resumed_stream_seed(
+                int(self.governed_run.config.training.seed) + 104729, self._rank, found.step))
         elif "sampler" in states:
             self._sampler_generator.set_state(states["sampler"])
         if "noise" in states and run.noise_generator is not None and not self._rank:

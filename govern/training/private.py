@@ -152,6 +152,14 @@ def accounted_privacy(engine: Any, delta: float | None, accountant: str) -> tupl
     return history, epsilons
 
 
+def resumed_stream_seed(base: int, rank: int, step: int) -> int:
+    """The seed of a rank's Poisson stream after a resume at ``step`` under torchrun. Only rank 0's generator
+    states are saved (it writes the checkpoint), so every other rank starts a fresh stream — one per (rank,
+    step), so two resumes never replay each other's draws. The draws differ from an uninterrupted run's, but
+    are Poisson with the same q: the accounting is unchanged."""
+    return base + 7 * rank + 1 + 31 * step
+
+
 def accounted_steps(engine: Any) -> int:
     """Optimizer steps the accountant has composed (Opacus' history: (σ, q, steps) entries)."""
     return sum(int(h[2]) for h in engine.accountant.history) if engine is not None else 0
