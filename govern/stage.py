@@ -55,20 +55,31 @@ class BaseModelOut(BaseModel):
     digest: str
 
 
-class PIIFindingRow(BaseModel):
-    """One PII finding as stored: location, type, score, keyed hash. Never the matched text."""
+class PIIMatch(BaseModel):
+    """What a recognizer matched in one text: type, span, score, who found it and the value's keyed hash.
+    Never the matched text.
+
+    The scan workers produce these (where the text sits travels beside them, see
+    :class:`govern.pii.scanner.Located`); :class:`PIIFindingRow` is the same facts once the file, record and
+    the policy's action are named.
+    """
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    recognizer: str
+    value_hmac: str = Field(description="HMAC-SHA256 of the value under the lineage DB's PII key.")
+
+
+class PIIFindingRow(PIIMatch):
+    """One PII finding as stored: where it is, what matched (:class:`PIIMatch`) and the policy's action."""
 
     dataset: str
     file: str
     record_id: str | None
     line: int | None
     field: str
-    entity_type: str
-    start: int
-    end: int
-    score: float
-    recognizer: str
-    value_hmac: str
     action: Literal["block", "redact", "allow"]
 
 

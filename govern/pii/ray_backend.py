@@ -39,7 +39,7 @@ from govern.errors import DataError, GovernError
 from govern.pii.keys import PIIKey
 from govern.pii.scanner import (
     FileScan,
-    RawFinding,
+    Located,
     RecordScanner,
     ScanInput,
     ScanReport,
@@ -234,8 +234,8 @@ def scan_files_ray(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
         for _, skipped, records, raw, error in rows.get(index, []):
             if error is not None:
                 _raise(item.path, fmt, error)
-            for f in (RawFinding(*t) for t in raw):
-                findings.append(finding_row(f, item.dataset, shown, fmt, analyzer.actions[f.entity_type]))
+            for f in (Located(*t) for t in raw):
+                findings.append(finding_row(f, item.dataset, shown, fmt, analyzer.actions))
                 locations.append(f.location)
                 fingerprints.append(f.fingerprint_hmac)
             scanned += records

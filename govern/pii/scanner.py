@@ -25,7 +25,7 @@ import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +54,7 @@ from govern.pii.analyzer import (
 )
 from govern.pii.keys import PIIKey, value_hmac
 from govern.policy.schema import PIIAction, PIIPolicy, Policy, SampleSpec
-from govern.stage import NullProgress, PIIFindingRow, Progress, file_sha256
+from govern.stage import NullProgress, PIIFindingRow, PIIMatch, Progress, file_sha256
 
 #: Records per chunk sent to a worker (large enough to amortise IPC, small enough for smooth progress).
 CHUNK_RECORDS = 256
@@ -123,33 +123,26 @@ class ScanSettings(BaseModel):
     quality_sample: str | None = None
 
 
-class RawFinding(NamedTuple):
-    """A finding as a scan worker produces it: the :class:`~govern.stage.PIIFindingRow` fields that a worker
-    knows (``location`` is the line, or the Parquet row), before :func:`finding_row` names the data set and
-    file and the policy's action.
+class Located(NamedTuple):
+    """A match as a scan worker produces it: where it sits (``location`` is the line, or the Parquet row) and
+    what matched, before :func:`finding_row` names the data set and file and the policy's action.
 
-    A NamedTuple rather than a pydantic model on purpose: one is made per match in the workers' hot loop and
-    every chunk's findings cross a process (or Ray) boundary as plain tuples (``tuple(f)``), so it must stay
-    cheap to build and to pickle. Its fields mirror ``PIIFindingRow``; change both together.
+    A NamedTuple on purpose: one is made per match in the workers' hot loop and every chunk's findings cross
+    a process (or Ray) boundary, so the wrapper stays cheap to build and to pickle.
     """
 
     location: int
     record_id: str | None
     field: str
-    entity_type: str
-    start: int
-    end: int
-    score: float
-    recognizer: str
-    value_hmac: str
+    match: PIIMatch
     #: HMAC of the value under the SARIF fingerprint key (``govern scan --fingerprint-key-file``): kept in
-    #: memory for the SARIF rendering only, never stored (the DB has ``value_hmac``)
+    #: memory for the SARIF rendering only, never stored (the DB has ``match.value_hmac``)
     fingerprint_hmac: str | None = None
 
 
 @dataclass
 class ChunkResult:
-    findings: list[RawFinding]
+    findings: list[Located]
     records: int
     #: (location, field, message) of the first record that could not be scanned
     error: tuple[int, str | None, str] | None = None
@@ -279,16 +272,16 @@ def _walk(path: str, container: Any, key: Any, key_hits: KeyHits | None) -> Iter
         yield FieldText(path, container, key, str(value))
 
 
-def finding_row(f: RawFinding, dataset: str, shown: str, fmt: Format, action: PIIAction) -> PIIFindingRow:
+def finding_row(f: Located, dataset: str, shown: str, fmt: Format, actions: Mapping[str, PIIAction]) -> PIIFindingRow:
     """A scanner finding as stored (one place for both the local pool and the Ray backend): a Parquet row has
     no line, so it is named by its row in ``record_id`` when the data has no id column."""
     record_id = f.record_id
     if record_id is None and fmt == "parquet":
         record_id = f"row {f.location}"
     return PIIFindingRow(dataset=dataset, file=shown, record_id=record_id,
-                         line=f.location if fmt != "parquet" else None, field=f.field, entity_type=f.entity_type,
-                         start=f.start, end=f.end, score=f.score, recognizer=f.recognizer, value_hmac=f.value_hmac,
-                         action=action)
+                         line=f.location if fmt != "parquet" else None, field=f.field,
+                         action=actions[f.match.entity_type],
+                         **f.match.model_dump())
 
 
 class _KeyFailure(Exception):
@@ -330,7 +323,7 @@ class RecordScanner:
         self._recognizers: dict[tuple[str, ...], list[Any]] = {}
 
     def scan_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
-        findings: list[RawFinding] = []
+        findings: list[Located] = []
         # (location, record_id, field, window offset, window text) of every text to analyse
         jobs: list[tuple[int, str | None, str, int, str]] = []
         s = self.settings
@@ -346,8 +339,9 @@ class RecordScanner:
             try:
                 for leaf in iter_field_texts(record, s.columns, s.exclude_columns, key_hits):
                     if leaf.is_key:  # already analysed (once per distinct key of the chunk)
-                        findings.extend(h._replace(location=location, record_id=record_id, field=leaf.path)
-                                        for h in leaf.hits if isinstance(h, RawFinding))
+                        findings.extend(Located(location, record_id, leaf.path, h,
+                                                self._fingerprint(h.entity_type, leaf.key[h.start:h.end]))
+                                        for h in leaf.hits if isinstance(h, PIIMatch))
                         continue
                     for offset, window in _windows(leaf.text):
                         jobs.append((location, record_id, leaf.path, offset, window))
@@ -369,10 +363,9 @@ class RecordScanner:
                 seen.add(dedupe)
                 if path == s.id_column:
                     id_hits.add(location)
-                recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
-                findings.append(RawFinding(location, record_id, path, r.entity_type, start, end,
-                                           round(float(r.score), 4), recognizer,
-                                           *self._hmacs(r.entity_type, window[r.start:r.end])))
+                value = window[r.start:r.end]
+                findings.append(Located(location, record_id, path, self._match(r, start, end, value),
+                                        self._fingerprint(r.entity_type, value)))
         if id_hits:  # an id that is itself personal data must not be stored as the record id
             findings = [f._replace(record_id=None) if f.location in id_hits else f for f in findings]
         return ChunkResult(findings, len(chunk))
@@ -414,12 +407,12 @@ class RecordScanner:
             return False
         return True
 
-    def _analyze_texts(self, texts: list[str]) -> list[list[RawFinding]]:
-        """Findings per text (long texts in overlapping windows, spans in the whole text); where the text is
-        (location, record id, field) is left blank for the caller to fill in with ``_replace``."""
+    def _analyze_texts(self, texts: list[str]) -> list[list[PIIMatch]]:
+        """Matches per text (long texts in overlapping windows, spans in the whole text); where the text is
+        (location, record id, field) is the caller's to add."""
         jobs = [(i, offset, window) for i, text in enumerate(texts) for offset, window in _windows(text)]
         results = self._analyze([w for _, _, w in jobs]) if jobs else []
-        out: list[list[RawFinding]] = [[] for _ in texts]
+        out: list[list[PIIMatch]] = [[] for _ in texts]
         seen: set[tuple[int, str, int, int]] = set()
         for (i, offset, window), found in zip(jobs, results, strict=True):
             for r in found:
@@ -427,15 +420,18 @@ class RecordScanner:
                 if (i, r.entity_type, start, end) in seen:
                     continue
                 seen.add((i, r.entity_type, start, end))
-                recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
-                out[i].append(RawFinding(0, None, "", r.entity_type, start, end, round(float(r.score), 4),
-                                         recognizer, *self._hmacs(r.entity_type, window[r.start:r.end])))
+                out[i].append(self._match(r, start, end, window[r.start:r.end]))
         return out
 
-    def _hmacs(self, entity_type: str, text: str) -> tuple[str, str | None]:
-        """The value's HMAC under the DB's key, and under the fingerprint key when one is set."""
-        fingerprint = None if self._fingerprint_key is None else value_hmac(self._fingerprint_key, entity_type, text)
-        return value_hmac(self._key, entity_type, text), fingerprint
+    def _match(self, r: Any, start: int, end: int, value: str) -> PIIMatch:
+        """A Presidio ``RecognizerResult`` as a :class:`PIIMatch` (span in the whole text, value hashed)."""
+        recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        return PIIMatch(entity_type=r.entity_type, start=start, end=end, score=round(float(r.score), 4),
+                        recognizer=recognizer, value_hmac=value_hmac(self._key, r.entity_type, value))
+
+    def _fingerprint(self, entity_type: str, value: str) -> str | None:
+        """The value's HMAC under the fingerprint key, when one is set (SARIF only, never stored)."""
+        return None if self._fingerprint_key is None else value_hmac(self._fingerprint_key, entity_type, value)
 
     def _analyze(self, texts: list[str]) -> list[list[Any]]:
         a = self.analyzer
@@ -579,7 +575,7 @@ def scan_files(inputs: list[ScanInput], settings: ScanSettings, key: PIIKey,
                         location, field, message = result.error
                         raise DataError(item.path, message, field=field, **location_kwargs(fmt, location))
                     for f in result.findings:
-                        findings.append(finding_row(f, item.dataset, shown, fmt, actions[f.entity_type]))
+                        findings.append(finding_row(f, item.dataset, shown, fmt, actions))
                         locations.append(f.location)
                         fingerprints.append(f.fingerprint_hmac)
                     scanned += result.records
