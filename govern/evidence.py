@@ -41,9 +41,9 @@ class LeakageEvidence(EvidenceModel):
     exact_fraction: float = Field(description="Of eval records.")
     near_duplicates: int = Field(description="Eval records with a MinHash-estimated Jaccard ≥ threshold to a train record.")
     near_fraction: float
-    threshold: float
+    threshold: float = Field(description="Estimated Jaccard similarity (of word shingles) that makes a near duplicate.")
     method: str = "minhash-lsh"
-    num_perm: int = 128
+    num_perm: int = Field(default=128, description="MinHash permutations (more: a closer Jaccard estimate).")
     example_pairs: list[tuple[str, str]] = Field(
         default_factory=list, description="Up to 20 (eval id, train id) pairs; ids only, never text."
     )
@@ -225,11 +225,14 @@ class TrainingEvidence(EvidenceModel):
         default_factory=list, description="Opacus history: (noise_multiplier, sample_rate, steps) entries."
     )
     steps_per_epoch: int | None = None
-    grad_sample_mode: str | None = None
-    poisson_sampling: bool | None = None
+    grad_sample_mode: str | None = Field(default=None, description="How Opacus computed per-sample gradients "
+                                                                   "(hooks, ew, functorch, ghost).")
+    poisson_sampling: bool | None = Field(default=None, description="Batches drawn by Poisson sampling, as the "
+                                                                    "accountant assumes (false: shuffled batches).")
     learning_rate: float | None = None
     max_length: int | None = None
-    max_physical_batch_size: int | None = None
+    max_physical_batch_size: int | None = Field(default=None, description="Micro-batch size the logical batch was "
+                                                                          "split into for memory (no effect on ε).")
     precision: str | None = None
     lora: dict[str, Any] = Field(default_factory=dict, description="r, alpha, dropout, target_modules.")
     label_names: list[str] = Field(default_factory=list)
@@ -373,11 +376,11 @@ class CanaryBound(EvidenceModel):
     """One ε lower bound from the canary guesses: one method at one abstention threshold."""
 
     method: str = Field(description="steinke-nasr-jagielski-2023 or mahloujifar-melis-chaudhuri-2025 (f-DP).")
-    guess_fraction: float
+    guess_fraction: float = Field(description="Share of the canary pool guessed on (the abstention threshold).")
     guesses: int
-    correct: int
+    correct: int = Field(description="Guesses that named a canary's membership right.")
     confidence: float = Field(description="Confidence of this one test (Bonferroni-corrected over all tests).")
-    epsilon_lower_bound: float
+    epsilon_lower_bound: float = Field(description="With this confidence the training's true ε is at least this.")
 
 
 class CanaryAudit(EvidenceModel):
@@ -542,8 +545,9 @@ class SigningEvidence(EvidenceModel):
 # ------------------------------------------------------------------------------------------ ledger
 class LedgerEntry(EvidenceModel):
     dataset_fingerprint: str
-    runs: int
-    total_epsilon: float
+    runs: int = Field(description="Recorded runs on this data set, this one included.")
+    total_epsilon: float = Field(description="ε of all of them composed, at the largest of their δs (their sum "
+                                              "when a run can only be composed basically).")
     accountant: str
 
 
@@ -560,12 +564,16 @@ class Evidence(EvidenceModel):
     run: RunEvidence | None = None
     data: DataEvidence | None = None
     pii: PIIEvidence | None = None
-    training: TrainingEvidence | None = None
+    training: TrainingEvidence | None = Field(
+        default=None, description="DP parameters, ε per accountant and the trained model's digest (a user's own "
+                                  "loop under govern.session records the same).")
     evaluation: EvaluationEvidence | None = None
     membership: MembershipEvidence | None = None
     fairness: FairnessEvidence | None = None
     signing: SigningEvidence | None = None
-    ledger: list[LedgerEntry] | None = None
+    ledger: list[LedgerEntry] | None = Field(
+        default=None, description="Per data set the run trained on: ε composed over every recorded run that used "
+                                  "it and this one (set once a stage has spent privacy budget).")
 
     def document(self) -> dict[str, Any]:
         """The JSON document the policy engine and CEL rules see."""

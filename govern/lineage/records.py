@@ -176,7 +176,8 @@ class DecisionCore(_Record):
     created_at: datetime
     policy_name: str
     policy_version: str
-    policy_digest: str
+    policy_digest: str = Field(description="Digest of the policy text that gave the verdict (the name and version "
+                                           "are as written; this proves which rules applied).")
 
 
 class DecisionRecord(DecisionCore):

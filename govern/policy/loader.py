@@ -34,20 +34,13 @@ class LoadedPolicy:
     document: dict[str, Any] = field(default_factory=dict)
     #: The file as written (None when rebuilt from a stored document without its source).
     source: str | None = None
+    #: ``metadata.name`` and ``metadata.version`` as written: with the digest, what a decision names as its
+    #: policy (the digest, not these, proves which text applied).
+    name: str = field(init=False)
+    version: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        """``metadata.name``: with :attr:`version` and the digest, what a decision names as its policy."""
-        return self.policy.metadata.name
-
-    @property
-    def version(self) -> str:
-        """``metadata.version`` (as written; the digest, not this, proves which text applied)."""
-        return self.policy.metadata.version
-
-    def ref(self) -> dict[str, Any]:
-        """What the lineage DB stores about the policy a decision was made under."""
-        return {"name": self.name, "version": self.version, "digest": self.digest, "document": self.document}
+    def __post_init__(self) -> None:
+        self.name, self.version = self.policy.metadata.name, self.policy.metadata.version
 
 
 def shipped_policies() -> list[str]:

@@ -280,10 +280,12 @@ class ReportData(ReportModel):
     policy: PolicyInfo | None = None
     decision: DecisionInfo | None = Field(default=None, description="The final decision (else the latest).")
     decisions: list[DecisionInfo] = Field(default_factory=list, description="Every decision, oldest first.")
-    waivers: list[WaiverInfo] = Field(default_factory=list)
-    stages: list[StageInfo] = Field(default_factory=list)
-    artifacts: list[ArtifactInfo] = Field(default_factory=list)
-    datasets: list[DatasetInfo] = Field(default_factory=list)
+    waivers: list[WaiverInfo] = Field(default_factory=list,
+                                      description="Waivers recorded for this run or one of its data sets' fingerprints.")
+    stages: list[StageInfo] = Field(default_factory=list, description="Every stage execution, in the order run.")
+    artifacts: list[ArtifactInfo] = Field(default_factory=list,
+                                          description="Files and folders the run read and wrote, with their digests.")
+    datasets: list[DatasetInfo] = Field(default_factory=list, description="The data sets the run read, by fingerprint.")
     data: DataEvidence | None = None
     pii: PIIEvidence | None = None
     pii_summary: PIISummary

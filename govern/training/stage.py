@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from govern.config import Task
 from govern.errors import StageError
 from govern.stage import (
@@ -44,13 +46,13 @@ class TrainingOutputs(ModelFolder):
     base_model_path: str | None = None
     gguf_file: str | None = None
     label_names: list[str] | None = None
-    #: Where it trained (audits judge on the same device when there is one, else on the CPU).
-    device: str | None = None
+    device: str | None = Field(default=None, description="Where it trained (audits judge on the same device when "
+                                                         "there is one, else on the CPU).")
     method: str | None = None
     max_length: int | None = None
     dp: bool | None = None
-    #: The exact recipe (paths and settings, no records), for audits that retrain with it (LiRA).
-    spec_path: str | None = None
+    spec_path: str | None = Field(default=None, description="The exact recipe (paths and settings, no records), for "
+                                                            "audits that retrain with it (LiRA).")
     merged_dir: str | None = None
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from govern.config import RunConfig
 from govern.evidence import Evidence, PIIEvidence, TrainingEvidence
-from govern.lineage.records import PolicyRef
+from govern.gate import policy_ref
 from govern.lineage.store import LineageStore
 from govern.policy import evaluate, load_policy
 from govern.signing.keys import KeyPair
@@ -41,13 +41,13 @@ def _evidence() -> Evidence:
 def signed_run(workdir: Path, model_dir: Path, keys: KeyPair):
     store = LineageStore.open(os.environ["GOVERN_DB_URL"])
     loaded = load_policy("default")
-    policy_ref = PolicyRef(**loaded.ref())
+    ref = policy_ref(loaded)
     # No BOM attestation here: this DB records no training stage to build one from (test_bom_attestation
     # signs one in a real run).
     config = RunConfig.model_validate({"name": "demo", "data": {"train": "train.jsonl", "eval": "eval.jsonl"},
                                        "signing": {"method": "key", "private_key": str(keys.private_key),
                                                    "attest_bom": False}})
-    run_id = store.create_run(name="demo", config=config.model_dump(mode="json"), policy=policy_ref)
+    run_id = store.create_run(name="demo", config=config.model_dump(mode="json"), policy=ref)
     ctx = StageContext(run_id=run_id, config=config, run_dir=workdir / "runs" / run_id, policy=loaded.policy,
                        evidence=_evidence(), outputs={"training": ModelFolder(model_dir=str(model_dir))},
                        gate=GateSoFar(decision="pass", policy_digest=loaded.digest), db_url=store.url)
@@ -56,9 +56,9 @@ def signed_run(workdir: Path, model_dir: Path, keys: KeyPair):
     store.add_artifacts(run_id, None, [artifact_for(model_dir, "model", "model"), *result.artifacts])
     for record in result.signatures:
         store.add_signature(run_id, **record.model_dump())
-    store.record_decision(run_id, kind="final", decision="pass", policy=policy_ref, results=[])
+    store.record_decision(run_id, kind="final", decision="pass", policy=ref, results=[])
     store.set_run_status(run_id, "completed", decision="pass")
-    yield store, run_id, result, policy_ref
+    yield store, run_id, result, ref
     store.close()
 
 
