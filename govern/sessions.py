@@ -527,11 +527,8 @@ class GovernedRun:
         assert engine is not None and planned is not None
         if self.resumed:
             # Under torchrun rank 0 finds the checkpoint its audit chain vouches for and every rank loads it.
-            found = ckpt.resumable_checkpoint(stage_dir, self.checkpoint_chain()) if not self.rank else None
-            if self.world_size > 1:
-                from govern.training.distributed import share
-
-                found = share(found)
+            found = ckpt.resume_on_every_rank(lambda: ckpt.resumable_checkpoint(stage_dir, self.checkpoint_chain()),
+                                              self.rank, self.world_size)
             if found is not None:
                 ckpt.load_weights(found, plain)
                 ckpt.load_optimizer(found, original)

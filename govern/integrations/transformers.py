@@ -65,7 +65,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from govern.errors import GovernError, SessionError
+from govern.errors import SessionError
 from govern.stage import tree_sha256
 from govern.training import checkpoints as ckpt
 from govern.training.private import resumed_stream_seed, trainable_snapshot
@@ -397,31 +397,18 @@ class DPTrainerMixin:
 
     def _vouched_checkpoint(self, asked: str | bool | None) -> ckpt.Checkpoint | None:
         """The newest checkpoint the run's audit chain records, verified byte for byte. Under torchrun rank 0
-        verifies (it holds the chain) and every rank resumes from what it found — or refuses with its reason,
-        so no rank waits on a collective the others left."""
-        found: ckpt.Checkpoint | None = None
-        refusal: str | None = None
-        error: GovernError | None = None
-        if self._rank == 0:
-            try:
-                found = ckpt.resumable_checkpoint(Path(self.args.output_dir), self.governed_run.checkpoint_chain(),
-                                                  root=Path(self.args.output_dir))
-                if isinstance(asked, str) and (found is None or Path(asked).resolve() != found.path.resolve()):
-                    raise SessionError(f"resume_from_checkpoint={asked} is not this run's newest recorded "
-                                       f"checkpoint ({found.path if found else 'none recorded'})")
-            except GovernError as exc:
-                if self._world == 1:
-                    raise
-                refusal, error = str(exc), exc
-        if self._world > 1:
-            from govern.training.distributed import share
+        verifies (it holds the chain) and every rank resumes from what it found, its own copy checked against
+        those bytes — or every rank refuses, so none waits on a collective the others left."""
 
-            found, refusal = share((found, refusal))
-            if refusal is not None:
-                if error is not None:
-                    raise error
-                raise SessionError(f"rank 0 refused to resume: {refusal}")
-        return found
+        def find() -> ckpt.Checkpoint | None:
+            found = ckpt.resumable_checkpoint(Path(self.args.output_dir), self.governed_run.checkpoint_chain(),
+                                              root=Path(self.args.output_dir))
+            if isinstance(asked, str) and (found is None or Path(asked).resolve() != found.path.resolve()):
+                raise SessionError(f"resume_from_checkpoint={asked} is not this run's newest recorded "
+                                   f"checkpoint ({found.path if found else 'none recorded'})")
+            return found
+
+        return ckpt.resume_on_every_rank(find, self._rank, self._world)
 
     def _restore_privacy(self, found: ckpt.Checkpoint) -> None:
         """The recorded accountant history (the privacy already spent) and generator states, into this run."""

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ from pydantic import BaseModel, Field
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from govern.errors import StageError
+from govern.errors import GovernError, StageError
 from govern.stage import digest_of, tree_sha256
 
 STATE_FILE = "state.json"
@@ -59,6 +60,8 @@ STAGE = "training"
 class Checkpoint:
     path: Path
     state: dict[str, Any]
+    #: tree_sha256 of the folder as verified: under torchrun the other ranks check their copy against it
+    digest: str | None = None
 
     @property
     def step(self) -> int:
@@ -204,6 +207,52 @@ def resumable_checkpoint(stage_dir: Path, chain: CheckpointChain | None, root: P
     if history_digest(history) != recorded.accountant_history_sha256 or dp_steps(history) != recorded.dp_steps:
         raise _refuse(found.path, f"its accountant history ({dp_steps(history)} DP steps) is not the recorded "
                                   f"one ({recorded.dp_steps} DP steps)")
+    found.digest = actual
+    return found
+
+
+def resume_on_every_rank(find: Callable[[], Checkpoint | None], rank: int, world: int) -> Checkpoint | None:
+    """The checkpoint to resume from, on every rank: rank 0 calls ``find`` (it holds the audit chain), and
+    under torchrun every rank gets what it found — or its refusal — and checks that the folder it will load
+    weights and optimizer state from holds the bytes rank 0 verified.
+
+    One function for the recipe, ``govern.session`` and the Trainer. Each rank reads the folder through its
+    own view: on a node with its own disk that is another copy, and on a shared one it may have changed after
+    rank 0 hashed it. A rank that finds other bytes refuses, and so do the others (one counted collective):
+    no rank trains on state the chain does not vouch for, and none waits on a collective the others left.
+    """
+    found: Checkpoint | None = None
+    refusal: str | None = None
+    error: GovernError | None = None
+    if rank == 0:
+        try:
+            found = find()
+            if found is not None and found.digest is None:  # no chain (standalone): still one set of bytes
+                found.digest = tree_sha256(found.path)
+        except GovernError as exc:
+            if world == 1:
+                raise
+            refusal, error = str(exc), exc
+    if world == 1:
+        return found
+    from govern.training.distributed import share, sum_over_ranks
+
+    found, refusal = share((found, refusal))
+    if refusal is not None:
+        raise error if error is not None else StageError(STAGE, f"rank 0 refused to resume: {refusal}")
+    problem: str | None = None
+    if rank and found is not None:
+        actual = tree_sha256(found.path) if found.path.is_dir() else None
+        if actual is None:
+            problem = f"rank {rank} cannot read the folder rank 0 verified (on this node it is missing)"
+        elif actual != found.digest:
+            problem = (f"its files as rank {rank} reads them are not the ones rank 0 verified (sha256 "
+                       f"{(found.digest or '')[:16]}…, found {actual[:16]}…)")
+    refused = sum_over_ranks([1 if problem else 0])[0]
+    if found is not None and problem is not None:
+        raise _refuse(found.path, problem)
+    if found is not None and refused:
+        raise _refuse(found.path, f"{refused} other rank(s) read other files in it than rank 0 verified")
     return found
 
 

@@ -295,9 +295,11 @@ class ResumePoint:
 
 
 def find_resume_point(spec: TrainingSpec, planned: PlannedPrivacy, fingerprint: str,
-                      chain: ckpt.CheckpointChain | None) -> ResumePoint:
-    """The newest resumable checkpoint of this exact set-up: another config, data or base model is refused."""
-    found = ckpt.resumable_checkpoint(Path(spec.output_dir), chain)
+                      chain: ckpt.CheckpointChain | None, rt: Runtime) -> ResumePoint:
+    """The newest resumable checkpoint of this exact set-up: another config, data or base model is refused.
+    Under torchrun rank 0 finds it (it holds ``chain``) and every rank resumes from it, byte for byte."""
+    found = ckpt.resume_on_every_rank(lambda: ckpt.resumable_checkpoint(Path(spec.output_dir), chain),
+                                      rt.rank, rt.world_size)
     if found is None:
         return ResumePoint(None, planned.noise_multiplier, [])
     if found.state.get("fingerprint") != fingerprint:
@@ -618,7 +620,7 @@ def train(spec: TrainingSpec, progress: Progress | None = None, *, single_proces
                            max_delta=spec.max_delta)
     fingerprint = spec.fingerprint(digest)
     chain = chain if rt.rank == 0 else None  # rank 0 alone writes checkpoints (and governs)
-    resume = find_resume_point(spec, planned, fingerprint, chain)
+    resume = find_resume_point(spec, planned, fingerprint, chain, rt)
     planned = dataclasses.replace(planned, noise_multiplier=resume.noise_multiplier)
 
     loop = RecipeLoop(spec, rt, prepared, dataset, planned, fingerprint, chain)
