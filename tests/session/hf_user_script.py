@@ -1,9 +1,10 @@
 """A user's Hugging Face ``Trainer`` script, governed: what the tests run in-process and as a subprocess.
 
-    python hf_user_script.py govern.yaml OUTPUT_DIR [--kill-at STEP] [--max-steps N]
+    python hf_user_script.py govern.yaml OUTPUT_DIR [--kill-at STEP] [--max-steps N] [--no-use-cpu]
 
 The governed lines are marked; the rest is a plain Trainer script. ``--kill-at`` sends SIGKILL to this
-process right after that optimizer step (the kill -9 test)."""
+process right after that optimizer step (the kill -9 test); ``--no-use-cpu`` leaves ``use_cpu`` unset, as a
+script written for CUDA does."""
 
 from __future__ import annotations
 
@@ -83,12 +84,14 @@ def main() -> int:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--max-steps", type=int, default=8)
+    parser.add_argument("--no-use-cpu", action="store_true")
     ns = parser.parse_args()
     torch.set_num_threads(1)
     try:
         with govern.session(ns.config) as run:
             print(f"run-id {run.run_id}", flush=True)
-            outcome = train(run, ns.output_dir, max_steps=ns.max_steps, kill_at=ns.kill_at)
+            outcome = train(run, ns.output_dir, max_steps=ns.max_steps, kill_at=ns.kill_at,
+                            use_cpu=not ns.no_use_cpu)
     except GovernError as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code

@@ -143,6 +143,22 @@ def test_a_trainer_script_under_torchrun_trains_dp_on_every_rank_and_records_one
     assert found is not None and found.step == 8 and (found.path / "rng_state_1.pth").is_file()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="with CUDA the Trainer joins torchrun over NCCL")
+def test_a_trainer_that_stays_single_process_under_torchrun_says_use_cpu_and_records_the_run_failed(
+        project: Project) -> None:
+    """Without CUDA, transformers trains multi-process only with ``use_cpu=True``: a script written for
+    CUDA would train twice, single-process, each rank on every record; govern stops it with the fix."""
+    result = _launch(project, "29569", Path(__file__).with_name("hf_user_script.py"), str(project.root / "out"),
+                     "--no-use-cpu")
+    assert result.returncode != 0
+    assert "the Trainer did not join the process group" in result.stderr
+    assert "set use_cpu=True in the training arguments" in result.stderr
+    with LineageStore.open() as store:
+        (run,) = store.list_runs()
+        assert run.status == "failed" and "use_cpu=True" in (run.error or "")
+        assert not store.evidence(run.id).get("training")
+
+
 def test_a_trainer_killed_under_torchrun_resumes_on_every_rank_to_the_uninterrupted_epsilon(
         project: Project, govern_cli: Any) -> None:
     script, out = Path(__file__).with_name("hf_user_script.py"), project.root / "out"
