@@ -49,4 +49,4 @@ def test_columns_of_a_large_scan_are_exact_and_found_in_linear_time(tmp_path: Pa
         assert column is not None
         email = f"user{finding.line}@example.org"
         # 1-based, end exclusive: exactly the address in its JSON line
-        assert lines[finding.line - 1][column[0] - 1:column[1] - 1] == email  # type: ignore[operator]
+        assert lines[finding.line - 1][column[0] - 1:column[1] - 1] == email
