@@ -162,7 +162,9 @@ class DPSettings(Strict):
     max_grad_norm: float = Field(default=1.0, gt=0)
     accountant: Literal["rdp", "prv"] = "rdp"
     grad_sample_mode: Literal["hooks", "ghost", "functorch", "ew"] = "hooks"
-    poisson_sampling: bool = True
+    poisson_sampling: bool = Field(
+        default=True, description="Poisson-sampled batches, what the accountant's ε assumes; false is refused "
+                                  "for a DP run (the ε would be optimistic).")
 
     @model_validator(mode="after")
     def _one_of_epsilon_or_sigma(self) -> DPSettings:

@@ -228,7 +228,8 @@ class TrainingEvidence(EvidenceModel):
     grad_sample_mode: str | None = Field(default=None, description="How Opacus computed per-sample gradients "
                                                                    "(hooks, ew, functorch, ghost).")
     poisson_sampling: bool | None = Field(default=None, description="Batches drawn by Poisson sampling, as the "
-                                                                    "accountant assumes (false: shuffled batches).")
+                                                                    "accountant assumes (a DP run never trains "
+                                                                    "without it).")
     learning_rate: float | None = None
     max_length: int | None = None
     max_physical_batch_size: int | None = Field(default=None, description="Micro-batch size the logical batch was "
@@ -545,9 +546,10 @@ class SigningEvidence(EvidenceModel):
 # ------------------------------------------------------------------------------------------ ledger
 class LedgerEntry(EvidenceModel):
     dataset_fingerprint: str
-    runs: int = Field(description="Recorded runs on this data set, this one included.")
+    runs: int = Field(description="Recorded runs that trained on this data set, this one included.")
     total_epsilon: float = Field(description="ε of all of them composed, at the largest of their δs (their sum "
-                                              "when a run can only be composed basically).")
+                                              "when a run can only be composed basically; 1e-5 when none "
+                                              "recorded one); infinite once one trained without DP.")
     accountant: str
 
 
@@ -572,8 +574,9 @@ class Evidence(EvidenceModel):
     fairness: FairnessEvidence | None = None
     signing: SigningEvidence | None = None
     ledger: list[LedgerEntry] | None = Field(
-        default=None, description="Per data set the run trained on: ε composed over every recorded run that used "
-                                  "it and this one (set once a stage has spent privacy budget).")
+        default=None, description="Per training file of a DP run, when the policy caps "
+                                  "privacy.max_total_epsilon_per_dataset: ε composed over every recorded run that "
+                                  "trained on it and this one.")
 
     def document(self) -> dict[str, Any]:
         """The JSON document the policy engine and CEL rules see."""

@@ -464,9 +464,6 @@ class GovernedRun:
         on_cpu = next(iter(model.parameters())).device.type == "cpu"
         users = model
         if self.world_size > 1:
-            if not cfg.dp.poisson_sampling:  # Opacus would hand every rank the whole, unsharded loader
-                raise SessionError("training.dp.poisson_sampling: false is not supported under torchrun: each rank "
-                                   "would read every record, so the accountant's q would be wrong; leave it on")
             from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
             # Broadcasts rank 0's weights (every rank starts from the same model) and makes Opacus take its

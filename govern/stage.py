@@ -69,7 +69,7 @@ class PIIMatch(BaseModel):
     end: int
     score: float
     recognizer: str
-    value_hmac: str = Field(description="HMAC-SHA256 of the value under the lineage DB's PII key.")
+    value_hmac: str = Field(description="HMAC-SHA256 of the normalised value under the lineage DB's PII key.")
 
 
 class PIIFindingRow(PIIMatch):

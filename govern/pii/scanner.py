@@ -278,10 +278,10 @@ def finding_row(f: Located, dataset: str, shown: str, fmt: Format, actions: Mapp
     record_id = f.record_id
     if record_id is None and fmt == "parquet":
         record_id = f"row {f.location}"
-    return PIIFindingRow(dataset=dataset, file=shown, record_id=record_id,
-                         line=f.location if fmt != "parquet" else None, field=f.field,
-                         action=actions[f.match.entity_type],
-                         **f.match.model_dump())
+    # model_construct: every value comes from a PIIMatch this module built, and this runs once per finding
+    return PIIFindingRow.model_construct(dataset=dataset, file=shown, record_id=record_id,
+                                         line=f.location if fmt != "parquet" else None, field=f.field,
+                                         action=actions[f.match.entity_type], **f.match.__dict__)
 
 
 class _KeyFailure(Exception):
@@ -426,8 +426,10 @@ class RecordScanner:
     def _match(self, r: Any, start: int, end: int, value: str) -> PIIMatch:
         """A Presidio ``RecognizerResult`` as a :class:`PIIMatch` (span in the whole text, value hashed)."""
         recognizer = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
-        return PIIMatch(entity_type=r.entity_type, start=start, end=end, score=round(float(r.score), 4),
-                        recognizer=recognizer, value_hmac=value_hmac(self._key, r.entity_type, value))
+        # model_construct: the values are typed here (one per match, in the workers' hot loop)
+        return PIIMatch.model_construct(entity_type=str(r.entity_type), start=int(start), end=int(end),
+                                        score=round(float(r.score), 4), recognizer=str(recognizer),
+                                        value_hmac=value_hmac(self._key, r.entity_type, value))
 
     def _fingerprint(self, entity_type: str, value: str) -> str | None:
         """The value's HMAC under the fingerprint key, when one is set (SARIF only, never stored)."""

@@ -285,7 +285,8 @@ class ReportData(ReportModel):
     stages: list[StageInfo] = Field(default_factory=list, description="Every stage execution, in the order run.")
     artifacts: list[ArtifactInfo] = Field(default_factory=list,
                                           description="Files and folders the run read and wrote, with their digests.")
-    datasets: list[DatasetInfo] = Field(default_factory=list, description="The data sets the run read, by fingerprint.")
+    datasets: list[DatasetInfo] = Field(default_factory=list, description="The data sets the run read or wrote (its redacted "
+                                                                           "copies), by fingerprint.")
     data: DataEvidence | None = None
     pii: PIIEvidence | None = None
     pii_summary: PIISummary

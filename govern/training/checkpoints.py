@@ -218,23 +218,24 @@ def resume_on_every_rank(find: Callable[[], Checkpoint | None], rank: int, world
 
     One function for the recipe, ``govern.session`` and the Trainer. Each rank reads the folder through its
     own view: on a node with its own disk that is another copy, and on a shared one it may have changed after
-    rank 0 hashed it. A rank that finds other bytes refuses, and so do the others (one counted collective):
-    no rank trains on state the chain does not vouch for, and none waits on a collective the others left.
+    rank 0 hashed it. A rank that finds other bytes (or cannot read them) refuses, and so do the others: two
+    collectives that every rank reaches on every path, so no rank trains on state the chain does not vouch
+    for and none waits on a collective the others left.
     """
+    if world == 1:
+        return find()
     found: Checkpoint | None = None
     refusal: str | None = None
-    error: GovernError | None = None
+    error: BaseException | None = None
     if rank == 0:
         try:
             found = find()
             if found is not None and found.digest is None:  # no chain (standalone): still one set of bytes
                 found.digest = tree_sha256(found.path)
-        except GovernError as exc:
-            if world == 1:
-                raise
-            refusal, error = str(exc), exc
-    if world == 1:
-        return found
+        except Exception as exc:  # any failure: the other ranks must hear of it, not wait for it
+            error = exc
+            refusal = (str(exc).removeprefix(f"stage '{STAGE}': ") if isinstance(exc, GovernError)
+                       else f"{type(exc).__name__} while verifying the checkpoint")
     from govern.training.distributed import share, sum_over_ranks
 
     found, refusal = share((found, refusal))
@@ -242,17 +243,21 @@ def resume_on_every_rank(find: Callable[[], Checkpoint | None], rank: int, world
         raise error if error is not None else StageError(STAGE, f"rank 0 refused to resume: {refusal}")
     problem: str | None = None
     if rank and found is not None:
-        actual = tree_sha256(found.path) if found.path.is_dir() else None
-        if actual is None:
-            problem = f"rank {rank} cannot read the folder rank 0 verified (on this node it is missing)"
-        elif actual != found.digest:
+        try:
+            actual = tree_sha256(found.path) if found.path.is_dir() else None
+        except OSError as exc:
+            actual, problem = None, f"rank {rank} cannot read it ({type(exc).__name__})"
+        if problem is None and actual is None:
+            problem = f"rank {rank} cannot read it (on its node the folder is missing)"
+        elif problem is None and actual != found.digest:
             problem = (f"its files as rank {rank} reads them are not the ones rank 0 verified (sha256 "
-                       f"{(found.digest or '')[:16]}…, found {actual[:16]}…)")
+                       f"{(found.digest or '')[:16]}…, found {(actual or '')[:16]}…)")
     refused = sum_over_ranks([1 if problem else 0])[0]
-    if found is not None and problem is not None:
-        raise _refuse(found.path, problem)
     if found is not None and refused:
-        raise _refuse(found.path, f"{refused} other rank(s) read other files in it than rank 0 verified")
+        what = problem or f"{refused} other rank(s) read other files in it than rank 0 verified, or none"
+        raise StageError(STAGE, f"checkpoint {found.path} refused: {what}. Every rank must resume from the bytes "
+                                "the audit chain records: keep the run's output folder on storage every node "
+                                "reads alike (a shared file system), unchanged while the run resumes")
     return found
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from govern.config import DPSettings
+from govern.errors import StageError
 from govern.evidence import TrainingIntegrity
 from govern.training import accounting
 
@@ -50,7 +51,16 @@ class PlannedPrivacy:
 
 def plan_privacy(n: int, batch_size: int, dp: DPSettings, *, max_steps: int | None, epochs: float,
                  max_delta: float | None) -> PlannedPrivacy:
-    """σ solved for the configured target ε over *all* planned steps (never per epoch: optimistic)."""
+    """σ solved for the configured target ε over *all* planned steps (never per epoch: optimistic).
+
+    ``poisson_sampling: false`` is refused for a DP run: the loader's own batches are not the Poisson
+    subsampling the accountant's ε assumes (Opacus calls it an approximation), so the ε recorded would be
+    optimistic; and under torchrun every rank would read every record (Opacus shards only its sampler)."""
+    if dp.enabled and not dp.poisson_sampling:
+        raise StageError("training", "training.dp.poisson_sampling: false trains on the loader's own batches, "
+                                     "which the accountant's ε (Poisson subsampling) does not cover: govern "
+                                     "records no ε it cannot vouch for; remove the setting (Poisson sampling "
+                                     "is the default)")
     sample_rate = accounting.poisson_sample_rate(n, batch_size)
     total_steps = max_steps or accounting.steps_for_epochs(epochs, sample_rate)
     # Default δ: 1/(10·n) — well below 1/n — and never above the policy's cap.

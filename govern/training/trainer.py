@@ -363,11 +363,7 @@ class RecipeLoop:
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
         criterion: Any = nn.CrossEntropyLoss(ignore_index=-100) if spec.task == "causal-lm" else nn.CrossEntropyLoss()
-        if rt.world_size > 1:
-            if dp.enabled and not dp.poisson_sampling:
-                raise StageError("training", "training.dp.poisson_sampling: false under torchrun would have every "
-                                             "rank read every record (Opacus shards only its Poisson sampler); "
-                                             "keep Poisson sampling on")
+        if rt.world_size > 1:  # plan_privacy refused a DP run without Poisson sampling (Opacus shards only that)
             if dp.enabled:
                 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 

@@ -5,17 +5,19 @@ the Trainer take, and each writes ``OUT_DIR/rank-N.json``: what it got or the er
     torchrun --nproc_per_node 2 resume_ranks_script.py CHECKPOINT_FOLDER MODE OUT_DIR
 
 MODE: ``same`` (nothing changes), ``edited`` (a file of the folder changes after rank 0 verified it, as a
-node with its own copy or a write between the two reads would show it), ``refused`` (rank 0 refuses).
+node with its own copy or a write between the two reads would show it), ``missing`` (the folder is gone, as
+on a node whose disk never had it), ``refused`` (rank 0 refuses), ``crash`` (rank 0 fails otherwise).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from govern.errors import GovernError, StageError
+from govern.errors import StageError
 from govern.stage import tree_sha256
 from govern.training.checkpoints import Checkpoint, read_checkpoint, resume_on_every_rank
 
@@ -27,16 +29,20 @@ def main() -> None:
     def find() -> Checkpoint | None:  # what resumable_checkpoint does on rank 0: read, verify, hand back
         if mode == "refused":
             raise StageError("training", f"checkpoint {folder} refused: its files do not match the digest")
+        if mode == "crash":
+            raise PermissionError(13, "Permission denied")
         found = read_checkpoint(folder)
         found.digest = tree_sha256(folder)
         if mode == "edited":  # after rank 0 hashed it, before the other rank reads it
             (folder / "trainable.safetensors").write_bytes(b"other weights")
+        if mode == "missing":
+            shutil.rmtree(folder)
         return found
 
     try:
         found = resume_on_every_rank(find, rank, world)
         report = {"rank": rank, "step": found.step if found else None, "digest": found.digest if found else None}
-    except GovernError as exc:
+    except Exception as exc:  # what each rank raised, for the test to compare
         report = {"rank": rank, "error": str(exc), "type": type(exc).__name__}
     (out / f"rank-{rank}.json").write_text(json.dumps(report), encoding="utf-8")
     import torch.distributed as dist

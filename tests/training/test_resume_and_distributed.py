@@ -96,22 +96,16 @@ def test_two_gloo_processes_train_with_dpddp_and_global_batch_accounting(tiny_be
     shutil.rmtree(out)
 
 
-def test_torchrun_without_poisson_sampling_is_refused_before_training(tiny_bert: Path, tmp_path: Path) -> None:
-    """Opacus shards only its Poisson sampler: with ``poisson_sampling: false`` every rank would read every
-    record while the accountant counts each once. Refused before DPDDP or the first step."""
+def test_dp_without_poisson_sampling_is_refused_before_training(tiny_bert: Path, tmp_path: Path) -> None:
+    """``poisson_sampling: false`` trains on the loader's own batches, which the accountant's ε (Poisson
+    subsampling) does not cover — and under torchrun every rank would read every record, as Opacus shards
+    only its sampler. Refused before the first step, nothing written, in one process and under torchrun alike."""
     from govern.errors import StageError
-    from govern.training.models import resolve_base_model
-    from govern.training.private import plan_privacy
-    from govern.training.trainer import RecipeLoop, Runtime, encode_training_set, prepare_model
 
     train_path = write_jsonl(tmp_path / "train.jsonl", sentiment_records(40))
-    spec = make_spec(tiny_bert, train_path, tmp_path / "out", epochs=1, batch_size=8,
+    out = tmp_path / "out"
+    spec = make_spec(tiny_bert, train_path, out, epochs=1, batch_size=8,
                      dp={"noise_multiplier": 1.0, "poisson_sampling": False})
-    folder, gguf = resolve_base_model(tiny_bert, None)
-    prepared = prepare_model(spec, folder, gguf, torch.device("cpu"))
-    dataset = encode_training_set(spec, prepared.tokenizer, prepared.label_names)
-    planned = plan_privacy(len(dataset), 8, spec.training.dp, max_steps=None, epochs=1, max_delta=None)
-    rt = Runtime(world_size=2, rank=0, device=torch.device("cpu"), seeds={}, use_bf16=False, precision="fp32")
-    loop = RecipeLoop(spec, rt, prepared, dataset, planned, "fingerprint", None)
-    with pytest.raises(StageError, match="poisson_sampling: false under torchrun"):
-        loop.attach()
+    with pytest.raises(StageError, match="poisson_sampling: false trains on the loader's own batches"):
+        train(spec)
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
