@@ -35,6 +35,7 @@ from govern.evidence import EVIDENCE_MODELS, Evidence, RunEvidence
 from govern.gate import decide, ledger_evidence, policy_ref, record, settle
 from govern.lineage import LineageStore
 from govern.policy import LoadedPolicy, PolicyDecision, load_policy, policy_from_document
+from govern.runlock import RunLock, hold
 from govern.stage import GateSoFar, NullProgress, Progress, Stage, StageContext, StageOutputs, StageResult
 from govern.versions import package_versions
 
@@ -165,6 +166,8 @@ class Pipeline:
         #: The run this pipeline recorded and its config, once known (for the witness written after it).
         self.run_id: str | None = None
         self.config: RunConfig | None = None
+        #: The run's lock while this process executes it (see :mod:`govern.runlock`).
+        self._lock: RunLock | None = None
 
     # ------------------------------------------------------------------------------------------ start
     def start(self, config_path: str | Path) -> RunOutcome:
@@ -191,6 +194,7 @@ class Pipeline:
         self.run_id, self.config = run_id, config
         run_dir = (config.output_dir or Path.cwd() / ".govern" / "runs") / run_id
         self.store.set_run_dir(run_id, str(run_dir))
+        self._lock = hold(run_dir, run_id)  # a resume of it while this process runs it is refused
         return run_id, config, policy, run_dir
 
     def resume(self, run_id: str) -> RunOutcome:
@@ -200,6 +204,8 @@ class Pipeline:
     def reopen(self, run_id: str) -> tuple[str, RunConfig, LoadedPolicy, Path]:
         """An unfinished run, checked against its audit chain and marked running again."""
         record, config, policy, run_dir = self._load_unfinished(run_id)
+        # A killed run is still "running" in the DB: only the lock tells it from one that is (nothing written yet)
+        self._lock = hold(run_dir, record.id)
         self.store.set_run_status(record.id, "running")
         self.store.append_event("run.resumed", run_id=record.id, payload={"previous_status": record.status})
         return record.id, config, policy, run_dir
@@ -247,12 +253,21 @@ class Pipeline:
     # ---------------------------------------------------------------------------------------- execute
     def _execute(self, run_id: str, config: RunConfig, policy: LoadedPolicy, run_dir: Path, *, resumed: bool
                  ) -> RunOutcome:
-        active = self.begin(run_id, config, policy, run_dir, resumed=resumed)
-        with self.guard(active):
-            stages: Iterable[Stage] = self._stages if self._stages is not None else iter_stages()
-            if not self.advance(active, stages):
-                return active.outcome
-            return self.conclude(active)
+        try:
+            active = self.begin(run_id, config, policy, run_dir, resumed=resumed)
+            with self.guard(active):
+                stages: Iterable[Stage] = self._stages if self._stages is not None else iter_stages()
+                if not self.advance(active, stages):
+                    return active.outcome
+                return self.conclude(active)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let another process resume the run (this one is done with it); the process ending does it too."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # The three phases of a run, public so that ``govern.session`` can run the user's own training
     # between the pre-training and the post-training stages through the same machinery and gates.

@@ -254,6 +254,8 @@ class Session:
 
             dist.destroy_process_group()
         store, pipeline = self._store, self._pipeline
+        if pipeline is not None:
+            pipeline.release()
         if store is None:
             return
         try:

@@ -210,6 +210,45 @@ def test_run_killed_between_stages_resumes_and_completes(workdir: Path) -> None:
         assert store.verify_chain().ok
 
 
+def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workdir: Path) -> None:
+    """A killed run and a live one are both "running" in the DB; resuming the live one would have two processes
+    train, gate and record one run. The lock its process holds tells them apart: refused with the holder named
+    and nothing written, then, after kill -9 (the kernel drops the lock), resumed."""
+    from govern.runlock import RunBusyError
+
+    cfg = write_project(workdir)
+    url = os.environ["GOVERN_DB_URL"]
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(cfg), url], cwd=workdir,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    try:
+        deadline, run_id = time.time() + 60, None
+        while time.time() < deadline and run_id is None:
+            time.sleep(0.3)
+            with LineageStore.open(url) as store:
+                runs = store.list_runs()
+                if runs and {s.stage: s.status for s in store.stage_executions(runs[0].id)}.get("training") == "running":
+                    run_id = runs[0].id
+        assert run_id, "the run never reached its training stage"
+        with LineageStore.open(url) as store:
+            events = len(store.events(run_id))
+            with pytest.raises(RunBusyError, match=f"run {run_id} is being executed by another process "
+                                                   rf"\(pid {proc.pid} on "):
+                Pipeline(store, stages=[DataStage()]).resume(run_id)
+            assert len(store.events(run_id)) == events and store.get_run(run_id).status == "running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with LineageStore.open(url) as store:
+        outcome = Pipeline(store, stages=[DataStage(), EvidenceStage("training", training_evidence())]).resume(run_id)
+        assert outcome.status == "completed" and store.verify_chain().ok
+        # done with it, this process let the lock go: another could take it now
+        from govern.runlock import hold
+
+        hold(Path(store.get_run(run_id).run_dir or ""), run_id).release()
+
+
 def test_resume_reruns_a_stage_whose_inputs_changed(workdir: Path) -> None:
     cfg = write_project(workdir)
     with _store(workdir) as store:
