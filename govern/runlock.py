@@ -13,7 +13,9 @@ PID file of our own: a PID can be reused, and a lock the kernel releases cannot 
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from govern.errors import GovernError
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "run.lock"
 #: Who holds the lock (written after taking it): named in the refusal, never trusted for the lock itself.
@@ -36,11 +40,11 @@ class RunBusyError(GovernError):
 class RunLock:
     """The held lock of one run; :meth:`release` (or the process ending) lets another process resume it."""
 
-    def __init__(self, lock: FileLock, run_dir: Path) -> None:
+    def __init__(self, lock: FileLock | None, run_dir: Path) -> None:
         self._lock, self.run_dir = lock, run_dir
 
     def release(self) -> None:
-        if self._lock.is_locked:
+        if self._lock is not None and self._lock.is_locked:
             (self.run_dir / OWNER_FILE).unlink(missing_ok=True)
             self._lock.release(force=True)
 
@@ -48,12 +52,21 @@ class RunLock:
 def hold(run_dir: Path, run_id: str) -> RunLock:
     """Take the run's lock, or raise :class:`RunBusyError` naming the process that holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0, thread_local=False)  # a session may end on another thread
+    # thread_local=False: a session may end on another thread than it began. fallback_to_soft=False: filelock
+    # would otherwise fall back, where the file system has no flock, to a lock file's mere existence, which a
+    # killed process leaves behind; its run could then never be resumed.
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0, thread_local=False, fallback_to_soft=False)
     try:
         lock.acquire()
     except Timeout:
         raise RunBusyError(f"run {run_id} is being executed by another process{_owner(run_dir)}: wait for it to "
                            "end, or stop it, then resume (a killed process holds nothing)") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        log.warning("the file system of %s has no flock: run %s is executed without the guard against a second "
+                    "process resuming it", run_dir, run_id)
+        return RunLock(None, run_dir)
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
     (run_dir / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
     return RunLock(lock, run_dir)
