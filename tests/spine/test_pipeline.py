@@ -174,24 +174,27 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_run_killed_between_stages_resumes_and_completes(workdir: Path) -> None:
-    cfg = write_project(workdir)
-    url = os.environ["GOVERN_DB_URL"]
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(cfg), url], cwd=workdir,
+def _run_in_training(workdir: Path, url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """KILL_SCRIPT's run in a process of its own, once its data stage completed and training runs."""
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(write_project(workdir)), url], cwd=workdir,
                             env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.3)
+        with LineageStore.open(url) as store:
+            runs = store.list_runs()
+            if runs:
+                stages = {s.stage: s.status for s in store.stage_executions(runs[0].id)}
+                if stages.get("data") == "completed" and stages.get("training") == "running":
+                    return proc, runs[0].id
+    proc.kill()
+    raise AssertionError("the run never reached the second stage")
+
+
+def test_run_killed_between_stages_resumes_and_completes(workdir: Path) -> None:
+    url = os.environ["GOVERN_DB_URL"]
+    proc, run_id = _run_in_training(workdir, url)
     try:
-        deadline = time.time() + 60
-        run_id = None
-        while time.time() < deadline:
-            time.sleep(0.3)
-            with LineageStore.open(url) as store:
-                runs = store.list_runs()
-                if runs:
-                    stages = {s.stage: s.status for s in store.stage_executions(runs[0].id)}
-                    if stages.get("data") == "completed" and stages.get("training") == "running":
-                        run_id = runs[0].id
-                        break
-        assert run_id, "the run never reached the second stage"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -216,19 +219,9 @@ def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workd
     and nothing written, then, after kill -9 (the kernel drops the lock), resumed."""
     from govern.runlock import RunBusyError
 
-    cfg = write_project(workdir)
     url = os.environ["GOVERN_DB_URL"]
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(cfg), url], cwd=workdir,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    proc, run_id = _run_in_training(workdir, url)
     try:
-        deadline, run_id = time.time() + 60, None
-        while time.time() < deadline and run_id is None:
-            time.sleep(0.3)
-            with LineageStore.open(url) as store:
-                runs = store.list_runs()
-                if runs and {s.stage: s.status for s in store.stage_executions(runs[0].id)}.get("training") == "running":
-                    run_id = runs[0].id
-        assert run_id, "the run never reached its training stage"
         with LineageStore.open(url) as store:
             events = len(store.events(run_id))
             with pytest.raises(RunBusyError, match=f"run {run_id} is being executed by another process "
