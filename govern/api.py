@@ -106,6 +106,17 @@ def list_runs(*, db_url: str | None = None, limit: int = 50, status: str | None 
         return store.list_runs(limit=limit, status=status, kind=kind)
 
 
+def shown_status(record: RunRecord) -> str:
+    """The run's status as a reader should see it: a run the DB says is ``running`` whose process is gone
+    (killed: nothing was left to record the end) is ``interrupted``, which ``govern run --resume`` continues.
+    Where this machine cannot tell (the run folder is elsewhere), the recorded status stands."""
+    from govern.runlock import process_alive
+
+    gone = (record.status == "running" and record.kind == "run" and record.run_dir is not None
+            and process_alive(Path(record.run_dir)) is False)
+    return "interrupted" if gone else record.status
+
+
 def show_run(run_id: str, *, db_url: str | None = None) -> RunDetails:
     with closing(LineageStore.open(db_url, read_only=True)) as store:
         record = store.get_run(run_id)

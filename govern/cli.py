@@ -208,7 +208,7 @@ def main() -> None:
 
 STATUS_STYLE = {"pass": "green", "completed": "green", "reused": "cyan", "warn": "yellow", "waived": "yellow",
                 "skipped": "dim", "info": "blue", "fail": "red", "error": "red", "block": "bold red",
-                "blocked": "bold red", "failed": "bold red", "running": "yellow"}
+                "blocked": "bold red", "failed": "bold red", "running": "yellow", "interrupted": "magenta"}
 
 
 def _styled(value: str | None) -> str:
@@ -347,8 +347,10 @@ def runs_list(
     from govern import api
 
     runs = api.list_runs(db_url=db, limit=limit, status=status, kind=kind)
+    shown = {r.id: api.shown_status(r) for r in runs}
     if output_format == "json":
-        emit_json([r.model_dump(mode="json", exclude={"policy_document", "config", "versions"}) for r in runs])
+        emit_json([{**r.model_dump(mode="json", exclude={"policy_document", "config", "versions"}),
+                    "shown_status": shown[r.id]} for r in runs])
         return
     if console.width < 100:
         # An 80-column terminal: seven boxed columns would squeeze every cell to "st…". Fewer, borderless
@@ -359,7 +361,7 @@ def runs_list(
         for col in ("run id", "status/decision", "kind", "started", "name, policy"):
             narrow.add_column(col, no_wrap=col in ("run id", "status/decision", "started"), overflow="fold")
         for r in runs:
-            narrow.add_row(r.id, f"{_styled(r.status)}/{_styled(r.decision)}", r.kind,
+            narrow.add_row(r.id, f"{_styled(shown[r.id])}/{_styled(r.decision)}", r.kind,
                            r.started_at.strftime("%m-%d %H:%M"),
                            f"{r.name}, {r.policy_name or '-'} {r.policy_version or ''}".strip())
         console.print(narrow)
@@ -368,7 +370,7 @@ def runs_list(
     for col in ("run id", "name", "kind", "status", "decision", "policy", "started"):
         table.add_column(col, no_wrap=col in ("run id", "started"))
     for r in runs:
-        table.add_row(r.id, r.name, r.kind, _styled(r.status), _styled(r.decision),
+        table.add_row(r.id, r.name, r.kind, _styled(shown[r.id]), _styled(r.decision),
                       f"{r.policy_name or '-'} {r.policy_version or ''}", r.started_at.strftime("%Y-%m-%d %H:%M:%S"))
     console.print(table)
 

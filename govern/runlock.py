@@ -72,6 +72,27 @@ def hold(run_dir: Path, run_id: str) -> RunLock:
     return RunLock(lock, run_dir)
 
 
+def process_alive(run_dir: Path) -> bool | None:
+    """Whether a live process holds the run's lock: False for a run left ``running`` by a killed process,
+    None when this machine cannot tell (the folder is elsewhere, or the run predates the lock). Only reads:
+    a shared ``flock`` probe on the existing file, released at once."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except (OSError, ImportError):  # no flock here (or no fcntl: Windows): cannot tell
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's own shared lock
+    return False
+
+
 def _owner(run_dir: Path) -> str:
     try:
         owner: Any = json.loads((run_dir / OWNER_FILE).read_text(encoding="utf-8"))

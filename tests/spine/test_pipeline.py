@@ -213,10 +213,10 @@ def test_run_killed_between_stages_resumes_and_completes(workdir: Path) -> None:
         assert store.verify_chain().ok
 
 
-def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workdir: Path) -> None:
+def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workdir: Path, govern_cli) -> None:  # type: ignore[no-untyped-def]
     """A killed run and a live one are both "running" in the DB; resuming the live one would have two processes
     train, gate and record one run. The lock its process holds tells them apart: refused with the holder named
-    and nothing written, then, after kill -9 (the kernel drops the lock), resumed."""
+    and nothing written, then, after kill -9 (the kernel drops the lock), listed ``interrupted`` and resumed."""
     from govern.runlock import RunBusyError
 
     url = os.environ["GOVERN_DB_URL"]
@@ -228,11 +228,15 @@ def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workd
                                                    rf"\(pid {proc.pid} on "):
                 Pipeline(store, stages=[DataStage()]).resume(run_id)
             assert len(store.events(run_id)) == events and store.get_run(run_id).status == "running"
+        listed = json.loads(govern_cli("runs", "list", "--format", "json")[1])
+        assert [(r["status"], r["shown_status"]) for r in listed] == [("running", "running")]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    code, out, _ = govern_cli("runs", "list")
+    assert code == 0 and run_id in out and "interrupted" in out  # the DB still says running: nothing recorded the kill
     with LineageStore.open(url) as store:
         outcome = Pipeline(store, stages=[DataStage(), EvidenceStage("training", training_evidence())]).resume(run_id)
         assert outcome.status == "completed" and store.verify_chain().ok
