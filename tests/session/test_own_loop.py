@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+import yaml
 
 import govern
-from govern.errors import RunBlocked, SessionError
+from govern.errors import RunBlocked, SessionError, StageError
 from govern.lineage import LineageStore
 from govern.training import accounting
 from tests.session.conftest import Project, make_project, planted
@@ -159,6 +160,20 @@ def test_training_without_make_private_is_blocked_when_the_policy_requires_dp(pr
         user_loop(run, private=False)
     assert blocked.value.gate == "training"
     assert "privacy.require_dp" in {r.rule_id for r in blocked.value.decision.results if r.status == "fail"}
+
+
+def test_make_private_without_poisson_sampling_is_refused_and_the_run_recorded_failed(project: Project) -> None:
+    """The loader's own batches are not the Poisson subsampling the accountant's ε assumes: refused at
+    make_private, before the first step, as in the built-in recipe."""
+    doc = yaml.safe_load(project.config.read_text())
+    doc["training"]["dp"]["poisson_sampling"] = False
+    project.config.write_text(yaml.safe_dump(doc))
+    with pytest.raises(StageError, match="poisson_sampling: false trains on the loader's own batches"), \
+            govern.session(project.config) as run:
+        user_loop(run)
+    record, evidence = _run(run.run_id)
+    assert record.status == "failed" and "poisson_sampling" in (record.error or "")
+    assert not evidence.get("training")
 
 
 def test_an_exception_in_user_code_fails_the_run_and_the_lineage_still_verifies(project: Project,
