@@ -392,7 +392,11 @@ def runs_show(
         return
     r = details.run
     latest = details.decision  # the header states the same (latest) decision and policy as the table below
-    console.print(f"[bold]{r.id}[/]  {r.name}  kind={r.kind}  status={_styled(r.status)}  "
+    shown = api.shown_status(r)
+    if shown != r.status:  # killed: the DB still says running, and --resume continues it
+        console.print(f"[magenta]interrupted[/]: no process executes {r.id} any more; `govern run --resume {r.id}` "
+                      "continues it", highlight=False)
+    console.print(f"[bold]{r.id}[/]  {r.name}  kind={r.kind}  status={_styled(shown)}  "
                   f"decision={_styled(latest.decision if latest else r.decision)}"
                   + (f"  ({latest.kind}, {latest.created_at:%Y-%m-%d %H:%M})" if latest else ""))
     if latest:

@@ -237,6 +237,8 @@ def test_a_run_whose_process_is_alive_is_not_resumed_and_once_killed_it_is(workd
             proc.kill()
     code, out, _ = govern_cli("runs", "list")
     assert code == 0 and run_id in out and "interrupted" in out  # the DB still says running: nothing recorded the kill
+    code, out, _ = govern_cli("runs", "show", run_id)
+    assert code == 0 and f"govern run --resume {run_id}" in out and "status=interrupted" in out
     with LineageStore.open(url) as store:
         outcome = Pipeline(store, stages=[DataStage(), EvidenceStage("training", training_evidence())]).resume(run_id)
         assert outcome.status == "completed" and store.verify_chain().ok
