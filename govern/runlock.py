@@ -76,6 +76,8 @@ def process_alive(run_dir: Path) -> bool | None:
     """Whether a live process holds the run's lock: False for a run left ``running`` by a killed process,
     None when this machine cannot tell (the folder is elsewhere, or the run predates the lock). Only reads:
     a shared ``flock`` probe on the existing file, released at once."""
+    # By hand, not through filelock: its acquire creates the file and takes the lock exclusively, while a probe
+    # from `govern runs list` must write nothing and hold its (shared) lock only for the instant it looks.
     try:
         fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:

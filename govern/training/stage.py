@@ -113,14 +113,12 @@ class TrainingStage(AlwaysEnabled):
                                         "privacy (privacy.require_dp: true); enable DP or use a policy that "
                                         "allows non-private training (e.g. dev)")
         spec = self.spec(ctx)
-        from govern.training import checkpoints
-        from govern.training.distributed import is_distributed, share_spec
+        from govern.training.distributed import share_spec
 
         with _chain(ctx) as chain:
-            if is_distributed():
-                # Refuse a tampered checkpoint before the other ranks get the spec and start training.
-                checkpoints.resumable_checkpoint(Path(spec.output_dir), chain)
-            share_spec(spec.model_dump_json())  # under torchrun: the other ranks train this exact spec
+            # Under torchrun the other ranks train this exact spec; a checkpoint rank 0 refuses on resume stops
+            # them all in train() (checkpoints.resume_on_every_rank), so it is verified there once.
+            share_spec(spec.model_dump_json())
             outcome = train(spec, progress=ctx.progress, chain=chain)
         # The exact recipe, for audits that retrain with it (LiRA's reference models): paths and
         # settings only, no records.

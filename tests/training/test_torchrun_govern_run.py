@@ -135,9 +135,24 @@ def test_govern_run_killed_under_torchrun_resumes_on_both_ranks_to_the_uninterru
         interrupted_at = max(e.payload["step"] for e in store.events(killed.id) if e.kind == "checkpoint.saved")
     assert killed.status == "running" and 0 < interrupted_at < reference["steps"]
 
-    resumed = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29579",
-                              str(Path(sys.executable).with_name("govern")), "run", str(cfg), "--resume", killed.id],
-                             env=env, cwd=cfg.parent, capture_output=True, text=True, timeout=400)
+    def resume(port: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", port,
+                               str(Path(sys.executable).with_name("govern")), "run", str(cfg), "--resume", killed.id],
+                              env=env, cwd=cfg.parent, capture_output=True, text=True, timeout=400)
+
+    # A recorded checkpoint edited before the resume: rank 0 refuses, and so does the other rank (no hang)
+    (newest,) = [p for p in cfg.parent.rglob(f"checkpoints/step-{interrupted_at:07d}") if p.is_dir()]
+    weights = newest / "trainable.safetensors"
+    kept = weights.read_bytes()
+    weights.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))
+    refused = resume("29581")
+    assert refused.returncode != 0 and "a file was edited, added or removed" in refused.stderr
+    assert "rank 0 refused to resume" in refused.stderr  # the other rank stopped with rank 0's reason
+    with LineageStore.open(f"sqlite:///{db}") as store:
+        assert store.get_run(killed.id).status == "failed"
+    weights.write_bytes(kept)
+
+    resumed = resume("29579")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     with LineageStore.open(f"sqlite:///{db}") as store:
         run = store.get_run(killed.id)
